@@ -1,0 +1,27 @@
+# `cmake --install` puts the model library, its headers and a package config
+# in the prefix, so that other LibTorch projects can write
+#   find_package(MobileNetV2 CONFIG REQUIRED)
+#   target_link_libraries(app PRIVATE MobileNetV2::mobilenetv2)
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(MNV2_CONFIG_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/MobileNetV2")
+
+install(TARGETS mobilenetv2 EXPORT MobileNetV2Targets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(DIRECTORY models/include/mobilenetv2
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT MobileNetV2Targets NAMESPACE MobileNetV2::
+        DESTINATION ${MNV2_CONFIG_DIR})
+
+configure_package_config_file(cmake/MobileNetV2Config.cmake.in
+  "${PROJECT_BINARY_DIR}/MobileNetV2Config.cmake"
+  INSTALL_DESTINATION ${MNV2_CONFIG_DIR})
+write_basic_package_version_file(
+  "${PROJECT_BINARY_DIR}/MobileNetV2ConfigVersion.cmake"
+  COMPATIBILITY SameMinorVersion)
+install(FILES "${PROJECT_BINARY_DIR}/MobileNetV2Config.cmake"
+              "${PROJECT_BINARY_DIR}/MobileNetV2ConfigVersion.cmake"
+              cmake/MNV2TorchWheel.cmake
+        DESTINATION ${MNV2_CONFIG_DIR})

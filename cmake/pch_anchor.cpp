@@ -1,0 +1,2 @@
+// Anchor translation unit that owns the precompiled <torch/torch.h>.
+#include <torch/torch.h>

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include <cstdint>
+
+namespace mnv2 {
+
+/// Options of a convolution + BatchNorm (+ ReLU6) unit; torchvision's
+/// `Conv2dNormActivation` with `activation_layer=nn.ReLU6`.
+struct ConvBNActivationOptions {
+  ConvBNActivationOptions(int64_t in_channels, int64_t out_channels)
+      : in_channels_(in_channels), out_channels_(out_channels) {}
+  TORCH_ARG(int64_t, in_channels);
+  TORCH_ARG(int64_t, out_channels);
+  /// Square kernel size. Default: 3.
+  TORCH_ARG(int64_t, kernel_size) = 3;
+  /// Default: 1.
+  TORCH_ARG(int64_t, stride) = 1;
+  /// Default: 1 (a depthwise convolution has groups == in_channels).
+  TORCH_ARG(int64_t, groups) = 1;
+  /// Whether a ReLU6 follows the BatchNorm. Default: true.
+  TORCH_ARG(bool, activation) = true;
+  TORCH_ARG(double, bn_eps) = 1e-5;
+  TORCH_ARG(double, bn_momentum) = 0.1;
+};
+
+/// Conv2d (no bias, "same" padding) -> BatchNorm2d -> ReLU6, as a Sequential so
+/// that the parameters are named `0.weight`, `1.weight`, ... like
+/// torchvision's.
+class ConvBNActivationImpl : public torch::nn::SequentialImpl {
+ public:
+  explicit ConvBNActivationImpl(const ConvBNActivationOptions& options);
+  /// A concrete forward so the unit can sit inside another Sequential.
+  torch::Tensor forward(torch::Tensor x) {
+    return SequentialImpl::forward(std::move(x));
+  }
+  ConvBNActivationOptions options;
+};
+TORCH_MODULE(ConvBNActivation);
+
+}  // namespace mnv2

@@ -1,0 +1,67 @@
+#include <mobilenetv2/atomic_file.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+namespace mnv2 {
+
+namespace {
+std::runtime_error write_error(const std::string& path, const char* what) {
+  return std::runtime_error("cannot write '" + path + "': " + what + " (" +
+                            std::strerror(errno) + ")");
+}
+}  // namespace
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
+  const std::filesystem::path target(path);
+  auto dir = target.parent_path();
+  if (dir.empty()) {
+    dir = ".";
+  }
+  auto temp_path = dir / target.filename();
+  temp_path += ".tmp-XXXXXX";
+  std::string temp = temp_path.string();
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) {
+    throw write_error(path, "cannot create a temporary file beside it");
+  }
+  const char* data = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, data, left);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      const auto error = write_error(path, "write failed");
+      ::close(fd);
+      ::unlink(temp.c_str());
+      throw error;
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  // Files from mkstemp are 0600; give the usual 0644 (less the umask).
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd, 0666 & ~mask);
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const auto error = write_error(path, "flush failed");
+    ::unlink(temp.c_str());
+    throw error;
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const auto error = write_error(path, "rename failed");
+    ::unlink(temp.c_str());
+    throw error;
+  }
+}
+
+}  // namespace mnv2

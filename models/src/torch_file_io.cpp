@@ -1,0 +1,146 @@
+#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/pickle_compat.h>
+#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/zip_integrity.h>
+
+#include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/istream_adapter.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
+#include <torch/serialize.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace mnv2 {
+
+namespace {
+
+// The first line of a LibTorch error, without its C++ stack trace.
+std::string first_line(const std::string& message) {
+  return message.substr(0, message.find('\n'));
+}
+
+WeightsError file_error(const std::string& path, const std::string& what) {
+  return WeightsError("weights file '" + path + "': " + what);
+}
+
+std::string read_all(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    throw file_error(path, "does not exist");
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    throw file_error(path, "is a directory, not a file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw file_error(path, "cannot be opened for reading");
+  }
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+bool is_zip(const std::string& bytes) {
+  return bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0;
+}
+
+// Pickle protocol 2 header of the pre-1.6 torch.save format: PROTO 2, LONG1 of
+// the magic number 0x1950a86a20f9469cfc6c.
+bool is_legacy_torch_save(const std::string& bytes) {
+  return bytes.size() > 3 && static_cast<unsigned char>(bytes[0]) == 0x80 &&
+         static_cast<unsigned char>(bytes[2]) == 0x8a;
+}
+
+}  // namespace
+
+c10::IValue read_torch_file(const std::string& path) {
+  const std::string bytes = read_all(path);
+  if (bytes.empty()) {
+    throw file_error(path, "is empty");
+  }
+  if (!is_zip(bytes)) {
+    if (is_legacy_torch_save(bytes)) {
+      throw file_error(path,
+                       "uses the pre-1.6 torch.save format; load it in Python "
+                       "and save it again with a current torch.save");
+    }
+    throw file_error(path, "is not a torch.save file (not a zip archive)");
+  }
+  if (const auto problem = zip_integrity_problem(bytes); !problem.empty()) {
+    throw file_error(path, "is corrupt or truncated (" + problem + ")");
+  }
+  try {
+    std::istringstream stream(bytes);
+    caffe2::serialize::PyTorchStreamReader reader(&stream);
+    TORCH_CHECK(reader.hasRecord("data.pkl"), "the archive has no data.pkl");
+    auto [data, size] = reader.getRecord("data.pkl");
+    const std::string pickle = ordered_dicts_as_dicts(
+        std::string_view(static_cast<const char*>(data.get()), size));
+    size_t offset = 0;
+    auto read_pickle = [&](char* buffer, size_t n) -> size_t {
+      const size_t count = std::min(n, pickle.size() - offset);
+      std::memcpy(buffer, pickle.data() + offset, count);
+      offset += count;
+      return count;
+    };
+    auto read_record = [&](const std::string& name) {
+      return std::get<0>(reader.getRecord("data/" + name));
+    };
+    torch::jit::Unpickler unpickler(read_pickle,
+                                    /*type_resolver=*/nullptr,
+                                    /*obj_loader=*/nullptr,
+                                    read_record,
+                                    c10::Device(c10::kCPU));
+    unpickler.set_version(reader.version());
+    return unpickler.parse_ivalue();
+  } catch (const c10::Error& e) {
+    throw file_error(path,
+                     "is corrupt or truncated (" + first_line(e.msg()) + ")");
+  } catch (const std::exception& e) {
+    throw file_error(path,
+                     "is corrupt or truncated (" + first_line(e.what()) + ")");
+  }
+}
+
+void write_torch_file(const c10::IValue& value, const std::string& path) {
+  std::string bytes;
+  try {
+    // Like torch::pickle_save, but without the TorchScript type tags on dicts
+    // and lists: Python's torch.load(weights_only=True) rejects those.
+    std::vector<char> pickle;
+    torch::jit::Pickler pickler(
+        [&](const char* data, size_t size) {
+          pickle.insert(pickle.end(), data, data + size);
+        },
+        /*tensor_table=*/nullptr,
+        /*type_renamer=*/nullptr,
+        /*memoized_class_types=*/nullptr,
+        /*get_tensor_id=*/nullptr,
+        /*tag_aggregates=*/false);
+    pickler.protocol();
+    pickler.pushIValue(value);
+    pickler.stop();
+    caffe2::serialize::PyTorchStreamWriter writer(
+        [&](const void* data, size_t size) {
+          bytes.append(static_cast<const char*>(data), size);
+          return size;
+        });
+    torch::jit::writeArchiveAndTensors(
+        "data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+    writer.writeEndOfFile();
+  } catch (const c10::Error& e) {
+    throw WeightsError("cannot serialise for '" + path +
+                       "': " + first_line(e.msg()));
+  }
+  try {
+    write_file_atomically(path, bytes);
+  } catch (const std::runtime_error& e) {
+    throw WeightsError(e.what());
+  }
+}
+
+}  // namespace mnv2

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# One idempotent set-up for a fresh Debian 12 machine: Debian packages, the
+# pinned LibTorch (from the PyPI `torch` wheel) and Python tools in a cache
+# outside the checkout, the embedded default data, then a Release build.
+# A second run with nothing changed takes seconds.
+#
+#   scripts/setup.sh              build what the programs need
+#   scripts/setup.sh --oracles    also the Python test oracles (torchvision, ...)
+#
+# Your own LibTorch: set Torch_DIR (or CMAKE_PREFIX_PATH) and no torch wheel is
+# installed for the build. MNV2_CACHE moves the cache (default ~/.cache/mnv2),
+# MNV2_BUILD_DIR the build tree (default ./build).
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+TORCHVISION_VERSION=0.28.0
+ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard")
+DATA_PACKAGES=("numpy" "scikit-learn")
+DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
+  pkg-config zlib1g-dev libopencv-dev libspdlog-dev libcxxopts-dev catch2
+  nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format)
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${MNV2_CACHE:-$HOME/.cache/mnv2}
+build=${MNV2_BUILD_DIR:-$root/build}
+with_oracles=0
+for arg in "$@"; do
+  case "$arg" in
+    --oracles) with_oracles=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+say() { printf '[setup] %s\n' "$*"; }
+
+# 1. Debian packages, installed only when one is missing.
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# 2. The CUDA toolkit: the CUDA build of LibTorch needs it to configure and
+#    link (no GPU needed; the programs then run on CPU).
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="/usr/local/cuda/bin:$PATH"
+fi
+command -v nvcc >/dev/null || {
+  echo "setup.sh: the CUDA toolkit (nvcc) is missing; the CUDA LibTorch wheel needs it to configure" >&2
+  exit 1
+}
+
+# 3. Python environment in the cache: the data preparation's tools, the
+#    pinned torch wheel (unless the user brings a LibTorch) and, for tests,
+#    the oracles.
+user_torch=${Torch_DIR:-}
+if [ -z "$user_torch" ] && [ -n "${CMAKE_PREFIX_PATH:-}" ]; then
+  for dir in ${CMAKE_PREFIX_PATH//:/ }; do
+    for candidate in "$dir/share/cmake/Torch" "$dir/lib/cmake/Torch" "$dir"; do
+      [ -f "$candidate/TorchConfig.cmake" ] && { user_torch=$candidate; break 2; }
+    done
+  done
+fi
+venv="$cache/venv-torch$TORCH_VERSION"
+packages=("${DATA_PACKAGES[@]}")
+[ -n "$user_torch" ] || packages+=("torch==$TORCH_VERSION")
+((with_oracles)) && packages+=("torch==$TORCH_VERSION" "${ORACLE_PACKAGES[@]}")
+stamp="$venv/.mnv2-installed"
+wanted=$(printf '%s\n' "${packages[@]}" | sort -u)
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+fi
+todo=$(comm -23 <(echo "$wanted") <(sort -u "$stamp" 2>/dev/null || true))
+if [ -n "$todo" ]; then
+  say "installing into $venv: $(echo $todo)"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q $todo
+  { cat "$stamp" 2>/dev/null || true; echo "$todo"; } | sort -u >"$stamp.new"
+  mv "$stamp.new" "$stamp"
+fi
+python="$venv/bin/python"
+
+# 4. The embedded default dataset (scikit-learn's digits as an ImageFolder).
+if [ -f "$root/data/prepare_digits.py" ]; then
+  "$python" "$root/data/prepare_digits.py" "$root/data/digits"
+fi
+
+# 5. Configure (when needed) and build, Release.
+if [ -n "$user_torch" ]; then
+  torch_arg=("-DTorch_DIR=$user_torch")
+  say "using your LibTorch at $user_torch"
+else
+  torch_arg=("-DCMAKE_PREFIX_PATH=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')")
+fi
+if [ ! -f "$build/build.ninja" ] || [ "$0" -nt "$build/CMakeCache.txt" ]; then
+  say "configuring $build"
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    "${torch_arg[@]}" "-DMNV2_PYTHON=$python" >"$cache/configure.log" 2>&1 || {
+    cat "$cache/configure.log" >&2; exit 1; }
+fi
+say "building $build"
+cmake --build "$build"
+say "ready: programs in $build/apps"

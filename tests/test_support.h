@@ -1,0 +1,37 @@
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace mnv2::test {
+
+/// A folder named by an environment variable that ctest sets; fails the test
+/// when it is unset, so a mis-registered test cannot pass by doing nothing.
+inline std::filesystem::path folder_from_env(const char* variable) {
+  const char* value = std::getenv(variable);
+  if (value == nullptr || *value == '\0') {
+    throw std::runtime_error(std::string(variable) +
+                             " is not set: run this test through ctest");
+  }
+  return value;
+}
+
+/// A fresh, empty temporary folder for one test.
+inline std::filesystem::path fresh_temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("mnv2-test-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+/// max |a - b| / max |b|: the relative error used by the parity tests.
+inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  const double scale = b.abs().max().item<double>();
+  const double diff = (a - b).abs().max().item<double>();
+  return diff / std::max(scale, 1e-12);
+}
+
+}  // namespace mnv2::test

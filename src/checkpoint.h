@@ -1,0 +1,68 @@
+#pragma once
+
+#include <mobilenetv2/options.h>
+#include <mobilenetv2/weights_io.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mnv2 {
+
+/// Where training stands, besides the tensors.
+struct TrainingProgress {
+  int64_t epoch = 0;           ///< epochs completed
+  int64_t batch_in_epoch = 0;  ///< batches done of an interrupted epoch
+  int64_t global_step = 0;     ///< optimiser steps so far
+  double best_top1 = -1;       ///< best val top-1 so far, percent
+};
+
+/// What mnv2-eval and mnv2-export need to know about trained weights.
+struct ModelInfo {
+  MobileNetV2Options options;
+  std::vector<std::string> class_names;
+  int64_t img_size = 224;
+  int64_t val_resize = 256;
+  int64_t val_crop = 224;
+};
+
+/// A full training checkpoint, as written to checkpoint.pth: a dict that
+/// Python's torch.load(weights_only=True) reads, with the model's state_dict
+/// under "model" (so any state_dict reader accepts the file as weights).
+struct Checkpoint {
+  StateDict model;
+  std::optional<StateDict> model_ema;
+  StateDict optimizer;
+  torch::Tensor scaler_scale;
+  torch::Tensor scaler_growth_tracker;
+  torch::Tensor rng_state;  ///< LibTorch's default CPU generator
+  TrainingProgress progress;
+  ModelInfo info;
+  std::string config_json;
+};
+
+/// Writes atomically: a kill at any moment leaves the previous file intact.
+void write_checkpoint(const Checkpoint& checkpoint, const std::string& path);
+/// Throws WeightsError naming the file when it is not our checkpoint.
+Checkpoint read_checkpoint(const std::string& path);
+/// Whether `path` holds one of our training checkpoints (vs. plain weights).
+bool is_checkpoint(const c10::IValue& value);
+
+/// Weights plus what is known about them, from a checkpoint (raw or EMA
+/// weights), or a torchvision-style state_dict with an optional
+/// `<stem>.json` metadata file beside it.
+struct LoadedWeights {
+  StateDict state;
+  ModelInfo info;
+  std::string kind;  ///< "checkpoint", "checkpoint-ema" or "state_dict"
+};
+LoadedWeights load_weights_file(const std::string& path, bool prefer_ema);
+
+/// The metadata file written beside a weights file: `<stem>.json`.
+std::string metadata_path_for(const std::string& weights_path);
+void write_weights_metadata(const ModelInfo& info,
+                            const std::string& weights_path,
+                            const std::string& extra_json_fields = "{}");
+
+}  // namespace mnv2

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mnv2 {
+
+struct Sample {
+  std::string path;
+  int64_t label;
+};
+
+/// Images with integer labels and the class names those labels index.
+struct Dataset {
+  std::string origin;  ///< the folder or list file it was read from
+  std::vector<Sample> samples;
+  std::vector<std::string> class_names;
+};
+
+/// torchvision's IMG_EXTENSIONS, compared case-blind.
+bool has_image_extension(const std::string& path);
+
+/// `root/<class>/<image>`: classes sorted as torchvision sorts them (by code
+/// point), so class indices agree with `torchvision.datasets.ImageFolder`.
+/// Files inside a class folder are found recursively and sorted. Throws
+/// DataError for a missing or empty root or a class folder with no images.
+Dataset load_image_folder(const std::string& root);
+
+/// A text file of `<path> <label>` lines (paths relative to the file's folder;
+/// blank lines and `#` comments ignored). Class names come from a
+/// `classes.txt` beside it (one per line) or are the label numbers. Throws
+/// DataError naming the file and line for a bad line.
+Dataset load_list_file(const std::string& list_path);
+
+/// A folder is an ImageFolder, a file a list file.
+Dataset open_dataset(const std::string& path);
+
+/// One class name per line (blank lines ignored). Throws DataError.
+std::vector<std::string> read_class_names(const std::string& path);
+
+}  // namespace mnv2

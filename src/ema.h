@@ -1,0 +1,41 @@
+#pragma once
+
+#include <mobilenetv2/mobilenet_v2.h>
+
+#include <cstdint>
+
+namespace mnv2 {
+
+/// Exponential moving average of a model's parameters and buffers, as
+/// torchvision's reference `ExponentialMovingAverage` with `--model-ema`:
+/// updated every `update_every` steps with a decay adjusted for the batch
+/// size and epoch count, and reset to the model during warmup.
+class ModelEma {
+ public:
+  /// `decay` and `update_every` as torchvision's --model-ema-decay and
+  /// --model-ema-steps; `images_per_step` and `epochs` give its adjustment.
+  ModelEma(const MobileNetV2& model,
+           double decay,
+           int64_t update_every,
+           int64_t images_per_step,
+           int64_t epochs);
+
+  /// Called after every optimiser step; `in_warmup` copies the model instead.
+  void after_step(const MobileNetV2& model,
+                  int64_t global_step,
+                  bool in_warmup);
+
+  MobileNetV2& model() {
+    return ema_;
+  }
+  double effective_decay() const {
+    return decay_;
+  }
+
+ private:
+  MobileNetV2 ema_{nullptr};
+  double decay_;
+  int64_t update_every_;
+};
+
+}  // namespace mnv2

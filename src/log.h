@@ -1,0 +1,31 @@
+#pragma once
+
+// Logging for the engine and programs. spdlog stays inside log.cpp, which is
+// compiled without LibTorch's include folder: the torch wheel bundles its own
+// fmt, which Debian's spdlog must not be compiled against.
+
+#include <sstream>
+#include <string>
+
+namespace mnv2::log {
+
+/// Console logging, plus a log file when `file` is not empty. Safe to call
+/// again (e.g. once the output folder is known).
+void init(const std::string& file = {}, bool verbose = false);
+
+void debug(const std::string& message);
+void info(const std::string& message);
+void warn(const std::string& message);
+void error(const std::string& message);
+/// Flushes every sink (the file sink is flushed on warnings anyway).
+void flush();
+
+/// Concatenates anything `operator<<` prints: log::info(cat("epoch ", n)).
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
+}  // namespace mnv2::log

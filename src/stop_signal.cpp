@@ -1,0 +1,34 @@
+#include "stop_signal.h"
+
+#include <atomic>
+#include <csignal>
+
+namespace mnv2 {
+
+namespace {
+std::atomic<int> received{0};
+
+extern "C" void on_stop_signal(int signal) {
+  if (received.load() == signal) {
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+    return;
+  }
+  received.store(signal);
+}
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+int stop_signal() {
+  return received.load();
+}
+
+int exit_status_for_signal(int signal) {
+  return 128 + signal;
+}
+
+}  // namespace mnv2

@@ -1,0 +1,468 @@
+#include "trainer.h"
+
+#include "amp.h"
+#include "checkpoint.h"
+#include "curves_plot.h"
+#include "data_loader.h"
+#include "ema.h"
+#include "epoch_metrics.h"
+#include "errors.h"
+#include "evaluate.h"
+#include "log.h"
+#include "lr_schedule.h"
+#include "mixup.h"
+#include "optimizer.h"
+#include "progress.h"
+#include "runtime.h"
+#include "stop_signal.h"
+#include "tensorboard_writer.h"
+#include "training_setup.h"
+
+#include <mobilenetv2/counting.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
+
+namespace fs = std::filesystem;
+
+namespace mnv2 {
+
+namespace {
+
+LoaderOptions loader_options(const TrainConfig& c, bool train, bool cuda) {
+  LoaderOptions o;
+  o.batch_size = c.batch_size;
+  o.workers = c.workers;
+  o.shuffle = train;
+  o.seed = c.seed;
+  o.strict = c.strict_data;
+  o.train = train;
+  o.train_transform.size = static_cast<int>(c.img_size);
+  o.train_transform.scale_min = c.crop_scale_min;
+  o.train_transform.hflip_prob = c.hflip;
+  o.train_transform.random_erase_prob = c.random_erase;
+  o.eval_transform.resize_size = static_cast<int>(c.val_resize);
+  o.eval_transform.crop_size = static_cast<int>(c.val_crop);
+  o.pin_memory = cuda;
+  return o;
+}
+
+std::string fixed(double value, int digits) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << value;
+  return out.str();
+}
+
+// Everything one training run holds; the epoch loop is `run`.
+class Training {
+ public:
+  explicit Training(TrainConfig config) : c_(std::move(config)) {}
+  int run();
+
+ private:
+  void setup();
+  void resume();
+  // Returns the signal that stopped the epoch, or 0.
+  int train_epoch(int64_t epoch, EpochMetrics& metrics);
+  void validate(EpochMetrics& metrics);
+  void save_checkpoint();
+  void save_best(const EpochMetrics& metrics);
+
+  TrainConfig c_;
+  torch::Device device_ = torch::kCPU;
+  std::optional<c10::ScalarType> amp_dtype_;
+  Dataset train_set_;
+  Dataset val_set_;
+  ModelInfo info_;
+  MobileNetV2 model_{nullptr};
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradScaler> scaler_;
+  std::optional<ModelEma> ema_;
+  std::unique_ptr<DataLoader> train_loader_;
+  std::unique_ptr<DataLoader> val_loader_;
+  LrSchedule schedule_;
+  TrainingProgress progress_;
+  double last_lr_ = 0;
+};
+
+void Training::setup() {
+  device_ = resolve_device(c_.device);
+  if (c_.amp) {
+    amp_dtype_ = c_.amp_dtype == "bf16" ? torch::kBFloat16 : torch::kHalf;
+  }
+  torch::manual_seed(c_.seed);
+  if (c_.deterministic) {
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  }
+  if (device_.is_cuda()) {
+    at::globalContext().setBenchmarkCuDNN(!c_.deterministic);
+  }
+  std::tie(train_set_, val_set_) = open_train_and_val(c_);
+  const auto classes = static_cast<int64_t>(train_set_.class_names.size());
+  model_ = build_training_model(c_, classes);
+  model_->to(device_);
+  if (c_.channels_last) {
+    use_channels_last(*model_);
+  }
+  info_ = {model_->options,
+           train_set_.class_names,
+           c_.img_size,
+           c_.val_resize,
+           c_.val_crop};
+
+  OptimizerOptions opt;
+  opt.kind = c_.optimizer;
+  opt.momentum = c_.momentum;
+  opt.nesterov = c_.nesterov;
+  opt.eps = c_.opt_eps;
+  optimizer_ = std::make_unique<Optimizer>(
+      weight_decay_groups(*model_, c_.weight_decay, c_.norm_weight_decay), opt);
+  scaler_ = std::make_unique<GradScaler>(
+      device_, amp_dtype_ && *amp_dtype_ == torch::kHalf);
+
+  auto train_options = loader_options(c_, true, device_.is_cuda());
+  train_options.drop_last =
+      static_cast<int64_t>(train_set_.samples.size()) >= c_.batch_size;
+  train_loader_ = std::make_unique<DataLoader>(train_set_, train_options);
+  val_loader_ = std::make_unique<DataLoader>(
+      val_set_, loader_options(c_, false, device_.is_cuda()));
+
+  schedule_ = {c_.lr,
+               c_.lr_scheduler,
+               c_.lr_step_size,
+               c_.lr_gamma,
+               c_.lr_min,
+               c_.warmup_epochs,
+               c_.warmup_decay,
+               c_.epochs,
+               train_loader_->batches_per_epoch()};
+  if (c_.ema) {
+    ema_.emplace(model_, c_.ema_decay, c_.ema_steps, c_.batch_size, c_.epochs);
+  }
+  log::info(
+      log::cat("MobileNetV2 width ",
+               c_.width_mult,
+               ", ",
+               classes,
+               " classes, ",
+               count_parameters(*model_),
+               " parameters, ",
+               count_multiply_adds(*model_, c_.img_size, c_.img_size) / 1e6,
+               "M multiply-adds at ",
+               c_.img_size));
+  log::info(log::cat("data: ",
+                     train_set_.samples.size(),
+                     " training images in '",
+                     train_set_.origin,
+                     "', ",
+                     val_set_.samples.size(),
+                     " validation images in '",
+                     val_set_.origin,
+                     "'"));
+  log::info(log::cat("recipe ",
+                     c_.recipe,
+                     ": ",
+                     c_.optimizer,
+                     " lr ",
+                     c_.lr,
+                     " (",
+                     c_.lr_scheduler,
+                     "), ",
+                     c_.epochs,
+                     " epochs of ",
+                     train_loader_->batches_per_epoch(),
+                     " steps, batch ",
+                     c_.batch_size,
+                     "; device ",
+                     device_.str(),
+                     ", ",
+                     at::get_num_threads(),
+                     " threads",
+                     amp_dtype_ ? ", AMP " + c_.amp_dtype : std::string()));
+}
+
+void Training::resume() {
+  const auto cp = read_checkpoint(c_.resume);
+  if (cp.info.class_names != info_.class_names ||
+      cp.info.options.width_mult() != info_.options.width_mult()) {
+    throw UsageError("--resume '" + c_.resume +
+                     "' was trained on other classes or another width");
+  }
+  load_weights(*model_, cp.model, LoadMode::kStrict, c_.resume);
+  if (ema_ && cp.model_ema) {
+    load_weights(*ema_->model(), *cp.model_ema, LoadMode::kStrict, c_.resume);
+  }
+  optimizer_->load_state(cp.optimizer);
+  scaler_->load(cp.scaler_scale.to(device_),
+                cp.scaler_growth_tracker.to(device_));
+  auto generator = at::detail::getDefaultCPUGenerator();
+  generator.set_state(cp.rng_state);
+  progress_ = cp.progress;
+  log::info(log::cat("resumed from ",
+                     c_.resume,
+                     " at epoch ",
+                     progress_.epoch + 1,
+                     ", batch ",
+                     progress_.batch_in_epoch));
+}
+
+void Training::save_checkpoint() {
+  Checkpoint cp;
+  cp.model = state_dict_of(*model_);
+  if (ema_) {
+    cp.model_ema = state_dict_of(*ema_->model());
+  }
+  cp.optimizer = optimizer_->state();
+  cp.scaler_scale = scaler_->scale_tensor();
+  cp.scaler_growth_tracker = scaler_->growth_tracker();
+  cp.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  cp.progress = progress_;
+  cp.info = info_;
+  cp.config_json = to_json(c_);
+  write_checkpoint(cp, (fs::path(c_.output) / "checkpoint.pth").string());
+}
+
+int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
+  model_->train();
+  train_loader_->start_epoch(epoch, progress_.batch_in_epoch);
+  const auto steps = train_loader_->batches_per_epoch();
+  const auto classes = static_cast<int64_t>(info_.class_names.size());
+  const bool mixing = c_.mixup_alpha > 0 || c_.cutmix_alpha > 0;
+  const auto params = optimizer_->parameters();
+  Progress bar(
+      "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c_.epochs),
+      steps,
+      c_.log_interval);
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
+  int64_t done = 0;
+  int64_t images = 0;
+  std::string stats;
+  const auto start = std::chrono::steady_clock::now();
+  while (auto batch = train_loader_->next()) {
+    auto x = normalize_images(batch->images, device_, c_.channels_last);
+    const auto y = batch->labels.to(device_, /*non_blocking=*/true);
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(device_.type(),
+                             amp_dtype_.value_or(torch::kFloat),
+                             amp_dtype_.has_value());
+      if (mixing) {
+        std::seed_seq seeds{static_cast<uint32_t>(c_.seed),
+                            static_cast<uint32_t>(progress_.global_step)};
+        std::mt19937_64 rng(seeds);
+        const auto mixed =
+            mix_batch(x, y, classes, c_.mixup_alpha, c_.cutmix_alpha, rng);
+        loss = soft_cross_entropy(
+            model_->forward(mixed.images), mixed.targets, c_.label_smoothing);
+      } else {
+        loss = torch::nn::functional::cross_entropy(
+            model_->forward(x).to(torch::kFloat),
+            y,
+            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+                c_.label_smoothing));
+      }
+    }
+    optimizer_->zero_grad();
+    scaler_->scale(loss).backward();
+    scaler_->unscale(params);
+    if (c_.clip_grad_norm > 0) {
+      clip_grad_norm(params, c_.clip_grad_norm);
+    }
+    last_lr_ = schedule_.at(progress_.global_step);
+    optimizer_->step(last_lr_, scaler_->skip_step());
+    scaler_->update();
+    ++progress_.global_step;
+    if (ema_) {
+      ema_->after_step(model_, progress_.global_step, epoch < c_.warmup_epochs);
+    }
+    loss_sum += loss.detach().to(torch::kFloat);
+    ++done;
+    ++progress_.batch_in_epoch;
+    images += batch->labels.size(0);
+    if (done % c_.log_interval == 0 || progress_.batch_in_epoch == steps) {
+      const double mean = loss_sum.item<double>() / static_cast<double>(done);
+      if (!std::isfinite(mean) && !scaler_->enabled()) {
+        throw TrainingError(log::cat("the training loss became ",
+                                     mean,
+                                     " in epoch ",
+                                     epoch + 1,
+                                     "; stopped, the last good checkpoint in '",
+                                     c_.output,
+                                     "' is kept (try a lower --lr)"));
+      }
+      stats = "loss " + fixed(mean, 4) + " lr " + fixed(last_lr_, 5);
+    }
+    bar.update(progress_.batch_in_epoch, images, stats);
+    if (const int signal = stop_signal()) {
+      bar.finish();
+      return signal;
+    }
+  }
+  bar.finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  metrics.train_loss =
+      done > 0 ? loss_sum.item<double>() / static_cast<double>(done) : 0.0;
+  if (!std::isfinite(metrics.train_loss) && !scaler_->enabled()) {
+    throw TrainingError(log::cat("the training loss became ",
+                                 metrics.train_loss,
+                                 " in epoch ",
+                                 epoch + 1,
+                                 "; stopped, the last good checkpoint in '",
+                                 c_.output,
+                                 "' is kept (try a lower --lr)"));
+  }
+  metrics.train_images_per_second = static_cast<double>(images) / seconds;
+  metrics.skipped_images = train_loader_->skipped_in_epoch();
+  metrics.lr = last_lr_;
+  return 0;
+}
+
+void Training::validate(EpochMetrics& metrics) {
+  EvalOptions options;
+  options.device = device_;
+  options.channels_last = c_.channels_last;
+  if (amp_dtype_) {
+    options.amp_dtype = amp_dtype_;
+  }
+  const auto classes = static_cast<int64_t>(info_.class_names.size());
+  model_->eval();
+  const auto raw =
+      evaluate([&](const torch::Tensor& x) { return model_->forward(x); },
+               *val_loader_,
+               classes,
+               options);
+  metrics.val_loss = raw.loss;
+  metrics.val_top1 = raw.top1;
+  metrics.val_top5 = raw.top5;
+  if (ema_) {
+    const auto averaged = evaluate(
+        [&](const torch::Tensor& x) { return ema_->model()->forward(x); },
+        *val_loader_,
+        classes,
+        options);
+    metrics.ema_val_top1 = averaged.top1;
+    metrics.ema_val_top5 = averaged.top5;
+  }
+}
+
+void Training::save_best(const EpochMetrics& m) {
+  const bool ema_better = m.ema_val_top1 && *m.ema_val_top1 > m.val_top1;
+  const double top1 = ema_better ? *m.ema_val_top1 : m.val_top1;
+  if (top1 <= progress_.best_top1) {
+    return;
+  }
+  progress_.best_top1 = top1;
+  const auto path = (fs::path(c_.output) / "model_best.pth").string();
+  write_state_dict(state_dict_of(ema_better ? *ema_->model() : *model_), path);
+  nlohmann::json extra = {{"val_top1", top1},
+                          {"epoch", m.epoch},
+                          {"weights", ema_better ? "ema" : "raw"}};
+  write_weights_metadata(info_, path, extra.dump());
+}
+
+int Training::run() {
+  const auto problems = c_.problems();
+  if (!problems.empty()) {
+    throw UsageError(problems.front());
+  }
+  prepare_output_folder(c_.output);
+  log::init((fs::path(c_.output) / "train.log").string());
+  configure_runtime(c_.threads);
+  setup();
+  if (!c_.resume.empty()) {
+    resume();
+  }
+  install_stop_signal_handlers();
+  MetricsLog metrics_log(c_.output, progress_.epoch + 1);
+  TensorBoardWriter board(c_.output);
+  for (int64_t epoch = progress_.epoch; epoch < c_.epochs; ++epoch) {
+    EpochMetrics metrics;
+    metrics.epoch = epoch + 1;
+    const auto start = std::chrono::steady_clock::now();
+    if (const int signal = train_epoch(epoch, metrics)) {
+      save_checkpoint();
+      log::warn(log::cat("stopped by signal ",
+                         signal,
+                         " in epoch ",
+                         epoch + 1,
+                         " after batch ",
+                         progress_.batch_in_epoch,
+                         "; checkpoint saved, continue with --resume ",
+                         (fs::path(c_.output) / "checkpoint.pth").string()));
+      return exit_status_for_signal(signal);
+    }
+    validate(metrics);
+    metrics.epoch_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    progress_.epoch = epoch + 1;
+    progress_.batch_in_epoch = 0;
+    save_best(metrics);
+    metrics_log.write(metrics);
+    for (const auto& [tag, value] : std::vector<std::pair<std::string, double>>{
+             {"train/loss", metrics.train_loss},
+             {"train/lr", metrics.lr},
+             {"train/images_per_second", metrics.train_images_per_second},
+             {"val/loss", metrics.val_loss},
+             {"val/top1", metrics.val_top1},
+             {"val/top5", metrics.val_top5}}) {
+      board.add_scalar(tag, value, metrics.epoch);
+    }
+    if (metrics.ema_val_top1) {
+      board.add_scalar("val/ema_top1", *metrics.ema_val_top1, metrics.epoch);
+    }
+    board.flush();
+    save_checkpoint();
+    log::info(log::cat(
+        "epoch ",
+        metrics.epoch,
+        "/",
+        c_.epochs,
+        ": train loss ",
+        fixed(metrics.train_loss, 4),
+        ", val loss ",
+        fixed(metrics.val_loss, 4),
+        ", top-1 ",
+        fixed(metrics.val_top1, 2),
+        "%, top-5 ",
+        fixed(metrics.val_top5, 2),
+        "%",
+        metrics.ema_val_top1
+            ? ", EMA top-1 " + fixed(*metrics.ema_val_top1, 2) + "%"
+            : std::string(),
+        ", ",
+        fixed(metrics.train_images_per_second, 1),
+        " img/s, ",
+        fixed(metrics.epoch_seconds, 1),
+        " s",
+        metrics.skipped_images
+            ? log::cat(
+                  ", ", metrics.skipped_images, " unreadable images skipped")
+            : std::string()));
+    if (const int signal = stop_signal()) {
+      return exit_status_for_signal(signal);
+    }
+  }
+  write_curves_plot(metrics_log.history(),
+                    (fs::path(c_.output) / "curves.png").string());
+  log::info(log::cat("done: best val top-1 ",
+                     fixed(progress_.best_top1, 2),
+                     "%; weights in ",
+                     (fs::path(c_.output) / "model_best.pth").string()));
+  return 0;
+}
+
+}  // namespace
+
+int run_training(TrainConfig config) {
+  return Training(std::move(config)).run();
+}
+
+}  // namespace mnv2

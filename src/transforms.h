@@ -1,0 +1,64 @@
+#pragma once
+
+#include <opencv2/core/mat.hpp>
+
+#include <random>
+#include <utility>
+
+namespace mnv2 {
+
+/// A crop rectangle in pixels, as torchvision's (top, left, height, width).
+struct CropBox {
+  int top;
+  int left;
+  int height;
+  int width;
+  bool operator==(const CropBox&) const = default;
+};
+
+/// Training augmentation; defaults are torchvision's ImageNet recipe.
+struct TrainTransformOptions {
+  int size = 224;
+  double scale_min = 0.08;
+  double scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0;
+  double ratio_max = 4.0 / 3.0;
+  double hflip_prob = 0.5;
+  double random_erase_prob = 0.0;
+};
+
+/// Evaluation: resize the shorter side to `resize_size`, centre-crop
+/// `crop_size` (torchvision's 256/224; the v2 weights use 232/224).
+struct EvalTransformOptions {
+  int resize_size = 256;
+  int crop_size = 224;
+};
+
+/// torchvision's RandomResizedCrop.get_params: up to ten tries of a random
+/// area fraction and log-uniform aspect ratio, then the centre-crop fallback.
+CropBox random_resized_crop_box(int height,
+                                int width,
+                                const TrainTransformOptions& options,
+                                std::mt19937_64& rng);
+
+/// torchvision's Resize(int): (height, width) with the shorter side `size`
+/// and the longer side truncated as int(size * long / short).
+std::pair<int, int> resized_shorter_side(int height, int width, int size);
+
+/// torchvision's CenterCrop box (offsets rounded half to even, as Python's
+/// round()); a crop larger than the image is not supported (error).
+CropBox center_crop_box(int height, int width, int crop_height, int crop_width);
+
+/// Crop then resize to size x size, flip, random erasing: 8-bit RGB out.
+cv::Mat train_transform(const cv::Mat& rgb,
+                        const TrainTransformOptions& options,
+                        std::mt19937_64& rng);
+
+/// Resize the shorter side then centre-crop: 8-bit RGB out.
+cv::Mat eval_transform(const cv::Mat& rgb, const EvalTransformOptions& options);
+
+/// Resampling: area averaging when shrinking (close to PIL's antialiased
+/// bilinear, which torchvision uses), bilinear when enlarging.
+cv::Mat resize_image(const cv::Mat& image, int height, int width);
+
+}  // namespace mnv2

@@ -129,9 +129,8 @@ std::string metadata_path_for(const std::string& weights_path) {
       .string();
 }
 
-void write_weights_metadata(const ModelInfo& info,
-                            const std::string& weights_path,
-                            const std::string& extra_json_fields) {
+std::string model_info_to_json(const ModelInfo& info,
+                               const std::string& extra_json_fields) {
   auto j = nlohmann::json::parse(extra_json_fields);
   j["architecture"] = "mobilenet_v2";
   j["num_classes"] = info.options.num_classes();
@@ -141,8 +140,44 @@ void write_weights_metadata(const ModelInfo& info,
   j["val_resize"] = info.val_resize;
   j["val_crop"] = info.val_crop;
   j["class_names"] = info.class_names;
+  return j.dump(1) + "\n";
+}
+
+ModelInfo model_info_from_json(const std::string& json,
+                               const std::string& origin) {
+  ModelInfo info;
+  try {
+    const auto j = nlohmann::json::parse(json);
+    info.options.num_classes(j.value("num_classes", int64_t{1000}))
+        .width_mult(j.value("width_mult", 1.0))
+        .dropout(j.value("dropout", 0.2));
+    info.img_size = j.value("img_size", info.img_size);
+    info.val_resize = j.value("val_resize", info.val_resize);
+    info.val_crop = j.value("val_crop", info.val_crop);
+    if (j.contains("class_names")) {
+      info.class_names = j["class_names"].get<std::vector<std::string>>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw WeightsError("metadata of '" + origin +
+                       "' is not valid JSON: " + e.what());
+  }
+  if (info.class_names.size() !=
+      static_cast<size_t>(info.options.num_classes())) {
+    info.class_names.clear();
+    for (int64_t i = 0; i < info.options.num_classes(); ++i) {
+      info.class_names.push_back(std::to_string(i));
+    }
+  }
+  return info;
+}
+
+void write_weights_metadata(const ModelInfo& info,
+                            const std::string& weights_path,
+                            const std::string& extra_json_fields) {
+  auto j = nlohmann::json::parse(extra_json_fields);
   j["weights_file"] = std::filesystem::path(weights_path).filename().string();
-  write_file_atomically(metadata_path_for(weights_path), j.dump(1) + "\n");
+  write_file_atomically(metadata_path_for(weights_path),
+                        model_info_to_json(info, j.dump()));
 }
 
 LoadedWeights load_weights_file(const std::string& path, bool prefer_ema) {
@@ -166,20 +201,13 @@ LoadedWeights load_weights_file(const std::string& path, bool prefer_ema) {
   const auto meta_path = metadata_path_for(path);
   if (std::filesystem::exists(meta_path)) {
     std::ifstream in(meta_path);
-    try {
-      const auto j = nlohmann::json::parse(in);
-      out.info.options.dropout(j.value("dropout", 0.2));
-      out.info.img_size = j.value("img_size", out.info.img_size);
-      out.info.val_resize = j.value("val_resize", out.info.val_resize);
-      out.info.val_crop = j.value("val_crop", out.info.val_crop);
-      if (j.contains("class_names") &&
-          j["class_names"].size() ==
-              static_cast<size_t>(out.info.options.num_classes())) {
-        out.info.class_names = j["class_names"].get<std::vector<std::string>>();
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw WeightsError("metadata file '" + meta_path +
-                         "' is not valid JSON: " + e.what());
+    const std::string json{std::istreambuf_iterator<char>(in), {}};
+    auto meta = model_info_from_json(json, meta_path);
+    // The shapes decide the architecture; the file adds names and sizes.
+    meta.options.num_classes(out.info.options.num_classes())
+        .width_mult(out.info.options.width_mult());
+    if (meta.class_names.size() == out.info.class_names.size()) {
+      out.info = meta;
     }
   }
   return out;

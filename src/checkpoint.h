@@ -59,6 +59,13 @@ struct LoadedWeights {
 };
 LoadedWeights load_weights_file(const std::string& path, bool prefer_ema);
 
+/// ModelInfo as JSON (the metadata file's fields) and back; `origin` names
+/// the source in errors. Missing fields keep their defaults.
+std::string model_info_to_json(const ModelInfo& info,
+                               const std::string& extra_json_fields = "{}");
+ModelInfo model_info_from_json(const std::string& json,
+                               const std::string& origin);
+
 /// The metadata file written beside a weights file: `<stem>.json`.
 std::string metadata_path_for(const std::string& weights_path);
 void write_weights_metadata(const ModelInfo& info,

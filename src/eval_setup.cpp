@@ -1,0 +1,66 @@
+#include "eval_setup.h"
+
+#include "amp.h"
+#include "dataset.h"
+#include "errors.h"
+#include "runtime.h"
+
+#include <torch/torch.h>
+
+namespace mnv2 {
+
+std::optional<c10::ScalarType> amp_dtype_of(const std::string& name) {
+  if (name.empty() || name == "fp32") {
+    return std::nullopt;
+  }
+  if (name == "bf16") {
+    return torch::kBFloat16;
+  }
+  if (name == "fp16") {
+    return torch::kHalf;
+  }
+  throw UsageError("--amp-dtype must be fp32, bf16 or fp16, got '" + name +
+                   "'");
+}
+
+Prepared prepare(const EvalCommand& c) {
+  if (c.weights.empty()) {
+    throw UsageError("--weights is required");
+  }
+  configure_runtime(c.threads);
+  Prepared p{resolve_device(c.device), {}, {}, {}};
+  p.model = InferenceModel::load(c.weights, c.ema, p.device);
+  if (c.channels_last) {
+    p.model.to_channels_last();
+  }
+  p.class_names = p.model.info().class_names;
+  if (!c.labels.empty()) {
+    p.class_names = read_class_names(c.labels);
+    if (p.class_names.size() !=
+        static_cast<size_t>(p.model.info().options.num_classes())) {
+      throw UsageError("--labels '" + c.labels + "' names " +
+                       std::to_string(p.class_names.size()) +
+                       " classes but the model has " +
+                       std::to_string(p.model.info().options.num_classes()));
+    }
+  }
+  p.transform.resize_size = static_cast<int>(
+      c.resize_size > 0 ? c.resize_size : p.model.info().val_resize);
+  p.transform.crop_size =
+      static_cast<int>(c.crop_size > 0 ? c.crop_size : p.model.info().val_crop);
+  if (p.transform.resize_size < p.transform.crop_size) {
+    throw UsageError("--resize-size must not be smaller than --crop-size");
+  }
+  return p;
+}
+
+torch::Tensor logits_of(const Prepared& p,
+                        const torch::Tensor& x,
+                        const std::optional<c10::ScalarType>& amp) {
+  torch::NoGradGuard no_grad;
+  AutocastGuard autocast(
+      p.device.type(), amp.value_or(torch::kFloat), amp.has_value());
+  return p.model.forward(x).to(torch::kCPU, torch::kFloat);
+}
+
+}  // namespace mnv2

@@ -7,7 +7,7 @@ include(CMakePackageConfigHelpers)
 
 set(MNV2_CONFIG_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/MobileNetV2")
 
-install(TARGETS mobilenetv2 EXPORT MobileNetV2Targets
+install(TARGETS mobilenetv2 mnv2_atomic_file EXPORT MobileNetV2Targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY models/include/mobilenetv2

@@ -14,7 +14,7 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
-ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard")
+ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard" "scikit-image")
 DATA_PACKAGES=("numpy" "scikit-learn")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
   pkg-config zlib1g-dev libopencv-dev libspdlog-dev libcxxopts-dev catch2

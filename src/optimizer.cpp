@@ -33,7 +33,9 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, OptimizerOptions options)
       device = group.params.front().second.device().type();
     }
   }
-  step_ = torch::zeros({}, torch::TensorOptions().device(device));
+  // Double: Adam's bias correction 1 - 0.999^t cancels badly in float.
+  step_ = torch::zeros(
+      {}, torch::TensorOptions().device(device).dtype(torch::kDouble));
 }
 
 void Optimizer::zero_grad() {

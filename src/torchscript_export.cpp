@@ -19,8 +19,7 @@ std::string torchscript_source(const FoldedNetwork& network) {
   code << "def forward(self, x):\n";
   for (size_t b = 0; b < network.blocks.size(); ++b) {
     const auto& block = network.blocks[b];
-    const std::string in = "x";
-    std::string current = in;
+    const char* current = "x";  // the block's input, then its running value
     for (size_t c = 0; c < block.convs.size(); ++c) {
       const auto& conv = block.convs[c];
       std::ostringstream call;

@@ -123,8 +123,7 @@ std::vector<std::string> TrainConfig::problems() const {
        "--mixup-alpha and --cutmix-alpha must be >= 0");
   need(ema_steps >= 1 && ema_decay > 0 && ema_decay < 1,
        "--ema-steps must be >= 1 and --ema-decay in (0, 1)");
-  need(warmup_epochs >= 0 && warmup_epochs < epochs,
-       "--warmup-epochs must be in [0, --epochs)");
+  need(warmup_epochs >= 0, "--warmup-epochs must be >= 0");
   need(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1)");
   need(log_interval >= 1, "--log-interval must be at least 1");
   return out;

@@ -39,7 +39,7 @@ std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
   auto train_set = open_dataset(train.string());
   auto val_set = open_dataset(val.string());
   if (train_set.class_names != val_set.class_names) {
-    throw DataError("the classes of '" + val_set.origin + "' (" +
+    throw UsageError("the classes of '" + val_set.origin + "' (" +
                     std::to_string(val_set.class_names.size()) +
                     ") differ from those of '" + train_set.origin + "' (" +
                     std::to_string(train_set.class_names.size()) + ")");

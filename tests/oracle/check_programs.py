@@ -1,0 +1,291 @@
+"""Runs mnv2-train, mnv2-eval and mnv2-export as a user would and checks what
+they write with the Python ecosystem (torch, torchvision, TensorBoard,
+onnx, onnxruntime) as independent references.
+
+Usage: check_programs.py CASE BIN_DIR WORK_DIR
+CASE: train_eval_export | resume | signals | errors
+"""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+FAILURES = []
+
+
+def check(condition, message):
+    print(("ok   " if condition else "FAIL ") + message)
+    if not condition:
+        FAILURES.append(message)
+
+
+def run(args, expect=0, **kwargs):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
+    if expect is not None and result.returncode != expect:
+        print(result.stdout[-3000:], result.stderr[-3000:])
+        raise SystemExit(f"{args[0]} exited {result.returncode}, expected {expect}")
+    return result
+
+
+def digits(work):
+    """The embedded dataset, made fresh for the test."""
+    out = work / "digits"
+    run([sys.executable, ROOT / "data" / "prepare_digits.py", out])
+    return out
+
+
+def tiny_train_args(bin_dir, data, out, epochs, extra=()):
+    return [bin_dir / "mnv2-train", "--data", data, "--output", out, "--recipe", "digits",
+            "--epochs", epochs, "--img-size", 16, "--val-resize", 16, "--val-crop", 16,
+            "--width-mult", 0.35, "--threads", 2, "--log-interval", 5, *extra]
+
+
+def torchvision_model(weights, meta):
+    model = torchvision.models.mobilenet_v2(width_mult=meta["width_mult"],
+                                            num_classes=meta["num_classes"])
+    model.load_state_dict(torch.load(weights, weights_only=True), strict=True)
+    return model.eval()
+
+
+def case_train_eval_export(bin_dir, work):
+    data = digits(work)
+    out = work / "run"
+    run([bin_dir / "mnv2-train", "--data", data, "--output", out, "--recipe", "digits",
+         "--epochs", 3, "--img-size", 32, "--val-resize", 32, "--val-crop", 32,
+         "--ema", "--ema-steps", 4, "--threads", 2])
+    for name in ["checkpoint.pth", "model_best.pth", "model_best.json", "metrics.jsonl",
+                 "metrics.csv", "train.log", "curves.png"]:
+        check((out / name).is_file(), f"train wrote {name}")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    check([r["epoch"] for r in rows] == [1, 2, 3], "metrics.jsonl has epochs 1..3")
+    check(all(r["ema_val_top1"] is not None for r in rows), "EMA evaluated every epoch")
+    csv = (out / "metrics.csv").read_text().splitlines()
+    check(len(csv) == 4 and csv[0].startswith("epoch,train_loss"), "metrics.csv header + 3 rows")
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(out))
+    events.Reload()
+    top1 = [e.value for e in events.Scalars("val/top1")]
+    check([e.step for e in events.Scalars("val/top1")] == [1, 2, 3], "TensorBoard val/top1 steps")
+    check(np.allclose(top1, [r["val_top1"] for r in rows], atol=1e-3),
+          "TensorBoard val/top1 equals metrics.jsonl")
+    check("train/loss" in events.Tags()["scalars"], "TensorBoard has train/loss")
+
+    checkpoint = torch.load(out / "checkpoint.pth", weights_only=True)
+    check(checkpoint["epoch"] == 3 and "model_ema" in checkpoint, "checkpoint: epoch 3 with EMA")
+    check(checkpoint["model_info"]["class_names"] == [str(d) for d in range(10)],
+          "checkpoint carries the class names")
+    meta = json.loads((out / "model_best.json").read_text())
+    model = torchvision_model(out / "model_best.pth", meta)
+    check(meta["val_top1"] == max(max(r["val_top1"], r["ema_val_top1"]) for r in rows),
+          "model_best is the best of raw and EMA")
+
+    # Evaluation on images already at the crop size, so our pipeline does no
+    # resampling and PIL + torchvision compute the same inputs independently.
+    evalset = work / "evalset"
+    labels, files = [], []
+    for path in sorted((data / "val").glob("*/*.png")):
+        target = evalset / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(path).resize((32, 32), Image.NEAREST).save(target)
+        labels.append(int(path.parent.name))
+        files.append(target)
+    report = work / "eval" / "eval.json"
+    run([bin_dir / "mnv2-eval", "--weights", out / "model_best.pth", "--data", evalset,
+         "--resize-size", 32, "--crop-size", 32, "--json", report])
+    ours = json.loads(report.read_text())
+    with torch.no_grad():
+        x = torch.stack([(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1)
+                          .float() / 255 - MEAN) / STD for f in files])
+        logits = model(x)
+    y = torch.tensor(labels)
+    top1 = 100.0 * (logits.argmax(1) == y).float().mean().item()
+    top5 = 100.0 * (logits.topk(5, 1).indices == y[:, None]).any(1).float().mean().item()
+    loss = torch.nn.functional.cross_entropy(logits, y).item()
+    confusion = np.zeros((10, 10), dtype=int)
+    for t, p in zip(labels, logits.argmax(1).tolist()):
+        confusion[t, p] += 1
+    print(f"eval: ours top-1 {ours['top1']:.3f} top-5 {ours['top5']:.3f} loss {ours['loss']:.5f}; "
+          f"torchvision top-1 {top1:.3f} top-5 {top5:.3f} loss {loss:.5f}")
+    one_sample = 100.0 / len(labels) + 1e-6
+    check(ours["samples"] == len(labels), "eval counted every image")
+    check(abs(ours["top1"] - top1) <= one_sample and abs(ours["top5"] - top5) <= one_sample,
+          "eval top-1/top-5 equal torchvision's")
+    check(abs(ours["loss"] - loss) < 1e-3, "eval loss equals torchvision's")
+    ours_confusion = np.array(ours["confusion"])
+    check(ours_confusion.sum() == len(labels), "confusion matrix sums to the sample count")
+    check(np.abs(ours_confusion - confusion).sum() <= 2, "confusion matrix equals torchvision's")
+    recall = [c["recall"] for c in ours["per_class"]]
+    check(np.allclose(recall, 100 * np.diag(confusion) / confusion.sum(1), atol=100 / 30),
+          "per-class recall matches")
+    check((report.parent / "confusion_matrix.csv").is_file()
+          and (report.parent / "confusion_matrix.png").is_file(), "confusion CSV and PNG written")
+
+    predicted = run([bin_dir / "mnv2-eval", "--weights", out / "model_best.pth", "--predict",
+                     files[0], files[1], "--topk", 3, "--resize-size", 32, "--crop-size", 32]).stdout
+    lines = [l.split() for l in predicted.splitlines() if l.startswith("  ")]
+    check(len(lines) == 6, "predict prints top-3 for two images")
+    check(int(lines[0][1]) == logits[0].argmax().item() and int(lines[3][1]) == logits[1].argmax().item(),
+          "predicted classes equal torchvision's")
+
+    x = torch.randn(3, 3, 40, 56)
+    with torch.no_grad():
+        reference = model(x)
+
+    def close(actual, what):
+        diff = (torch.as_tensor(actual) - reference).abs().max().item()
+        rel = diff / reference.abs().max().item()
+        check(rel < 1e-4, f"{what}: relative diff {rel:.2e} vs torchvision eager")
+
+    for flags, name in [([], "model.pt"), (["--freeze"], "frozen.pt")]:
+        run([bin_dir / "mnv2-export", "--weights", out / "model_best.pth", "--format", "torchscript",
+             "--output", work / name, *flags])
+        script = torch.jit.load(str(work / name))
+        with torch.no_grad():
+            close(script(x), f"TorchScript {name} in Python")
+    import onnx
+    import onnxruntime
+    run([bin_dir / "mnv2-export", "--weights", out / "model_best.pth", "--format", "onnx",
+         "--output", work / "model.onnx"])
+    onnx.checker.check_model(onnx.load(str(work / "model.onnx")), full_check=True)
+    check(True, "ONNX checker (full) accepts the model")
+    session = onnxruntime.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
+    close(session.run(None, {"input": x.numpy()})[0], "ONNX in onnxruntime (dynamic batch and size)")
+    run([bin_dir / "mnv2-export", "--weights", out / "checkpoint.pth", "--raw", "--format", "pth",
+         "--output", work / "exported.pth"])
+    exported = torchvision.models.mobilenet_v2(width_mult=0.5, num_classes=10)
+    exported.load_state_dict(torch.load(work / "exported.pth", weights_only=True))
+    raw = checkpoint["model"]
+    check(all(torch.equal(exported.state_dict()[k], raw[k]) for k in raw),
+          "exported .pth equals the checkpoint's weights in torchvision")
+
+
+def case_resume(bin_dir, work):
+    data = digits(work)
+    straight, resumed = work / "straight", work / "resumed"
+    common = ["--deterministic", "--threads", 1, "--ema", "--ema-steps", 3]
+    run(tiny_train_args(bin_dir, data, straight, 2, common))
+    run(tiny_train_args(bin_dir, data, resumed, 1, common))
+    run(tiny_train_args(bin_dir, data, resumed, 2,
+                        common + ["--resume", resumed / "checkpoint.pth"]))
+    a = torch.load(straight / "checkpoint.pth", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pth", weights_only=True)
+    for part in ["model", "model_ema", "optimizer"]:
+        same = set(a[part]) == set(b[part]) and all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+        check(same, f"2 epochs straight == 1 + resume + 1: identical {part}")
+    check(a["global_step"] == b["global_step"], "same step count")
+    lines = (resumed / "metrics.jsonl").read_text().splitlines()
+    check([json.loads(l)["epoch"] for l in lines] == [1, 2], "resumed metrics continue the file")
+
+
+def wait_for(condition, seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def case_signals(bin_dir, work):
+    data = digits(work)
+    for sig, status in [(signal.SIGTERM, 143), (signal.SIGINT, 130)]:
+        out = work / f"stopped_{status}"
+        process = subprocess.Popen([str(a) for a in tiny_train_args(bin_dir, data, out, 200)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started = wait_for(lambda: (out / "metrics.jsonl").is_file()
+                           and (out / "metrics.jsonl").read_text().count("\n") >= 1, 120)
+        check(started, "training reached its first checkpoint")
+        time.sleep(0.3)
+        process.send_signal(sig)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = None
+        check(code == status, f"{sig.name} ends training with exit status {status} (got {code})")
+        checkpoint = torch.load(out / "checkpoint.pth", weights_only=True)
+        epoch, batch = checkpoint["epoch"], checkpoint["batch_in_epoch"]
+        check(epoch >= 1, f"checkpoint saved on {sig.name}: epoch {epoch}, batch {batch}")
+        run(tiny_train_args(bin_dir, data, out, epoch + 1, ["--resume", out / "checkpoint.pth"]))
+        after = torch.load(out / "checkpoint.pth", weights_only=True)
+        check(after["epoch"] == epoch + 1 and after["batch_in_epoch"] == 0,
+              "the interrupted run resumes and completes its epoch")
+
+
+def case_errors(bin_dir, work):
+    data = digits(work)
+    train = bin_dir / "mnv2-train"
+    subset = work / "two_classes"
+    for digit in "01":
+        (subset / digit).mkdir(parents=True, exist_ok=True)
+        for f in sorted((data / "val" / digit).glob("*.png"))[:3]:
+            (subset / digit / f.name).write_bytes(f.read_bytes())
+    usage = [
+        ([train, "--bogus"], "unknown flag"),
+        ([train, "--data", data, "--output", work / "x", "--lr", "-1"], "negative lr"),
+        ([train, "--data", data, "--output", work / "x", "--epochs", "abc"], "non-numeric epochs"),
+        ([train, "--data", work / "nowhere", "--output", work / "x"], "missing data"),
+        ([train, "--data", data, "--output", work / "x", "--recipe", "nope"], "unknown recipe"),
+        ([train, "--data", data / "train", "--val-data", subset, "--output", work / "x"],
+         "validation data with other classes"),
+        ([bin_dir / "mnv2-eval", "--weights", work / "w.pth"], "no eval mode"),
+        ([bin_dir / "mnv2-export", "--weights", work / "w.pth", "--format", "tflite",
+          "--output", work / "m"], "unknown export format"),
+    ]
+    for args, what in usage:
+        result = run(args, expect=None)
+        one_line = len(result.stderr.strip().splitlines()) == 1
+        check(result.returncode == 2 and one_line, f"usage error exits 2 with one line: {what}"
+              f" (got {result.returncode}: {result.stderr.strip()[:120]})")
+    blocker = work / "a_file"
+    blocker.write_text("x")
+    result = run(tiny_train_args(bin_dir, data, blocker / "out", 1), expect=None)
+    check(result.returncode == 2 and "--output" in result.stderr,
+          "unwritable output is a usage error before training")
+    out = work / "diverged"
+    result = run(tiny_train_args(bin_dir, data, out, 3, ["--lr", "1e12", "--clip-grad-norm", 0,
+                                                          "--warmup-epochs", 0]), expect=None)
+    check(result.returncode == 1 and "loss became" in result.stderr,
+          f"NaN loss stops training with a clear message ({result.stderr.strip()[-100:]})")
+    bad = work / "corrupt.pth"
+    bad.write_bytes(b"PK\x03\x04" + os.urandom(2000))
+    result = run([bin_dir / "mnv2-export", "--weights", bad, "--format", "onnx",
+                  "--output", work / "never.onnx"], expect=None)
+    check(result.returncode == 1 and "corrupt.pth" in result.stderr
+          and not (work / "never.onnx").exists(), "corrupt weights: error naming the file, no output")
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "missing.pth", "--data", data / "val"],
+                 expect=None)
+    check(result.returncode == 1 and "missing.pth" in result.stderr, "missing weights named")
+    net = torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=4)
+    torch.save(net.state_dict(), work / "four.pth")
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--data", data / "val"],
+                 expect=None)
+    check(result.returncode == 2 and "classes" in result.stderr, "class-count mismatch is explained")
+
+
+def main():
+    case, bin_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    torch.set_num_threads(2)
+    globals()[f"case_{case}"](bin_dir, work)
+    print(f"{case}: {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -15,8 +16,71 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <type_traits>
 
 namespace mnv2 {
+
+namespace {
+
+constexpr std::array<float, 3> kMean = {0.485f, 0.456f, 0.406f};
+constexpr std::array<float, 3> kStd = {0.229f, 0.224f, 0.225f};
+
+// Per output channel (RGB), the value written for each 8-bit input level.
+template <typename T>
+using ChannelTables = std::array<std::array<T, 256>, 3>;
+
+ChannelTables<float> normalising_tables() {
+  ChannelTables<float> tables{};
+  for (size_t c = 0; c < 3; ++c) {
+    for (size_t v = 0; v < 256; ++v) {
+      tables[c][v] = (static_cast<float>(v) / 255.0f - kMean[c]) / kStd[c];
+    }
+  }
+  return tables;
+}
+
+ChannelTables<uint8_t> identity_tables() {
+  ChannelTables<uint8_t> tables{};
+  for (size_t c = 0; c < 3; ++c) {
+    for (size_t v = 0; v < 256; ++v) {
+      tables[c][v] = static_cast<uint8_t>(v);
+    }
+  }
+  return tables;
+}
+
+// Writes one BGR image as RGB through the tables, planar (NCHW) or
+// interleaved (channels_last), then fills the erased box with what 0 is after
+// normalisation (torchvision erases after Normalize with value 0).
+template <typename T>
+void write_sample(const cv::Mat& bgr,
+                  T* out,
+                  bool channels_last,
+                  const ChannelTables<T>& tables,
+                  const std::optional<cv::Rect>& erase) {
+  const int64_t pixels = static_cast<int64_t>(bgr.rows) * bgr.cols;
+  const uint8_t* src = bgr.data;
+  const T erased[3] = {tables[0][static_cast<size_t>(kMean[0] * 255 + 0.5f)],
+                       tables[1][static_cast<size_t>(kMean[1] * 255 + 0.5f)],
+                       tables[2][static_cast<size_t>(kMean[2] * 255 + 0.5f)]};
+  auto inside = [&](int64_t p) {
+    const auto y = static_cast<int>(p / bgr.cols);
+    const auto x = static_cast<int>(p % bgr.cols);
+    return erase && erase->contains({x, y});
+  };
+  for (int64_t p = 0; p < pixels; ++p) {
+    const bool blank = erase && inside(p);
+    for (int64_t c = 0; c < 3; ++c) {
+      T value = tables[static_cast<size_t>(c)][src[p * 3 + 2 - c]];
+      if (blank) {
+        value = std::is_floating_point_v<T> ? T{0} : erased[c];
+      }
+      out[channels_last ? p * 3 + c : c * pixels + p] = value;
+    }
+  }
+}
+
+}  // namespace
 
 struct DataLoader::State {
   Dataset dataset;
@@ -36,6 +100,13 @@ struct DataLoader::State {
   bool stopping = false;
   int64_t skipped = 0;
   std::set<std::string> warned;  // each unreadable file is reported once
+  ChannelTables<float> float_tables = normalising_tables();
+  ChannelTables<uint8_t> byte_tables = identity_tables();
+
+  struct Prepared {
+    cv::Mat bgr;
+    std::optional<cv::Rect> erase;
+  };
 
   int64_t image_size() const {
     return options.train ? options.train_transform.size
@@ -54,20 +125,26 @@ struct DataLoader::State {
     workers.clear();
   }
 
-  // The image of one sample, or an empty matrix when it was skipped.
-  cv::Mat load_sample(int64_t index) {
+  // The transformed image of one sample (BGR), or an empty one when skipped.
+  Prepared load_sample(int64_t index) {
     const auto& sample = dataset.samples[static_cast<size_t>(index)];
     try {
-      const cv::Mat rgb = decode_rgb(sample.path);
+      const cv::Mat bgr = decode_bgr(sample.path);
       if (!options.train) {
-        return eval_transform(rgb, options.eval_transform);
+        return {eval_transform(bgr, options.eval_transform), std::nullopt};
       }
       std::seed_seq seeds{static_cast<uint32_t>(options.seed),
                           static_cast<uint32_t>(options.seed >> 32),
                           static_cast<uint32_t>(epoch),
                           static_cast<uint32_t>(index)};
       std::mt19937_64 rng(seeds);
-      return train_transform(rgb, options.train_transform, rng);
+      Prepared out{train_transform(bgr, options.train_transform, rng),
+                   std::nullopt};
+      out.erase = random_erase_box(out.bgr.rows,
+                                   out.bgr.cols,
+                                   options.train_transform.random_erase_prob,
+                                   rng);
+      return out;
     } catch (const DataError& e) {
       if (options.strict) {
         throw;
@@ -86,41 +163,57 @@ struct DataLoader::State {
     const auto end =
         std::min(order.size(), begin + static_cast<size_t>(options.batch_size));
     const int64_t size = image_size();
-    std::vector<cv::Mat> images;
+    std::vector<Prepared> images;
     Batch out;
     for (size_t i = begin; i < end; ++i) {
-      cv::Mat image = load_sample(order[i]);
-      if (image.empty()) {
+      Prepared image = load_sample(order[i]);
+      if (image.bgr.empty()) {
         continue;
       }
+      TORCH_CHECK(image.bgr.isContinuous() && image.bgr.rows == size &&
+                      image.bgr.cols == size && image.bgr.type() == CV_8UC3,
+                  "internal: transform produced a ",
+                  image.bgr.rows,
+                  "x",
+                  image.bgr.cols,
+                  " image");
       images.push_back(std::move(image));
       out.indices.push_back(order[i]);
     }
     const auto count = static_cast<int64_t>(images.size());
-    auto tensor_options = torch::TensorOptions().dtype(torch::kUInt8);
+    auto tensor_options = torch::TensorOptions().dtype(
+        options.normalize ? torch::kFloat : torch::kUInt8);
     if (options.pin_memory) {
       tensor_options = tensor_options.pinned_memory(true);
     }
-    // Filled as NHWC, returned as an NCHW view: channels_last memory.
-    auto nhwc = torch::empty({count, size, size, 3}, tensor_options);
-    const auto bytes_per_image = static_cast<size_t>(size * size * 3);
+    const bool nhwc = options.channels_last;
+    auto storage = nhwc ? torch::empty({count, size, size, 3}, tensor_options)
+                        : torch::empty({count, 3, size, size}, tensor_options);
+    const int64_t per_image = 3 * size * size;
     for (int64_t i = 0; i < count; ++i) {
       const auto& image = images[static_cast<size_t>(i)];
-      TORCH_CHECK(
-          image.isContinuous() && image.rows == size && image.cols == size,
-          "internal: transform produced a ",
-          image.rows,
-          "x",
-          image.cols,
-          " image");
-      std::memcpy(nhwc.data_ptr<uint8_t>() + i * bytes_per_image,
-                  image.data,
-                  bytes_per_image);
+      if (options.normalize) {
+        write_sample(image.bgr,
+                     storage.data_ptr<float>() + i * per_image,
+                     nhwc,
+                     float_tables,
+                     image.erase);
+      } else {
+        write_sample(image.bgr,
+                     storage.data_ptr<uint8_t>() + i * per_image,
+                     nhwc,
+                     byte_tables,
+                     image.erase);
+      }
     }
-    out.images = nhwc.permute({0, 3, 1, 2});
+    out.images = nhwc ? storage.permute({0, 3, 1, 2}) : storage;
     auto labels = torch::empty({count}, torch::kLong);
+    auto* label_data = labels.data_ptr<int64_t>();
     for (int64_t i = 0; i < count; ++i) {
-      labels[i] = dataset.samples[static_cast<size_t>(out.indices[i])].label;
+      label_data[i] =
+          dataset
+              .samples[static_cast<size_t>(out.indices[static_cast<size_t>(i)])]
+              .label;
     }
     out.labels = labels;
     return out;
@@ -256,15 +349,22 @@ const Dataset& DataLoader::dataset() const {
 torch::Tensor normalize_images(const torch::Tensor& images,
                                const torch::Device& device,
                                bool channels_last) {
-  static const std::vector<float> mean = {0.485f, 0.456f, 0.406f};
-  static const std::vector<float> std = {0.229f, 0.224f, 0.225f};
-  auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
-  const auto mean_t = torch::tensor(mean, options).view({1, 3, 1, 1}) * 255;
-  const auto std_t = torch::tensor(std, options).view({1, 3, 1, 1}) * 255;
-  auto x = images.to(device, /*non_blocking=*/true).to(torch::kFloat);
-  x = (x - mean_t) / std_t;
-  return x.contiguous(channels_last ? torch::MemoryFormat::ChannelsLast
-                                    : torch::MemoryFormat::Contiguous);
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
+                                    : torch::MemoryFormat::Contiguous;
+  auto x = images.to(device, /*non_blocking=*/true);
+  if (!x.is_floating_point()) {
+    auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
+    const auto mean =
+        torch::tensor(std::vector<float>(kMean.begin(), kMean.end()), options)
+            .view({1, 3, 1, 1}) *
+        255;
+    const auto std =
+        torch::tensor(std::vector<float>(kStd.begin(), kStd.end()), options)
+            .view({1, 3, 1, 1}) *
+        255;
+    x = (x.to(torch::kFloat) - mean) / std;
+  }
+  return x.contiguous(format);
 }
 
 }  // namespace mnv2

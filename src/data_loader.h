@@ -28,12 +28,18 @@ struct LoaderOptions {
   bool train = false;
   TrainTransformOptions train_transform;
   EvalTransformOptions eval_transform;
+  /// Normalised float batches, made by the workers (best on CPU). When false,
+  /// 8-bit batches that `normalize_images` normalises on the device (a
+  /// quarter of the bytes to copy to a GPU).
+  bool normalize = true;
+  /// Batches in channels_last memory (NHWC storage) instead of NCHW.
+  bool channels_last = false;
   /// Page-locked batches for asynchronous copies to a CUDA device.
   bool pin_memory = false;
 };
 
-/// A batch as the loader yields it: 8-bit RGB images [N, 3, H, W] (normalise
-/// them on the device with `normalize_images`) and int64 labels [N].
+/// A batch as the loader yields it: RGB images [N, 3, H, W], normalised float
+/// (or 8-bit, see LoaderOptions::normalize), and int64 labels [N].
 struct Batch {
   torch::Tensor images;
   torch::Tensor labels;
@@ -69,8 +75,9 @@ class DataLoader {
   std::unique_ptr<State> state_;
 };
 
-/// uint8 [N, 3, H, W] -> float, scaled to [0, 1] and normalised with the
-/// ImageNet mean and std, on `device` (optionally channels_last).
+/// A loader batch ready for the model on `device`: 8-bit images are scaled
+/// to [0, 1] and normalised with the ImageNet mean and std there; float
+/// images (already normalised) are only moved. Optionally channels_last.
 torch::Tensor normalize_images(const torch::Tensor& images,
                                const torch::Device& device,
                                bool channels_last = false);

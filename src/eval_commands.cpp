@@ -44,6 +44,8 @@ int run_eval_on_data(const EvalCommand& c) {
   lo.strict = c.strict_data;
   lo.eval_transform = p.transform;
   lo.pin_memory = p.device.is_cuda();
+  lo.normalize = !p.device.is_cuda();
+  lo.channels_last = c.channels_last;
   DataLoader loader(dataset, lo);
   Progress bar("eval", loader.batches_per_epoch(), 20);
   EvalOptions options;

@@ -36,7 +36,7 @@ bool jpeg_is_truncated(const std::string& bytes) {
 
 }  // namespace
 
-cv::Mat decode_rgb(const std::string& path) {
+cv::Mat decode_bgr(const std::string& path) {
   const std::string bytes = read_file(path);
   if (bytes.empty()) {
     throw DataError("image '" + path + "' is empty (0 bytes)");
@@ -56,8 +56,12 @@ cv::Mat decode_rgb(const std::string& path) {
   if (decoded.empty()) {
     throw DataError("image '" + path + "' is not a readable image");
   }
+  return decoded;
+}
+
+cv::Mat decode_rgb(const std::string& path) {
   cv::Mat rgb;
-  cv::cvtColor(decoded, rgb, cv::COLOR_BGR2RGB);
+  cv::cvtColor(decode_bgr(path), rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
 

@@ -13,4 +13,8 @@ namespace mnv2 {
 /// empty, truncated or not an image.
 cv::Mat decode_rgb(const std::string& path);
 
+/// As decode_rgb, in OpenCV's BGR channel order (the loader converts to RGB
+/// when it writes the batch, after the image has been cropped and resized).
+cv::Mat decode_bgr(const std::string& path);
+
 }  // namespace mnv2

@@ -48,6 +48,9 @@ LoaderOptions loader_options(const TrainConfig& c, bool train, bool cuda) {
   o.train_transform.random_erase_prob = c.random_erase;
   o.eval_transform.resize_size = static_cast<int>(c.val_resize);
   o.eval_transform.crop_size = static_cast<int>(c.val_crop);
+  o.channels_last = c.channels_last;
+  // On a GPU, ship 8-bit batches and normalise there; on CPU the workers do.
+  o.normalize = !cuda;
   o.pin_memory = cuda;
   return o;
 }

@@ -40,9 +40,9 @@ std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
   auto val_set = open_dataset(val.string());
   if (train_set.class_names != val_set.class_names) {
     throw UsageError("the classes of '" + val_set.origin + "' (" +
-                    std::to_string(val_set.class_names.size()) +
-                    ") differ from those of '" + train_set.origin + "' (" +
-                    std::to_string(train_set.class_names.size()) + ")");
+                     std::to_string(val_set.class_names.size()) +
+                     ") differ from those of '" + train_set.origin + "' (" +
+                     std::to_string(train_set.class_names.size()) + ")");
   }
   return {std::move(train_set), std::move(val_set)};
 }

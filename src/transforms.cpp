@@ -12,10 +12,6 @@ namespace mnv2 {
 namespace {
 
 constexpr int kAttempts = 10;
-// ImageNet mean in 8-bit: random erasing fills with it, which is 0 after
-// normalisation, as torchvision's RandomErasing(value=0) after Normalize.
-const cv::Scalar kMeanFill(0.485 * 255, 0.456 * 255, 0.406 * 255);
-
 double uniform(std::mt19937_64& rng, double low, double high) {
   return std::uniform_real_distribution<double>(low, high)(rng);
 }
@@ -24,26 +20,30 @@ int random_int(std::mt19937_64& rng, int low, int high_inclusive) {
   return std::uniform_int_distribution<int>(low, high_inclusive)(rng);
 }
 
-// torchvision's RandomErasing.get_params with scale (0.02, 0.33), ratio
-// (0.3, 3.3), ten attempts.
-void random_erase(cv::Mat& image, std::mt19937_64& rng) {
-  const double area = static_cast<double>(image.rows) * image.cols;
+}  // namespace
+
+std::optional<cv::Rect> random_erase_box(int height,
+                                         int width,
+                                         double probability,
+                                         std::mt19937_64& rng) {
+  if (probability <= 0 || uniform(rng, 0.0, 1.0) >= probability) {
+    return std::nullopt;
+  }
+  const double area = static_cast<double>(height) * width;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     const double target = area * uniform(rng, 0.02, 0.33);
     const double ratio = std::exp(uniform(rng, std::log(0.3), std::log(3.3)));
     const int h = static_cast<int>(std::nearbyint(std::sqrt(target * ratio)));
     const int w = static_cast<int>(std::nearbyint(std::sqrt(target / ratio)));
-    if (h >= image.rows || w >= image.cols || h < 1 || w < 1) {
+    if (h >= height || w >= width || h < 1 || w < 1) {
       continue;
     }
-    const int top = random_int(rng, 0, image.rows - h);
-    const int left = random_int(rng, 0, image.cols - w);
-    image(cv::Rect(left, top, w, h)).setTo(kMeanFill);
-    return;
+    const int top = random_int(rng, 0, height - h);
+    const int left = random_int(rng, 0, width - w);
+    return cv::Rect(left, top, w, h);
   }
+  return std::nullopt;
 }
-
-}  // namespace
 
 CropBox random_resized_crop_box(int height,
                                 int width,
@@ -122,10 +122,6 @@ cv::Mat train_transform(const cv::Mat& rgb,
                    options.size);
   if (uniform(rng, 0.0, 1.0) < options.hflip_prob) {
     cv::flip(out, out, 1);
-  }
-  if (options.random_erase_prob > 0 &&
-      uniform(rng, 0.0, 1.0) < options.random_erase_prob) {
-    random_erase(out, rng);
   }
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -24,6 +25,7 @@ struct TrainTransformOptions {
   double ratio_min = 3.0 / 4.0;
   double ratio_max = 4.0 / 3.0;
   double hflip_prob = 0.5;
+  /// Applied by the loader on the normalised batch (see random_erase_box).
   double random_erase_prob = 0.0;
 };
 
@@ -49,12 +51,20 @@ std::pair<int, int> resized_shorter_side(int height, int width, int size);
 /// round()); a crop larger than the image is not supported (error).
 CropBox center_crop_box(int height, int width, int crop_height, int crop_width);
 
-/// Crop then resize to size x size, flip, random erasing: 8-bit RGB out.
+/// torchvision's RandomErasing.get_params (scale 0.02-0.33, ratio 0.3-3.3,
+/// ten tries) drawn with probability `probability`; nullopt for no erasing.
+/// Like torchvision after Normalize, the loader fills the box with 0.
+std::optional<cv::Rect> random_erase_box(int height,
+                                         int width,
+                                         double probability,
+                                         std::mt19937_64& rng);
+
+/// Crop then resize to size x size, then flip (channel order is kept).
 cv::Mat train_transform(const cv::Mat& rgb,
                         const TrainTransformOptions& options,
                         std::mt19937_64& rng);
 
-/// Resize the shorter side then centre-crop: 8-bit RGB out.
+/// Resize the shorter side then centre-crop (channel order is kept).
 cv::Mat eval_transform(const cv::Mat& rgb, const EvalTransformOptions& options);
 
 /// Resampling: area averaging when shrinking (close to PIL's antialiased

@@ -235,6 +235,7 @@ TEST_CASE("loader batches are deterministic and independent of workers",
   options.train = true;
   options.seed = 11;
   options.train_transform.size = 16;
+  options.normalize = false;
   std::vector<std::vector<mnv2::Batch>> runs;
   for (int workers : {1, 2, 5}) {
     options.workers = workers;
@@ -258,6 +259,45 @@ TEST_CASE("loader batches are deterministic and independent of workers",
   mnv2::DataLoader loader(dataset, options);
   const auto other_epoch = one_epoch(loader, 3);
   CHECK(other_epoch[0].indices != runs[0][0].indices);
+
+  // The workers' normalised float batches, NCHW or channels_last, equal the
+  // 8-bit batches normalised afterwards.
+  for (bool channels_last : {false, true}) {
+    options.normalize = true;
+    options.channels_last = channels_last;
+    mnv2::DataLoader normalising(dataset, options);
+    const auto floats = one_epoch(normalising, 2);
+    REQUIRE(floats.size() == runs[0].size());
+    for (size_t b = 0; b < floats.size(); ++b) {
+      CHECK(floats[b].images.scalar_type() == torch::kFloat);
+      CHECK(floats[b].images.is_contiguous(
+          channels_last ? torch::MemoryFormat::ChannelsLast
+                        : torch::MemoryFormat::Contiguous));
+      CHECK(torch::allclose(
+          floats[b].images,
+          mnv2::normalize_images(runs[0][b].images, torch::kCPU),
+          1e-5,
+          1e-5));
+    }
+  }
+}
+
+TEST_CASE("random erasing blanks a box to 0 after normalisation", "[data]") {
+  const auto root = make_image_folder("erasing", 1, 4, 32);
+  mnv2::LoaderOptions options;
+  options.batch_size = 4;
+  options.train = true;
+  options.train_transform.size = 32;
+  options.train_transform.random_erase_prob = 1.0;
+  mnv2::DataLoader loader(mnv2::load_image_folder(root.string()), options);
+  const auto batch = one_epoch(loader, 0).at(0);
+  // Class 0 images are black: normalised they are -mean/std, never 0.
+  const auto zeros = (batch.images == 0).all(1).sum({1, 2});
+  for (int64_t i = 0; i < zeros.size(0); ++i) {
+    const auto erased = zeros[i].item<int64_t>();
+    CHECK(erased >= static_cast<int64_t>(0.02 * 32 * 32 * 0.5));
+    CHECK(erased <= static_cast<int64_t>(0.33 * 32 * 32 * 1.1));
+  }
 }
 
 TEST_CASE("unreadable images are skipped and counted, or fail when strict",

@@ -1,0 +1,135 @@
+// mnv2-bench: measurements the Python drivers in bench/ put side by side
+// with their PyTorch peers. Prints one JSON object.
+//   mnv2-bench data DIR --workers N --size S --batch B --epochs E
+//   mnv2-bench train-step --batch B --size S --steps N --threads T
+#include "data_loader.h"
+#include "dataset.h"
+#include "optimizer.h"
+#include "runtime.h"
+
+#include <mobilenetv2/mobilenet_v2.h>
+
+#include <torch/torch.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <iostream>
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+nlohmann::json bench_data(const cxxopts::ParseResult& f) {
+  mnv2::configure_runtime(f["threads"].as<int>());
+  auto dataset = mnv2::open_dataset(f["data"].as<std::string>());
+  mnv2::LoaderOptions o;
+  o.batch_size = f["batch"].as<int64_t>();
+  o.workers = f["workers"].as<int>();
+  o.shuffle = true;
+  o.train = true;
+  o.train_transform.size = f["size"].as<int>();
+  mnv2::DataLoader loader(dataset, o);
+  const int epochs = f["epochs"].as<int>();
+  int64_t images = 0;
+  // One untimed epoch warms the page cache, as the Python peer's does.
+  loader.start_epoch(0);
+  while (loader.next()) {
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (int e = 1; e <= epochs; ++e) {
+    loader.start_epoch(e);
+    while (auto batch = loader.next()) {
+      // Normalised floats, as the peer's ToTensor + Normalize give.
+      const auto x = mnv2::normalize_images(batch->images, torch::kCPU);
+      images += x.size(0);
+    }
+  }
+  const double s = seconds_since(start);
+  return {
+      {"images", images}, {"seconds", s}, {"images_per_second", images / s}};
+}
+
+nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
+  mnv2::configure_runtime(f["threads"].as<int>());
+  const auto batch = f["batch"].as<int64_t>();
+  const auto size = f["size"].as<int>();
+  const auto steps = f["steps"].as<int>();
+  torch::manual_seed(0);
+  mnv2::MobileNetV2 model(mnv2::MobileNetV2Options().num_classes(1000));
+  model->train();
+  if (f.count("channels-last") != 0) {
+    for (auto& p : model->parameters()) {
+      if (p.dim() == 4) {
+        p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+      }
+    }
+  }
+  mnv2::OptimizerOptions options;
+  options.kind = "sgd";
+  options.momentum = 0.9;
+  mnv2::Optimizer optimizer(mnv2::weight_decay_groups(*model, 4e-5, 4e-5),
+                            options);
+  auto x = torch::randn({batch, 3, size, size});
+  if (f.count("channels-last") != 0) {
+    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  }
+  const auto y = torch::randint(0, 1000, {batch}, torch::kLong);
+  auto step = [&] {
+    auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step(0.01);
+  };
+  for (int i = 0; i < 2; ++i) {
+    step();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) {
+    step();
+  }
+  const double s = seconds_since(start);
+  return {{"steps", steps},
+          {"seconds", s},
+          {"threads", at::get_num_threads()},
+          {"images_per_second", static_cast<double>(steps * batch) / s}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("mnv2-bench",
+                           "Benchmark pieces of mnv2 (see bench/).");
+  options.add_options()(
+      "mode", "data or train-step", cxxopts::value<std::string>())(
+      "data", "image folder", cxxopts::value<std::string>()->default_value(""))(
+      "workers", "loader threads", cxxopts::value<int>()->default_value("1"))(
+      "size", "image size", cxxopts::value<int>()->default_value("224"))(
+      "batch", "batch size", cxxopts::value<int64_t>()->default_value("32"))(
+      "epochs", "timed epochs", cxxopts::value<int>()->default_value("2"))(
+      "steps",
+      "timed training steps",
+      cxxopts::value<int>()->default_value("10"))(
+      "threads", "intra-op threads", cxxopts::value<int>()->default_value("0"))(
+      "channels-last", "channels_last memory format");
+  options.parse_positional({"mode", "data"});
+  try {
+    const auto flags = options.parse(argc, argv);
+    const auto mode = flags["mode"].as<std::string>();
+    if (mode == "data") {
+      std::cout << bench_data(flags).dump() << "\n";
+    } else if (mode == "train-step") {
+      std::cout << bench_train_step(flags).dump() << "\n";
+    } else {
+      std::cerr << "mnv2-bench: unknown mode '" << mode << "'\n";
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "mnv2-bench: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+"""Shared helpers of the benchmark drivers (Python is only the peer and the
+harness here; what is measured for us is our C++ code)."""
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build"
+
+
+def run_json(args):
+    out = subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_table(title, header, rows):
+    print(title)
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  " + "  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+
+
+def write_json(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+def photo_folder(out, copies=24):
+    """Real photographs (scikit-image's samples), resized and re-encoded as
+    JPEG into an ImageFolder of two classes."""
+    from PIL import Image, ImageOps
+    from skimage import data
+    out = Path(out)
+    if (out / ".complete").exists():
+        return out
+    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "cat"]
+    photos = []
+    for name in names:
+        try:
+            photos.append(Image.fromarray(getattr(data, name)()).convert("RGB"))
+        except Exception:
+            pass
+    for i in range(copies):
+        for j, photo in enumerate(photos):
+            w, h = photo.size
+            scale = 500 / max(w, h) * (0.8 + 0.05 * (i % 8))
+            image = photo.resize((int(w * scale), int(h * scale)), Image.BILINEAR)
+            if i % 2:
+                image = ImageOps.mirror(image)
+            target = out / f"class{j % 2}" / f"{names[j]}_{i:03d}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target, quality=90)
+    (out / ".complete").write_text("ok")
+    return out

@@ -8,6 +8,7 @@ namespace mnv2 {
 
 namespace {
 
+// Stores `value` into `target`, unless `skip` (a 0-dim bool) is true.
 void commit(torch::Tensor& target,
             const torch::Tensor& value,
             const torch::Tensor& skip) {
@@ -71,7 +72,18 @@ void Optimizer::step(double lr, const torch::Tensor& skip) {
         continue;
       }
       auto g = p.grad();
-      if (o.kind == "sgd") {
+      if (o.kind == "sgd" && !skip.defined()) {
+        // In place, as torch.optim does: no temporaries beyond `g`.
+        if (wd != 0) {
+          g = g.add(p, wd);
+        }
+        if (o.momentum != 0) {
+          auto& buf = buffer(name + ".momentum_buffer", p, 0.0);
+          buf.mul_(o.momentum).add_(g);
+          g = o.nesterov ? g.add(buf, o.momentum) : buf;
+        }
+        p.add_(g, -lr);
+      } else if (o.kind == "sgd") {
         if (wd != 0) {
           g = g + wd * p;
         }

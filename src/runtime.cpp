@@ -11,8 +11,11 @@
 namespace mnv2 {
 
 void configure_runtime(int threads) {
-  // Keep freed memory in the process instead of unmapping and re-faulting it.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  // Keep freed memory in the process instead of unmapping and re-faulting it:
+  // no mmap'd chunks (activations of a batch exceed glibc's 32 MiB cap for
+  // the mmap threshold), and a heap that is neither trimmed nor grown in
+  // small steps.
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 1 << 30);
   const int count = threads > 0 ? threads : default_thread_count();

@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
         "random-erase",
         "random erasing probability",
         cxxopts::value<double>()->default_value(str(d.random_erase)))(
+        "trivial-augment",
+        "TrivialAugmentWide (--trivial-augment=false to turn off)",
+        cxxopts::value<bool>()
+            ->default_value(d.trivial_augment ? "true" : "false")
+            ->implicit_value("true"))(
         "strict-data", "stop on an unreadable image instead of skipping it")(
         "workers",
         "image decoding threads (0: all cores)",
@@ -196,6 +201,7 @@ int main(int argc, char** argv) {
     take(flags, "crop-scale-min", c.crop_scale_min);
     take(flags, "hflip", c.hflip);
     take(flags, "random-erase", c.random_erase);
+    take(flags, "trivial-augment", c.trivial_augment);
     c.strict_data = flags.count("strict-data") != 0;
     take(flags, "workers", c.workers);
     take(flags, "width-mult", c.width_mult);

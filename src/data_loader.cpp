@@ -5,6 +5,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "sampler.h"
+#include "trivial_augment.h"
 
 #include <torch/torch.h>
 
@@ -140,6 +141,9 @@ struct DataLoader::State {
       std::mt19937_64 rng(seeds);
       Prepared out{train_transform(bgr, options.train_transform, rng),
                    std::nullopt};
+      if (options.train_transform.trivial_augment) {
+        trivial_augment_wide(out.bgr, /*bgr=*/true, rng);
+      }
       out.erase = random_erase_box(out.bgr.rows,
                                    out.bgr.cols,
                                    options.train_transform.random_erase_prob,

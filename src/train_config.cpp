@@ -37,6 +37,7 @@ void apply_recipe(TrainConfig& c, const std::string& name) {
     c.mixup_alpha = 0.2;
     c.cutmix_alpha = 1.0;
     c.random_erase = 0.1;
+    c.trivial_augment = true;
     c.ema = true;
     c.ema_steps = 32;
     c.ema_decay = 0.99998;
@@ -139,6 +140,7 @@ std::string to_json(const TrainConfig& c) {
                       {"crop_scale_min", c.crop_scale_min},
                       {"hflip", c.hflip},
                       {"random_erase", c.random_erase},
+                      {"trivial_augment", c.trivial_augment},
                       {"width_mult", c.width_mult},
                       {"dropout", c.dropout},
                       {"pretrained", c.pretrained},

@@ -20,6 +20,7 @@ struct TrainConfig {
   double crop_scale_min = 0.08;
   double hflip = 0.5;
   double random_erase = 0.0;
+  bool trivial_augment = false;
   bool strict_data = false;
   int workers = 0;  ///< <= 0: available cores
 

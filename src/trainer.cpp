@@ -46,6 +46,7 @@ LoaderOptions loader_options(const TrainConfig& c, bool train, bool cuda) {
   o.train_transform.scale_min = c.crop_scale_min;
   o.train_transform.hflip_prob = c.hflip;
   o.train_transform.random_erase_prob = c.random_erase;
+  o.train_transform.trivial_augment = c.trivial_augment;
   o.eval_transform.resize_size = static_cast<int>(c.val_resize);
   o.eval_transform.crop_size = static_cast<int>(c.val_crop);
   o.channels_last = c.channels_last;

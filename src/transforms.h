@@ -25,6 +25,8 @@ struct TrainTransformOptions {
   double ratio_min = 3.0 / 4.0;
   double ratio_max = 4.0 / 3.0;
   double hflip_prob = 0.5;
+  /// TrivialAugmentWide after the flip (applied by the loader).
+  bool trivial_augment = false;
   /// Applied by the loader on the normalised batch (see random_erase_box).
   double random_erase_prob = 0.0;
 };

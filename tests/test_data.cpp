@@ -7,6 +7,7 @@
 #include "image_decode.h"
 #include "sampler.h"
 #include "transforms.h"
+#include "trivial_augment.h"
 
 #include <mobilenetv2/weights_io.h>
 
@@ -326,4 +327,24 @@ TEST_CASE("unreadable images are skipped and counted, or fail when strict",
         }
       }(),
       mnv2::DataError);
+}
+
+TEST_CASE("TrivialAugmentWide keeps the size and is seeded", "[data]") {
+  cv::Mat image(40, 48, CV_8UC3);
+  cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(256));
+  int changed = 0;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    cv::Mat a = image.clone();
+    cv::Mat b = image.clone();
+    std::mt19937_64 rng_a(seed);
+    std::mt19937_64 rng_b(seed);
+    mnv2::trivial_augment_wide(a, true, rng_a);
+    mnv2::trivial_augment_wide(b, true, rng_b);
+    REQUIRE(a.size() == image.size());
+    REQUIRE(a.type() == CV_8UC3);
+    CHECK(cv::norm(a, b, cv::NORM_INF) == 0);
+    changed += cv::norm(a, image, cv::NORM_INF) > 0 ? 1 : 0;
+  }
+  // Identity and zero-magnitude draws leave the image; most do not.
+  CHECK(changed > 40);
 }

@@ -117,3 +117,19 @@ TEST_CASE("parameter and multiply-add counts equal torchvision's", "[parity]") {
           entry["multiply_adds_160"].get<int64_t>());
   }
 }
+
+TEST_CASE("a truncated legacy-format file is a clear error", "[parity]") {
+  const auto oracle = mnv2::test::folder_from_env("MNV2_ORACLE_DIR");
+  std::ifstream in(oracle / "w100_c1000_legacy.pth", std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+  REQUIRE(bytes.size() > 1000);
+  const auto dir = mnv2::test::fresh_temp_dir("legacy-truncated");
+  for (double fraction : {0.999, 0.5, 0.001}) {
+    const auto path = dir / ("cut" + std::to_string(fraction) + ".pth");
+    std::ofstream(path, std::ios::binary)
+        << bytes.substr(0, static_cast<size_t>(bytes.size() * fraction));
+    CHECK_THROWS_WITH(mnv2::read_state_dict(path.string()),
+                      Catch::Contains("corrupt or truncated") &&
+                          Catch::Contains(path.string()));
+  }
+}

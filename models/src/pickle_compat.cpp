@@ -1,7 +1,8 @@
-#include <mobilenetv2/pickle_compat.h>
+#include "pickle_compat.h"
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <set>
 #include <vector>
@@ -246,6 +247,112 @@ bool is_get(unsigned char op) {
 }
 
 }  // namespace
+
+namespace {
+
+// Calls `visit(op, argument)` for each opcode from `start` to STOP; returns
+// the offset past STOP, or nullopt for a malformed or unsupported pickle.
+template <typename Visit>
+std::optional<size_t> walk(std::string_view p, size_t start, Visit&& visit) {
+  size_t pos = start;
+  while (pos < p.size()) {
+    const auto op = static_cast<unsigned char>(p[pos]);
+    const auto length = argument_length(p, pos + 1, argument_of(op));
+    if (!length || pos + 1 + *length > p.size()) {
+      return std::nullopt;
+    }
+    visit(op, p.substr(pos + 1, *length));
+    pos += 1 + *length;
+    if (op == '.') {
+      return pos;
+    }
+  }
+  return std::nullopt;
+}
+
+// The text of a string opcode's argument, or nullopt for other opcodes.
+std::optional<std::string> text_of(unsigned char op, std::string_view arg) {
+  switch (op) {
+    case 'X':  // BINUNICODE
+    case 'T':  // BINSTRING
+      return std::string(arg.substr(4));
+    case 0x8c:  // SHORT_BINUNICODE
+    case 'U':   // SHORT_BINSTRING
+      return std::string(arg.substr(1));
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<size_t> pickle_end(std::string_view bytes, size_t start) {
+  return walk(bytes, start, [](unsigned char, std::string_view) {});
+}
+
+std::vector<std::string> pickle_strings(std::string_view pickle) {
+  std::vector<std::string> out;
+  walk(pickle, 0, [&](unsigned char op, std::string_view arg) {
+    if (auto text = text_of(op, arg)) {
+      out.push_back(*text);
+    }
+  });
+  return out;
+}
+
+std::vector<StorageRef> storage_refs(std::string_view pickle) {
+  std::vector<StorageRef> out;
+  std::set<std::string> seen;
+  // Memoised globals and strings: "storage" and the storage classes are
+  // written once and fetched from the memo afterwards.
+  std::map<uint64_t, std::string> memo_globals;
+  std::map<uint64_t, std::string> memo_texts;
+  std::string last_global;
+  std::optional<std::string> last_text;
+  // 0: waiting for "storage"; 1: expecting the storage class; 2: the key.
+  int state = 0;
+  std::string type;
+  walk(pickle, 0, [&](unsigned char op, std::string_view arg) {
+    if (is_put(op)) {
+      if (auto id = memo_id(op, arg)) {
+        if (!last_global.empty()) {
+          memo_globals[*id] = last_global;
+        } else if (last_text) {
+          memo_texts[*id] = *last_text;
+        }
+      }
+      return;
+    }
+    std::optional<std::string> global;
+    std::optional<std::string> text = text_of(op, arg);
+    if (op == kGlobal) {
+      const auto name = std::string(arg.substr(arg.find('\n') + 1));
+      global = name.substr(0, name.size() - 1);
+    } else if (is_get(op)) {
+      if (const auto id = memo_id(op, arg)) {
+        if (const auto g = memo_globals.find(*id); g != memo_globals.end()) {
+          global = g->second;
+        } else if (const auto t = memo_texts.find(*id); t != memo_texts.end()) {
+          text = t->second;
+        }
+      }
+    }
+    last_global = op == kGlobal ? *global : std::string();
+    last_text = op == kGlobal || is_get(op) ? std::nullopt : text;
+    if (state == 1 && global) {
+      type = *global;
+      state = 2;
+    } else if (state == 2 && text) {
+      if (seen.insert(*text).second) {
+        out.push_back({*text, type});
+      }
+      state = 0;
+    } else {
+      state = text && *text == "storage" ? 1 : 0;
+    }
+  });
+  return out;
+}
 
 std::string ordered_dicts_as_dicts(std::string_view pickle) {
   const std::string original(pickle);

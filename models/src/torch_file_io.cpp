@@ -1,8 +1,10 @@
 #include <mobilenetv2/atomic_file.h>
-#include <mobilenetv2/pickle_compat.h>
 #include <mobilenetv2/weights_io.h>
-#include <mobilenetv2/zip_integrity.h>
+#include "legacy_torch_save.h"
+#include "pickle_compat.h"
+#include "zip_integrity.h"
 
+#include <c10/core/CPUAllocator.h>
 #include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/istream_adapter.h>
 #include <torch/csrc/jit/serialization/export.h>
@@ -12,6 +14,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 namespace mnv2 {
@@ -48,11 +51,61 @@ bool is_zip(const std::string& bytes) {
   return bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0;
 }
 
-// Pickle protocol 2 header of the pre-1.6 torch.save format: PROTO 2, LONG1 of
-// the magic number 0x1950a86a20f9469cfc6c.
-bool is_legacy_torch_save(const std::string& bytes) {
-  return bytes.size() > 3 && static_cast<unsigned char>(bytes[0]) == 0x80 &&
-         static_cast<unsigned char>(bytes[2]) == 0x8a;
+// Unpickles `pickle` (OrderedDicts read as dicts) with storages from
+// `read_record`, onto the CPU.
+c10::IValue unpickle(std::string_view pickle_bytes,
+                     std::function<at::DataPtr(const std::string&)> read_record,
+                     std::optional<uint64_t> version) {
+  const std::string pickle = ordered_dicts_as_dicts(pickle_bytes);
+  size_t offset = 0;
+  auto read_pickle = [&](char* buffer, size_t n) -> size_t {
+    const size_t count = std::min(n, pickle.size() - offset);
+    std::memcpy(buffer, pickle.data() + offset, count);
+    offset += count;
+    return count;
+  };
+  torch::jit::Unpickler unpickler(read_pickle,
+                                  /*type_resolver=*/nullptr,
+                                  /*obj_loader=*/nullptr,
+                                  std::move(read_record),
+                                  c10::Device(c10::kCPU));
+  if (version) {
+    unpickler.set_version(*version);
+  }
+  return unpickler.parse_ivalue();
+}
+
+c10::IValue read_zip_archive(const std::string& bytes) {
+  std::istringstream stream(bytes);
+  caffe2::serialize::PyTorchStreamReader reader(&stream);
+  TORCH_CHECK(reader.hasRecord("data.pkl"), "the archive has no data.pkl");
+  auto [data, size] = reader.getRecord("data.pkl");
+  return unpickle(
+      std::string_view(static_cast<const char*>(data.get()), size),
+      [&](const std::string& name) {
+        return std::get<0>(reader.getRecord("data/" + name));
+      },
+      reader.version());
+}
+
+c10::IValue read_legacy_archive(const std::string& bytes,
+                                const std::string& path) {
+  std::string problem;
+  const auto archive = parse_legacy_torch_save(bytes, problem);
+  if (!archive) {
+    throw file_error(path, "is corrupt or truncated (" + problem + ")");
+  }
+  return unpickle(
+      archive->object_pickle,
+      [&](const std::string& key) {
+        const auto it = archive->storages.find(key);
+        TORCH_CHECK(it != archive->storages.end(), "no storage '", key, "'");
+        auto data = c10::GetCPUAllocator()->allocate(it->second.second);
+        std::memcpy(
+            data.get(), bytes.data() + it->second.first, it->second.second);
+        return data;
+      },
+      std::nullopt);
 }
 
 }  // namespace
@@ -62,41 +115,19 @@ c10::IValue read_torch_file(const std::string& path) {
   if (bytes.empty()) {
     throw file_error(path, "is empty");
   }
-  if (!is_zip(bytes)) {
-    if (is_legacy_torch_save(bytes)) {
-      throw file_error(path,
-                       "uses the pre-1.6 torch.save format; load it in Python "
-                       "and save it again with a current torch.save");
-    }
-    throw file_error(path, "is not a torch.save file (not a zip archive)");
-  }
-  if (const auto problem = zip_integrity_problem(bytes); !problem.empty()) {
-    throw file_error(path, "is corrupt or truncated (" + problem + ")");
-  }
   try {
-    std::istringstream stream(bytes);
-    caffe2::serialize::PyTorchStreamReader reader(&stream);
-    TORCH_CHECK(reader.hasRecord("data.pkl"), "the archive has no data.pkl");
-    auto [data, size] = reader.getRecord("data.pkl");
-    const std::string pickle = ordered_dicts_as_dicts(
-        std::string_view(static_cast<const char*>(data.get()), size));
-    size_t offset = 0;
-    auto read_pickle = [&](char* buffer, size_t n) -> size_t {
-      const size_t count = std::min(n, pickle.size() - offset);
-      std::memcpy(buffer, pickle.data() + offset, count);
-      offset += count;
-      return count;
-    };
-    auto read_record = [&](const std::string& name) {
-      return std::get<0>(reader.getRecord("data/" + name));
-    };
-    torch::jit::Unpickler unpickler(read_pickle,
-                                    /*type_resolver=*/nullptr,
-                                    /*obj_loader=*/nullptr,
-                                    read_record,
-                                    c10::Device(c10::kCPU));
-    unpickler.set_version(reader.version());
-    return unpickler.parse_ivalue();
+    if (looks_like_legacy_torch_save(bytes)) {
+      return read_legacy_archive(bytes, path);
+    }
+    if (!is_zip(bytes)) {
+      throw file_error(path, "is not a torch.save file (not a zip archive)");
+    }
+    if (const auto problem = zip_integrity_problem(bytes); !problem.empty()) {
+      throw file_error(path, "is corrupt or truncated (" + problem + ")");
+    }
+    return read_zip_archive(bytes);
+  } catch (const WeightsError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw file_error(path,
                      "is corrupt or truncated (" + first_line(e.msg()) + ")");

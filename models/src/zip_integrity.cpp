@@ -1,4 +1,4 @@
-#include <mobilenetv2/zip_integrity.h>
+#include "zip_integrity.h"
 
 #include <zlib.h>
 

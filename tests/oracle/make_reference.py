@@ -17,6 +17,7 @@ CONFIGS = [
     ("w075_c100", 0.75, 100, "ordered"),
     ("w140_c1000", 1.4, 1000, "dict"),
     ("w035_c7", 0.35, 7, "ordered"),
+    ("w100_c1000_legacy", 1.0, 1000, "legacy"),  # pre-1.6 torch.save format
 ]
 COUNT_WIDTHS = [0.35, 0.5, 0.75, 1.0, 1.3, 1.4]
 FEATURE_MAP_LAYERS = [3, 6, 13, 18]  # last layer at strides 4, 8, 16, 32
@@ -74,7 +75,10 @@ def main():
             randomise_batchnorm(model, generator)
         model.eval()
         state = model.state_dict()
-        torch.save(state if container == "ordered" else dict(state), out / f"{name}.pth")
+        if container == "legacy":
+            torch.save(state, out / f"{name}.pth", _use_new_zipfile_serialization=False)
+        else:
+            torch.save(state if container == "ordered" else dict(state), out / f"{name}.pth")
         x224 = torch.randn(2, 3, 224, 224, generator=generator)
         x_odd = torch.randn(2, 3, 97, 131, generator=generator)
         with torch.no_grad():

@@ -7,7 +7,13 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 namespace mnv2 {
+
+namespace {
+constexpr size_t kImageNetClasses = 1000;
+}  // namespace
 
 std::optional<c10::ScalarType> amp_dtype_of(const std::string& name) {
   if (name.empty() || name == "fp32") {
@@ -42,6 +48,18 @@ Prepared prepare(const EvalCommand& c) {
                        std::to_string(p.class_names.size()) +
                        " classes but the model has " +
                        std::to_string(p.model.info().options.num_classes()));
+    }
+  }
+  if (c.labels.empty() && p.class_names.size() == kImageNetClasses &&
+      p.class_names.front() == "0") {
+    // Plain 1000-class weights (e.g. torchvision's): ImageNet's names, from
+    // data/ of the checkout the program was built in.
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const auto list =
+        exe.parent_path() / ".." / ".." / "data" / "imagenet_classes.txt";
+    if (!ec && std::filesystem::exists(list)) {
+      p.class_names = read_class_names(list.string());
     }
   }
   p.transform.resize_size = static_cast<int>(

@@ -39,4 +39,20 @@ int run_program(const char* program, const std::function<int()>& body) {
   return 1;
 }
 
+std::optional<cxxopts::ParseResult> parse_flags(cxxopts::Options& options,
+                                                int argc,
+                                                char** argv,
+                                                bool allow_extra) {
+  options.add_options()("h,help", "print this help");
+  auto flags = options.parse(argc, argv);
+  if (flags.count("help") != 0) {
+    std::cout << options.help() << "\n";
+    return std::nullopt;
+  }
+  if (!allow_extra && !flags.unmatched().empty()) {
+    throw UsageError("unexpected argument '" + flags.unmatched().front() + "'");
+  }
+  return flags;
+}
+
 }  // namespace mnv2

@@ -69,13 +69,13 @@ int main(int argc, char** argv) {
         "workers",
         "image decoding threads (0: all cores)",
         cxxopts::value<int>()->default_value("0"))(
-        "strict-data", "stop on an unreadable image instead of skipping it")(
-        "h,help", "print this help");
-    const auto flags = options.parse(argc, argv);
-    if (flags.count("help") != 0) {
-      std::cout << options.help() << "\n";
+        "strict-data", "stop on an unreadable image instead of skipping it");
+    const auto parsed =
+        mnv2::parse_flags(options, argc, argv, /*allow_extra=*/true);
+    if (!parsed) {
       return 0;
     }
+    const auto& flags = *parsed;
     if (!flags.unmatched().empty() && flags.count("predict") == 0) {
       throw mnv2::UsageError("unexpected argument '" +
                              flags.unmatched().front() + "'");

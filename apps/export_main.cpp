@@ -30,17 +30,12 @@ int main(int argc, char** argv) {
         "freeze", "TorchScript: freeze the module")(
         "tolerance",
         "max relative difference accepted",
-        cxxopts::value<double>()->default_value("1e-4"))("h,help",
-                                                         "print this help");
-    const auto flags = options.parse(argc, argv);
-    if (flags.count("help") != 0) {
-      std::cout << options.help() << "\n";
+        cxxopts::value<double>()->default_value("1e-4"));
+    const auto parsed = mnv2::parse_flags(options, argc, argv);
+    if (!parsed) {
       return 0;
     }
-    if (!flags.unmatched().empty()) {
-      throw mnv2::UsageError("unexpected argument '" +
-                             flags.unmatched().front() + "'");
-    }
+    const auto& flags = *parsed;
     for (const char* required : {"weights", "format", "output"}) {
       if (flags.count(required) == 0) {
         throw mnv2::UsageError(std::string("--") + required + " is required");

@@ -180,16 +180,12 @@ int main(int argc, char** argv) {
         "log-interval",
         "steps between progress lines when not on a terminal",
         cxxopts::value<int64_t>()->default_value(
-            std::to_string(d.log_interval)))("h,help", "print this help");
-    const auto flags = options.parse(argc, argv);
-    if (flags.count("help") != 0) {
-      std::cout << options.help() << "\n";
+            std::to_string(d.log_interval)));
+    const auto parsed = mnv2::parse_flags(options, argc, argv);
+    if (!parsed) {
       return 0;
     }
-    if (!flags.unmatched().empty()) {
-      throw mnv2::UsageError("unexpected argument '" +
-                             flags.unmatched().front() + "'");
-    }
+    const auto& flags = *parsed;
     mnv2::TrainConfig c;
     mnv2::apply_recipe(c, flags["recipe"].as<std::string>());
     take(flags, "data", c.data);

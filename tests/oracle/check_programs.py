@@ -3,7 +3,7 @@ they write with the Python ecosystem (torch, torchvision, TensorBoard,
 onnx, onnxruntime) as independent references.
 
 Usage: check_programs.py CASE BIN_DIR WORK_DIR
-CASE: train_eval_export | resume | signals | errors
+CASE: train_eval_export | resume | signals | finetune_amp | errors
 """
 import json
 import math
@@ -224,6 +224,33 @@ def case_signals(bin_dir, work):
         after = torch.load(out / "checkpoint.pth", weights_only=True)
         check(after["epoch"] == epoch + 1 and after["batch_in_epoch"] == 0,
               "the interrupted run resumes and completes its epoch")
+
+
+def case_finetune_amp(bin_dir, work):
+    data = digits(work)
+    # torchvision's own 1000-class file (an OrderedDict state_dict) as the start.
+    source = torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=1000)
+    torch.save(source.state_dict(), work / "imagenet_like.pth")
+    out = work / "finetuned"
+    result = run(tiny_train_args(bin_dir, data, out, 1,
+                                 ["--pretrained", work / "imagenet_like.pth", "--freeze-features"]))
+    check("mis-shaped keys (2): classifier.1.weight" in result.stderr,
+          "pretrained weights loaded but the 1000-class head, reported by name")
+    tuned = torch.load(out / "checkpoint.pth", weights_only=True)["model"]
+    features_kept = all(torch.equal(tuned[k], v) for k, v in source.state_dict().items()
+                        if k.startswith("features.") and k.endswith("weight") and v.dim() == 4)
+    check(features_kept, "frozen features keep the pretrained convolution weights")
+    check(tuned["classifier.1.weight"].shape == (10, 1280), "a new 10-class head was trained")
+    for dtype in ("bf16", "fp16"):
+        run_dir = work / f"amp_{dtype}"
+        run(tiny_train_args(bin_dir, data, run_dir, 2, ["--amp", "--amp-dtype", dtype]))
+        rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        check(all(math.isfinite(r["train_loss"]) for r in rows) and len(rows) == 2,
+              f"AMP {dtype} training on CPU runs with finite losses")
+        scale = torch.load(run_dir / "checkpoint.pth", weights_only=True)["scaler_scale"].item()
+        expected = "kept at 2^16" if dtype == "bf16" else "managed"
+        check(scale == 65536.0 if dtype == "bf16" else scale > 0,
+              f"loss scale {scale} {expected} with {dtype}")
 
 
 def case_errors(bin_dir, work):

@@ -38,7 +38,17 @@ InferenceModel InferenceModel::load(const std::string& path,
     }
     model.script_->eval();
     model.kind_ = "torchscript";
-    model.info_ = model_info_from_json(extra[kMetadataExtraFile], path);
+    const auto& metadata = extra[kMetadataExtraFile];
+    if (!metadata.empty()) {
+      model.info_ = model_info_from_json(metadata, path);
+      return model;
+    }
+    // A TorchScript classifier from elsewhere: the class count from a pass.
+    torch::NoGradGuard no_grad;
+    const auto classes =
+        model.forward(torch::zeros({1, 3, 224, 224}, device)).size(1);
+    model.info_ = model_info_from_json(
+        "{\"num_classes\": " + std::to_string(classes) + "}", path);
     return model;
   }
   auto weights = load_weights_file(path, prefer_ema);

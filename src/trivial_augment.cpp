@@ -155,7 +155,6 @@ void trivial_augment_wide(cv::Mat& image, bool bgr, std::mt19937_64& rng) {
     }
     case Op::kSolarize: {
       cv::Mat inverted = cv::Scalar::all(255) - image;
-      cv::Mat grey_mask;
       cv::Mat at_or_above;
       cv::compare(image, cv::Scalar::all(m), at_or_above, cv::CMP_GE);
       inverted.copyTo(image, at_or_above);

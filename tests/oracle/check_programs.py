@@ -270,6 +270,8 @@ def case_errors(bin_dir, work):
         ([train, "--data", data / "train", "--val-data", subset, "--output", work / "x"],
          "validation data with other classes"),
         ([bin_dir / "mnv2-eval", "--weights", work / "w.pth"], "no eval mode"),
+        ([train, "--data", data, "--output", work / "x", "--device", "cuda:7"]
+         if not torch.cuda.is_available() else [train, "--device", "tpu"], "unavailable device"),
         ([bin_dir / "mnv2-export", "--weights", work / "w.pth", "--format", "tflite",
           "--output", work / "m"], "unknown export format"),
     ]

@@ -37,6 +37,25 @@ def eval_boxes():
     return cases
 
 
+def random_resized_crop_stats():
+    """Statistics of torchvision's RandomResizedCrop.get_params over many draws."""
+    torch.manual_seed(0)
+    cases = []
+    for h, w in [(300, 400), (100, 400), (500, 375)]:
+        img = torch.zeros(3, h, w)
+        areas, log_ratios, centred = [], [], 0
+        n = 4000
+        for _ in range(n):
+            top, left, ch, cw = T.RandomResizedCrop.get_params(img, scale=(0.08, 1.0),
+                                                               ratio=(3 / 4, 4 / 3))
+            areas.append(ch * cw / (h * w))
+            log_ratios.append(math.log(cw / ch))
+        cases.append({"height": h, "width": w, "mean_area": float(np.mean(areas)),
+                      "std_area": float(np.std(areas)), "mean_log_ratio": float(np.mean(log_ratios)),
+                      "std_log_ratio": float(np.std(log_ratios)), "draws": n})
+    return cases
+
+
 def sampler_orders():
     cases = []
     for n, world, drop_last, shuffle in [(10, 1, False, True), (10, 3, False, True), (10, 3, True, True),
@@ -103,6 +122,10 @@ def special_images(out):
     deep = (base[:, :, 0].astype(np.uint16) * 257)
     Image.fromarray(deep).save(folder / "grey16.png")
     made["grey16.png"] = np.stack([base[:, :, 0]] * 3, axis=-1)
+    Image.fromarray(base).save(folder / "lossless.webp", lossless=True)
+    made["lossless.webp"] = base
+    Image.fromarray(base).save(folder / "plain.tiff")
+    made["plain.tiff"] = base
     # EXIF orientation 6: rotate 90 degrees clockwise to display.
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -138,6 +161,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     reference = {
         "eval_boxes": eval_boxes(),
+        "random_resized_crop": random_resized_crop_stats(),
         "sampler": sampler_orders(),
         "optimizer": optimizer_trajectories(out),
         "images": special_images(out),

@@ -100,11 +100,14 @@ if [ -n "$user_torch" ]; then
 else
   torch_arg=("-DCMAKE_PREFIX_PATH=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')")
 fi
-if [ ! -f "$build/build.ninja" ] || [ "$0" -nt "$build/CMakeCache.txt" ]; then
+# Configure when there is no build tree yet or the LibTorch choice changed.
+configured="${torch_arg[*]} $python"
+if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.mnv2-configured" 2>/dev/null)" != "$configured" ]; then
   say "configuring $build"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     "${torch_arg[@]}" "-DMNV2_PYTHON=$python" >"$cache/configure.log" 2>&1 || {
     cat "$cache/configure.log" >&2; exit 1; }
+  echo "$configured" >"$build/.mnv2-configured"
 fi
 say "building $build"
 cmake --build "$build"

@@ -83,6 +83,9 @@ void write_checkpoint(const Checkpoint& c, const std::string& path) {
   dict.insert("scaler_scale", c.scaler_scale.cpu());
   dict.insert("scaler_growth_tracker", c.scaler_growth_tracker.cpu());
   dict.insert("rng_state", c.rng_state);
+  if (c.cuda_rng_state.defined()) {
+    dict.insert("cuda_rng_state", c.cuda_rng_state);
+  }
   dict.insert("epoch", c.progress.epoch);
   dict.insert("batch_in_epoch", c.progress.batch_in_epoch);
   dict.insert("global_step", c.progress.global_step);
@@ -114,6 +117,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.scaler_growth_tracker =
       field(dict, "scaler_growth_tracker", path).toTensor();
   c.rng_state = field(dict, "rng_state", path).toTensor();
+  if (dict.contains("cuda_rng_state")) {
+    c.cuda_rng_state = dict.at("cuda_rng_state").toTensor();
+  }
   c.progress.epoch = field(dict, "epoch", path).toInt();
   c.progress.batch_in_epoch = field(dict, "batch_in_epoch", path).toInt();
   c.progress.global_step = field(dict, "global_step", path).toInt();

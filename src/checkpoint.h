@@ -36,7 +36,8 @@ struct Checkpoint {
   StateDict optimizer;
   torch::Tensor scaler_scale;
   torch::Tensor scaler_growth_tracker;
-  torch::Tensor rng_state;  ///< LibTorch's default CPU generator
+  torch::Tensor rng_state;       ///< LibTorch's default CPU generator
+  torch::Tensor cuda_rng_state;  ///< the training GPU's generator (if any)
   TrainingProgress progress;
   ModelInfo info;
   std::string config_json;

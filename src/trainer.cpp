@@ -171,6 +171,10 @@ void Training::resume() {
                 cp.scaler_growth_tracker.to(device_));
   auto generator = at::detail::getDefaultCPUGenerator();
   generator.set_state(cp.rng_state);
+  if (device_.is_cuda() && cp.cuda_rng_state.defined()) {
+    auto cuda_generator = at::globalContext().defaultGenerator(device_);
+    cuda_generator.set_state(cp.cuda_rng_state);
+  }
   progress_ = cp.progress;
   log::info(log::cat("resumed from ",
                      c_.resume,
@@ -190,6 +194,10 @@ void Training::save_checkpoint() {
   cp.scaler_scale = scaler_->scale_tensor();
   cp.scaler_growth_tracker = scaler_->growth_tracker();
   cp.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  if (device_.is_cuda()) {
+    cp.cuda_rng_state =
+        at::globalContext().defaultGenerator(device_).get_state();
+  }
   cp.progress = progress_;
   cp.info = info_;
   cp.config_json = to_json(c_);

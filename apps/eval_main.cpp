@@ -61,7 +61,9 @@ int main(int argc, char** argv) {
         "amp-dtype",
         "fp32, bf16 or fp16 (benchmark: only this one)",
         cxxopts::value<std::string>()->default_value(""))(
-        "channels-last", "channels_last memory format")(
+        "channels-last",
+        "channels_last memory format (--channels-last=false to turn off)",
+        cxxopts::value<bool>()->default_value("true")->implicit_value("true"))(
         "raw", "use a checkpoint's raw weights, not its EMA")(
         "threads",
         "intra-op threads (0: all cores)",
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
     c.ema = flags.count("raw") == 0;
     c.device = flags["device"].as<std::string>();
     c.amp_dtype = flags["amp-dtype"].as<std::string>();
-    c.channels_last = flags.count("channels-last") != 0;
+    c.channels_last = flags["channels-last"].as<bool>();
     c.threads = flags["threads"].as<int>();
     c.workers = flags["workers"].as<int>();
     c.batch_size = flags["batch-size"].as<int64_t>();

@@ -168,7 +168,9 @@ int main(int argc, char** argv) {
         "amp-dtype",
         "fp16 (with loss scaling) or bf16",
         cxxopts::value<std::string>()->default_value(d.amp_dtype))(
-        "channels-last", "channels_last memory format")(
+        "channels-last",
+        "channels_last memory format (--channels-last=false to turn off)",
+        cxxopts::value<bool>()->default_value("true")->implicit_value("true"))(
         "deterministic", "deterministic algorithms")(
         "seed", "random seed", cxxopts::value<uint64_t>()->default_value("0"))(
         "threads",
@@ -231,7 +233,7 @@ int main(int argc, char** argv) {
     take(flags, "device", c.device);
     c.amp = flags.count("amp") != 0;
     take(flags, "amp-dtype", c.amp_dtype);
-    c.channels_last = flags.count("channels-last") != 0;
+    take(flags, "channels-last", c.channels_last);
     c.deterministic = flags.count("deterministic") != 0;
     take(flags, "seed", c.seed);
     take(flags, "threads", c.threads);

@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--out", default="bench-results/train_throughput.json")
     args = parser.parse_args()
     rows, results = [], []
-    for label, extra in [("contiguous", []), ("channels_last", ["--channels-last"])]:
+    for label, extra in [("contiguous", []), ("channels_last", ["--channels-last"])]:  # mnv2-bench flags
         ours = run_json([BUILD / "bench" / "mnv2-bench", "train-step", "--batch", args.batch,
                          "--size", args.size, "--steps", args.steps, "--threads", args.threads,
                          *extra])["images_per_second"]

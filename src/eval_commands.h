@@ -12,7 +12,7 @@ struct EvalCommand {
   bool ema = true;  ///< a checkpoint's EMA weights when it has them
   std::string device = "auto";
   std::string amp_dtype;  ///< "", "bf16" or "fp16"
-  bool channels_last = false;
+  bool channels_last = true;  ///< NHWC memory (faster on CPU)
   int threads = 0;
   int workers = 0;
   int64_t batch_size = 64;

@@ -90,7 +90,10 @@ Case measure(Prepared& p,
 }  // namespace
 
 int run_benchmark(const EvalCommand& c) {
-  auto p = prepare(c);
+  // Contiguous weights first; the channels_last cases convert them.
+  auto contiguous = c;
+  contiguous.channels_last = false;
+  auto p = prepare(contiguous);
   std::vector<std::string> dtypes = {"fp32", "bf16"};
   if (p.device.is_cuda()) {
     dtypes.push_back("fp16");

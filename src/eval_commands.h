@@ -11,7 +11,7 @@ struct EvalCommand {
   std::string weights;
   bool ema = true;  ///< a checkpoint's EMA weights when it has them
   std::string device = "auto";
-  std::string amp_dtype;  ///< "", "bf16" or "fp16"
+  std::string amp_dtype;      ///< "", "bf16" or "fp16"
   bool channels_last = true;  ///< NHWC memory (faster on CPU)
   int threads = 0;
   int workers = 0;

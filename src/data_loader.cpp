@@ -346,10 +346,6 @@ int64_t DataLoader::skipped_in_epoch() const {
   return state_->skipped;
 }
 
-const Dataset& DataLoader::dataset() const {
-  return state_->dataset;
-}
-
 torch::Tensor normalize_images(const torch::Tensor& images,
                                const torch::Device& device,
                                bool channels_last) {

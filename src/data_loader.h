@@ -68,7 +68,6 @@ class DataLoader {
   int64_t samples_per_epoch() const;
   /// Images skipped as unreadable so far in this epoch.
   int64_t skipped_in_epoch() const;
-  const Dataset& dataset() const;
 
  private:
   struct State;

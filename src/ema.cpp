@@ -26,23 +26,22 @@ ModelEma::ModelEma(const MobileNetV2& model,
   for (auto& p : ema_->parameters()) {
     p.set_requires_grad(false);
   }
+  const auto source = state_dict_of(*model);
+  for (const auto& item : state_dict_of(*ema_)) {
+    pairs_.emplace_back(item.value(), source[item.key()]);
+  }
 }
 
-void ModelEma::after_step(const MobileNetV2& model,
-                          int64_t global_step,
-                          bool in_warmup) {
+void ModelEma::after_step(int64_t global_step, bool in_warmup) {
   if (global_step % update_every_ != 0) {
     return;
   }
   torch::NoGradGuard no_grad;
-  const auto source = state_dict_of(*model);
-  for (auto& item : state_dict_of(*ema_)) {
-    auto& target = item.value();
-    const auto& value = source[item.key()];
-    if (in_warmup || !target.is_floating_point()) {
-      target.copy_(value);
+  for (auto& [average, value] : pairs_) {
+    if (in_warmup || !average.is_floating_point()) {
+      average.copy_(value);
     } else {
-      target.lerp_(value, 1.0 - decay_);
+      average.lerp_(value, 1.0 - decay_);
     }
   }
 }

@@ -3,6 +3,8 @@
 #include <mobilenetv2/mobilenet_v2.h>
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace mnv2 {
 
@@ -20,10 +22,9 @@ class ModelEma {
            int64_t images_per_step,
            int64_t epochs);
 
-  /// Called after every optimiser step; `in_warmup` copies the model instead.
-  void after_step(const MobileNetV2& model,
-                  int64_t global_step,
-                  bool in_warmup);
+  /// Called after every optimiser step of the model given at construction;
+  /// `in_warmup` copies the model instead of averaging.
+  void after_step(int64_t global_step, bool in_warmup);
 
   MobileNetV2& model() {
     return ema_;
@@ -34,6 +35,8 @@ class ModelEma {
 
  private:
   MobileNetV2 ema_{nullptr};
+  /// (average, model) tensor pairs, matched by name once.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs_;
   double decay_;
   int64_t update_every_;
 };

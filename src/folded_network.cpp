@@ -60,21 +60,4 @@ FoldedNetwork fold_batchnorm(const MobileNetV2& model) {
   return net;
 }
 
-torch::Tensor run_folded(const FoldedNetwork& network, torch::Tensor x) {
-  torch::NoGradGuard no_grad;
-  for (const auto& block : network.blocks) {
-    auto y = x;
-    for (const auto& conv : block.convs) {
-      y = torch::conv2d(
-          y, conv.weight, conv.bias, conv.stride, conv.padding, 1, conv.groups);
-      if (conv.relu6) {
-        y = y.clamp(0.0, 6.0);
-      }
-    }
-    x = block.residual ? x + y : y;
-  }
-  x = x.mean({2, 3});
-  return torch::linear(x, network.fc_weight, network.fc_bias);
-}
-
 }  // namespace mnv2

@@ -36,7 +36,4 @@ struct FoldedNetwork {
 /// eps).
 FoldedNetwork fold_batchnorm(const MobileNetV2& model);
 
-/// Runs the folded network eagerly (a reference for the exporters' tests).
-torch::Tensor run_folded(const FoldedNetwork& network, torch::Tensor x);
-
 }  // namespace mnv2

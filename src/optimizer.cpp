@@ -6,32 +6,38 @@
 
 namespace mnv2 {
 
-namespace {
-
-// Stores `value` into `target`, unless `skip` (a 0-dim bool) is true.
-void commit(torch::Tensor& target,
-            const torch::Tensor& value,
-            const torch::Tensor& skip) {
-  if (skip.defined()) {
-    target.copy_(torch::where(skip, target, value));
-  } else {
-    target.copy_(value);
-  }
-}
-
-}  // namespace
-
 Optimizer::Optimizer(std::vector<ParamGroup> groups, OptimizerOptions options)
-    : groups_(std::move(groups)), options_(std::move(options)) {
-  TORCH_CHECK(options_.kind == "sgd" || options_.kind == "rmsprop" ||
-                  options_.kind == "adamw",
-              "unknown optimizer '",
-              options_.kind,
-              "'");
-  auto device = torch::kCPU;
-  for (const auto& group : groups_) {
-    if (!group.params.empty()) {
-      device = group.params.front().second.device().type();
+    : options_(std::move(options)) {
+  if (options_.kind == "sgd") {
+    kind_ = Kind::kSgd;
+  } else if (options_.kind == "rmsprop") {
+    kind_ = Kind::kRmsProp;
+  } else {
+    TORCH_CHECK(
+        options_.kind == "adamw", "unknown optimizer '", options_.kind, "'");
+    kind_ = Kind::kAdamW;
+  }
+  // Buffer names and initial values: PyTorch's, and TensorFlow's mean square
+  // of 1 for RMSProp.
+  std::vector<std::pair<std::string, double>> buffers;
+  if (kind_ == Kind::kSgd && options_.momentum != 0) {
+    buffers = {{"momentum_buffer", 0.0}};
+  } else if (kind_ == Kind::kRmsProp) {
+    buffers = {{"square_avg", 1.0}, {"momentum_buffer", 0.0}};
+  } else if (kind_ == Kind::kAdamW) {
+    buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  }
+  auto device = torch::Device(torch::kCPU);
+  torch::NoGradGuard no_grad;
+  for (auto& group : groups) {
+    for (auto& [name, p] : group.params) {
+      Slot slot{name, p, group.weight_decay, {}};
+      for (const auto& [buffer, fill] : buffers) {
+        slot.buffers.emplace_back(name + "." + buffer,
+                                  torch::full_like(p, fill));
+      }
+      slots_.push_back(std::move(slot));
+      device = p.device();
     }
   }
   // Double: Adam's bias correction 1 - 0.999^t cancels badly in float.
@@ -40,124 +46,113 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, OptimizerOptions options)
 }
 
 void Optimizer::zero_grad() {
-  for (auto& group : groups_) {
-    for (auto& [name, p] : group.params) {
-      if (p.grad().defined()) {
-        p.mutable_grad() = torch::Tensor();
-      }
-    }
+  for (auto& slot : slots_) {
+    slot.param.mutable_grad() = torch::Tensor();
   }
 }
 
-torch::Tensor& Optimizer::buffer(const std::string& key,
-                                 const torch::Tensor& like,
-                                 double fill) {
-  if (auto* found = state_.find(key)) {
-    return *found;
+void Optimizer::update(Slot& slot, const torch::Tensor& grad, double lr) {
+  const auto& o = options_;
+  auto& p = slot.param;
+  const double wd = slot.weight_decay;
+  switch (kind_) {
+    case Kind::kSgd: {
+      auto g = wd != 0 ? grad.add(p, wd) : grad;
+      if (!slot.buffers.empty()) {
+        auto& buf = slot.buffers[0].second;
+        buf.mul_(o.momentum).add_(g);
+        g = o.nesterov ? g.add(buf, o.momentum) : buf;
+      }
+      p.add_(g, -lr);
+      return;
+    }
+    case Kind::kRmsProp: {
+      const auto g = wd != 0 ? grad.add(p, wd) : grad;
+      auto& square_avg = slot.buffers[0].second;
+      auto& mom = slot.buffers[1].second;
+      square_avg.mul_(o.rmsprop_decay).addcmul_(g, g, 1 - o.rmsprop_decay);
+      mom.mul_(o.momentum).addcdiv_(g, (square_avg + o.eps).sqrt(), lr);
+      p.sub_(mom);
+      return;
+    }
+    case Kind::kAdamW: {
+      auto& m = slot.buffers[0].second;
+      auto& v = slot.buffers[1].second;
+      p.mul_(1 - lr * wd);
+      m.mul_(o.adam_beta1).add_(grad, 1 - o.adam_beta1);
+      v.mul_(o.adam_beta2).addcmul_(grad, grad, 1 - o.adam_beta2);
+      const auto correction1 = 1 - torch::pow(o.adam_beta1, step_);
+      const auto correction2 = 1 - torch::pow(o.adam_beta2, step_);
+      const auto denom = v.sqrt() / correction2.sqrt() + o.eps;
+      p.sub_(m / denom * (lr / correction1));
+      return;
+    }
   }
-  return state_.insert(key, torch::full_like(like, fill));
 }
 
 void Optimizer::step(double lr, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
-  const auto& o = options_;
-  auto new_step = step_ + 1;
-  if (skip.defined()) {
-    new_step = torch::where(skip, step_, new_step);
-  }
-  for (auto& group : groups_) {
-    const double wd = group.weight_decay;
-    for (auto& [name, p] : group.params) {
-      if (!p.grad().defined()) {
-        continue;
-      }
-      auto g = p.grad();
-      if (o.kind == "sgd" && !skip.defined()) {
-        // In place, as torch.optim does: no temporaries beyond `g`.
-        if (wd != 0) {
-          g = g.add(p, wd);
-        }
-        if (o.momentum != 0) {
-          auto& buf = buffer(name + ".momentum_buffer", p, 0.0);
-          buf.mul_(o.momentum).add_(g);
-          g = o.nesterov ? g.add(buf, o.momentum) : buf;
-        }
-        p.add_(g, -lr);
-      } else if (o.kind == "sgd") {
-        if (wd != 0) {
-          g = g + wd * p;
-        }
-        auto d = g;
-        if (o.momentum != 0) {
-          auto& buf = buffer(name + ".momentum_buffer", p, 0.0);
-          const auto new_buf = buf * o.momentum + g;
-          d = o.nesterov ? g + o.momentum * new_buf : new_buf;
-          commit(buf, new_buf, skip);
-        }
-        commit(p, p - lr * d, skip);
-      } else if (o.kind == "rmsprop") {
-        if (wd != 0) {
-          g = g + wd * p;
-        }
-        auto& square_avg = buffer(name + ".square_avg", p, 1.0);
-        auto& mom = buffer(name + ".momentum_buffer", p, 0.0);
-        const auto new_avg =
-            o.rmsprop_decay * square_avg + (1 - o.rmsprop_decay) * g * g;
-        const auto new_mom =
-            o.momentum * mom + lr * g / (new_avg + o.eps).sqrt();
-        commit(square_avg, new_avg, skip);
-        commit(mom, new_mom, skip);
-        commit(p, p - new_mom, skip);
-      } else {  // adamw
-        auto& m = buffer(name + ".exp_avg", p, 0.0);
-        auto& v = buffer(name + ".exp_avg_sq", p, 0.0);
-        const auto new_m = o.adam_beta1 * m + (1 - o.adam_beta1) * g;
-        const auto new_v = o.adam_beta2 * v + (1 - o.adam_beta2) * g * g;
-        const auto correction1 = 1 - torch::pow(o.adam_beta1, new_step);
-        const auto correction2 = 1 - torch::pow(o.adam_beta2, new_step);
-        const auto denom = new_v.sqrt() / correction2.sqrt() + o.eps;
-        const auto updated =
-            p * (1 - lr * wd) - (lr / correction1) * new_m / denom;
-        commit(m, new_m, skip);
-        commit(v, new_v, skip);
-        commit(p, updated, skip);
-      }
+  const auto previous_step = step_.clone();
+  step_.add_(1);
+  for (auto& slot : slots_) {
+    const auto grad = slot.param.grad();
+    if (!grad.defined()) {
+      continue;
+    }
+    if (!skip.defined()) {
+      update(slot, grad, lr);
+      continue;
+    }
+    // GradScaler's skipped step, decided on the device: update, then put
+    // back the old values where `skip` is true (no host synchronisation).
+    std::vector<torch::Tensor> before = {slot.param.clone()};
+    for (const auto& [name, buffer] : slot.buffers) {
+      before.push_back(buffer.clone());
+    }
+    update(slot, grad, lr);
+    slot.param.copy_(torch::where(skip, before[0], slot.param));
+    for (size_t i = 0; i < slot.buffers.size(); ++i) {
+      auto& buffer = slot.buffers[i].second;
+      buffer.copy_(torch::where(skip, before[i + 1], buffer));
     }
   }
-  step_.copy_(new_step);
+  if (skip.defined()) {
+    step_.copy_(torch::where(skip, previous_step, step_));
+  }
 }
 
 std::vector<torch::Tensor> Optimizer::parameters() const {
   std::vector<torch::Tensor> out;
-  for (const auto& group : groups_) {
-    for (const auto& [name, p] : group.params) {
-      out.push_back(p);
-    }
+  for (const auto& slot : slots_) {
+    out.push_back(slot.param);
   }
   return out;
 }
 
 StateDict Optimizer::state() const {
-  StateDict out = state_;
+  StateDict out;
+  for (const auto& slot : slots_) {
+    for (const auto& [name, buffer] : slot.buffers) {
+      out.insert(name, buffer);
+    }
+  }
   out.insert("step", step_);
   return out;
 }
 
 void Optimizer::load_state(const StateDict& saved) {
   torch::NoGradGuard no_grad;
-  state_.clear();
-  for (const auto& group : groups_) {
-    for (const auto& [name, p] : group.params) {
-      for (const auto& item : saved) {
-        if (item.key().rfind(name + ".", 0) == 0 &&
-            item.key().find('.', name.size() + 1) == std::string::npos) {
-          if (item.value().sizes() != p.sizes()) {
-            throw WeightsError("optimizer state '" + item.key() +
-                               "' does not fit the model");
-          }
-          state_.insert(item.key(), item.value().to(p.device()).clone());
-        }
+  for (auto& slot : slots_) {
+    for (auto& [name, buffer] : slot.buffers) {
+      const auto* value = saved.find(name);
+      if (value == nullptr) {
+        continue;
       }
+      if (value->sizes() != buffer.sizes()) {
+        throw WeightsError("optimizer state '" + name +
+                           "' does not fit the model");
+      }
+      buffer.copy_(*value);
     }
   }
   if (const auto* step = saved.find("step")) {

@@ -46,18 +46,26 @@ class Optimizer {
   std::vector<torch::Tensor> parameters() const;
   /// "<param>.<buffer>" tensors and "step".
   StateDict state() const;
-  /// Throws WeightsError when a buffer is missing or mis-shaped.
+  /// Buffers absent from `state` keep their initial values; a mis-shaped
+  /// one throws WeightsError.
   void load_state(const StateDict& state);
 
  private:
-  torch::Tensor& buffer(const std::string& key,
-                        const torch::Tensor& like,
-                        double fill);
+  enum class Kind { kSgd, kRmsProp, kAdamW };
+  /// A parameter and its optimiser buffers, resolved once so that a step
+  /// does no name building or lookups.
+  struct Slot {
+    std::string name;
+    torch::Tensor param;
+    double weight_decay;
+    std::vector<std::pair<std::string, torch::Tensor>> buffers;
+  };
+  void update(Slot& slot, const torch::Tensor& grad, double lr);
 
-  std::vector<ParamGroup> groups_;
+  Kind kind_;
   OptimizerOptions options_;
-  StateDict state_;
-  torch::Tensor step_;  // float, counts steps not skipped
+  std::vector<Slot> slots_;
+  torch::Tensor step_;  // double, counts steps not skipped
 };
 
 /// Parameters of `module` that require gradients, split into 1-D ones

@@ -75,7 +75,7 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
     scaler_->update();
     ++progress_.global_step;
     if (ema_) {
-      ema_->after_step(model_, progress_.global_step, epoch < c_.warmup_epochs);
+      ema_->after_step(progress_.global_step, epoch < c_.warmup_epochs);
     }
     loss_sum += loss.detach().to(torch::kFloat);
     ++done;

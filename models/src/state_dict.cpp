@@ -58,7 +58,8 @@ StateDict state_dict_from_ivalue(const c10::IValue& value,
 c10::IValue state_dict_to_ivalue(const StateDict& state) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& item : state) {
-    dict.insert(item.key(), item.value().detach().to(torch::kCPU).clone());
+    // Written synchronously, so no copy is needed beyond a standard layout.
+    dict.insert(item.key(), item.value().detach().to(torch::kCPU).contiguous());
   }
   return dict;
 }

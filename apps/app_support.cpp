@@ -1,12 +1,10 @@
 #include "app_support.h"
 
-#include "errors.h"
-#include "log.h"
+#include "common/log.h"
 
 #include <mobilenetv2/weights_io.h>
 
 #include <c10/util/Exception.h>
-#include <cxxopts.hpp>
 
 #include <iostream>
 
@@ -27,8 +25,9 @@ int run_program(const char* program, const std::function<int()>& body) {
   } catch (const UsageError& e) {
     std::cerr << program << ": " << e.what() << " (see --help)\n";
     return 2;
-  } catch (const std::invalid_argument& e) {
+  } catch (const ConfigError& e) {
     std::cerr << program << ": " << e.what() << " (see --help)\n";
+    log::flush();
     return 2;
   } catch (const c10::Error& e) {
     std::cerr << program << ": " << first_line(e.msg()) << "\n";
@@ -39,20 +38,24 @@ int run_program(const char* program, const std::function<int()>& body) {
   return 1;
 }
 
-std::optional<cxxopts::ParseResult> parse_flags(cxxopts::Options& options,
-                                                int argc,
-                                                char** argv,
-                                                bool allow_extra) {
-  options.add_options()("h,help", "print this help");
-  auto flags = options.parse(argc, argv);
-  if (flags.count("help") != 0) {
-    std::cout << options.help() << "\n";
-    return std::nullopt;
+int exit_status(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kDone:
+      return 0;
+    case Outcome::kCheckFailed:
+      return 1;
+    case Outcome::kInterrupted:
+      return 130;
+    case Outcome::kTerminated:
+      return 143;
   }
-  if (!allow_extra && !flags.unmatched().empty()) {
-    throw UsageError("unexpected argument '" + flags.unmatched().front() + "'");
+  return 1;
+}
+
+void refuse_problems(const std::vector<std::string>& problems) {
+  if (!problems.empty()) {
+    throw UsageError(problems.front());
   }
-  return flags;
 }
 
 }  // namespace mnv2

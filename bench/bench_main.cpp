@@ -2,10 +2,10 @@
 // with their PyTorch peers. Prints one JSON object.
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
-#include "data_loader.h"
-#include "dataset.h"
-#include "optimizer.h"
-#include "runtime.h"
+#include "data/data_loader.h"
+#include "data/dataset.h"
+#include "train/optimizer.h"
+#include "common/runtime.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 

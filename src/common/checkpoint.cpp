@@ -1,0 +1,222 @@
+#include "common/checkpoint.h"
+
+#include <mobilenetv2/atomic_file.h>
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+namespace mnv2 {
+
+namespace {
+
+constexpr const char* kFormat = "mnv2-checkpoint";
+constexpr int64_t kFormatVersion = 1;
+
+c10::impl::GenericDict new_dict() {
+  return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+}
+
+c10::IValue info_to_ivalue(const ModelInfo& info) {
+  auto dict = new_dict();
+  dict.insert("num_classes", info.options.num_classes());
+  dict.insert("width_mult", info.options.width_mult());
+  dict.insert("dropout", info.options.dropout());
+  dict.insert("img_size", info.img_size);
+  dict.insert("val_resize", info.val_resize);
+  dict.insert("val_crop", info.val_crop);
+  c10::List<std::string> names;
+  for (const auto& name : info.class_names) {
+    names.push_back(name);
+  }
+  dict.insert("class_names", names);
+  return dict;
+}
+
+ModelInfo info_from_ivalue(const c10::impl::GenericDict& dict) {
+  ModelInfo info;
+  info.options.num_classes(dict.at("num_classes").toInt())
+      .width_mult(dict.at("width_mult").toDouble())
+      .dropout(dict.at("dropout").toDouble());
+  info.img_size = dict.at("img_size").toInt();
+  info.val_resize = dict.at("val_resize").toInt();
+  info.val_crop = dict.at("val_crop").toInt();
+  for (const auto& name : dict.at("class_names").toList()) {
+    info.class_names.push_back(name.get().toStringRef());
+  }
+  return info;
+}
+
+const c10::IValue& field(const c10::impl::GenericDict& dict,
+                         const std::string& key,
+                         const std::string& path) {
+  auto it = dict.find(key);
+  if (it == dict.end()) {
+    throw WeightsError("checkpoint '" + path + "' has no '" + key + "'");
+  }
+  return it->value();
+}
+
+}  // namespace
+
+bool is_checkpoint(const c10::IValue& value) {
+  if (!value.isGenericDict()) {
+    return false;
+  }
+  const auto dict = value.toGenericDict();
+  auto it = dict.find(std::string("format"));
+  return it != dict.end() && it->value().isString() &&
+         it->value().toStringRef() == kFormat;
+}
+
+void write_checkpoint(const Checkpoint& c, const std::string& path) {
+  auto dict = new_dict();
+  dict.insert("format", std::string(kFormat));
+  dict.insert("format_version", kFormatVersion);
+  dict.insert("model", state_dict_to_ivalue(c.model));
+  if (c.model_ema) {
+    dict.insert("model_ema", state_dict_to_ivalue(*c.model_ema));
+  }
+  dict.insert("optimizer", state_dict_to_ivalue(c.optimizer));
+  dict.insert("scaler_scale", c.scaler_scale.cpu());
+  dict.insert("scaler_growth_tracker", c.scaler_growth_tracker.cpu());
+  dict.insert("rng_state", c.rng_state);
+  if (c.cuda_rng_state.defined()) {
+    dict.insert("cuda_rng_state", c.cuda_rng_state);
+  }
+  dict.insert("epoch", c.progress.epoch);
+  dict.insert("batch_in_epoch", c.progress.batch_in_epoch);
+  dict.insert("global_step", c.progress.global_step);
+  dict.insert("best_top1", c.progress.best_top1);
+  dict.insert("model_info", info_to_ivalue(c.info));
+  dict.insert("config", c.config_json);
+  write_torch_file(dict, path);
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  const auto value = read_torch_file(path);
+  if (!is_checkpoint(value)) {
+    throw WeightsError("'" + path + "' is not an mnv2-train checkpoint");
+  }
+  const auto dict = value.toGenericDict();
+  const auto version = field(dict, "format_version", path).toInt();
+  if (version > kFormatVersion) {
+    throw WeightsError("checkpoint '" + path + "' has format version " +
+                       std::to_string(version) + "; this build reads up to " +
+                       std::to_string(kFormatVersion));
+  }
+  Checkpoint c;
+  c.model = state_dict_from_ivalue(field(dict, "model", path), path);
+  if (dict.contains("model_ema")) {
+    c.model_ema = state_dict_from_ivalue(dict.at("model_ema"), path);
+  }
+  c.optimizer = state_dict_from_ivalue(field(dict, "optimizer", path), path);
+  c.scaler_scale = field(dict, "scaler_scale", path).toTensor();
+  c.scaler_growth_tracker =
+      field(dict, "scaler_growth_tracker", path).toTensor();
+  c.rng_state = field(dict, "rng_state", path).toTensor();
+  if (dict.contains("cuda_rng_state")) {
+    c.cuda_rng_state = dict.at("cuda_rng_state").toTensor();
+  }
+  c.progress.epoch = field(dict, "epoch", path).toInt();
+  c.progress.batch_in_epoch = field(dict, "batch_in_epoch", path).toInt();
+  c.progress.global_step = field(dict, "global_step", path).toInt();
+  c.progress.best_top1 = field(dict, "best_top1", path).toDouble();
+  c.info = info_from_ivalue(field(dict, "model_info", path).toGenericDict());
+  c.config_json = field(dict, "config", path).toStringRef();
+  return c;
+}
+
+std::string metadata_path_for(const std::string& weights_path) {
+  return std::filesystem::path(weights_path)
+      .replace_extension(".json")
+      .string();
+}
+
+std::string model_info_to_json(const ModelInfo& info,
+                               const std::string& extra_json_fields) {
+  auto j = nlohmann::json::parse(extra_json_fields);
+  j["architecture"] = "mobilenet_v2";
+  j["num_classes"] = info.options.num_classes();
+  j["width_mult"] = info.options.width_mult();
+  j["dropout"] = info.options.dropout();
+  j["img_size"] = info.img_size;
+  j["val_resize"] = info.val_resize;
+  j["val_crop"] = info.val_crop;
+  j["class_names"] = info.class_names;
+  return j.dump(1) + "\n";
+}
+
+ModelInfo model_info_from_json(const std::string& json,
+                               const std::string& origin) {
+  ModelInfo info;
+  try {
+    const auto j = nlohmann::json::parse(json);
+    info.options.num_classes(j.value("num_classes", int64_t{1000}))
+        .width_mult(j.value("width_mult", 1.0))
+        .dropout(j.value("dropout", 0.2));
+    info.img_size = j.value("img_size", info.img_size);
+    info.val_resize = j.value("val_resize", info.val_resize);
+    info.val_crop = j.value("val_crop", info.val_crop);
+    if (j.contains("class_names")) {
+      info.class_names = j["class_names"].get<std::vector<std::string>>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw WeightsError("metadata of '" + origin +
+                       "' is not valid JSON: " + e.what());
+  }
+  if (info.class_names.size() !=
+      static_cast<size_t>(info.options.num_classes())) {
+    info.class_names.clear();
+    for (int64_t i = 0; i < info.options.num_classes(); ++i) {
+      info.class_names.push_back(std::to_string(i));
+    }
+  }
+  return info;
+}
+
+void write_weights_metadata(const ModelInfo& info,
+                            const std::string& weights_path,
+                            const std::string& extra_json_fields) {
+  auto j = nlohmann::json::parse(extra_json_fields);
+  j["weights_file"] = std::filesystem::path(weights_path).filename().string();
+  write_file_atomically(metadata_path_for(weights_path),
+                        model_info_to_json(info, j.dump()));
+}
+
+LoadedWeights load_weights_file(const std::string& path, bool prefer_ema) {
+  const auto value = read_torch_file(path);
+  LoadedWeights out;
+  if (is_checkpoint(value)) {
+    const auto dict = value.toGenericDict();
+    const bool ema = prefer_ema && dict.contains("model_ema");
+    out.state =
+        state_dict_from_ivalue(dict.at(ema ? "model_ema" : "model"), path);
+    out.info = info_from_ivalue(dict.at("model_info").toGenericDict());
+    out.kind = ema ? "checkpoint-ema" : "checkpoint";
+    return out;
+  }
+  out.state = state_dict_from_ivalue(value, path);
+  out.kind = "state_dict";
+  out.info.options = infer_options(out.state, path);
+  for (int64_t i = 0; i < out.info.options.num_classes(); ++i) {
+    out.info.class_names.push_back(std::to_string(i));
+  }
+  const auto meta_path = metadata_path_for(path);
+  if (std::filesystem::exists(meta_path)) {
+    std::ifstream in(meta_path);
+    const std::string json{std::istreambuf_iterator<char>(in), {}};
+    auto meta = model_info_from_json(json, meta_path);
+    // The shapes decide the architecture; the file adds names and sizes.
+    meta.options.num_classes(out.info.options.num_classes())
+        .width_mult(out.info.options.width_mult());
+    if (meta.class_names.size() == out.info.class_names.size()) {
+      out.info = meta;
+    }
+  }
+  return out;
+}
+
+}  // namespace mnv2

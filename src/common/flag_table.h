@@ -1,0 +1,61 @@
+#pragma once
+
+// Each program option is declared once, as one entry of a table: its name,
+// help, the config field it writes (whose value in a default config is the
+// default shown), and its key in the config echo. --help, parsing (in apps/),
+// and the JSON echo in logs and checkpoints all come from the table.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace mnv2 {
+
+/// How a flag takes its value.
+enum class FlagKind {
+  kValue,   ///< --name VALUE
+  kSwitch,  ///< --name alone writes `switch_value` into a bool field
+  kToggle,  ///< --name (true) or --name=false
+};
+
+template <class Config>
+struct Flag {
+  using Field = std::variant<std::string Config::*,
+                             int64_t Config::*,
+                             int Config::*,
+                             uint64_t Config::*,
+                             double Config::*,
+                             bool Config::*,
+                             std::vector<std::string> Config::*>;
+
+  std::string name;      ///< without the leading "--"
+  std::string group;     ///< section in --help ("" for none)
+  std::string help;
+  Field field;           ///< where the value is written
+  std::string json_key;  ///< key in the config echo; "" keeps it out
+  FlagKind kind = FlagKind::kValue;
+  bool switch_value = true;  ///< for kSwitch
+};
+
+template <class Config>
+using FlagTable = std::vector<Flag<Config>>;
+
+/// The configuration as a JSON object: every echoed flag's field under its
+/// key (what the training log, checkpoints and eval's JSON record).
+template <class Config>
+nlohmann::json config_json(const FlagTable<Config>& table,
+                           const Config& config) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& flag : table) {
+    if (!flag.json_key.empty()) {
+      std::visit([&](auto member) { out[flag.json_key] = config.*member; },
+                 flag.field);
+    }
+  }
+  return out;
+}
+
+}  // namespace mnv2

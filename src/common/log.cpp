@@ -1,0 +1,57 @@
+#include "common/log.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <vector>
+
+namespace mnv2::log {
+
+namespace {
+std::shared_ptr<spdlog::logger>& logger() {
+  static std::shared_ptr<spdlog::logger> instance = [] {
+    auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    auto made = std::make_shared<spdlog::logger>("mnv2", console);
+    made->set_pattern("[%H:%M:%S] %^%l%$ %v");
+    return made;
+  }();
+  return instance;
+}
+}  // namespace
+
+void init(const std::string& file, bool verbose) {
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  console->set_pattern("[%H:%M:%S] %^%l%$ %v");
+  std::vector<spdlog::sink_ptr> sinks{console};
+  if (!file.empty()) {
+    auto file_sink =
+        std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, false);
+    file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l %v");
+    sinks.push_back(file_sink);
+  }
+  auto made =
+      std::make_shared<spdlog::logger>("mnv2", sinks.begin(), sinks.end());
+  made->set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+  made->flush_on(spdlog::level::warn);
+  logger() = made;
+}
+
+void debug(const std::string& message) {
+  logger()->debug(message);
+}
+void info(const std::string& message) {
+  logger()->info(message);
+}
+void warn(const std::string& message) {
+  logger()->warn(message);
+}
+void error(const std::string& message) {
+  logger()->error(message);
+}
+void flush() {
+  logger()->flush();
+}
+
+}  // namespace mnv2::log

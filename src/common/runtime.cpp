@@ -1,0 +1,74 @@
+#include "common/runtime.h"
+
+#include "common/errors.h"
+
+#include <charconv>
+
+#include <ATen/Parallel.h>
+#include <malloc.h>
+#include <torch/cuda.h>
+#include <opencv2/core/utility.hpp>
+
+#include <stdexcept>
+#include <thread>
+
+namespace mnv2 {
+
+void configure_runtime(int threads) {
+  // Keep freed memory in the process instead of unmapping and re-faulting it:
+  // no mmap'd chunks (activations of a batch exceed glibc's 32 MiB cap for
+  // the mmap threshold), and a heap that is neither trimmed nor grown in
+  // small steps.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 1 << 30);
+  const int count = threads > 0 ? threads : default_thread_count();
+  at::set_num_threads(count);
+  // OpenCV's own pool would compete with the loader's worker threads.
+  cv::setNumThreads(1);
+}
+
+int default_thread_count() {
+  const auto cores = std::thread::hardware_concurrency();
+  return cores > 0 ? static_cast<int>(cores) : 1;
+}
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
+  }
+  if (name == "cpu") {
+    return torch::kCPU;
+  }
+  if (name.rfind("cuda", 0) == 0) {
+    int index = 0;
+    if (name.size() > 4) {
+      if (name[4] != ':' || name.size() == 5 ||
+          name.find_first_not_of("0123456789", 5) != std::string::npos) {
+        throw ConfigError("--device: expected cuda or cuda:N, got '" +
+                                    name + "'");
+      }
+      const auto digits = name.substr(5);
+      const auto [end, error] =
+          std::from_chars(digits.data(), digits.data() + digits.size(), index);
+      if (error != std::errc() || end != digits.data() + digits.size()) {
+        throw ConfigError("--device " + name + ": no such CUDA device index");
+      }
+    }
+    if (!torch::cuda::is_available()) {
+      throw ConfigError("--device " + name +
+                                  ": no CUDA device is available here");
+    }
+    if (index >= static_cast<int>(torch::cuda::device_count())) {
+      throw ConfigError("--device " + name + ": only " +
+                                  std::to_string(torch::cuda::device_count()) +
+                                  " CUDA device(s)");
+    }
+    return {torch::kCUDA, static_cast<c10::DeviceIndex>(index)};
+  }
+  throw ConfigError(
+      "--device: expected auto, cpu, cuda or cuda:N, got '" + name + "'");
+}
+
+}  // namespace mnv2

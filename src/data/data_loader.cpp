@@ -1,0 +1,370 @@
+#include "data/data_loader.h"
+
+#include "common/errors.h"
+#include "data/image_decode.h"
+#include "common/log.h"
+#include "common/runtime.h"
+#include "data/sampler.h"
+#include "data/trivial_augment.h"
+
+#include <torch/torch.h>
+
+#include <array>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <type_traits>
+
+namespace mnv2 {
+
+namespace {
+
+constexpr std::array<float, 3> kMean = {0.485f, 0.456f, 0.406f};
+constexpr std::array<float, 3> kStd = {0.229f, 0.224f, 0.225f};
+
+// Per output channel (RGB), the value written for each 8-bit input level.
+template <typename T>
+using ChannelTables = std::array<std::array<T, 256>, 3>;
+
+ChannelTables<float> normalising_tables() {
+  ChannelTables<float> tables{};
+  for (size_t c = 0; c < 3; ++c) {
+    for (size_t v = 0; v < 256; ++v) {
+      tables[c][v] = (static_cast<float>(v) / 255.0f - kMean[c]) / kStd[c];
+    }
+  }
+  return tables;
+}
+
+ChannelTables<uint8_t> identity_tables() {
+  ChannelTables<uint8_t> tables{};
+  for (size_t c = 0; c < 3; ++c) {
+    for (size_t v = 0; v < 256; ++v) {
+      tables[c][v] = static_cast<uint8_t>(v);
+    }
+  }
+  return tables;
+}
+
+// Writes one BGR image as RGB through the tables, planar (NCHW) or
+// interleaved (channels_last), then fills the erased box with what 0 is after
+// normalisation (torchvision erases after Normalize with value 0).
+template <typename T>
+void write_sample(const cv::Mat& bgr,
+                  T* out,
+                  bool channels_last,
+                  const ChannelTables<T>& tables,
+                  const std::optional<cv::Rect>& erase) {
+  const int64_t pixels = static_cast<int64_t>(bgr.rows) * bgr.cols;
+  const uint8_t* src = bgr.data;
+  const T erased[3] = {tables[0][static_cast<size_t>(kMean[0] * 255 + 0.5f)],
+                       tables[1][static_cast<size_t>(kMean[1] * 255 + 0.5f)],
+                       tables[2][static_cast<size_t>(kMean[2] * 255 + 0.5f)]};
+  auto inside = [&](int64_t p) {
+    const auto y = static_cast<int>(p / bgr.cols);
+    const auto x = static_cast<int>(p % bgr.cols);
+    return erase && erase->contains({x, y});
+  };
+  for (int64_t p = 0; p < pixels; ++p) {
+    const bool blank = erase && inside(p);
+    for (int64_t c = 0; c < 3; ++c) {
+      T value = tables[static_cast<size_t>(c)][src[p * 3 + 2 - c]];
+      if (blank) {
+        value = std::is_floating_point_v<T> ? T{0} : erased[c];
+      }
+      out[channels_last ? p * 3 + c : c * pixels + p] = value;
+    }
+  }
+}
+
+}  // namespace
+
+struct DataLoader::State {
+  Dataset dataset;
+  LoaderOptions options;
+
+  std::vector<int64_t> order;
+  int64_t epoch = 0;
+  int64_t num_batches = 0;
+
+  std::vector<std::thread> workers;
+  std::mutex mutex;
+  std::condition_variable changed;
+  int64_t next_to_assign = 0;
+  int64_t next_to_consume = 0;
+  std::map<int64_t, Batch> ready;
+  std::exception_ptr error;
+  bool stopping = false;
+  int64_t skipped = 0;
+  std::set<std::string> warned;  // each unreadable file is reported once
+  ChannelTables<float> float_tables = normalising_tables();
+  ChannelTables<uint8_t> byte_tables = identity_tables();
+
+  struct Prepared {
+    cv::Mat bgr;
+    std::optional<cv::Rect> erase;
+  };
+
+  int64_t image_size() const {
+    return options.train ? options.train_transform.size
+                         : options.eval_transform.crop_size;
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    changed.notify_all();
+    for (auto& worker : workers) {
+      worker.join();
+    }
+    workers.clear();
+  }
+
+  // The transformed image of one sample (BGR), or an empty one when skipped.
+  Prepared load_sample(int64_t index) {
+    const auto& sample = dataset.samples[static_cast<size_t>(index)];
+    try {
+      const cv::Mat bgr = decode_bgr(sample.path);
+      if (!options.train) {
+        return {eval_transform(bgr, options.eval_transform), std::nullopt};
+      }
+      std::seed_seq seeds{static_cast<uint32_t>(options.seed),
+                          static_cast<uint32_t>(options.seed >> 32),
+                          static_cast<uint32_t>(epoch),
+                          static_cast<uint32_t>(index)};
+      std::mt19937_64 rng(seeds);
+      Prepared out{train_transform(bgr, options.train_transform, rng),
+                   std::nullopt};
+      if (options.train_transform.trivial_augment) {
+        trivial_augment_wide(out.bgr, /*bgr=*/true, rng);
+      }
+      out.erase = random_erase_box(out.bgr.rows,
+                                   out.bgr.cols,
+                                   options.train_transform.random_erase_prob,
+                                   rng);
+      return out;
+    } catch (const DataError& e) {
+      if (options.strict) {
+        throw;
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      ++skipped;
+      if (warned.insert(sample.path).second) {
+        log::warn(log::cat("skipping unreadable image: ", e.what()));
+      }
+      return {};
+    }
+  }
+
+  Batch make_batch(int64_t batch) {
+    const auto begin = static_cast<size_t>(batch * options.batch_size);
+    const auto end =
+        std::min(order.size(), begin + static_cast<size_t>(options.batch_size));
+    const int64_t size = image_size();
+    std::vector<Prepared> images;
+    Batch out;
+    for (size_t i = begin; i < end; ++i) {
+      Prepared image = load_sample(order[i]);
+      if (image.bgr.empty()) {
+        continue;
+      }
+      TORCH_CHECK(image.bgr.isContinuous() && image.bgr.rows == size &&
+                      image.bgr.cols == size && image.bgr.type() == CV_8UC3,
+                  "internal: transform produced a ",
+                  image.bgr.rows,
+                  "x",
+                  image.bgr.cols,
+                  " image");
+      images.push_back(std::move(image));
+      out.indices.push_back(order[i]);
+    }
+    const auto count = static_cast<int64_t>(images.size());
+    auto tensor_options = torch::TensorOptions().dtype(
+        options.normalize ? torch::kFloat : torch::kUInt8);
+    if (options.pin_memory) {
+      tensor_options = tensor_options.pinned_memory(true);
+    }
+    const bool nhwc = options.channels_last;
+    auto storage = nhwc ? torch::empty({count, size, size, 3}, tensor_options)
+                        : torch::empty({count, 3, size, size}, tensor_options);
+    const int64_t per_image = 3 * size * size;
+    for (int64_t i = 0; i < count; ++i) {
+      const auto& image = images[static_cast<size_t>(i)];
+      if (options.normalize) {
+        write_sample(image.bgr,
+                     storage.data_ptr<float>() + i * per_image,
+                     nhwc,
+                     float_tables,
+                     image.erase);
+      } else {
+        write_sample(image.bgr,
+                     storage.data_ptr<uint8_t>() + i * per_image,
+                     nhwc,
+                     byte_tables,
+                     image.erase);
+      }
+    }
+    out.images = nhwc ? storage.permute({0, 3, 1, 2}) : storage;
+    auto labels = torch::empty({count}, torch::kLong);
+    auto* label_data = labels.data_ptr<int64_t>();
+    for (int64_t i = 0; i < count; ++i) {
+      label_data[i] =
+          dataset
+              .samples[static_cast<size_t>(out.indices[static_cast<size_t>(i)])]
+              .label;
+    }
+    out.labels = labels;
+    return out;
+  }
+
+  void work() {
+    while (true) {
+      int64_t batch = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] {
+          return stopping || error || next_to_assign >= num_batches ||
+                 next_to_assign < next_to_consume + options.prefetch_batches;
+        });
+        if (stopping || error || next_to_assign >= num_batches) {
+          return;
+        }
+        batch = next_to_assign++;
+      }
+      try {
+        Batch made = make_batch(batch);
+        std::lock_guard<std::mutex> lock(mutex);
+        ready.emplace(batch, std::move(made));
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!error) {
+          error = std::current_exception();
+        }
+      }
+      changed.notify_all();
+    }
+  }
+};
+
+DataLoader::DataLoader(Dataset dataset, LoaderOptions options)
+    : state_(std::make_unique<State>()) {
+  if (dataset.samples.empty()) {
+    throw DataError("dataset '" + dataset.origin + "' has no samples");
+  }
+  if (options.batch_size < 1) {
+    throw std::invalid_argument("--batch-size must be at least 1");
+  }
+  if (!options.train &&
+      options.eval_transform.resize_size < options.eval_transform.crop_size) {
+    throw std::invalid_argument(
+        "the resize size must not be smaller than the crop size");
+  }
+  if (options.workers <= 0) {
+    options.workers = default_thread_count();
+  }
+  options.prefetch_batches = std::max(options.prefetch_batches, 1);
+  state_->dataset = std::move(dataset);
+  state_->options = options;
+}
+
+DataLoader::~DataLoader() {
+  state_->stop_workers();
+}
+
+void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
+  auto& s = *state_;
+  s.stop_workers();
+  const auto& o = s.options;
+  s.order = epoch_order(static_cast<int64_t>(s.dataset.samples.size()),
+                        epoch,
+                        o.seed,
+                        o.shuffle,
+                        o.rank,
+                        o.world_size,
+                        o.drop_last);
+  const auto n = static_cast<int64_t>(s.order.size());
+  s.num_batches =
+      o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+  s.epoch = epoch;
+  s.next_to_assign = std::clamp<int64_t>(first_batch, 0, s.num_batches);
+  s.next_to_consume = s.next_to_assign;
+  s.ready.clear();
+  s.error = nullptr;
+  s.stopping = false;
+  s.skipped = 0;
+  for (int i = 0; i < o.workers; ++i) {
+    s.workers.emplace_back([&s] { s.work(); });
+  }
+}
+
+std::optional<Batch> DataLoader::next() {
+  auto& s = *state_;
+  while (true) {
+    std::unique_lock<std::mutex> lock(s.mutex);
+    if (s.next_to_consume >= s.num_batches) {
+      return std::nullopt;
+    }
+    s.changed.wait(
+        lock, [&] { return s.error || s.ready.count(s.next_to_consume) != 0; });
+    if (s.error) {
+      auto error = s.error;
+      lock.unlock();
+      s.stop_workers();
+      std::rethrow_exception(error);
+    }
+    auto node = s.ready.extract(s.next_to_consume);
+    ++s.next_to_consume;
+    lock.unlock();
+    s.changed.notify_all();
+    if (node.mapped().indices.empty()) {
+      continue;  // every image of this batch was skipped
+    }
+    return std::move(node.mapped());
+  }
+}
+
+int64_t DataLoader::batches_per_epoch() const {
+  const auto& o = state_->options;
+  const auto n = samples_per_epoch();
+  return o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+}
+
+int64_t DataLoader::samples_per_epoch() const {
+  const auto& o = state_->options;
+  const auto n = static_cast<int64_t>(state_->dataset.samples.size());
+  return o.drop_last ? n / o.world_size : (n + o.world_size - 1) / o.world_size;
+}
+
+int64_t DataLoader::skipped_in_epoch() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->skipped;
+}
+
+torch::Tensor normalize_images(const torch::Tensor& images,
+                               const torch::Device& device,
+                               bool channels_last) {
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
+                                    : torch::MemoryFormat::Contiguous;
+  auto x = images.to(device, /*non_blocking=*/true);
+  if (!x.is_floating_point()) {
+    auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
+    const auto mean =
+        torch::tensor(std::vector<float>(kMean.begin(), kMean.end()), options)
+            .view({1, 3, 1, 1}) *
+        255;
+    const auto std =
+        torch::tensor(std::vector<float>(kStd.begin(), kStd.end()), options)
+            .view({1, 3, 1, 1}) *
+        255;
+    x = (x.to(torch::kFloat) - mean) / std;
+  }
+  return x.contiguous(format);
+}
+
+}  // namespace mnv2

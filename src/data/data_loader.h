@@ -1,0 +1,84 @@
+#pragma once
+
+#include "data/dataset.h"
+#include "data/transforms.h"
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+namespace mnv2 {
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  /// Decoding threads; <= 0: the available cores.
+  int workers = 0;
+  /// Batches decoded ahead of the consumer.
+  int prefetch_batches = 4;
+  bool shuffle = false;
+  bool drop_last = false;
+  uint64_t seed = 0;
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  /// An unreadable image is an error instead of a skipped sample.
+  bool strict = false;
+  /// Train transforms when true, eval transforms otherwise.
+  bool train = false;
+  TrainTransformOptions train_transform;
+  EvalTransformOptions eval_transform;
+  /// Normalised float batches, made by the workers (best on CPU). When false,
+  /// 8-bit batches that `normalize_images` normalises on the device (a
+  /// quarter of the bytes to copy to a GPU).
+  bool normalize = true;
+  /// Batches in channels_last memory (NHWC storage) instead of NCHW.
+  bool channels_last = false;
+  /// Page-locked batches for asynchronous copies to a CUDA device.
+  bool pin_memory = false;
+};
+
+/// A batch as the loader yields it: RGB images [N, 3, H, W], normalised float
+/// (or 8-bit, see LoaderOptions::normalize), and int64 labels [N].
+struct Batch {
+  torch::Tensor images;
+  torch::Tensor labels;
+  std::vector<int64_t> indices;  ///< dataset indices of the samples
+};
+
+/// Decodes and transforms images on worker threads into batches, in a fixed
+/// order per epoch; the augmentation of a sample depends only on (seed,
+/// epoch, index), so results do not depend on the number of workers. An
+/// unreadable image is skipped with one warning (or is an error when strict);
+/// any other worker error is rethrown by `next()`.
+class DataLoader {
+ public:
+  DataLoader(Dataset dataset, LoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  /// Starts (or restarts) an epoch at batch `first_batch` (to resume an
+  /// interrupted epoch); workers begin decoding at once.
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
+  /// The next batch of the epoch, or nullopt after the last one.
+  std::optional<Batch> next();
+
+  int64_t batches_per_epoch() const;
+  int64_t samples_per_epoch() const;
+  /// Images skipped as unreadable so far in this epoch.
+  int64_t skipped_in_epoch() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// A loader batch ready for the model on `device`: 8-bit images are scaled
+/// to [0, 1] and normalised with the ImageNet mean and std there; float
+/// images (already normalised) are only moved. Optionally channels_last.
+torch::Tensor normalize_images(const torch::Tensor& images,
+                               const torch::Device& device,
+                               bool channels_last = false);
+
+}  // namespace mnv2

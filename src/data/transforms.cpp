@@ -1,0 +1,138 @@
+#include "data/transforms.h"
+
+#include "common/errors.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+
+namespace mnv2 {
+
+namespace {
+
+constexpr int kAttempts = 10;
+double uniform(std::mt19937_64& rng, double low, double high) {
+  return std::uniform_real_distribution<double>(low, high)(rng);
+}
+
+int random_int(std::mt19937_64& rng, int low, int high_inclusive) {
+  return std::uniform_int_distribution<int>(low, high_inclusive)(rng);
+}
+
+}  // namespace
+
+std::optional<cv::Rect> random_erase_box(int height,
+                                         int width,
+                                         double probability,
+                                         std::mt19937_64& rng) {
+  if (probability <= 0 || uniform(rng, 0.0, 1.0) >= probability) {
+    return std::nullopt;
+  }
+  const double area = static_cast<double>(height) * width;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const double target = area * uniform(rng, 0.02, 0.33);
+    const double ratio = std::exp(uniform(rng, std::log(0.3), std::log(3.3)));
+    const int h = static_cast<int>(std::nearbyint(std::sqrt(target * ratio)));
+    const int w = static_cast<int>(std::nearbyint(std::sqrt(target / ratio)));
+    if (h >= height || w >= width || h < 1 || w < 1) {
+      continue;
+    }
+    const int top = random_int(rng, 0, height - h);
+    const int left = random_int(rng, 0, width - w);
+    return cv::Rect(left, top, w, h);
+  }
+  return std::nullopt;
+}
+
+CropBox random_resized_crop_box(int height,
+                                int width,
+                                const TrainTransformOptions& options,
+                                std::mt19937_64& rng) {
+  const double area = static_cast<double>(height) * width;
+  const double log_min = std::log(options.ratio_min);
+  const double log_max = std::log(options.ratio_max);
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const double target =
+        area * uniform(rng, options.scale_min, options.scale_max);
+    const double ratio = std::exp(uniform(rng, log_min, log_max));
+    const int w = static_cast<int>(std::nearbyint(std::sqrt(target * ratio)));
+    const int h = static_cast<int>(std::nearbyint(std::sqrt(target / ratio)));
+    if (0 < w && w <= width && 0 < h && h <= height) {
+      return {
+          random_int(rng, 0, height - h), random_int(rng, 0, width - w), h, w};
+    }
+  }
+  // Fallback to a central crop with the ratio clamped into range.
+  const double in_ratio = static_cast<double>(width) / height;
+  int w = width;
+  int h = height;
+  if (in_ratio < options.ratio_min) {
+    h = static_cast<int>(std::nearbyint(w / options.ratio_min));
+  } else if (in_ratio > options.ratio_max) {
+    w = static_cast<int>(std::nearbyint(h * options.ratio_max));
+  }
+  return {(height - h) / 2, (width - w) / 2, h, w};
+}
+
+std::pair<int, int> resized_shorter_side(int height, int width, int size) {
+  if (height <= width) {
+    return {size, static_cast<int>(static_cast<double>(size) * width / height)};
+  }
+  return {static_cast<int>(static_cast<double>(size) * height / width), size};
+}
+
+CropBox center_crop_box(int height,
+                        int width,
+                        int crop_height,
+                        int crop_width) {
+  if (crop_height > height || crop_width > width) {
+    throw DataError("centre crop " + std::to_string(crop_height) + "x" +
+                    std::to_string(crop_width) + " is larger than the image " +
+                    std::to_string(height) + "x" + std::to_string(width));
+  }
+  const int top =
+      static_cast<int>(std::nearbyint((height - crop_height) / 2.0));
+  const int left = static_cast<int>(std::nearbyint((width - crop_width) / 2.0));
+  return {top, left, crop_height, crop_width};
+}
+
+cv::Mat resize_image(const cv::Mat& image, int height, int width) {
+  if (image.rows == height && image.cols == width) {
+    return image.clone();
+  }
+  const bool shrinking = height < image.rows && width < image.cols;
+  cv::Mat out;
+  cv::resize(image,
+             out,
+             cv::Size(width, height),
+             0,
+             0,
+             shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+  return out;
+}
+
+cv::Mat train_transform(const cv::Mat& rgb,
+                        const TrainTransformOptions& options,
+                        std::mt19937_64& rng) {
+  const auto box = random_resized_crop_box(rgb.rows, rgb.cols, options, rng);
+  cv::Mat out =
+      resize_image(rgb(cv::Rect(box.left, box.top, box.width, box.height)),
+                   options.size,
+                   options.size);
+  if (uniform(rng, 0.0, 1.0) < options.hflip_prob) {
+    cv::flip(out, out, 1);
+  }
+  return out;
+}
+
+cv::Mat eval_transform(const cv::Mat& rgb,
+                       const EvalTransformOptions& options) {
+  const auto [h, w] =
+      resized_shorter_side(rgb.rows, rgb.cols, options.resize_size);
+  const cv::Mat resized = resize_image(rgb, h, w);
+  const auto box = center_crop_box(h, w, options.crop_size, options.crop_size);
+  return resized(cv::Rect(box.left, box.top, box.width, box.height)).clone();
+}
+
+}  // namespace mnv2

@@ -1,0 +1,150 @@
+#include "eval/eval_commands.h"
+
+#include "common/autocast.h"
+#include "data/data_loader.h"
+#include "data/dataset.h"
+#include "common/errors.h"
+#include "eval/eval_report.h"
+#include "eval/eval_setup.h"
+#include "data/image_decode.h"
+#include "eval/inference_model.h"
+#include "common/log.h"
+#include "common/progress.h"
+#include "common/runtime.h"
+#include "data/transforms.h"
+
+#include <mobilenetv2/atomic_file.h>
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+namespace fs = std::filesystem;
+
+namespace mnv2 {
+
+Outcome run_eval(const EvalCommand& c) {
+  if (!c.data.empty()) {
+    return run_eval_on_data(c);
+  }
+  if (!c.images.empty()) {
+    return run_predict(c);
+  }
+  return run_benchmark(c);
+}
+
+Outcome run_eval_on_data(const EvalCommand& c) {
+  auto p = prepare(c);
+  const auto amp = amp_dtype_of(c.amp_dtype);
+  auto dataset = open_dataset(c.data);
+  const auto classes = p.model.info().options.num_classes();
+  if (static_cast<int64_t>(dataset.class_names.size()) != classes) {
+    throw ConfigError("'" + c.data + "' has " +
+                     std::to_string(dataset.class_names.size()) +
+                     " classes but the model has " + std::to_string(classes));
+  }
+  LoaderOptions lo;
+  lo.batch_size = c.batch_size;
+  lo.workers = c.workers;
+  lo.strict = c.strict_data;
+  lo.eval_transform = p.transform;
+  lo.pin_memory = p.device.is_cuda();
+  lo.normalize = !p.device.is_cuda();
+  lo.channels_last = c.channels_last;
+  DataLoader loader(dataset, lo);
+  Progress bar("eval", loader.batches_per_epoch(), 20);
+  EvalOptions options;
+  options.device = p.device;
+  options.amp_dtype = amp;
+  options.channels_last = c.channels_last;
+  int64_t seen = 0;
+  options.on_batch = [&](int64_t done, int64_t) {
+    seen += c.batch_size;
+    bar.update(done, seen, "");
+  };
+  const auto result =
+      evaluate([&](const torch::Tensor& x) { return p.model.forward(x); },
+               loader,
+               classes,
+               options);
+  bar.finish();
+  if (loader.skipped_in_epoch() > 0) {
+    log::warn(
+        log::cat(loader.skipped_in_epoch(), " unreadable images were skipped"));
+  }
+  // Names from the data folder win over numbered defaults.
+  auto names = p.class_names;
+  if (c.labels.empty() && p.model.kind() == "state_dict" &&
+      !fs::exists(metadata_path_for(c.weights))) {
+    names = dataset.class_names;
+  }
+  const auto classes_report = per_class_report(result.confusion, names);
+  std::cout << "weights " << c.weights << " (" << p.model.kind() << "), data "
+            << c.data << ", resize " << p.transform.resize_size << " crop "
+            << p.transform.crop_size << "\n"
+            << text_report(result, classes_report);
+  if (!c.json.empty() || !c.report_dir.empty()) {
+    const fs::path folder = !c.report_dir.empty()
+                                ? fs::path(c.report_dir)
+                                : fs::absolute(c.json).parent_path();
+    fs::create_directories(folder);
+    write_file_atomically((folder / "confusion_matrix.csv").string(),
+                          confusion_csv(result.confusion, names));
+    write_confusion_png(
+        result.confusion, names, (folder / "confusion_matrix.png").string());
+    if (!c.json.empty()) {
+      const nlohmann::json context = {
+          {"weights", c.weights},
+          {"weights_kind", p.model.kind()},
+          {"data", c.data},
+          {"resize_size", p.transform.resize_size},
+          {"crop_size", p.transform.crop_size},
+          {"device", p.device.str()},
+          {"amp_dtype", c.amp_dtype.empty() ? "fp32" : c.amp_dtype},
+          {"config", config_json(eval_flags(), c)},
+          {"skipped_images", loader.skipped_in_epoch()}};
+      write_file_atomically(
+          c.json, json_report(result, classes_report, context.dump()));
+    }
+    std::cout << "reports in " << folder.string() << "\n";
+  }
+  return Outcome::kDone;
+}
+
+Outcome run_predict(const EvalCommand& c) {
+  auto p = prepare(c);
+  const auto amp = amp_dtype_of(c.amp_dtype);
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& path : c.images) {
+    const auto image = eval_transform(decode_rgb(path), p.transform);
+    auto nhwc = torch::from_blob(
+        image.data, {1, image.rows, image.cols, 3}, torch::kUInt8);
+    const auto x =
+        normalize_images(nhwc.permute({0, 3, 1, 2}), p.device, c.channels_last);
+    const auto probabilities = torch::softmax(logits_of(p, x, amp), 1)[0];
+    const auto k = std::min<int64_t>(c.topk, probabilities.size(0));
+    const auto [values, indices] = probabilities.topk(k);
+    std::cout << path << "\n";
+    nlohmann::json entry = {{"image", path}};
+    for (int64_t i = 0; i < k; ++i) {
+      const auto index = indices[i].item<int64_t>();
+      const double probability = values[i].item<double>();
+      std::cout << "  " << std::fixed << std::setprecision(2) << std::setw(6)
+                << 100 * probability << "%  " << p.class_names.at(index) << " ("
+                << index << ")\n";
+      entry["top"].push_back({{"class", index},
+                              {"name", p.class_names.at(index)},
+                              {"probability", probability}});
+    }
+    all.push_back(entry);
+  }
+  if (!c.json.empty()) {
+    write_file_atomically(c.json, all.dump(1) + "\n");
+  }
+  return Outcome::kDone;
+}
+
+}  // namespace mnv2

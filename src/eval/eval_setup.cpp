@@ -1,0 +1,81 @@
+#include "eval/eval_setup.h"
+
+#include "common/autocast.h"
+#include "data/dataset.h"
+#include "common/errors.h"
+#include "common/runtime.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+namespace mnv2 {
+
+namespace {
+constexpr size_t kImageNetClasses = 1000;
+}  // namespace
+
+std::optional<c10::ScalarType> amp_dtype_of(const std::string& name) {
+  if (name.empty() || name == "fp32") {
+    return std::nullopt;
+  }
+  if (name == "bf16") {
+    return torch::kBFloat16;
+  }
+  if (name == "fp16") {
+    return torch::kHalf;
+  }
+  throw ConfigError("--amp-dtype must be fp32, bf16 or fp16, got '" + name +
+                   "'");
+}
+
+Prepared prepare(const EvalCommand& c) {
+  configure_runtime(c.threads);
+  Prepared p{resolve_device(c.device), {}, {}, {}};
+  p.model = InferenceModel::load(c.weights, c.ema, p.device);
+  if (c.channels_last) {
+    p.model.to_channels_last();
+  }
+  p.class_names = p.model.info().class_names;
+  if (!c.labels.empty()) {
+    p.class_names = read_class_names(c.labels);
+    if (p.class_names.size() !=
+        static_cast<size_t>(p.model.info().options.num_classes())) {
+      throw ConfigError("--labels '" + c.labels + "' names " +
+                       std::to_string(p.class_names.size()) +
+                       " classes but the model has " +
+                       std::to_string(p.model.info().options.num_classes()));
+    }
+  }
+  if (c.labels.empty() && p.class_names.size() == kImageNetClasses &&
+      p.class_names.front() == "0") {
+    // Plain 1000-class weights (e.g. torchvision's): ImageNet's names, from
+    // data/ of the checkout the program was built in.
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const auto list =
+        exe.parent_path() / ".." / ".." / "data" / "imagenet_classes.txt";
+    if (!ec && std::filesystem::exists(list)) {
+      p.class_names = read_class_names(list.string());
+    }
+  }
+  p.transform.resize_size = static_cast<int>(
+      c.resize_size > 0 ? c.resize_size : p.model.info().val_resize);
+  p.transform.crop_size =
+      static_cast<int>(c.crop_size > 0 ? c.crop_size : p.model.info().val_crop);
+  if (p.transform.resize_size < p.transform.crop_size) {
+    throw ConfigError("--resize-size must not be smaller than --crop-size");
+  }
+  return p;
+}
+
+torch::Tensor logits_of(const Prepared& p,
+                        const torch::Tensor& x,
+                        const std::optional<c10::ScalarType>& amp) {
+  torch::NoGradGuard no_grad;
+  AutocastGuard autocast(
+      p.device.type(), amp.value_or(torch::kFloat), amp.has_value());
+  return p.model.forward(x).to(torch::kCPU, torch::kFloat);
+}
+
+}  // namespace mnv2

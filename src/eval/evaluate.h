@@ -1,0 +1,45 @@
+#pragma once
+
+#include "data/data_loader.h"
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <functional>
+#include <optional>
+
+namespace mnv2 {
+
+/// Accuracy figures of one pass over a dataset.
+struct EvalResult {
+  int64_t samples = 0;
+  double loss = 0;  ///< mean cross-entropy
+  double top1 = 0;  ///< percent
+  double top5 = 0;  ///< percent (top-k with k = min(5, classes))
+  torch::Tensor
+      confusion;  ///< int64 [classes, classes]: rows true, cols predicted
+};
+
+struct EvalOptions {
+  torch::Device device = torch::kCPU;
+  /// Autocast dtype for the forward pass; nullopt: fp32.
+  std::optional<c10::ScalarType> amp_dtype;
+  bool channels_last = false;
+  /// Called after every batch with (batches done, batches in all).
+  std::function<void(int64_t, int64_t)> on_batch;
+};
+
+/// Runs `forward` (logits from a normalised batch) over one epoch of `loader`
+/// without gradients and gathers loss, top-1/top-5 and the confusion matrix.
+EvalResult evaluate(
+    const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+    DataLoader& loader,
+    int64_t num_classes,
+    const EvalOptions& options);
+
+/// Top-1 and top-k correct counts of one batch.
+std::pair<int64_t, int64_t> correct_counts(const torch::Tensor& logits,
+                                           const torch::Tensor& labels,
+                                           int64_t k);
+
+}  // namespace mnv2

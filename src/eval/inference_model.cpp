@@ -1,0 +1,77 @@
+#include "eval/inference_model.h"
+
+#include "common/memory_format.h"
+
+#include <caffe2/serialize/inline_container.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+namespace mnv2 {
+
+namespace {
+// TorchScript archives keep their code in a "code/" folder of records.
+constexpr const char* kTorchScriptRecord = "constants.pkl";
+constexpr const char* kMetadataExtraFile = "mnv2_metadata.json";
+}  // namespace
+
+bool is_torchscript_file(const std::string& path) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    return reader.hasRecord(kTorchScriptRecord);
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
+
+InferenceModel InferenceModel::load(const std::string& path,
+                                    bool prefer_ema,
+                                    const torch::Device& device) {
+  InferenceModel model;
+  if (is_torchscript_file(path)) {
+    torch::jit::ExtraFilesMap extra{{kMetadataExtraFile, ""}};
+    try {
+      model.script_ = std::make_shared<torch::jit::Module>(
+          torch::jit::load(path, device, extra));
+    } catch (const c10::Error& e) {
+      throw WeightsError("TorchScript file '" + path + "' cannot be loaded: " +
+                         e.msg().substr(0, e.msg().find('\n')));
+    }
+    model.script_->eval();
+    model.kind_ = "torchscript";
+    const auto& metadata = extra[kMetadataExtraFile];
+    if (!metadata.empty()) {
+      model.info_ = model_info_from_json(metadata, path);
+      return model;
+    }
+    // A TorchScript classifier from elsewhere: the class count from a pass.
+    torch::NoGradGuard no_grad;
+    const auto classes =
+        model.forward(torch::zeros({1, 3, 224, 224}, device)).size(1);
+    model.info_ = model_info_from_json(
+        "{\"num_classes\": " + std::to_string(classes) + "}", path);
+    return model;
+  }
+  auto weights = load_weights_file(path, prefer_ema);
+  model.info_ = weights.info;
+  model.kind_ = weights.kind;
+  model.eager_ = MobileNetV2(weights.info.options);
+  load_weights(*model.eager_, weights.state, LoadMode::kStrict, path);
+  model.eager_->to(device);
+  model.eager_->eval();
+  return model;
+}
+
+torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
+  if (script_) {
+    return script_->forward({images}).toTensor();
+  }
+  return eager_->forward(images);
+}
+
+void InferenceModel::to_channels_last() {
+  if (eager_) {
+    use_channels_last(*eager_);
+  }
+}
+
+}  // namespace mnv2

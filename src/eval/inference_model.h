@@ -1,0 +1,50 @@
+#pragma once
+
+#include "common/checkpoint.h"
+
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace mnv2 {
+
+/// Any weights mnv2-eval and mnv2-export accept, ready for inference: one of
+/// our training checkpoints (raw or EMA weights), a torchvision-compatible
+/// state_dict (torchvision's published files work; `<stem>.json` beside it
+/// adds class names and sizes), or a TorchScript file from mnv2-export.
+class InferenceModel {
+ public:
+  /// Throws WeightsError naming the file.
+  static InferenceModel load(const std::string& path,
+                             bool prefer_ema,
+                             const torch::Device& device);
+
+  /// Logits from a normalised batch.
+  torch::Tensor forward(const torch::Tensor& images) const;
+
+  const ModelInfo& info() const {
+    return info_;
+  }
+  /// "checkpoint", "checkpoint-ema", "state_dict" or "torchscript".
+  const std::string& kind() const {
+    return kind_;
+  }
+  /// The eager model (null for TorchScript files).
+  const MobileNetV2& eager() const {
+    return eager_;
+  }
+  void to_channels_last();
+
+ private:
+  ModelInfo info_;
+  std::string kind_;
+  mutable MobileNetV2 eager_{nullptr};  // forward() is logically const
+  std::shared_ptr<torch::jit::Module> script_;
+};
+
+/// Whether a file is a TorchScript archive (as opposed to a torch.save one).
+bool is_torchscript_file(const std::string& path);
+
+}  // namespace mnv2

@@ -1,0 +1,150 @@
+#include "export/export_command.h"
+
+#include "common/checkpoint.h"
+#include "common/errors.h"
+#include "export/folded_network.h"
+#include "eval/inference_model.h"
+#include "export/onnx_writer.h"
+#include "common/runtime.h"
+#include "export/torchscript_export.h"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+#include <opencv2/dnn.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+namespace fs = std::filesystem;
+
+namespace mnv2 {
+
+namespace {
+
+constexpr int64_t kVerifyBatch = 4;
+
+std::vector<float> values_of(const torch::Tensor& t) {
+  const auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+
+onnx_export::Network to_onnx_network(const FoldedNetwork& folded) {
+  onnx_export::Network net;
+  for (const auto& block : folded.blocks) {
+    onnx_export::Block b;
+    b.residual = block.residual;
+    for (const auto& conv : block.convs) {
+      b.convs.push_back({values_of(conv.weight),
+                         conv.weight.sizes().vec(),
+                         values_of(conv.bias),
+                         conv.stride,
+                         conv.padding,
+                         conv.groups,
+                         conv.relu6});
+    }
+    net.blocks.push_back(std::move(b));
+  }
+  net.fc_weight = values_of(folded.fc_weight);
+  net.fc_bias = values_of(folded.fc_bias);
+  net.classes = folded.fc_weight.size(0);
+  net.features = folded.fc_weight.size(1);
+  return net;
+}
+
+torch::Tensor run_with_opencv(const std::string& path, const torch::Tensor& x) {
+  auto net = cv::dnn::readNetFromONNX(path);
+  const auto input = x.contiguous();
+  const std::vector<int> shape(input.sizes().begin(), input.sizes().end());
+  cv::Mat blob(static_cast<int>(shape.size()),
+               shape.data(),
+               CV_32F,
+               input.data_ptr<float>());
+  net.setInput(blob);
+  cv::Mat out = net.forward();
+  return torch::from_blob(
+             out.ptr<float>(), {out.size[0], out.size[1]}, torch::kFloat)
+      .clone();
+}
+
+void check_output_path(const std::string& output) {
+  const auto parent = fs::absolute(output).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) {
+    throw ConfigError("--output '" + output + "': folder '" + parent.string() +
+                     "' does not exist");
+  }
+  if (fs::is_directory(output, ec)) {
+    throw ConfigError("--output '" + output + "' is a folder");
+  }
+}
+
+}  // namespace
+
+Outcome run_export(const ExportCommand& c) {
+  check_output_path(c.output);
+  configure_runtime(0);
+  const auto model = InferenceModel::load(c.weights, c.ema, torch::kCPU);
+  if (!model.eager()) {
+    throw ConfigError("--weights '" + c.weights +
+                     "' is a TorchScript file; export needs a checkpoint or "
+                     "a state_dict");
+  }
+  const auto& info = model.info();
+  if (c.width_mult > 0 && c.width_mult != info.options.width_mult()) {
+    throw ConfigError("--width-mult " + std::to_string(c.width_mult) +
+                     " does not match the weights' width " +
+                     std::to_string(info.options.width_mult()));
+  }
+  const int64_t size = c.img_size > 0 ? c.img_size : info.val_crop;
+  torch::manual_seed(0);
+  const auto x = torch::randn({kVerifyBatch, 3, size, size});
+  torch::NoGradGuard no_grad;
+  const auto expected = model.forward(x);
+  const auto metadata = model_info_to_json(info);
+
+  torch::Tensor actual;
+  std::string consumer;
+  if (c.format == "torchscript") {
+    write_torchscript(
+        fold_batchnorm(model.eager()), metadata, c.output, {c.freeze});
+    auto loaded = torch::jit::load(c.output);
+    loaded.eval();
+    actual = loaded.forward({x}).toTensor();
+    consumer = "torch::jit::load";
+  } else if (c.format == "onnx") {
+    onnx_export::write_onnx(to_onnx_network(fold_batchnorm(model.eager())),
+                            {{"mnv2_metadata", metadata}},
+                            c.output);
+    actual = run_with_opencv(c.output, x);
+    consumer = "OpenCV DNN";
+  } else {
+    write_state_dict(state_dict_of(*model.eager()), c.output);
+    write_weights_metadata(info, c.output);
+    MobileNetV2 reloaded(info.options);
+    load_weights(*reloaded, read_state_dict(c.output));
+    reloaded->eval();
+    actual = reloaded->forward(x);
+    consumer = "state_dict reader";
+  }
+  const double max_abs = (actual - expected).abs().max().item<double>();
+  const double relative =
+      max_abs / std::max(expected.abs().max().item<double>(), 1e-12);
+  const bool ok = relative <= c.tolerance;
+  std::cout << "wrote " << c.output << " (" << c.format << ", width "
+            << info.options.width_mult() << ", " << info.options.num_classes()
+            << " classes)\n"
+            << "verified with " << consumer << " on a " << kVerifyBatch << "x3x"
+            << size << "x" << size << " batch: max abs diff " << max_abs
+            << ", max relative diff " << relative << " (tolerance "
+            << c.tolerance << "): " << (ok ? "ok" : "FAILED") << "\n";
+  if (!ok) {
+    std::error_code ec;
+    fs::remove(c.output, ec);
+    std::cerr << "mnv2-export: verification failed; '" << c.output
+              << "' removed\n";
+    return Outcome::kCheckFailed;
+  }
+  return Outcome::kDone;
+}
+
+}  // namespace mnv2

@@ -1,0 +1,38 @@
+#pragma once
+
+#include "common/errors.h"
+#include "common/flag_table.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mnv2 {
+
+/// What mnv2-export was asked.
+struct ExportCommand {
+  std::string weights;
+  std::string format;  ///< torchscript | onnx | pth
+  std::string output;
+  int64_t img_size = 0;   ///< verification input size; 0: the weights' crop
+  double width_mult = 0;  ///< 0: from the weights; else must match them
+  bool ema = true;        ///< a checkpoint's EMA weights when present
+  /// TorchScript: torch::jit::freeze. (optimize_for_inference is not
+  /// offered: in LibTorch 2.13 its output cannot be saved and loaded again.)
+  bool freeze = false;
+  double tolerance = 1e-4;  ///< max relative difference accepted
+
+  /// One-line reasons the command cannot run; empty when it can.
+  std::vector<std::string> problems() const;
+};
+
+/// mnv2-export's flags, each declared once (export_options.cpp).
+const FlagTable<ExportCommand>& export_flags();
+
+/// Writes the format, reloads what it wrote with the format's consumer in
+/// C++ (torch::jit::load, OpenCV DNN, our state_dict reader), compares with
+/// the eager model on a random batch, prints the differences, and returns
+/// kCheckFailed (removing the file) when they exceed the tolerance.
+Outcome run_export(const ExportCommand& command);
+
+}  // namespace mnv2

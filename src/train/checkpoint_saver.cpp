@@ -1,0 +1,58 @@
+#include "train/checkpoint_saver.h"
+
+#include "common/errors.h"
+
+#include <mobilenetv2/atomic_file.h>
+
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace mnv2 {
+
+RunFolder::RunFolder(std::string path)
+    : folder(std::move(path)),
+      checkpoint((fs::path(folder) / "checkpoint.pth").string()),
+      best_weights((fs::path(folder) / "model_best.pth").string()),
+      log((fs::path(folder) / "train.log").string()),
+      metrics_jsonl((fs::path(folder) / "metrics.jsonl").string()),
+      metrics_csv((fs::path(folder) / "metrics.csv").string()),
+      curves((fs::path(folder) / "curves.png").string()) {}
+
+void RunFolder::prepare() const {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) {
+    throw ConfigError("--output '" + folder +
+                      "' cannot be created: " + ec.message());
+  }
+  const auto probe = (fs::path(folder) / ".write-test").string();
+  try {
+    write_file_atomically(probe, "ok");
+    fs::remove(probe, ec);
+  } catch (const std::runtime_error&) {
+    throw ConfigError("--output '" + folder + "' is not writable");
+  }
+}
+
+CheckpointSaver::CheckpointSaver(RunFolder folder, double best_top1)
+    : folder_(std::move(folder)), best_top1_(best_top1) {}
+
+void CheckpointSaver::save_checkpoint(const Checkpoint& checkpoint) const {
+  write_checkpoint(checkpoint, folder_.checkpoint);
+}
+
+bool CheckpointSaver::save_if_best(double top1,
+                                   const torch::nn::Module& model,
+                                   const ModelInfo& info,
+                                   const nlohmann::json& extra) {
+  if (top1 <= best_top1_) {
+    return false;
+  }
+  best_top1_ = top1;
+  write_state_dict(state_dict_of(model), folder_.best_weights);
+  write_weights_metadata(info, folder_.best_weights, extra.dump());
+  return true;
+}
+
+}  // namespace mnv2

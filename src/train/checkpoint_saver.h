@@ -1,0 +1,59 @@
+#pragma once
+
+#include "common/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace mnv2 {
+
+/// Every file of a training run's output folder, named in this one place.
+struct RunFolder {
+  explicit RunFolder(std::string folder);
+
+  std::string folder;
+  std::string checkpoint;     ///< checkpoint.pth: everything to resume
+  std::string best_weights;   ///< model_best.pth (+ model_best.json)
+  std::string log;            ///< train.log
+  std::string metrics_jsonl;  ///< metrics.jsonl
+  std::string metrics_csv;    ///< metrics.csv
+  std::string curves;         ///< curves.png
+
+  /// Creates the folder and proves it writable, before any training.
+  /// Throws ConfigError naming the folder (it is --output).
+  void prepare() const;
+};
+
+/// The checkpoint policy of a run (as timm's CheckpointSaver): writes the
+/// resumable checkpoint and, when a validation top-1 beats the best so far,
+/// the best weights with their metadata; every write atomic, so a kill at any
+/// moment leaves the previous files intact.
+class CheckpointSaver {
+ public:
+  /// `best_top1`: the best so far (from a resumed checkpoint; -1 for none).
+  CheckpointSaver(RunFolder folder, double best_top1);
+
+  void save_checkpoint(const Checkpoint& checkpoint) const;
+
+  /// Writes the weights of `model` as model_best.pth (a torchvision
+  /// state_dict) and model_best.json (`info` plus `extra` fields) when `top1`
+  /// is strictly better than the best so far; returns whether it did.
+  bool save_if_best(double top1,
+                    const torch::nn::Module& model,
+                    const ModelInfo& info,
+                    const nlohmann::json& extra);
+
+  double best_top1() const {
+    return best_top1_;
+  }
+  const RunFolder& folder() const {
+    return folder_;
+  }
+
+ private:
+  RunFolder folder_;
+  double best_top1_;
+};
+
+}  // namespace mnv2

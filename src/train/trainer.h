@@ -1,0 +1,15 @@
+#pragma once
+
+#include "common/errors.h"
+#include "train/train_config.h"
+
+namespace mnv2 {
+
+/// Trains as `config` says: one epoch after another with evaluation,
+/// metrics, TensorBoard scalars, an atomic checkpoint per epoch and the best
+/// weights, resumable. Returns kDone, or kInterrupted/kTerminated after
+/// SIGINT/SIGTERM (checkpoint saved). Throws ConfigError for bad settings
+/// (before anything is written), DataError, WeightsError or TrainingError.
+Outcome run_training(TrainConfig config);
+
+}  // namespace mnv2

@@ -1,0 +1,62 @@
+#pragma once
+
+// The training run behind run_training(): set-up, resume and checkpoints in
+// trainer.cpp; the epoch (steps, validation, best weights) in
+// training_epoch.cpp.
+
+#include "train/grad_scaler.h"
+#include "common/checkpoint.h"
+#include "common/errors.h"
+#include "data/data_loader.h"
+#include "train/checkpoint_saver.h"
+#include "train/ema.h"
+#include "train/epoch_metrics.h"
+#include "train/lr_schedule.h"
+#include "train/optimizer.h"
+#include "train/train_config.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace mnv2 {
+
+/// One training run; `run` is the epoch loop.
+class Training {
+ public:
+  explicit Training(TrainConfig config)
+      : c_(std::move(config)), run_folder_(c_.output) {}
+  Outcome run();
+
+ private:
+  void setup();
+  void resume();
+  // Returns the signal that stopped the epoch, or 0.
+  int train_epoch(int64_t epoch, EpochMetrics& metrics);
+  void validate(EpochMetrics& metrics);
+  void save_checkpoint();
+  void save_best(const EpochMetrics& metrics);
+
+  TrainConfig c_;
+  RunFolder run_folder_;
+  std::optional<CheckpointSaver> saver_;  // once the best so far is known
+  torch::Device device_ = torch::kCPU;
+  std::optional<c10::ScalarType> amp_dtype_;
+  Dataset train_set_;
+  Dataset val_set_;
+  ModelInfo info_;
+  MobileNetV2 model_{nullptr};
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradScaler> scaler_;
+  std::optional<ModelEma> ema_;
+  std::unique_ptr<DataLoader> train_loader_;
+  std::unique_ptr<DataLoader> val_loader_;
+  LrSchedule schedule_;
+  TrainingProgress progress_;
+  double last_lr_ = 0;
+};
+
+/// `value` with `digits` decimals, for log lines.
+std::string fixed(double value, int digits);
+
+}  // namespace mnv2

@@ -1,0 +1,366 @@
+// Data pipeline: dataset discovery, decoding, torchvision geometry, loader.
+#include "test_support.h"
+
+#include "data/data_loader.h"
+#include "data/dataset.h"
+#include "common/errors.h"
+#include "data/image_decode.h"
+#include "data/sampler.h"
+#include "data/transforms.h"
+#include "data/trivial_augment.h"
+
+#include <mobilenetv2/weights_io.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <fstream>
+#include <numeric>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json engine_reference() {
+  const auto dir = mnv2::test::folder_from_env("MNV2_ORACLE_DIR");
+  std::ifstream in(dir / "engine_reference.json");
+  REQUIRE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+// A small ImageFolder of solid-colour PNGs: class k has value 40 * k.
+fs::path make_image_folder(const std::string& name,
+                           int classes,
+                           int per_class,
+                           int size = 20) {
+  const auto root = mnv2::test::fresh_temp_dir(name);
+  for (int k = 0; k < classes; ++k) {
+    fs::create_directories(root / ("class" + std::to_string(k)));
+    for (int i = 0; i < per_class; ++i) {
+      cv::Mat image(
+          size, size + i, CV_8UC3, cv::Scalar(40 * k, 40 * k, 40 * k));
+      cv::imwrite((root / ("class" + std::to_string(k)) /
+                   ("img" + std::to_string(i) + ".png"))
+                      .string(),
+                  image);
+    }
+  }
+  return root;
+}
+
+std::vector<mnv2::Batch> one_epoch(mnv2::DataLoader& loader, int64_t epoch) {
+  loader.start_epoch(epoch);
+  std::vector<mnv2::Batch> batches;
+  while (auto batch = loader.next()) {
+    batches.push_back(*batch);
+  }
+  return batches;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "ImageFolder sorts classes as torchvision and finds images case-blind",
+    "[data]") {
+  const auto root = mnv2::test::fresh_temp_dir("imagefolder");
+  for (const auto* cls : {"b", "B", "a", "a b", "_x"}) {
+    fs::create_directories(root / cls);
+    cv::imwrite((root / cls / "one.PNG").string(), cv::Mat(4, 4, CV_8UC3));
+  }
+  std::ofstream(root / "a" / "notes.txt") << "not an image";
+  cv::imwrite((root / "a" / "two.JpEg").string(), cv::Mat(4, 4, CV_8UC3));
+  const auto dataset = mnv2::load_image_folder(root.string());
+  // Python's sorted(): code-point order.
+  CHECK(dataset.class_names ==
+        std::vector<std::string>{"B", "_x", "a", "a b", "b"});
+  CHECK(dataset.samples.size() == 6);
+  CHECK(dataset.samples[2].label == 2);
+  CHECK(fs::path(dataset.samples[2].path).filename() == "one.PNG");
+  CHECK(fs::path(dataset.samples[3].path).filename() == "two.JpEg");
+}
+
+TEST_CASE("dataset errors name the path and line", "[data]") {
+  const auto root = mnv2::test::fresh_temp_dir("dataset-errors");
+  CHECK_THROWS_WITH(mnv2::open_dataset((root / "missing").string()),
+                    Catch::Contains("does not exist"));
+  CHECK_THROWS_WITH(mnv2::load_image_folder(root.string()),
+                    Catch::Contains("has no class folders"));
+  fs::create_directories(root / "cat");
+  CHECK_THROWS_WITH(mnv2::load_image_folder(root.string()),
+                    Catch::Contains("cat' has no images"));
+  std::ofstream(root / "list.txt") << "# comment\n\na.png 0\nb.png x\n";
+  CHECK_THROWS_WITH(mnv2::load_list_file((root / "list.txt").string()),
+                    Catch::Contains("list.txt:4: label 'x'"));
+  std::ofstream(root / "list2.txt") << "a.png 0\njustapath\n";
+  CHECK_THROWS_WITH(mnv2::load_list_file((root / "list2.txt").string()),
+                    Catch::Contains("list2.txt:2: expected '<path> <label>'"));
+  std::ofstream(root / "empty.txt") << "\n";
+  CHECK_THROWS_WITH(mnv2::load_list_file((root / "empty.txt").string()),
+                    Catch::Contains("lists no images"));
+}
+
+TEST_CASE("list files resolve paths beside the list, names from classes.txt",
+          "[data]") {
+  const auto root = mnv2::test::fresh_temp_dir("listfile");
+  std::ofstream(root / "list.txt") << "img one.png 1\nsub/two.png 0\n";
+  std::ofstream(root / "classes.txt") << "zero\none\n";
+  const auto dataset = mnv2::load_list_file((root / "list.txt").string());
+  REQUIRE(dataset.samples.size() == 2);
+  CHECK(dataset.samples[0].path == (root / "img one.png").string());
+  CHECK(dataset.samples[0].label == 1);
+  CHECK(dataset.class_names == std::vector<std::string>{"zero", "one"});
+}
+
+TEST_CASE("decoding gives 8-bit RGB as PIL's convert('RGB') does", "[data]") {
+  const auto dir = mnv2::test::folder_from_env("MNV2_ORACLE_DIR") / "images";
+  for (const auto& name : engine_reference()["images"]) {
+    INFO(name);
+    const auto path = dir / name.get<std::string>();
+    const cv::Mat rgb = mnv2::decode_rgb(path.string());
+    const auto expected = mnv2::read_torch_file(path.string() + ".expected.pth")
+                              .toGenericDict()
+                              .at("pixels")
+                              .toTensor();
+    REQUIRE(rgb.type() == CV_8UC3);
+    REQUIRE(rgb.rows == expected.size(0));
+    REQUIRE(rgb.cols == expected.size(1));
+    const auto actual =
+        torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
+    const auto diff = (actual.to(torch::kInt) - expected.to(torch::kInt)).abs();
+    // JPEG decoders differ by a level or two; lossless formats agree exactly.
+    const int tolerance = name.get<std::string>().ends_with(".jpg") ? 3 : 0;
+    INFO("max difference " << diff.max().item<int>());
+    CHECK(diff.max().item<int>() <= tolerance);
+  }
+}
+
+TEST_CASE("bad image files are errors naming the file", "[data]") {
+  const auto dir = mnv2::test::fresh_temp_dir("bad-images");
+  std::ofstream(dir / "empty.png");
+  std::ofstream(dir / "text.jpg") << "definitely not a jpeg";
+  cv::Mat image(64, 64, CV_8UC3, cv::Scalar(10, 200, 30));
+  std::vector<uchar> jpeg;
+  cv::imencode(".jpg", image, jpeg);
+  std::ofstream(dir / "truncated.jpg", std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpeg.data()),
+             static_cast<std::streamsize>(jpeg.size() / 2));
+  for (const auto* name :
+       {"empty.png", "text.jpg", "truncated.jpg", "gone.png"}) {
+    INFO(name);
+    CHECK_THROWS_AS(mnv2::decode_rgb((dir / name).string()), mnv2::DataError);
+    CHECK_THROWS_WITH(mnv2::decode_rgb((dir / name).string()),
+                      Catch::Contains(name));
+  }
+}
+
+TEST_CASE("eval geometry equals torchvision's Resize + CenterCrop", "[data]") {
+  for (const auto& c : engine_reference()["eval_boxes"]) {
+    INFO(c.dump());
+    const auto [h, w] =
+        mnv2::resized_shorter_side(c["height"], c["width"], c["resize"]);
+    CHECK(h == c["resized_height"].get<int>());
+    CHECK(w == c["resized_width"].get<int>());
+    const auto box = mnv2::center_crop_box(h, w, c["crop"], c["crop"]);
+    CHECK(box.top == c["top"].get<int>());
+    CHECK(box.left == c["left"].get<int>());
+  }
+}
+
+TEST_CASE("eval pixels agree with torchvision's PIL pipeline", "[data]") {
+  const auto dir = mnv2::test::folder_from_env("MNV2_ORACLE_DIR") / "pipeline";
+  const auto expected =
+      mnv2::read_torch_file((dir / "photo.expected.pth").string())
+          .toGenericDict()
+          .at("tensor")
+          .toTensor();
+  const auto image = mnv2::eval_transform(
+      mnv2::decode_rgb((dir / "photo.png").string()), {256, 224});
+  auto nhwc = torch::from_blob(image.data, {1, 224, 224, 3}, torch::kUInt8);
+  const auto ours =
+      mnv2::normalize_images(nhwc.permute({0, 3, 1, 2}), torch::kCPU)[0];
+  // Resampling differs (OpenCV area/bilinear vs PIL's antialiased bilinear):
+  // stated tolerance in normalised units (1 unit ~ 58 grey levels).
+  const auto diff = (ours - expected).abs();
+  std::cout << "eval pipeline vs torchvision: mean abs diff "
+            << diff.mean().item<double>() << ", max "
+            << diff.max().item<double>() << " (normalised units)\n";
+  CHECK(diff.mean().item<double>() < 0.03);
+  CHECK(diff.max().item<double>() < 0.6);
+}
+
+TEST_CASE("RandomResizedCrop samples as torchvision's get_params", "[data]") {
+  mnv2::TrainTransformOptions options;
+  std::mt19937_64 rng(1);
+  for (const auto& c : engine_reference()["random_resized_crop"]) {
+    INFO(c.dump());
+    const int h = c["height"];
+    const int w = c["width"];
+    const int n = c["draws"];
+    std::vector<double> areas;
+    std::vector<double> log_ratios;
+    for (int i = 0; i < n; ++i) {
+      const auto box = mnv2::random_resized_crop_box(h, w, options, rng);
+      REQUIRE(box.top >= 0);
+      REQUIRE(box.left >= 0);
+      REQUIRE(box.top + box.height <= h);
+      REQUIRE(box.left + box.width <= w);
+      areas.push_back(static_cast<double>(box.height) * box.width / (h * w));
+      log_ratios.push_back(
+          std::log(static_cast<double>(box.width) / box.height));
+    }
+    auto mean = [](const std::vector<double>& v) {
+      return std::accumulate(v.begin(), v.end(), 0.0) /
+             static_cast<double>(v.size());
+    };
+    // Two samplers of the same distribution: means agree within a few
+    // standard errors (std / sqrt(4000) is about 0.005 here).
+    CHECK(std::abs(mean(areas) - c["mean_area"].get<double>()) < 0.02);
+    CHECK(std::abs(mean(log_ratios) - c["mean_log_ratio"].get<double>()) <
+          0.02);
+  }
+  // The fallback when no try fits: a centre crop with the ratio clamped.
+  options.scale_min = 5.0;
+  options.scale_max = 6.0;
+  const auto wide = mnv2::random_resized_crop_box(100, 400, options, rng);
+  CHECK(wide == mnv2::CropBox{0, 133, 100, 133});  // w = round(100 * 4/3)
+  const auto tall = mnv2::random_resized_crop_box(400, 100, options, rng);
+  CHECK(tall == mnv2::CropBox{133, 0, 133, 100});  // h = round(100 / (3/4))
+}
+
+TEST_CASE("epoch order and shards equal DistributedSampler's", "[data]") {
+  for (const auto& c : engine_reference()["sampler"]) {
+    INFO(c.dump());
+    const auto order = mnv2::epoch_order(c["n"],
+                                         c["epoch"],
+                                         c["seed"],
+                                         c["shuffle"],
+                                         c["rank"],
+                                         c["world"],
+                                         c["drop_last"]);
+    CHECK(order == c["order"].get<std::vector<int64_t>>());
+  }
+}
+
+TEST_CASE("loader batches are deterministic and independent of workers",
+          "[data]") {
+  const auto root = make_image_folder("loader", 3, 7);
+  auto dataset = mnv2::load_image_folder(root.string());
+  mnv2::LoaderOptions options;
+  options.batch_size = 4;
+  options.shuffle = true;
+  options.train = true;
+  options.seed = 11;
+  options.train_transform.size = 16;
+  options.normalize = false;
+  std::vector<std::vector<mnv2::Batch>> runs;
+  for (int workers : {1, 2, 5}) {
+    options.workers = workers;
+    mnv2::DataLoader loader(dataset, options);
+    runs.push_back(one_epoch(loader, 2));
+  }
+  REQUIRE(runs[0].size() == 6);  // ceil(21 / 4)
+  for (size_t r = 1; r < runs.size(); ++r) {
+    for (size_t b = 0; b < runs[0].size(); ++b) {
+      CHECK(runs[r][b].indices == runs[0][b].indices);
+      CHECK(torch::equal(runs[r][b].images, runs[0][b].images));
+    }
+  }
+  // Labels follow the images: class k is the grey level 40 * k.
+  for (const auto& batch : runs[0]) {
+    CHECK(batch.images.sizes() ==
+          torch::IntArrayRef({batch.labels.size(0), 3, 16, 16}));
+    const auto level = batch.images.to(torch::kFloat).mean({1, 2, 3});
+    CHECK(torch::allclose(level, batch.labels.to(torch::kFloat) * 40, 0, 1));
+  }
+  mnv2::DataLoader loader(dataset, options);
+  const auto other_epoch = one_epoch(loader, 3);
+  CHECK(other_epoch[0].indices != runs[0][0].indices);
+
+  // The workers' normalised float batches, NCHW or channels_last, equal the
+  // 8-bit batches normalised afterwards.
+  for (bool channels_last : {false, true}) {
+    options.normalize = true;
+    options.channels_last = channels_last;
+    mnv2::DataLoader normalising(dataset, options);
+    const auto floats = one_epoch(normalising, 2);
+    REQUIRE(floats.size() == runs[0].size());
+    for (size_t b = 0; b < floats.size(); ++b) {
+      CHECK(floats[b].images.scalar_type() == torch::kFloat);
+      CHECK(floats[b].images.is_contiguous(
+          channels_last ? torch::MemoryFormat::ChannelsLast
+                        : torch::MemoryFormat::Contiguous));
+      CHECK(torch::allclose(
+          floats[b].images,
+          mnv2::normalize_images(runs[0][b].images, torch::kCPU),
+          1e-5,
+          1e-5));
+    }
+  }
+}
+
+TEST_CASE("random erasing blanks a box to 0 after normalisation", "[data]") {
+  const auto root = make_image_folder("erasing", 1, 4, 32);
+  mnv2::LoaderOptions options;
+  options.batch_size = 4;
+  options.train = true;
+  options.train_transform.size = 32;
+  options.train_transform.random_erase_prob = 1.0;
+  mnv2::DataLoader loader(mnv2::load_image_folder(root.string()), options);
+  const auto batch = one_epoch(loader, 0).at(0);
+  // Class 0 images are black: normalised they are -mean/std, never 0.
+  const auto zeros = (batch.images == 0).all(1).sum({1, 2});
+  for (int64_t i = 0; i < zeros.size(0); ++i) {
+    const auto erased = zeros[i].item<int64_t>();
+    CHECK(erased >= static_cast<int64_t>(0.02 * 32 * 32 * 0.5));
+    CHECK(erased <= static_cast<int64_t>(0.33 * 32 * 32 * 1.1));
+  }
+}
+
+TEST_CASE("unreadable images are skipped and counted, or fail when strict",
+          "[data]") {
+  const auto root = make_image_folder("skipping", 2, 5);
+  std::ofstream(root / "class0" / "zero.png");
+  std::ofstream(root / "class1" / "junk.jpg") << "junk";
+  const auto dataset = mnv2::load_image_folder(root.string());
+  mnv2::LoaderOptions options;
+  options.batch_size = 3;
+  options.eval_transform = {16, 16};
+  mnv2::DataLoader loader(dataset, options);
+  const auto batches = one_epoch(loader, 0);
+  int64_t seen = 0;
+  for (const auto& b : batches) {
+    seen += b.labels.size(0);
+  }
+  CHECK(seen == 10);
+  CHECK(loader.skipped_in_epoch() == 2);
+  options.strict = true;
+  mnv2::DataLoader strict(dataset, options);
+  strict.start_epoch(0);
+  CHECK_THROWS_AS(
+      [&] {
+        while (strict.next()) {
+        }
+      }(),
+      mnv2::DataError);
+}
+
+TEST_CASE("TrivialAugmentWide keeps the size and is seeded", "[data]") {
+  cv::Mat image(40, 48, CV_8UC3);
+  cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(256));
+  int changed = 0;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    cv::Mat a = image.clone();
+    cv::Mat b = image.clone();
+    std::mt19937_64 rng_a(seed);
+    std::mt19937_64 rng_b(seed);
+    mnv2::trivial_augment_wide(a, true, rng_a);
+    mnv2::trivial_augment_wide(b, true, rng_b);
+    REQUIRE(a.size() == image.size());
+    REQUIRE(a.type() == CV_8UC3);
+    CHECK(cv::norm(a, b, cv::NORM_INF) == 0);
+    changed += cv::norm(a, image, cv::NORM_INF) > 0 ? 1 : 0;
+  }
+  // Identity and zero-magnitude draws leave the image; most do not.
+  CHECK(changed > 40);
+}

@@ -126,7 +126,9 @@ std::optional<CommandLine<Config>> CommandLine<Config>::parse(
     std::visit(
         [&](auto member) {
           options->add_options(flag.group)(
-              flag.name, flag.help, detail::value_for(defaults.*member, flag.kind));
+              flag.name,
+              flag.help,
+              detail::value_for(defaults.*member, flag.kind));
         },
         flag.field);
   }
@@ -137,7 +139,8 @@ std::optional<CommandLine<Config>> CommandLine<Config>::parse(
     return std::nullopt;
   }
   if (!allow_extra && !result.unmatched().empty()) {
-    throw UsageError("unexpected argument '" + result.unmatched().front() + "'");
+    throw UsageError("unexpected argument '" + result.unmatched().front() +
+                     "'");
   }
   return CommandLine(table, std::move(options), std::move(result));
 }

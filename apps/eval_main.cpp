@@ -5,7 +5,8 @@
 int main(int argc, char** argv) {
   return mnv2::run_program("mnv2-eval", [&] {
     const auto flags = mnv2::CommandLine<mnv2::EvalCommand>::parse(
-        mnv2::eval_flags(), "mnv2-eval",
+        mnv2::eval_flags(),
+        "mnv2-eval",
         "Evaluate MobileNetV2 weights (an mnv2-train checkpoint, a "
         "torchvision-compatible .pth such as torchvision's published file, or "
         "a TorchScript file from mnv2-export). Modes:\n"
@@ -14,7 +15,9 @@ int main(int argc, char** argv) {
         "FILE]\n"
         "  mnv2-eval --weights FILE --benchmark [--batch-size N] [--img-size "
         "N]",
-        argc, argv, /*allow_extra=*/true);
+        argc,
+        argv,
+        /*allow_extra=*/true);
     if (!flags) {
       return 0;
     }

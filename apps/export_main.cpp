@@ -5,12 +5,14 @@
 int main(int argc, char** argv) {
   return mnv2::run_program("mnv2-export", [&] {
     const auto flags = mnv2::CommandLine<mnv2::ExportCommand>::parse(
-        mnv2::export_flags(), "mnv2-export",
+        mnv2::export_flags(),
+        "mnv2-export",
         "Export MobileNetV2 weights (an mnv2-train checkpoint or a "
         "torchvision-compatible .pth) as TorchScript or ONNX (BatchNorm "
         "folded, inference only) or as a torchvision-compatible .pth. Every "
         "export is reloaded and checked against the eager model.",
-        argc, argv);
+        argc,
+        argv);
     if (!flags) {
       return 0;
     }

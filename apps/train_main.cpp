@@ -6,11 +6,13 @@
 int main(int argc, char** argv) {
   return mnv2::run_program("mnv2-train", [&] {
     const auto flags = mnv2::CommandLine<mnv2::TrainConfig>::parse(
-        mnv2::train_flags(), "mnv2-train",
+        mnv2::train_flags(),
+        "mnv2-train",
         "Train MobileNetV2 on an ImageFolder or list file. A --recipe sets "
         "every optimisation flag to published values; flags given explicitly "
         "override it. Defaults shown are the torchvision-v1 recipe's.",
-        argc, argv);
+        argc,
+        argv);
     if (!flags) {
       return 0;
     }

@@ -12,6 +12,10 @@
 #   cmake -DSRC=<dir> -DRULES_FILE=<file holding the rules> -P MNV2CheckLayering.cmake
 #       as a test: prints every violation and exits non-zero.
 
+if(CMAKE_SCRIPT_MODE_FILE)
+  cmake_minimum_required(VERSION 3.25)  # IN_LIST
+endif()
+
 function(mnv2_layering_violations src_dir rules out_var)
   set(folders)
   foreach(rule IN LISTS rules)
@@ -45,7 +49,8 @@ function(mnv2_layering_violations src_dir rules out_var)
         endif()
         file(RELATIVE_PATH where "${src_dir}" "${file}")
         if(NOT target_folder IN_LIST allowed)
-          list(APPEND found "${where} includes ${target_folder}/${header}: ${folder}/ may include only ${allowed}")
+          string(REPLACE ";" ", " allowed_text "${allowed}")
+          list(APPEND found "${where} includes ${target_folder}/${header}: ${folder}/ may include only ${allowed_text}")
           continue()
         endif()
         if(NOT target_folder STREQUAL folder)
@@ -79,6 +84,7 @@ endfunction()
 
 if(CMAKE_SCRIPT_MODE_FILE AND DEFINED SRC)
   file(READ "${RULES_FILE}" rules)
+  get_filename_component(SRC "${SRC}" ABSOLUTE)
   mnv2_layering_violations("${SRC}" "${rules}" found)
   list(LENGTH found count)
   foreach(violation IN LISTS found)

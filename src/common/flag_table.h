@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -31,8 +32,8 @@ struct Flag {
                              bool Config::*,
                              std::vector<std::string> Config::*>;
 
-  std::string name;      ///< without the leading "--"
-  std::string group;     ///< section in --help ("" for none)
+  std::string name;   ///< without the leading "--"
+  std::string group;  ///< section in --help ("" for none)
   std::string help;
   Field field;           ///< where the value is written
   std::string json_key;  ///< key in the config echo; "" keeps it out
@@ -57,5 +58,22 @@ nlohmann::json config_json(const FlagTable<Config>& table,
   }
   return out;
 }
+
+/// Collects the one-line reasons a configuration cannot run, in order (what
+/// each config's `problems()` returns).
+class Problems {
+ public:
+  void need(bool ok, const std::string& message) {
+    if (!ok) {
+      list_.push_back(message);
+    }
+  }
+  std::vector<std::string> list() && {
+    return std::move(list_);
+  }
+
+ private:
+  std::vector<std::string> list_;
+};
 
 }  // namespace mnv2

@@ -46,8 +46,8 @@ torch::Device resolve_device(const std::string& name) {
     if (name.size() > 4) {
       if (name[4] != ':' || name.size() == 5 ||
           name.find_first_not_of("0123456789", 5) != std::string::npos) {
-        throw ConfigError("--device: expected cuda or cuda:N, got '" +
-                                    name + "'");
+        throw ConfigError("--device: expected cuda or cuda:N, got '" + name +
+                          "'");
       }
       const auto digits = name.substr(5);
       const auto [end, error] =
@@ -58,17 +58,17 @@ torch::Device resolve_device(const std::string& name) {
     }
     if (!torch::cuda::is_available()) {
       throw ConfigError("--device " + name +
-                                  ": no CUDA device is available here");
+                        ": no CUDA device is available here");
     }
     if (index >= static_cast<int>(torch::cuda::device_count())) {
       throw ConfigError("--device " + name + ": only " +
-                                  std::to_string(torch::cuda::device_count()) +
-                                  " CUDA device(s)");
+                        std::to_string(torch::cuda::device_count()) +
+                        " CUDA device(s)");
     }
     return {torch::kCUDA, static_cast<c10::DeviceIndex>(index)};
   }
-  throw ConfigError(
-      "--device: expected auto, cpu, cuda or cuda:N, got '" + name + "'");
+  throw ConfigError("--device: expected auto, cpu, cuda or cuda:N, got '" +
+                    name + "'");
 }
 
 }  // namespace mnv2

@@ -1,9 +1,9 @@
 #include "data/data_loader.h"
 
 #include "common/errors.h"
-#include "data/image_decode.h"
 #include "common/log.h"
 #include "common/runtime.h"
+#include "data/image_decode.h"
 #include "data/sampler.h"
 #include "data/trivial_augment.h"
 

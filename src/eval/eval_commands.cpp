@@ -1,17 +1,17 @@
 #include "eval/eval_commands.h"
 
 #include "common/autocast.h"
-#include "data/data_loader.h"
-#include "data/dataset.h"
 #include "common/errors.h"
-#include "eval/eval_report.h"
-#include "eval/eval_setup.h"
-#include "data/image_decode.h"
-#include "eval/inference_model.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/runtime.h"
+#include "data/data_loader.h"
+#include "data/dataset.h"
+#include "data/image_decode.h"
 #include "data/transforms.h"
+#include "eval/eval_report.h"
+#include "eval/eval_setup.h"
+#include "eval/inference_model.h"
 
 #include <mobilenetv2/atomic_file.h>
 
@@ -43,8 +43,8 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   const auto classes = p.model.info().options.num_classes();
   if (static_cast<int64_t>(dataset.class_names.size()) != classes) {
     throw ConfigError("'" + c.data + "' has " +
-                     std::to_string(dataset.class_names.size()) +
-                     " classes but the model has " + std::to_string(classes));
+                      std::to_string(dataset.class_names.size()) +
+                      " classes but the model has " + std::to_string(classes));
   }
   LoaderOptions lo;
   lo.batch_size = c.batch_size;

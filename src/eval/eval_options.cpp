@@ -6,67 +6,97 @@ const FlagTable<EvalCommand>& eval_flags() {
   using C = EvalCommand;
   static const FlagTable<EvalCommand> table = {
       {"weights", "", "weights file", &C::weights, "weights"},
-      {"data", "", "ImageFolder or list file to evaluate on", &C::data,
-       "data"},
+      {"data", "", "ImageFolder or list file to evaluate on", &C::data, "data"},
       {"predict", "", "classify these images", &C::images, "predict"},
-      {"benchmark", "", "measure latency and throughput", &C::benchmark,
-       "benchmark", FlagKind::kSwitch},
+      {"benchmark",
+       "",
+       "measure latency and throughput",
+       &C::benchmark,
+       "benchmark",
+       FlagKind::kSwitch},
       {"json", "", "write a JSON summary here", &C::json, ""},
-      {"report-dir", "",
+      {"report-dir",
+       "",
        "folder for the confusion matrix CSV and PNG (default: the JSON's "
        "folder)",
-       &C::report_dir, ""},
-      {"labels", "",
+       &C::report_dir,
+       ""},
+      {"labels",
+       "",
        "class-name file (one per line), e.g. data/imagenet_classes.txt",
-       &C::labels, "labels"},
+       &C::labels,
+       "labels"},
       {"topk", "", "classes shown per image", &C::topk, "topk"},
       {"batch-size", "", "batch size", &C::batch_size, "batch_size"},
-      {"resize-size", "",
+      {"resize-size",
+       "",
        "resize of the shorter side (default: the weights' setting, else 256)",
-       &C::resize_size, "resize_size"},
-      {"crop-size", "",
-       "centre crop (default: the weights' setting, else 224)", &C::crop_size,
+       &C::resize_size,
+       "resize_size"},
+      {"crop-size",
+       "",
+       "centre crop (default: the weights' setting, else 224)",
+       &C::crop_size,
        "crop_size"},
       {"img-size", "", "benchmark input size", &C::img_size, "img_size"},
-      {"iterations", "", "benchmark iterations at batch 1", &C::iterations,
+      {"iterations",
+       "",
+       "benchmark iterations at batch 1",
+       &C::iterations,
        "iterations"},
       {"device", "", "auto, cpu, cuda or cuda:N", &C::device, "device"},
-      {"amp-dtype", "", "fp32, bf16 or fp16 (benchmark: only this one)",
-       &C::amp_dtype, "amp_dtype"},
-      {"channels-last", "",
+      {"amp-dtype",
+       "",
+       "fp32, bf16 or fp16 (benchmark: only this one)",
+       &C::amp_dtype,
+       "amp_dtype"},
+      {"channels-last",
+       "",
        "channels_last memory format (--channels-last=false to turn off)",
-       &C::channels_last, "channels_last", FlagKind::kToggle},
-      {"raw", "", "use a checkpoint's raw weights, not its EMA", &C::ema,
-       "ema", FlagKind::kSwitch, /*switch_value=*/false},
-      {"threads", "", "intra-op threads (0: all cores)", &C::threads,
+       &C::channels_last,
+       "channels_last",
+       FlagKind::kToggle},
+      {"raw",
+       "",
+       "use a checkpoint's raw weights, not its EMA",
+       &C::ema,
+       "ema",
+       FlagKind::kSwitch,
+       /*switch_value=*/false},
+      {"threads",
+       "",
+       "intra-op threads (0: all cores)",
+       &C::threads,
        "threads"},
-      {"workers", "", "image decoding threads (0: all cores)", &C::workers,
+      {"workers",
+       "",
+       "image decoding threads (0: all cores)",
+       &C::workers,
        "workers"},
-      {"strict-data", "",
-       "stop on an unreadable image instead of skipping it", &C::strict_data,
-       "strict_data", FlagKind::kSwitch},
+      {"strict-data",
+       "",
+       "stop on an unreadable image instead of skipping it",
+       &C::strict_data,
+       "strict_data",
+       FlagKind::kSwitch},
   };
   return table;
 }
 
 std::vector<std::string> EvalCommand::problems() const {
-  std::vector<std::string> out;
-  auto need = [&](bool ok, const std::string& message) {
-    if (!ok) {
-      out.push_back(message);
-    }
-  };
-  need(!weights.empty(), "--weights is required");
-  need(batch_size >= 1 && topk >= 1 && iterations >= 1 && img_size >= 16,
-       "--batch-size, --topk and --iterations must be >= 1, --img-size >= 16");
+  Problems p;
+  p.need(!weights.empty(), "--weights is required");
+  p.need(
+      batch_size >= 1 && topk >= 1 && iterations >= 1 && img_size >= 16,
+      "--batch-size, --topk and --iterations must be >= 1, --img-size >= 16");
   const int modes = static_cast<int>(!data.empty()) +
                     static_cast<int>(!images.empty()) +
                     static_cast<int>(benchmark);
-  need(modes == 1, "give exactly one of --data, --predict, --benchmark");
-  need(amp_dtype.empty() || amp_dtype == "fp32" || amp_dtype == "bf16" ||
-           amp_dtype == "fp16",
-       "--amp-dtype must be fp32, bf16 or fp16, got '" + amp_dtype + "'");
-  return out;
+  p.need(modes == 1, "give exactly one of --data, --predict, --benchmark");
+  p.need(amp_dtype.empty() || amp_dtype == "fp32" || amp_dtype == "bf16" ||
+             amp_dtype == "fp16",
+         "--amp-dtype must be fp32, bf16 or fp16, got '" + amp_dtype + "'");
+  return std::move(p).list();
 }
 
 }  // namespace mnv2

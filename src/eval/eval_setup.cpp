@@ -1,9 +1,9 @@
 #include "eval/eval_setup.h"
 
 #include "common/autocast.h"
-#include "data/dataset.h"
 #include "common/errors.h"
 #include "common/runtime.h"
+#include "data/dataset.h"
 
 #include <torch/torch.h>
 
@@ -26,7 +26,7 @@ std::optional<c10::ScalarType> amp_dtype_of(const std::string& name) {
     return torch::kHalf;
   }
   throw ConfigError("--amp-dtype must be fp32, bf16 or fp16, got '" + name +
-                   "'");
+                    "'");
 }
 
 Prepared prepare(const EvalCommand& c) {
@@ -42,9 +42,9 @@ Prepared prepare(const EvalCommand& c) {
     if (p.class_names.size() !=
         static_cast<size_t>(p.model.info().options.num_classes())) {
       throw ConfigError("--labels '" + c.labels + "' names " +
-                       std::to_string(p.class_names.size()) +
-                       " classes but the model has " +
-                       std::to_string(p.model.info().options.num_classes()));
+                        std::to_string(p.class_names.size()) +
+                        " classes but the model has " +
+                        std::to_string(p.model.info().options.num_classes()));
     }
   }
   if (c.labels.empty() && p.class_names.size() == kImageNetClasses &&

@@ -1,8 +1,8 @@
 #pragma once
 
+#include "data/transforms.h"
 #include "eval/eval_commands.h"
 #include "eval/inference_model.h"
-#include "data/transforms.h"
 
 #include <optional>
 #include <string>

@@ -1,8 +1,8 @@
 // mnv2-eval --benchmark: latency at batch 1 and throughput at batch N.
 #include "common/autocast.h"
+#include "common/runtime.h"
 #include "eval/eval_commands.h"
 #include "eval/eval_setup.h"
-#include "common/runtime.h"
 
 #include <mobilenetv2/atomic_file.h>
 

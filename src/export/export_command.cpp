@@ -2,10 +2,10 @@
 
 #include "common/checkpoint.h"
 #include "common/errors.h"
-#include "export/folded_network.h"
-#include "eval/inference_model.h"
-#include "export/onnx_writer.h"
 #include "common/runtime.h"
+#include "eval/inference_model.h"
+#include "export/folded_network.h"
+#include "export/onnx_writer.h"
 #include "export/torchscript_export.h"
 
 #include <torch/script.h>
@@ -71,7 +71,7 @@ void check_output_path(const std::string& output) {
   std::error_code ec;
   if (!fs::is_directory(parent, ec)) {
     throw ConfigError("--output '" + output + "': folder '" + parent.string() +
-                     "' does not exist");
+                      "' does not exist");
   }
   if (fs::is_directory(output, ec)) {
     throw ConfigError("--output '" + output + "' is a folder");
@@ -86,14 +86,14 @@ Outcome run_export(const ExportCommand& c) {
   const auto model = InferenceModel::load(c.weights, c.ema, torch::kCPU);
   if (!model.eager()) {
     throw ConfigError("--weights '" + c.weights +
-                     "' is a TorchScript file; export needs a checkpoint or "
-                     "a state_dict");
+                      "' is a TorchScript file; export needs a checkpoint or "
+                      "a state_dict");
   }
   const auto& info = model.info();
   if (c.width_mult > 0 && c.width_mult != info.options.width_mult()) {
     throw ConfigError("--width-mult " + std::to_string(c.width_mult) +
-                     " does not match the weights' width " +
-                     std::to_string(info.options.width_mult()));
+                      " does not match the weights' width " +
+                      std::to_string(info.options.width_mult()));
   }
   const int64_t size = c.img_size > 0 ? c.img_size : info.val_crop;
   torch::manual_seed(0);

@@ -8,38 +8,51 @@ const FlagTable<ExportCommand>& export_flags() {
       {"weights", "", "weights file", &C::weights, "weights"},
       {"format", "", "torchscript, onnx or pth", &C::format, "format"},
       {"output", "", "file to write", &C::output, "output"},
-      {"img-size", "",
+      {"img-size",
+       "",
        "verification input size (default: the weights' crop size)",
-       &C::img_size, "img_size"},
-      {"width-mult", "", "expected width (default: read from the weights)",
-       &C::width_mult, "width_mult"},
-      {"raw", "", "use a checkpoint's raw weights, not its EMA", &C::ema,
-       "ema", FlagKind::kSwitch, /*switch_value=*/false},
-      {"freeze", "", "TorchScript: freeze the module", &C::freeze, "freeze",
+       &C::img_size,
+       "img_size"},
+      {"width-mult",
+       "",
+       "expected width (default: read from the weights)",
+       &C::width_mult,
+       "width_mult"},
+      {"raw",
+       "",
+       "use a checkpoint's raw weights, not its EMA",
+       &C::ema,
+       "ema",
+       FlagKind::kSwitch,
+       /*switch_value=*/false},
+      {"freeze",
+       "",
+       "TorchScript: freeze the module",
+       &C::freeze,
+       "freeze",
        FlagKind::kSwitch},
-      {"tolerance", "", "max relative difference accepted", &C::tolerance,
+      {"tolerance",
+       "",
+       "max relative difference accepted",
+       &C::tolerance,
        "tolerance"},
   };
   return table;
 }
 
 std::vector<std::string> ExportCommand::problems() const {
-  std::vector<std::string> out;
-  auto need = [&](bool ok, const std::string& message) {
-    if (!ok) {
-      out.push_back(message);
-    }
-  };
-  need(!weights.empty(), "--weights is required");
-  need(!format.empty(), "--format is required");
-  need(!output.empty(), "--output is required");
-  need(format.empty() || format == "torchscript" || format == "onnx" ||
-           format == "pth",
-       "--format must be torchscript, onnx or pth, got '" + format + "'");
-  need(img_size == 0 || img_size >= 16, "--img-size must be at least 16");
-  need(width_mult >= 0, "--width-mult must be positive (0: from the weights)");
-  need(tolerance >= 0, "--tolerance must be >= 0");
-  return out;
+  Problems p;
+  p.need(!weights.empty(), "--weights is required");
+  p.need(!format.empty(), "--format is required");
+  p.need(!output.empty(), "--output is required");
+  p.need(format.empty() || format == "torchscript" || format == "onnx" ||
+             format == "pth",
+         "--format must be torchscript, onnx or pth, got '" + format + "'");
+  p.need(img_size == 0 || img_size >= 16, "--img-size must be at least 16");
+  p.need(width_mult >= 0,
+         "--width-mult must be positive (0: from the weights)");
+  p.need(tolerance >= 0, "--tolerance must be >= 0");
+  return std::move(p).list();
 }
 
 }  // namespace mnv2

@@ -5,46 +5,42 @@
 namespace mnv2 {
 
 std::vector<std::string> TrainConfig::problems() const {
-  std::vector<std::string> out;
-  auto need = [&](bool ok, const std::string& message) {
-    if (!ok) {
-      out.push_back(message);
-    }
-  };
+  Problems p;
   const auto recipes = recipe_names();
-  need(std::find(recipes.begin(), recipes.end(), recipe) != recipes.end(),
-       "--recipe: unknown recipe '" + recipe + "'");
-  need(!data.empty(), "--data is required");
-  need(!output.empty(), "--output is required");
-  need(epochs >= 1, "--epochs must be at least 1");
-  need(batch_size >= 1, "--batch-size must be at least 1");
-  need(img_size >= 16 && img_size <= 4096, "--img-size must be in [16, 4096]");
-  need(val_crop >= 16 && val_resize >= val_crop,
-       "--val-resize must be >= --val-crop >= 16");
-  need(width_mult > 0 && width_mult <= 4, "--width-mult must be in (0, 4]");
-  need(lr > 0, "--lr must be positive");
-  need(optimizer == "sgd" || optimizer == "rmsprop" || optimizer == "adamw",
-       "--optimizer must be sgd, rmsprop or adamw");
-  need(lr_scheduler == "step" || lr_scheduler == "exponential" ||
-           lr_scheduler == "cosine",
-       "--lr-scheduler must be step, exponential or cosine");
-  need(amp_dtype == "fp16" || amp_dtype == "bf16",
-       "--amp-dtype must be fp16 or bf16");
-  need(crop_scale_min > 0 && crop_scale_min <= 1,
-       "--crop-scale-min must be in (0, 1]");
-  need(hflip >= 0 && hflip <= 1, "--hflip must be in [0, 1]");
-  need(random_erase >= 0 && random_erase <= 1,
-       "--random-erase must be in [0, 1]");
-  need(label_smoothing >= 0 && label_smoothing < 1,
-       "--label-smoothing must be in [0, 1)");
-  need(mixup_alpha >= 0 && cutmix_alpha >= 0,
-       "--mixup-alpha and --cutmix-alpha must be >= 0");
-  need(ema_steps >= 1 && ema_decay > 0 && ema_decay < 1,
-       "--ema-steps must be >= 1 and --ema-decay in (0, 1)");
-  need(warmup_epochs >= 0, "--warmup-epochs must be >= 0");
-  need(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1)");
-  need(log_interval >= 1, "--log-interval must be at least 1");
-  return out;
+  p.need(std::find(recipes.begin(), recipes.end(), recipe) != recipes.end(),
+         "--recipe: unknown recipe '" + recipe + "'");
+  p.need(!data.empty(), "--data is required");
+  p.need(!output.empty(), "--output is required");
+  p.need(epochs >= 1, "--epochs must be at least 1");
+  p.need(batch_size >= 1, "--batch-size must be at least 1");
+  p.need(img_size >= 16 && img_size <= 4096,
+         "--img-size must be in [16, 4096]");
+  p.need(val_crop >= 16 && val_resize >= val_crop,
+         "--val-resize must be >= --val-crop >= 16");
+  p.need(width_mult > 0 && width_mult <= 4, "--width-mult must be in (0, 4]");
+  p.need(lr > 0, "--lr must be positive");
+  p.need(optimizer == "sgd" || optimizer == "rmsprop" || optimizer == "adamw",
+         "--optimizer must be sgd, rmsprop or adamw");
+  p.need(lr_scheduler == "step" || lr_scheduler == "exponential" ||
+             lr_scheduler == "cosine",
+         "--lr-scheduler must be step, exponential or cosine");
+  p.need(amp_dtype == "fp16" || amp_dtype == "bf16",
+         "--amp-dtype must be fp16 or bf16");
+  p.need(crop_scale_min > 0 && crop_scale_min <= 1,
+         "--crop-scale-min must be in (0, 1]");
+  p.need(hflip >= 0 && hflip <= 1, "--hflip must be in [0, 1]");
+  p.need(random_erase >= 0 && random_erase <= 1,
+         "--random-erase must be in [0, 1]");
+  p.need(label_smoothing >= 0 && label_smoothing < 1,
+         "--label-smoothing must be in [0, 1)");
+  p.need(mixup_alpha >= 0 && cutmix_alpha >= 0,
+         "--mixup-alpha and --cutmix-alpha must be >= 0");
+  p.need(ema_steps >= 1 && ema_decay > 0 && ema_decay < 1,
+         "--ema-steps must be >= 1 and --ema-decay in (0, 1)");
+  p.need(warmup_epochs >= 0, "--warmup-epochs must be >= 0");
+  p.need(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1)");
+  p.need(log_interval >= 1, "--log-interval must be at least 1");
+  return std::move(p).list();
 }
 
 }  // namespace mnv2

@@ -1,22 +1,22 @@
 #include "train/trainer.h"
 #include "train/training.h"
 
-#include "common/memory_format.h"
-#include "train/grad_scaler.h"
 #include "common/checkpoint.h"
-#include "train/curves_plot.h"
-#include "data/data_loader.h"
-#include "train/ema.h"
-#include "train/epoch_metrics.h"
 #include "common/errors.h"
-#include "eval/evaluate.h"
 #include "common/log.h"
-#include "train/lr_schedule.h"
-#include "train/mixup.h"
-#include "train/optimizer.h"
+#include "common/memory_format.h"
 #include "common/progress.h"
 #include "common/runtime.h"
 #include "common/stop_signal.h"
+#include "data/data_loader.h"
+#include "eval/evaluate.h"
+#include "train/curves_plot.h"
+#include "train/ema.h"
+#include "train/epoch_metrics.h"
+#include "train/grad_scaler.h"
+#include "train/lr_schedule.h"
+#include "train/mixup.h"
+#include "train/optimizer.h"
 #include "train/tensorboard_writer.h"
 #include "train/training_setup.h"
 
@@ -161,7 +161,7 @@ void Training::resume() {
   if (cp.info.class_names != info_.class_names ||
       cp.info.options.width_mult() != info_.options.width_mult()) {
     throw ConfigError("--resume '" + c_.resume +
-                     "' was trained on other classes or another width");
+                      "' was trained on other classes or another width");
   }
   load_weights(*model_, cp.model, LoadMode::kStrict, c_.resume);
   if (ema_ && cp.model_ema) {

@@ -4,13 +4,13 @@
 // trainer.cpp; the epoch (steps, validation, best weights) in
 // training_epoch.cpp.
 
-#include "train/grad_scaler.h"
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "data/data_loader.h"
 #include "train/checkpoint_saver.h"
 #include "train/ema.h"
 #include "train/epoch_metrics.h"
+#include "train/grad_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/train_config.h"

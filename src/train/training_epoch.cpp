@@ -1,10 +1,10 @@
 #include "common/autocast.h"
 #include "common/errors.h"
-#include "eval/evaluate.h"
 #include "common/log.h"
-#include "train/mixup.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
+#include "eval/evaluate.h"
+#include "train/mixup.h"
 #include "train/training.h"
 
 #include <torch/torch.h>
@@ -157,10 +157,7 @@ void Training::save_best(const EpochMetrics& m) {
                                 {"epoch", m.epoch},
                                 {"weights", ema_better ? "ema" : "raw"}};
   if (saver_->save_if_best(
-          top1,
-          ema_better ? *ema_->model() : *model_,
-          info_,
-          extra)) {
+          top1, ema_better ? *ema_->model() : *model_, info_, extra)) {
     progress_.best_top1 = top1;
   }
 }

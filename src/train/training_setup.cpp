@@ -34,15 +34,15 @@ std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
   }
   if (val.empty()) {
     throw ConfigError("no validation data for '" + c.data +
-                     "': pass --val-data or put a val/ folder beside train/");
+                      "': pass --val-data or put a val/ folder beside train/");
   }
   auto train_set = open_dataset(train.string());
   auto val_set = open_dataset(val.string());
   if (train_set.class_names != val_set.class_names) {
     throw ConfigError("the classes of '" + val_set.origin + "' (" +
-                     std::to_string(val_set.class_names.size()) +
-                     ") differ from those of '" + train_set.origin + "' (" +
-                     std::to_string(train_set.class_names.size()) + ")");
+                      std::to_string(val_set.class_names.size()) +
+                      ") differ from those of '" + train_set.origin + "' (" +
+                      std::to_string(train_set.class_names.size()) + ")");
   }
   return {std::move(train_set), std::move(val_set)};
 }
@@ -56,8 +56,8 @@ MobileNetV2 build_training_model(const TrainConfig& c, int64_t num_classes) {
     const auto weights = load_weights_file(c.pretrained, /*prefer_ema=*/true);
     if (weights.info.options.width_mult() != c.width_mult) {
       throw ConfigError("--pretrained '" + c.pretrained + "' has width " +
-                       std::to_string(weights.info.options.width_mult()) +
-                       " but --width-mult is " + std::to_string(c.width_mult));
+                        std::to_string(weights.info.options.width_mult()) +
+                        " but --width-mult is " + std::to_string(c.width_mult));
     }
     const auto report =
         load_weights(*model, weights.state, LoadMode::kNonStrict, c.pretrained);

@@ -1,9 +1,9 @@
 // Data pipeline: dataset discovery, decoding, torchvision geometry, loader.
 #include "test_support.h"
 
+#include "common/errors.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
-#include "common/errors.h"
 #include "data/image_decode.h"
 #include "data/sampler.h"
 #include "data/transforms.h"

@@ -3,8 +3,8 @@
 #include "test_support.h"
 
 #include "common/autocast.h"
-#include "train/grad_scaler.h"
 #include "train/ema.h"
+#include "train/grad_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/mixup.h"
 #include "train/optimizer.h"

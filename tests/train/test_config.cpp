@@ -1,0 +1,143 @@
+// Recipes, problems() and the flag table of mnv2-train. Expected values are
+// the published settings (README's recipe table) and the JSON keys that
+// checkpoints have always carried.
+#include "train/train_config.h"
+
+#include <catch2/catch.hpp>
+
+#include <set>
+
+TEST_CASE("recipes set their published values; unknown names change nothing",
+          "[train]") {
+  mnv2::TrainConfig c;
+  REQUIRE(mnv2::apply_recipe(c, "digits"));
+  CHECK(c.recipe == "digits");
+  CHECK(c.img_size == 48);
+  CHECK(c.width_mult == 0.5);
+  CHECK(c.optimizer == "sgd");
+  CHECK(c.nesterov);
+  CHECK(c.lr == 0.05);
+  CHECK(c.lr_scheduler == "cosine");
+  CHECK(c.warmup_epochs == 2);
+  CHECK(c.label_smoothing == 0.1);
+  CHECK(c.epochs == 20);
+
+  mnv2::TrainConfig v2;
+  REQUIRE(mnv2::apply_recipe(v2, "torchvision-v2"));
+  CHECK(v2.lr == 0.5);
+  CHECK(v2.weight_decay == 2e-5);
+  CHECK(v2.mixup_alpha == 0.2);
+  CHECK(v2.cutmix_alpha == 1.0);
+  CHECK(v2.ema);
+  CHECK(v2.ema_decay == 0.99998);
+  CHECK(v2.epochs == 600);
+  CHECK(v2.img_size == 176);
+  CHECK(v2.val_resize == 232);
+
+  mnv2::TrainConfig paper;
+  REQUIRE(mnv2::apply_recipe(paper, "paper"));
+  CHECK(paper.optimizer == "rmsprop");
+  CHECK(paper.lr_gamma == 0.98);
+
+  mnv2::TrainConfig unknown;
+  unknown.recipe = "nope";
+  CHECK_FALSE(mnv2::apply_recipe(unknown, "nope"));
+  CHECK(unknown.lr == mnv2::TrainConfig{}.lr);
+  unknown.data = "d";
+  unknown.output = "o";
+  REQUIRE(unknown.problems().size() == 1);
+  CHECK(unknown.problems()[0] == "--recipe: unknown recipe 'nope'");
+}
+
+TEST_CASE("problems() names the flag of each bad value", "[train]") {
+  mnv2::TrainConfig c;
+  CHECK(c.problems() ==
+        std::vector<std::string>{"--data is required", "--output is required"});
+  c.data = "d";
+  c.output = "o";
+  CHECK(c.problems().empty());
+  const auto first_problem = [&](auto change) {
+    mnv2::TrainConfig bad = c;
+    change(bad);
+    const auto problems = bad.problems();
+    return problems.empty() ? std::string() : problems.front();
+  };
+  CHECK(first_problem([](auto& x) { x.lr = -1; }) == "--lr must be positive");
+  CHECK(first_problem([](auto& x) { x.epochs = 0; }) ==
+        "--epochs must be at least 1");
+  CHECK(first_problem([](auto& x) { x.img_size = 8; }) ==
+        "--img-size must be in [16, 4096]");
+  CHECK(first_problem([](auto& x) { x.width_mult = 0; }) ==
+        "--width-mult must be in (0, 4]");
+  CHECK(first_problem([](auto& x) { x.amp_dtype = "fp8"; }) ==
+        "--amp-dtype must be fp16 or bf16");
+  CHECK(first_problem([](auto& x) { x.val_resize = 100; }) ==
+        "--val-resize must be >= --val-crop >= 16");
+}
+
+TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
+          "[train]") {
+  std::set<std::string> names;
+  for (const auto& flag : mnv2::train_flags()) {
+    CHECK(names.insert(flag.name).second);
+  }
+  CHECK(names.size() == 48);
+  mnv2::TrainConfig c;
+  mnv2::apply_recipe(c, "digits");
+  c.data = "data/digits";
+  const auto json = nlohmann::json::parse(mnv2::to_json(c));
+  // The keys checkpoints carried before the table existed.
+  const std::set<std::string> keys = {"amp",
+                                      "amp_dtype",
+                                      "batch_size",
+                                      "channels_last",
+                                      "clip_grad_norm",
+                                      "crop_scale_min",
+                                      "cutmix_alpha",
+                                      "data",
+                                      "deterministic",
+                                      "device",
+                                      "dropout",
+                                      "ema",
+                                      "ema_decay",
+                                      "ema_steps",
+                                      "epochs",
+                                      "freeze_features",
+                                      "hflip",
+                                      "img_size",
+                                      "label_smoothing",
+                                      "lr",
+                                      "lr_gamma",
+                                      "lr_min",
+                                      "lr_scheduler",
+                                      "lr_step_size",
+                                      "mixup_alpha",
+                                      "momentum",
+                                      "nesterov",
+                                      "norm_weight_decay",
+                                      "opt_eps",
+                                      "optimizer",
+                                      "output",
+                                      "pretrained",
+                                      "random_erase",
+                                      "recipe",
+                                      "seed",
+                                      "threads",
+                                      "trivial_augment",
+                                      "val_crop",
+                                      "val_data",
+                                      "val_resize",
+                                      "warmup_decay",
+                                      "warmup_epochs",
+                                      "weight_decay",
+                                      "width_mult"};
+  std::set<std::string> got;
+  for (const auto& item : json.items()) {
+    got.insert(item.key());
+  }
+  CHECK(got == keys);
+  CHECK(json.at("recipe") == "digits");
+  CHECK(json.at("img_size") == 48);
+  CHECK(json.at("nesterov") == true);
+  CHECK(json.at("data") == "data/digits");
+}

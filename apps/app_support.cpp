@@ -17,24 +17,28 @@ std::string first_line(const std::string& message) {
 }  // namespace
 
 int run_program(const char* program, const std::function<int()>& body) {
+  // One line on stderr, and in the log file when a run has opened one.
+  const auto report = [&](const std::string& message) {
+    std::cerr << program << ": " << message << "\n";
+    log::error_to_file(message);
+    log::flush();
+  };
   try {
     return body();
   } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << program << ": " << e.what() << " (see --help)\n";
+    report(std::string(e.what()) + " (see --help)");
     return 2;
   } catch (const UsageError& e) {
-    std::cerr << program << ": " << e.what() << " (see --help)\n";
+    report(std::string(e.what()) + " (see --help)");
     return 2;
   } catch (const ConfigError& e) {
-    std::cerr << program << ": " << e.what() << " (see --help)\n";
-    log::flush();
+    report(std::string(e.what()) + " (see --help)");
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << program << ": " << first_line(e.msg()) << "\n";
+    report(first_line(e.msg()));
   } catch (const std::exception& e) {
-    std::cerr << program << ": " << first_line(e.what()) << "\n";
+    report(first_line(e.what()));
   }
-  log::flush();
   return 1;
 }
 

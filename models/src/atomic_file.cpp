@@ -13,6 +13,8 @@
 namespace mnv2 {
 
 namespace {
+constexpr std::string_view kTempSuffix = ".tmp-XXXXXX";
+
 std::runtime_error write_error(const std::string& path, const char* what) {
   return std::runtime_error("cannot write '" + path + "': " + what + " (" +
                             std::strerror(errno) + ")");
@@ -26,7 +28,7 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
     dir = ".";
   }
   auto temp_path = dir / target.filename();
-  temp_path += ".tmp-XXXXXX";
+  temp_path += std::string(kTempSuffix);
   std::string temp = temp_path.string();
   const int fd = ::mkstemp(temp.data());
   if (fd < 0) {
@@ -62,6 +64,27 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
     ::unlink(temp.c_str());
     throw error;
   }
+}
+
+int remove_stale_temporaries(const std::string& path) {
+  const std::filesystem::path target(path);
+  auto dir = target.parent_path();
+  if (dir.empty()) {
+    dir = ".";
+  }
+  const auto prefix = target.filename().string() + ".tmp-";
+  const auto expected_size = prefix.size() + kTempSuffix.size() - 5;
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.size() == expected_size && name.rfind(prefix, 0) == 0 &&
+        entry.is_regular_file(ec) &&
+        std::filesystem::remove(entry.path(), ec)) {
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace mnv2

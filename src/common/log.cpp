@@ -19,22 +19,34 @@ std::shared_ptr<spdlog::logger>& logger() {
   }();
   return instance;
 }
+
+// The log file's own logger, for errors that reach the console by another
+// road (the programs print them on stderr).
+std::shared_ptr<spdlog::logger>& file_logger() {
+  static std::shared_ptr<spdlog::logger> instance;
+  return instance;
+}
 }  // namespace
 
 void init(const std::string& file, bool verbose) {
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   console->set_pattern("[%H:%M:%S] %^%l%$ %v");
   std::vector<spdlog::sink_ptr> sinks{console};
+  file_logger().reset();
   if (!file.empty()) {
     auto file_sink =
         std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, false);
     file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l %v");
     sinks.push_back(file_sink);
+    file_logger() = std::make_shared<spdlog::logger>("mnv2-file", file_sink);
+    file_logger()->flush_on(spdlog::level::trace);
   }
   auto made =
       std::make_shared<spdlog::logger>("mnv2", sinks.begin(), sinks.end());
   made->set_level(verbose ? spdlog::level::debug : spdlog::level::info);
-  made->flush_on(spdlog::level::warn);
+  // Every line reaches the file at once: the log is complete up to the last
+  // line printed, whatever kills the process.
+  made->flush_on(spdlog::level::trace);
   logger() = made;
 }
 
@@ -50,6 +62,12 @@ void warn(const std::string& message) {
 void error(const std::string& message) {
   logger()->error(message);
 }
+void error_to_file(const std::string& message) {
+  if (file_logger()) {
+    file_logger()->error(message);
+  }
+}
+
 void flush() {
   logger()->flush();
 }

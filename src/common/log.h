@@ -17,7 +17,10 @@ void debug(const std::string& message);
 void info(const std::string& message);
 void warn(const std::string& message);
 void error(const std::string& message);
-/// Flushes every sink (the file sink is flushed on warnings anyway).
+/// Writes an error to the log file only (when there is one): for errors the
+/// programs print on stderr themselves.
+void error_to_file(const std::string& message);
+/// Flushes every sink (each line is flushed as it is written anyway).
 void flush();
 
 /// Concatenates anything `operator<<` prints: log::info(cat("epoch ", n)).

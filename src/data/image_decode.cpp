@@ -5,6 +5,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -13,6 +14,10 @@ namespace mnv2 {
 namespace {
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw DataError("image '" + path + "' is a folder, not an image file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw DataError("image '" + path + "' cannot be opened");

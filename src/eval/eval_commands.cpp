@@ -60,10 +60,8 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   options.device = p.device;
   options.amp_dtype = amp;
   options.channels_last = c.channels_last;
-  int64_t seen = 0;
-  options.on_batch = [&](int64_t done, int64_t) {
-    seen += c.batch_size;
-    bar.update(done, seen, "");
+  options.on_batch = [&](int64_t done, int64_t, int64_t images) {
+    bar.update(done, images, "");
   };
   const auto result =
       evaluate([&](const torch::Tensor& x) { return p.model.forward(x); },

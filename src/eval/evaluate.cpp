@@ -63,7 +63,7 @@ EvalResult evaluate(
         torch::ones_like(labels, torch::kLong));
     result.samples += labels.size(0);
     if (options.on_batch) {
-      options.on_batch(++done, total);
+      options.on_batch(++done, total, result.samples);
     }
   }
   if (result.samples > 0) {

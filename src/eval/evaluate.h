@@ -25,8 +25,9 @@ struct EvalOptions {
   /// Autocast dtype for the forward pass; nullopt: fp32.
   std::optional<c10::ScalarType> amp_dtype;
   bool channels_last = false;
-  /// Called after every batch with (batches done, batches in all).
-  std::function<void(int64_t, int64_t)> on_batch;
+  /// Called after every batch with (batches done, batches in all, images
+  /// seen so far).
+  std::function<void(int64_t, int64_t, int64_t)> on_batch;
 };
 
 /// Runs `forward` (logits from a normalised batch) over one epoch of `loader`

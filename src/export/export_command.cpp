@@ -140,6 +140,9 @@ Outcome run_export(const ExportCommand& c) {
   if (!ok) {
     std::error_code ec;
     fs::remove(c.output, ec);
+    if (c.format == "pth") {
+      fs::remove(metadata_path_for(c.output), ec);  // written beside it
+    }
     std::cerr << "mnv2-export: verification failed; '" << c.output
               << "' removed\n";
     return Outcome::kCheckFailed;

@@ -19,7 +19,7 @@ RunFolder::RunFolder(std::string path)
       metrics_csv((fs::path(folder) / "metrics.csv").string()),
       curves((fs::path(folder) / "curves.png").string()) {}
 
-void RunFolder::prepare() const {
+int RunFolder::prepare() const {
   std::error_code ec;
   fs::create_directories(folder, ec);
   if (ec) {
@@ -33,6 +33,17 @@ void RunFolder::prepare() const {
   } catch (const std::runtime_error&) {
     throw ConfigError("--output '" + folder + "' is not writable");
   }
+  int removed = 0;
+  for (const auto& file : {checkpoint,
+                           best_weights,
+                           metadata_path_for(best_weights),
+                           metrics_jsonl,
+                           metrics_csv,
+                           curves,
+                           probe}) {
+    removed += remove_stale_temporaries(file);
+  }
+  return removed;
 }
 
 CheckpointSaver::CheckpointSaver(RunFolder folder, double best_top1)

@@ -20,9 +20,10 @@ struct RunFolder {
   std::string metrics_csv;    ///< metrics.csv
   std::string curves;         ///< curves.png
 
-  /// Creates the folder and proves it writable, before any training.
-  /// Throws ConfigError naming the folder (it is --output).
-  void prepare() const;
+  /// Creates the folder and proves it writable, before any training, and
+  /// removes the temporary files a killed run left beside the run's files;
+  /// returns how many. Throws ConfigError naming the folder (it is --output).
+  int prepare() const;
 };
 
 /// The checkpoint policy of a run (as timm's CheckpointSaver): writes the

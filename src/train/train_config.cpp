@@ -40,6 +40,14 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(warmup_epochs >= 0, "--warmup-epochs must be >= 0");
   p.need(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1)");
   p.need(log_interval >= 1, "--log-interval must be at least 1");
+  // MobileNetV2 downsamples 32x: batch 1 at 32 px or less leaves BatchNorm a
+  // single value per channel in its last layers, which training cannot use.
+  const int64_t last_side = (img_size + 31) / 32;
+  p.need(batch_size * last_side * last_side >= 2 || batch_size < 1,
+         "--batch-size " + std::to_string(batch_size) + " at --img-size " +
+             std::to_string(img_size) +
+             " leaves BatchNorm one value per channel in the last layers; "
+             "use --batch-size 2 or more");
   return std::move(p).list();
 }
 

@@ -211,8 +211,14 @@ Outcome Training::run() {
   if (!problems.empty()) {
     throw ConfigError(problems.front());
   }
-  run_folder_.prepare();
+  const int stale = run_folder_.prepare();
   log::init(run_folder_.log);
+  if (stale > 0) {
+    log::info(log::cat("removed ",
+                       stale,
+                       " temporary file(s) a killed run left in ",
+                       run_folder_.folder));
+  }
   configure_runtime(c_.threads);
   setup();
   log::info("config: " + to_json(c_));

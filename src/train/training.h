@@ -34,6 +34,7 @@ class Training {
   // Returns the signal that stopped the epoch, or 0.
   int train_epoch(int64_t epoch, EpochMetrics& metrics);
   void validate(EpochMetrics& metrics);
+  TrainingError non_finite_loss(double loss, int64_t epoch) const;
   void save_checkpoint();
   void save_best(const EpochMetrics& metrics);
 

@@ -85,13 +85,7 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
     if (done % c_.log_interval == 0 || progress_.batch_in_epoch == steps) {
       const double mean = loss_sum.item<double>() / static_cast<double>(done);
       if (!std::isfinite(mean) && !scaler_->enabled()) {
-        throw TrainingError(log::cat("the training loss became ",
-                                     mean,
-                                     " in epoch ",
-                                     epoch + 1,
-                                     "; stopped, the last good checkpoint in '",
-                                     c_.output,
-                                     "' is kept (try a lower --lr)"));
+        throw non_finite_loss(mean, epoch);
       }
       stats = "loss " + fixed(mean, 4) + " lr " + fixed(last_lr_, 5);
     }
@@ -108,18 +102,26 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
   metrics.train_loss =
       done > 0 ? loss_sum.item<double>() / static_cast<double>(done) : 0.0;
   if (!std::isfinite(metrics.train_loss) && !scaler_->enabled()) {
-    throw TrainingError(log::cat("the training loss became ",
-                                 metrics.train_loss,
-                                 " in epoch ",
-                                 epoch + 1,
-                                 "; stopped, the last good checkpoint in '",
-                                 c_.output,
-                                 "' is kept (try a lower --lr)"));
+    throw non_finite_loss(metrics.train_loss, epoch);
   }
   metrics.train_images_per_second = static_cast<double>(images) / seconds;
   metrics.skipped_images = train_loader_->skipped_in_epoch();
   metrics.lr = last_lr_;
   return 0;
+}
+
+TrainingError Training::non_finite_loss(double loss, int64_t epoch) const {
+  // Say what is really on disk: a first epoch may diverge before any save.
+  const bool saved = std::filesystem::exists(run_folder_.checkpoint);
+  return TrainingError(log::cat(
+      "the training loss became ",
+      loss,
+      " in epoch ",
+      epoch + 1,
+      "; stopped, ",
+      saved ? "the last good checkpoint " + run_folder_.checkpoint + " is kept"
+            : "no checkpoint was written yet",
+      " (try a lower --lr)"));
 }
 
 void Training::validate(EpochMetrics& metrics) {

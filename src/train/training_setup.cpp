@@ -21,6 +21,9 @@ std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
   if (!fs::exists(data, ec)) {
     throw ConfigError("--data '" + c.data + "' does not exist");
   }
+  if (fs::is_directory(data, ec) && fs::is_empty(data, ec)) {
+    throw ConfigError("--data '" + c.data + "' is an empty folder");
+  }
   fs::path train = data;
   fs::path val = c.val_data;
   if (fs::is_directory(data / "train", ec)) {
@@ -37,6 +40,11 @@ std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
                       "': pass --val-data or put a val/ folder beside train/");
   }
   auto train_set = open_dataset(train.string());
+  if (train_set.class_names.size() < 2) {
+    throw ConfigError("--data '" + c.data + "' has a single class ('" +
+                      train_set.class_names.front() +
+                      "'): a classifier needs at least two");
+  }
   auto val_set = open_dataset(val.string());
   if (train_set.class_names != val_set.class_names) {
     throw ConfigError("the classes of '" + val_set.origin + "' (" +

@@ -225,6 +225,31 @@ def case_signals(bin_dir, work):
         check(after["epoch"] == epoch + 1 and after["batch_in_epoch"] == 0,
               "the interrupted run resumes and completes its epoch")
 
+    # kill -9 after a finished epoch: train.log already holds every line printed,
+    # and the next run removes the temporary files such a kill can leave.
+    out = work / "killed"
+    process = subprocess.Popen([str(a) for a in tiny_train_args(bin_dir, data, out, 200)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (out / "metrics.jsonl").is_file()
+             and (out / "metrics.jsonl").read_text().count("\n") >= 1, 120)
+    time.sleep(0.3)
+    process.kill()
+    process.wait(timeout=60)
+    check("epoch 1/200: train loss" in (out / "train.log").read_text(),
+          "after kill -9, train.log holds the finished epoch's line")
+    stale = [out / "checkpoint.pth.tmp-Ab12Cd", out / "metrics.jsonl.tmp-xYz789",
+             out / "model_best.pth.tmp-000000"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    unrelated = out / "notes.txt.tmp-keepme"
+    unrelated.write_text("not ours")
+    epoch = torch.load(out / "checkpoint.pth", weights_only=True)["epoch"]
+    run(tiny_train_args(bin_dir, data, out, epoch + 1, ["--resume", out / "checkpoint.pth"]))
+    check(not any(path.exists() for path in stale) and unrelated.exists(),
+          "the next run removes the killed run's temporary files, and only those")
+    check("removed 3 temporary file(s)" in (out / "train.log").read_text(),
+          "the removal is logged")
+
 
 def case_finetune_amp(bin_dir, work):
     data = digits(work)
@@ -280,6 +305,22 @@ def case_errors(bin_dir, work):
         one_line = len(result.stderr.strip().splitlines()) == 1
         check(result.returncode == 2 and one_line, f"usage error exits 2 with one line: {what}"
               f" (got {result.returncode}: {result.stderr.strip()[:120]})")
+    one_class = work / "one_class"
+    for split in ["train", "val"]:
+        (one_class / split / "7").mkdir(parents=True)
+        for f in sorted((data / split / "7").glob("*.png"))[:4]:
+            (one_class / split / "7" / f.name).write_bytes(f.read_bytes())
+    (work / "empty").mkdir()
+    refused = [
+        (tiny_train_args(bin_dir, one_class, work / "y", 1), "single class"),
+        (tiny_train_args(bin_dir, work / "empty", work / "y", 1), "is an empty folder"),
+        (tiny_train_args(bin_dir, data, work / "y", 1,
+                         ["--batch-size", 1, "--img-size", 32]), "one value per channel"),
+    ]
+    for args, message in refused:
+        result = run(args, expect=None)
+        check(result.returncode == 2 and message in result.stderr,
+              f"refused with exit 2: {message} ({result.stderr.strip()[:120]})")
     blocker = work / "a_file"
     blocker.write_text("x")
     result = run(tiny_train_args(bin_dir, data, blocker / "out", 1), expect=None)
@@ -290,6 +331,11 @@ def case_errors(bin_dir, work):
                                                           "--warmup-epochs", 0]), expect=None)
     check(result.returncode == 1 and "loss became" in result.stderr,
           f"NaN loss stops training with a clear message ({result.stderr.strip()[-100:]})")
+    saved = (out / "checkpoint.pth").exists()
+    truthful = "is kept" in result.stderr if saved else "no checkpoint was written yet" in result.stderr
+    check(truthful, f"the NaN message says what is on disk (checkpoint saved: {saved})")
+    check("loss became" in (out / "train.log").read_text(),
+          "the error that stopped the run is in train.log too")
     bad = work / "corrupt.pth"
     bad.write_bytes(b"PK\x03\x04" + os.urandom(2000))
     result = run([bin_dir / "mnv2-export", "--weights", bad, "--format", "onnx",
@@ -304,6 +350,10 @@ def case_errors(bin_dir, work):
     result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--data", data / "val"],
                  expect=None)
     check(result.returncode == 2 and "classes" in result.stderr, "class-count mismatch is explained")
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--predict", work],
+                 expect=None)
+    check(result.returncode == 1 and "is a folder" in result.stderr,
+          f"--predict on a folder says so ({result.stderr.strip()[:120]})")
 
 
 def main():

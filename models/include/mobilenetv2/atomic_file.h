@@ -12,4 +12,9 @@ namespace mnv2 {
 /// temporary file).
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
+/// Removes the temporary files that `write_file_atomically(path, ...)` left
+/// beside `path` when its process was killed mid-write (`<name>.tmp-XXXXXX`);
+/// returns how many it removed.
+int remove_stale_temporaries(const std::string& path);
+
 }  // namespace mnv2

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace mnv2 {
 
@@ -35,17 +36,35 @@ c10::IValue info_to_ivalue(const ModelInfo& info) {
   return dict;
 }
 
-ModelInfo info_from_ivalue(const c10::impl::GenericDict& dict) {
-  ModelInfo info;
-  info.options.num_classes(dict.at("num_classes").toInt())
-      .width_mult(dict.at("width_mult").toDouble())
-      .dropout(dict.at("dropout").toDouble());
-  info.img_size = dict.at("img_size").toInt();
-  info.val_resize = dict.at("val_resize").toInt();
-  info.val_crop = dict.at("val_crop").toInt();
-  for (const auto& name : dict.at("class_names").toList()) {
-    info.class_names.push_back(name.get().toStringRef());
+const c10::IValue& info_field(const c10::impl::GenericDict& dict,
+                              const std::string& key,
+                              const std::string& path) {
+  auto it = dict.find(key);
+  if (it == dict.end()) {
+    throw WeightsError("checkpoint '" + path + "': model_info has no '" + key +
+                       "'");
   }
+  return it->value();
+}
+
+ModelInfo info_from_ivalue(const c10::impl::GenericDict& dict,
+                           const std::string& path) {
+  ModelInfo info;
+  try {
+    info.options.num_classes(info_field(dict, "num_classes", path).toInt())
+        .width_mult(info_field(dict, "width_mult", path).toDouble())
+        .dropout(info_field(dict, "dropout", path).toDouble());
+    info.img_size = info_field(dict, "img_size", path).toInt();
+    info.val_resize = info_field(dict, "val_resize", path).toInt();
+    info.val_crop = info_field(dict, "val_crop", path).toInt();
+    for (const auto& name : info_field(dict, "class_names", path).toList()) {
+      info.class_names.push_back(name.get().toStringRef());
+    }
+  } catch (const c10::Error&) {
+    throw WeightsError("checkpoint '" + path +
+                       "': a model_info field has the wrong type");
+  }
+  validate_model_info(info, path);
   return info;
 }
 
@@ -60,6 +79,40 @@ const c10::IValue& field(const c10::impl::GenericDict& dict,
 }
 
 }  // namespace
+
+void validate_model_info(const ModelInfo& info,
+                         const std::string& origin,
+                         bool names_must_match) {
+  const auto refuse = [&](const std::string& what, const auto& value) {
+    std::ostringstream text;
+    text << "'" << origin << "': " << what << " " << value
+         << " is out of range";
+    throw WeightsError(text.str());
+  };
+  const auto classes = info.options.num_classes();
+  if (classes < 1 || classes > kMaxClasses) {
+    refuse("num_classes", classes);
+  }
+  const double width = info.options.width_mult();
+  if (!(width > 0 && width <= kMaxWidthMult)) {
+    refuse("width_mult", width);
+  }
+  const double dropout = info.options.dropout();
+  if (!(dropout >= 0 && dropout < 1)) {
+    refuse("dropout", dropout);
+  }
+  for (const auto& [name, size] : {std::pair{"img_size", info.img_size},
+                                   std::pair{"val_crop", info.val_crop},
+                                   std::pair{"val_resize", info.val_resize}}) {
+    if (size < kMinImageSize || size > kMaxImageSize) {
+      refuse(name, size);
+    }
+  }
+  if (names_must_match &&
+      info.class_names.size() != static_cast<size_t>(classes)) {
+    refuse("class_names count", info.class_names.size());
+  }
+}
 
 bool is_checkpoint(const c10::IValue& value) {
   if (!value.isGenericDict()) {
@@ -124,7 +177,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.progress.batch_in_epoch = field(dict, "batch_in_epoch", path).toInt();
   c.progress.global_step = field(dict, "global_step", path).toInt();
   c.progress.best_top1 = field(dict, "best_top1", path).toDouble();
-  c.info = info_from_ivalue(field(dict, "model_info", path).toGenericDict());
+  c.info =
+      info_from_ivalue(field(dict, "model_info", path).toGenericDict(), path);
   c.config_json = field(dict, "config", path).toStringRef();
   return c;
 }
@@ -167,6 +221,7 @@ ModelInfo model_info_from_json(const std::string& json,
     throw WeightsError("metadata of '" + origin +
                        "' is not valid JSON: " + e.what());
   }
+  validate_model_info(info, origin, /*names_must_match=*/false);
   if (info.class_names.size() !=
       static_cast<size_t>(info.options.num_classes())) {
     info.class_names.clear();
@@ -194,7 +249,11 @@ LoadedWeights load_weights_file(const std::string& path, bool prefer_ema) {
     const bool ema = prefer_ema && dict.contains("model_ema");
     out.state =
         state_dict_from_ivalue(dict.at(ema ? "model_ema" : "model"), path);
-    out.info = info_from_ivalue(dict.at("model_info").toGenericDict());
+    const auto info = dict.find("model_info");
+    if (info == dict.end() || !info->value().isGenericDict()) {
+      throw WeightsError("checkpoint '" + path + "' has no model_info");
+    }
+    out.info = info_from_ivalue(info->value().toGenericDict(), path);
     out.kind = ema ? "checkpoint-ema" : "checkpoint";
     return out;
   }

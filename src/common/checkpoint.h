@@ -18,6 +18,13 @@ struct TrainingProgress {
   double best_top1 = -1;       ///< best val top-1 so far, percent
 };
 
+/// Bounds on what a weights file or its metadata may claim, checked before
+/// anything is sized from it (ImageNet-21k has 21,841 classes).
+constexpr int64_t kMaxClasses = 100000;
+constexpr double kMaxWidthMult = 4.0;
+constexpr int64_t kMinImageSize = 16;
+constexpr int64_t kMaxImageSize = 4096;
+
 /// What mnv2-eval and mnv2-export need to know about trained weights.
 struct ModelInfo {
   MobileNetV2Options options;
@@ -26,6 +33,13 @@ struct ModelInfo {
   int64_t val_resize = 256;
   int64_t val_crop = 224;
 };
+
+/// Throws WeightsError naming `origin` and the value when a field is out of
+/// range (and, if `names_must_match`, when the names do not count the
+/// classes).
+void validate_model_info(const ModelInfo& info,
+                         const std::string& origin,
+                         bool names_must_match = true);
 
 /// A full training checkpoint, as written to checkpoint.pth: a dict that
 /// Python's torch.load(weights_only=True) reads, with the model's state_dict

@@ -1,5 +1,6 @@
 #include "data/dataset.h"
 
+#include "common/checkpoint.h"
 #include "common/errors.h"
 
 #include <algorithm>
@@ -119,7 +120,12 @@ Dataset load_list_file(const std::string& list_path) {
     }
     std::string file = line.substr(first, split - first);
     file.erase(file.find_last_not_of(" \t") + 1);
-    const auto label = std::stoll(label_text);
+    const auto label = std::stoll(label_text);  // at most 9 digits: fits
+    if (label >= kMaxClasses) {
+      throw DataError(where + ": label " + label_text + " is beyond " +
+                      std::to_string(kMaxClasses - 1) +
+                      ", the largest class index accepted");
+    }
     const fs::path path =
         fs::path(file).is_absolute() ? fs::path(file) : base / file;
     dataset.samples.push_back({path.string(), label});

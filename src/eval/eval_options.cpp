@@ -1,5 +1,7 @@
 #include "eval/eval_commands.h"
 
+#include "common/checkpoint.h"
+
 namespace mnv2 {
 
 const FlagTable<EvalCommand>& eval_flags() {
@@ -89,6 +91,13 @@ std::vector<std::string> EvalCommand::problems() const {
   p.need(
       batch_size >= 1 && topk >= 1 && iterations >= 1 && img_size >= 16,
       "--batch-size, --topk and --iterations must be >= 1, --img-size >= 16");
+  const auto in_range = [](int64_t size) {
+    return size >= kMinImageSize && size <= kMaxImageSize;
+  };
+  p.need(img_size <= kMaxImageSize &&
+             (resize_size <= 0 || in_range(resize_size)) &&
+             (crop_size <= 0 || in_range(crop_size)),
+         "--img-size, --resize-size and --crop-size must be in [16, 4096]");
   const int modes = static_cast<int>(!data.empty()) +
                     static_cast<int>(!images.empty()) +
                     static_cast<int>(benchmark);

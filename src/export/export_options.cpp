@@ -1,5 +1,7 @@
 #include "export/export_command.h"
 
+#include "common/checkpoint.h"
+
 namespace mnv2 {
 
 const FlagTable<ExportCommand>& export_flags() {
@@ -48,7 +50,9 @@ std::vector<std::string> ExportCommand::problems() const {
   p.need(format.empty() || format == "torchscript" || format == "onnx" ||
              format == "pth",
          "--format must be torchscript, onnx or pth, got '" + format + "'");
-  p.need(img_size == 0 || img_size >= 16, "--img-size must be at least 16");
+  p.need(
+      img_size == 0 || (img_size >= kMinImageSize && img_size <= kMaxImageSize),
+      "--img-size must be in [16, 4096]");
   p.need(width_mult >= 0,
          "--width-mult must be positive (0: from the weights)");
   p.need(tolerance >= 0, "--tolerance must be >= 0");

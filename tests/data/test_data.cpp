@@ -95,6 +95,11 @@ TEST_CASE("dataset errors name the path and line", "[data]") {
   std::ofstream(root / "list2.txt") << "a.png 0\njustapath\n";
   CHECK_THROWS_WITH(mnv2::load_list_file((root / "list2.txt").string()),
                     Catch::Contains("list2.txt:2: expected '<path> <label>'"));
+  // A label that would size a 100-million-class head: refused by line.
+  std::ofstream(root / "huge.txt") << "a.png 1\nb.png 100000000\n";
+  CHECK_THROWS_WITH(
+      mnv2::load_list_file((root / "huge.txt").string()),
+      Catch::Contains("huge.txt:2: label 100000000 is beyond 99999"));
   std::ofstream(root / "empty.txt") << "\n";
   CHECK_THROWS_WITH(mnv2::load_list_file((root / "empty.txt").string()),
                     Catch::Contains("lists no images"));

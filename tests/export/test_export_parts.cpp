@@ -90,5 +90,8 @@ TEST_CASE("mnv2-export's problems(): required flags, format, ranges",
   c.tolerance = 1e-4;
   c.img_size = 8;
   CHECK(c.problems() ==
-        std::vector<std::string>{"--img-size must be at least 16"});
+        std::vector<std::string>{"--img-size must be in [16, 4096]"});
+  c.img_size = 100000;
+  CHECK(c.problems() ==
+        std::vector<std::string>{"--img-size must be in [16, 4096]"});
 }

@@ -107,6 +107,55 @@ TEST_CASE(
                     Catch::Contains("not an mnv2-train checkpoint"));
 }
 
+TEST_CASE("hostile model_info in a checkpoint is refused with the value named",
+          "[train]") {
+  const auto dir = mnv2::test::fresh_temp_dir("checkpoint-hostile");
+  const mnv2::RunFolder run(dir.string());
+  mnv2::Checkpoint cp;
+  cp.model = mnv2::state_dict_of(*mnv2::MobileNetV2(small_info().options));
+  cp.optimizer.insert("momentum.classifier.1.bias", torch::zeros({3}));
+  cp.scaler_scale = torch::ones({1});
+  cp.scaler_growth_tracker = torch::zeros({1}, torch::kInt);
+  cp.rng_state = torch::zeros({8}, torch::kUInt8);
+  cp.info = small_info();
+  mnv2::CheckpointSaver(run, -1).save_checkpoint(cp);
+  const auto good = mnv2::read_torch_file(run.checkpoint).toGenericDict();
+  const auto with_info = [&](const std::string& key, const c10::IValue& value) {
+    auto dict = good.copy();
+    auto info = dict.at("model_info").toGenericDict().copy();
+    if (value.isNone()) {
+      static_cast<void>(info.erase(key));
+    } else {
+      info.insert_or_assign(key, value);
+    }
+    dict.insert_or_assign("model_info", info);
+    const auto path = (dir / ("bad-" + key + ".pth")).string();
+    mnv2::write_torch_file(dict, path);
+    return path;
+  };
+  CHECK_THROWS_WITH(
+      mnv2::read_checkpoint(with_info("num_classes", int64_t{1000000})),
+      Catch::Contains("num_classes 1000000 is out of range"));
+  CHECK_THROWS_WITH(mnv2::read_checkpoint(with_info("width_mult", 1e9)),
+                    Catch::Contains("width_mult 1e+09 is out of range"));
+  CHECK_THROWS_WITH(mnv2::read_checkpoint(with_info("img_size", int64_t{-1})),
+                    Catch::Contains("img_size -1 is out of range"));
+  CHECK_THROWS_WITH(
+      mnv2::read_checkpoint(with_info("val_resize", int64_t{10000000})),
+      Catch::Contains("val_resize 10000000 is out of range"));
+  CHECK_THROWS_WITH(mnv2::read_checkpoint(with_info("num_classes", int64_t{4})),
+                    Catch::Contains("class_names count 3 is out of range"));
+  CHECK_THROWS_WITH(mnv2::read_checkpoint(with_info("dropout", c10::IValue())),
+                    Catch::Contains("model_info has no 'dropout'"));
+  CHECK_THROWS_WITH(
+      mnv2::read_checkpoint(with_info("num_classes", std::string("three"))),
+      Catch::Contains("wrong type"));
+  // The same refusals when the file is given as weights to eval or export.
+  CHECK_THROWS_WITH(
+      mnv2::load_weights_file(with_info("num_classes", int64_t{1000000}), true),
+      Catch::Contains("num_classes 1000000 is out of range"));
+}
+
 TEST_CASE("best weights are written only when top-1 strictly improves",
           "[train]") {
   const auto dir = mnv2::test::fresh_temp_dir("checkpoint-best");

@@ -19,7 +19,7 @@ std::string first_line(const std::string& message) {
 int run_program(const char* program, const std::function<int()>& body) {
   // One line on stderr, and in the log file when a run has opened one.
   const auto report = [&](const std::string& message) {
-    std::cerr << program << ": " << message << "\n";
+    std::cerr << program << ": " << log::rank_prefix() << message << "\n";
     log::error_to_file(message);
     log::flush();
   };

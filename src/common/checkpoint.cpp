@@ -143,6 +143,7 @@ void write_checkpoint(const Checkpoint& c, const std::string& path) {
   dict.insert("batch_in_epoch", c.progress.batch_in_epoch);
   dict.insert("global_step", c.progress.global_step);
   dict.insert("best_top1", c.progress.best_top1);
+  dict.insert("world_size", c.progress.world_size);
   dict.insert("model_info", info_to_ivalue(c.info));
   dict.insert("config", c.config_json);
   write_torch_file(dict, path);
@@ -177,6 +178,10 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.progress.batch_in_epoch = field(dict, "batch_in_epoch", path).toInt();
   c.progress.global_step = field(dict, "global_step", path).toInt();
   c.progress.best_top1 = field(dict, "best_top1", path).toDouble();
+  // Checkpoints from before distributed training: one process.
+  if (dict.contains("world_size")) {
+    c.progress.world_size = dict.at("world_size").toInt();
+  }
   c.info =
       info_from_ivalue(field(dict, "model_info", path).toGenericDict(), path);
   c.config_json = field(dict, "config", path).toStringRef();

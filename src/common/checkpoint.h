@@ -16,6 +16,7 @@ struct TrainingProgress {
   int64_t batch_in_epoch = 0;  ///< batches done of an interrupted epoch
   int64_t global_step = 0;     ///< optimiser steps so far
   double best_top1 = -1;       ///< best val top-1 so far, percent
+  int64_t world_size = 1;      ///< processes of the run that wrote it
 };
 
 /// Bounds on what a weights file or its metadata may claim, checked before

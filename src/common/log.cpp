@@ -50,6 +50,27 @@ void init(const std::string& file, bool verbose) {
   logger() = made;
 }
 
+std::string& prefix() {
+  static std::string text;
+  return text;
+}
+
+std::string rank_prefix() {
+  return prefix();
+}
+
+void init_secondary_rank(int rank) {
+  prefix() = "rank " + std::to_string(rank) + ": ";
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  console->set_pattern("[%H:%M:%S] [rank " + std::to_string(rank) +
+                       "] %^%l%$ %v");
+  file_logger().reset();
+  auto made = std::make_shared<spdlog::logger>("mnv2", console);
+  made->set_level(spdlog::level::warn);
+  made->flush_on(spdlog::level::trace);
+  logger() = made;
+}
+
 void debug(const std::string& message) {
   logger()->debug(message);
 }

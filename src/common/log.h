@@ -12,6 +12,11 @@ namespace mnv2::log {
 /// Console logging, plus a log file when `file` is not empty. Safe to call
 /// again (e.g. once the output folder is known).
 void init(const std::string& file = {}, bool verbose = false);
+/// For rank `rank` > 0 of a distributed run: warnings and errors only, on
+/// the console, each prefixed with the rank.
+void init_secondary_rank(int rank);
+/// "rank N: " after init_secondary_rank, else "": for lines printed directly.
+std::string rank_prefix();
 
 void debug(const std::string& message);
 void info(const std::string& message);

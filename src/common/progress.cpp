@@ -10,14 +10,21 @@
 
 namespace mnv2 {
 
-Progress::Progress(std::string label, int64_t total_steps, int64_t log_interval)
+Progress::Progress(std::string label,
+                   int64_t total_steps,
+                   int64_t log_interval,
+                   bool shown)
     : label_(std::move(label)),
       total_(total_steps),
       interval_(log_interval),
+      shown_(shown),
       terminal_(::isatty(STDERR_FILENO) == 1),
       start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t step, int64_t images, const std::string& stats) {
+  if (!shown_) {
+    return;
+  }
   if (!terminal_ && step % interval_ != 0 && step != total_) {
     return;
   }
@@ -46,7 +53,7 @@ void Progress::update(int64_t step, int64_t images, const std::string& stats) {
 }
 
 void Progress::finish() {
-  if (terminal_) {
+  if (shown_ && terminal_) {
     std::fprintf(stderr, "\n");
   }
 }

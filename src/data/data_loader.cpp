@@ -287,7 +287,8 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
                         o.shuffle,
                         o.rank,
                         o.world_size,
-                        o.drop_last);
+                        o.drop_last,
+                        o.pad_shards);
   const auto n = static_cast<int64_t>(s.order.size());
   s.num_batches =
       o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
@@ -338,6 +339,9 @@ int64_t DataLoader::batches_per_epoch() const {
 int64_t DataLoader::samples_per_epoch() const {
   const auto& o = state_->options;
   const auto n = static_cast<int64_t>(state_->dataset.samples.size());
+  if (!o.pad_shards) {
+    return (n - o.rank + o.world_size - 1) / o.world_size;
+  }
   return o.drop_last ? n / o.world_size : (n + o.world_size - 1) / o.world_size;
 }
 

@@ -22,6 +22,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int64_t rank = 0;
   int64_t world_size = 1;
+  /// Shards padded to equal sizes (DistributedSampler's, for training);
+  /// false: disjoint shards that may differ by one sample (evaluation).
+  bool pad_shards = true;
   /// An unreadable image is an error instead of a skipped sample.
   bool strict = false;
   /// Train transforms when true, eval transforms otherwise.

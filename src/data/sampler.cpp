@@ -11,7 +11,8 @@ std::vector<int64_t> epoch_order(int64_t dataset_size,
                                  bool shuffle,
                                  int64_t rank,
                                  int64_t world_size,
-                                 bool drop_last) {
+                                 bool drop_last,
+                                 bool pad) {
   TORCH_CHECK(world_size >= 1 && rank >= 0 && rank < world_size,
               "sampler: rank ",
               rank,
@@ -28,8 +29,10 @@ std::vector<int64_t> epoch_order(int64_t dataset_size,
   } else {
     std::iota(indices.begin(), indices.end(), 0);
   }
-  size_t total = 0;
-  if (drop_last && dataset_size % world_size != 0) {
+  size_t total = indices.size();
+  if (!pad) {
+    // Disjoint shards: no wrap-around duplicates, no truncation.
+  } else if (drop_last && dataset_size % world_size != 0) {
     total = static_cast<size_t>(dataset_size / world_size * world_size);
     indices.resize(total);
   } else {

@@ -2,10 +2,10 @@
 
 #include "common/errors.h"
 
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/default_comm_hooks.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
-#include <torch/torch.h>
 
 #include <algorithm>
 
@@ -18,8 +18,8 @@ constexpr size_t kBroadcastBucketBytes = 250u << 20;
 
 /// DDP's bf16_compress_hook: the bucket travels as bf16 (half the bytes),
 /// divided by the world size first, and comes back in its own dtype.
-class Bf16CompressHook
-    : public c10d::CppCommHookInterface<c10::intrusive_ptr<c10d::ProcessGroup>> {
+class Bf16CompressHook : public c10d::CppCommHookInterface<
+                             c10::intrusive_ptr<c10d::ProcessGroup>> {
  public:
   using CppCommHookInterface::CppCommHookInterface;
 
@@ -71,7 +71,8 @@ DataParallel::DataParallel(torch::nn::Module& module,
   }
   c10d::verify_params_across_processes(group, parameters_, std::nullopt);
 
-  const auto first_cap = static_cast<int64_t>(options.first_bucket_mb * 1024 * 1024);
+  const auto first_cap =
+      static_cast<int64_t>(options.first_bucket_mb * 1024 * 1024);
   const auto cap = static_cast<int64_t>(options.bucket_mb * 1024 * 1024);
   auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
       parameters_,

@@ -47,8 +47,8 @@ void check_ranks(const Launch& l, const char* rank_name) {
   }
   if (l.rank >= l.world_size) {
     throw ConfigError(std::string(rank_name) + "=" + std::to_string(l.rank) +
-                      " is outside a world of " +
-                      std::to_string(l.world_size) + " processes");
+                      " is outside a world of " + std::to_string(l.world_size) +
+                      " processes");
   }
 }
 
@@ -88,9 +88,8 @@ Launch detect_launch(const std::function<const char*(const char*)>& getenv) {
   if (env.has("WORLD_SIZE") || env.has("RANK")) {
     l.launcher = "torchrun";
     if (!env.has("RANK") || !env.has("WORLD_SIZE")) {
-      throw ConfigError(env.has("RANK")
-                            ? "RANK is set but WORLD_SIZE is not"
-                            : "WORLD_SIZE is set but RANK is not");
+      throw ConfigError(env.has("RANK") ? "RANK is set but WORLD_SIZE is not"
+                                        : "WORLD_SIZE is set but RANK is not");
     }
     l.world_size = env.number("WORLD_SIZE");
     l.rank = env.number("RANK");

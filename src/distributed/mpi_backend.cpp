@@ -1,5 +1,7 @@
 #include "distributed/mpi_backend.h"
 
+#include "common/log.h"
+
 #include <ATen/core/ivalue.h>
 #include <torch/torch.h>
 
@@ -128,14 +130,18 @@ class Watchdog {
     while (!stopping_) {
       wake_.wait_for(lock, std::chrono::seconds(1));
       if (busy_ && std::chrono::steady_clock::now() - since_ > timeout_) {
-        std::fprintf(stderr,
-                     "mnv2: rank %d: %s waited more than %lld s for the other "
-                     "ranks (one of them died or hangs); stopping "
-                     "(--dist-timeout)\n",
-                     mpi_rank(),
-                     what_,
-                     static_cast<long long>(timeout_.count()));
+        const auto message = log::cat(
+            "rank ",
+            mpi_rank(),
+            ": ",
+            what_,
+            " waited more than ",
+            timeout_.count(),
+            " s for the other ranks (one of them died or hangs); stopping "
+            "(--dist-timeout)");
+        std::fprintf(stderr, "mnv2: %s\n", message.c_str());
         std::fflush(stderr);
+        log::error_to_file(message);
         std::_Exit(1);
       }
     }
@@ -248,9 +254,9 @@ class MpiBackend : public c10d::Backend {
       const c10d::AllgatherOptions& /*opts*/) override {
     check_cpu(input);
     const auto in = input.contiguous();
-    TORCH_CHECK(output.is_contiguous() &&
-                    output.numel() == in.numel() * getSize(),
-                "MPI backend: _allgather_base output size");
+    TORCH_CHECK(
+        output.is_contiguous() && output.numel() == in.numel() * getSize(),
+        "MPI backend: _allgather_base output size");
     const auto bytes = static_cast<int>(in.nbytes());
     call("allgather", [&] {
       return MPI_Allgather(in.data_ptr(),

@@ -18,8 +18,8 @@ std::string resolve_backend(const std::string& name,
     return device.is_cuda() ? "nccl" : "mpi";
   }
   if (name != "nccl" && name != "mpi") {
-    throw ConfigError("--dist-backend must be auto, nccl or mpi, got '" +
-                      name + "'");
+    throw ConfigError("--dist-backend must be auto, nccl or mpi, got '" + name +
+                      "'");
   }
   return name;
 }
@@ -83,8 +83,9 @@ Distributed::Distributed(const Launch& launch,
     return;
   }
   if (!device.is_cuda()) {
-    throw ConfigError("--dist-backend nccl needs a CUDA device (--device "
-                      "cuda); on CPU use mpi under mpirun");
+    throw ConfigError(
+        "--dist-backend nccl needs a CUDA device (--device "
+        "cuda); on CPU use mpi under mpirun");
   }
   if (!nccl_available()) {
     throw ConfigError(
@@ -99,12 +100,11 @@ Distributed::Distributed(const Launch& launch,
       "default_pg/", rendezvous_store(launch, options.timeout));
   group_ = c10::make_intrusive<c10d::ProcessGroup>(
       store, launch.rank, launch.world_size);
-  group_->setBackend(c10::DeviceType::CUDA,
-                     c10d::ProcessGroup::BackendType::NCCL,
-                     make_nccl_backend(store,
-                                       launch.rank,
-                                       launch.world_size,
-                                       options.timeout));
+  group_->setBackend(
+      c10::DeviceType::CUDA,
+      c10d::ProcessGroup::BackendType::NCCL,
+      make_nccl_backend(
+          store, launch.rank, launch.world_size, options.timeout));
   group_->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
 }
 

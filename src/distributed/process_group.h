@@ -2,9 +2,9 @@
 
 #include "distributed/launch.h"
 
+#include <torch/types.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
-#include <torch/types.h>
 
 #include <chrono>
 #include <string>

@@ -16,6 +16,15 @@ std::pair<int64_t, int64_t> correct_counts(const torch::Tensor& logits,
           hits.any(1).sum().item<int64_t>()};
 }
 
+void EvalResult::finalize() {
+  if (samples > 0) {
+    const auto n = static_cast<double>(samples);
+    loss = loss_sum / n;
+    top1 = 100.0 * static_cast<double>(correct1) / n;
+    top5 = 100.0 * static_cast<double>(correct5) / n;
+  }
+}
+
 EvalResult evaluate(
     const std::function<torch::Tensor(const torch::Tensor&)>& forward,
     DataLoader& loader,
@@ -24,9 +33,6 @@ EvalResult evaluate(
   torch::NoGradGuard no_grad;
   EvalResult result;
   result.confusion = torch::zeros({num_classes, num_classes}, torch::kLong);
-  double loss_sum = 0;
-  int64_t top1 = 0;
-  int64_t top5 = 0;
   loader.start_epoch(0);
   const auto total = loader.batches_per_epoch();
   int64_t done = 0;
@@ -47,15 +53,20 @@ EvalResult evaluate(
                 logits.size(1),
                 " classes but the data has ",
                 num_classes);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits,
-                    labels,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(
-                        torch::kSum))
-                    .item<double>();
+    // Per-sample losses summed in double: shards summed on other ranks give
+    // the same total as one process, up to double rounding.
+    result.loss_sum +=
+        torch::nn::functional::cross_entropy(
+            logits,
+            labels,
+            torch::nn::functional::CrossEntropyFuncOptions().reduction(
+                torch::kNone))
+            .to(torch::kDouble)
+            .sum()
+            .item<double>();
     const auto [c1, c5] = correct_counts(logits, labels, 5);
-    top1 += c1;
-    top5 += c5;
+    result.correct1 += c1;
+    result.correct5 += c5;
     const auto predicted = logits.argmax(1);
     result.confusion.view(-1).index_add_(
         0,
@@ -66,12 +77,7 @@ EvalResult evaluate(
       options.on_batch(++done, total, result.samples);
     }
   }
-  if (result.samples > 0) {
-    const auto n = static_cast<double>(result.samples);
-    result.loss = loss_sum / n;
-    result.top1 = 100.0 * static_cast<double>(top1) / n;
-    result.top5 = 100.0 * static_cast<double>(top5) / n;
-  }
+  result.finalize();
   return result;
 }
 

@@ -12,12 +12,20 @@ namespace mnv2 {
 
 /// Accuracy figures of one pass over a dataset.
 struct EvalResult {
+  // Counts (what ranks add up in distributed evaluation) ...
   int64_t samples = 0;
+  double loss_sum = 0;   ///< cross-entropy summed over samples
+  int64_t correct1 = 0;  ///< top-1 hits
+  int64_t correct5 = 0;  ///< top-k hits
+  // ... and the figures `finalize` derives from them.
   double loss = 0;  ///< mean cross-entropy
   double top1 = 0;  ///< percent
   double top5 = 0;  ///< percent (top-k with k = min(5, classes))
   torch::Tensor
       confusion;  ///< int64 [classes, classes]: rows true, cols predicted
+
+  /// loss, top1 and top5 from the counts.
+  void finalize();
 };
 
 struct EvalOptions {

@@ -46,11 +46,15 @@ int RunFolder::prepare() const {
   return removed;
 }
 
-CheckpointSaver::CheckpointSaver(RunFolder folder, double best_top1)
-    : folder_(std::move(folder)), best_top1_(best_top1) {}
+CheckpointSaver::CheckpointSaver(RunFolder folder,
+                                 double best_top1,
+                                 bool writes)
+    : folder_(std::move(folder)), best_top1_(best_top1), writes_(writes) {}
 
 void CheckpointSaver::save_checkpoint(const Checkpoint& checkpoint) const {
-  write_checkpoint(checkpoint, folder_.checkpoint);
+  if (writes_) {
+    write_checkpoint(checkpoint, folder_.checkpoint);
+  }
 }
 
 bool CheckpointSaver::save_if_best(double top1,
@@ -61,6 +65,9 @@ bool CheckpointSaver::save_if_best(double top1,
     return false;
   }
   best_top1_ = top1;
+  if (!writes_) {
+    return true;
+  }
   write_state_dict(state_dict_of(model), folder_.best_weights);
   write_weights_metadata(info, folder_.best_weights, extra.dump());
   return true;

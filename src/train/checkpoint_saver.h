@@ -33,7 +33,9 @@ struct RunFolder {
 class CheckpointSaver {
  public:
   /// `best_top1`: the best so far (from a resumed checkpoint; -1 for none).
-  CheckpointSaver(RunFolder folder, double best_top1);
+  /// `writes` false: tracks the best but writes nothing (ranks other than 0
+  /// of a distributed run).
+  CheckpointSaver(RunFolder folder, double best_top1, bool writes = true);
 
   void save_checkpoint(const Checkpoint& checkpoint) const;
 
@@ -55,6 +57,7 @@ class CheckpointSaver {
  private:
   RunFolder folder_;
   double best_top1_;
+  bool writes_;
 };
 
 }  // namespace mnv2

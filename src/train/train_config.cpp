@@ -40,6 +40,17 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(warmup_epochs >= 0, "--warmup-epochs must be >= 0");
   p.need(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1)");
   p.need(log_interval >= 1, "--log-interval must be at least 1");
+  p.need(accumulate_steps >= 1 && accumulate_steps <= 1024,
+         "--accumulate-steps must be in [1, 1024]");
+  p.need(
+      dist_backend == "auto" || dist_backend == "nccl" || dist_backend == "mpi",
+      "--dist-backend must be auto, nccl or mpi");
+  p.need(dist_timeout >= 1, "--dist-timeout must be at least 1 second");
+  p.need(ddp_bucket_mb > 0 && ddp_bucket_mb <= 1024,
+         "--ddp-bucket-mb must be in (0, 1024]");
+  p.need(ddp_comm_hook == "none" || ddp_comm_hook == "fp16" ||
+             ddp_comm_hook == "bf16",
+         "--ddp-comm-hook must be none, fp16 or bf16");
   // MobileNetV2 downsamples 32x: batch 1 at 32 px or less leaves BatchNorm a
   // single value per channel in its last layers, which training cannot use.
   const int64_t last_side = (img_size + 31) / 32;

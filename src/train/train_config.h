@@ -68,6 +68,14 @@ struct TrainConfig {
   int threads = 0;  ///< <= 0: available cores
   std::string resume;
   int64_t log_interval = 20;  ///< steps between progress lines off a terminal
+  /// Micro-batches whose gradients add up before one optimiser step.
+  int64_t accumulate_steps = 1;
+
+  // Distributed (used when a launcher starts several processes)
+  std::string dist_backend = "auto";  ///< auto | nccl | mpi
+  int64_t dist_timeout = 600;         ///< seconds a rank waits for the others
+  double ddp_bucket_mb = 25;          ///< DDP's bucket cap (the first is 1 MiB)
+  std::string ddp_comm_hook = "none";  ///< none | fp16 | bf16
 
   /// One-line reasons the configuration cannot run; empty when it can.
   std::vector<std::string> problems() const;

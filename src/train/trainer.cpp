@@ -36,8 +36,16 @@ namespace mnv2 {
 
 namespace {
 
-LoaderOptions loader_options(const TrainConfig& c, bool train, bool cuda) {
+LoaderOptions loader_options(const TrainConfig& c,
+                             bool train,
+                             bool cuda,
+                             const Launch& launch) {
   LoaderOptions o;
+  o.rank = launch.rank;
+  o.world_size = launch.world_size;
+  // Training shards are padded to equal step counts (DistributedSampler);
+  // evaluation shards are disjoint, so that every image counts once.
+  o.pad_shards = train;
   o.batch_size = c.batch_size;
   o.workers = c.workers;
   o.shuffle = train;
@@ -58,10 +66,80 @@ LoaderOptions loader_options(const TrainConfig& c, bool train, bool cuda) {
   return o;
 }
 
+/// The epoch's row in metrics.jsonl/csv and its TensorBoard scalars.
+void record_epoch(const EpochMetrics& metrics,
+                  MetricsLog& metrics_log,
+                  TensorBoardWriter& board) {
+  metrics_log.write(metrics);
+  for (const auto& [tag, value] : std::vector<std::pair<std::string, double>>{
+           {"train/loss", metrics.train_loss},
+           {"train/lr", metrics.lr},
+           {"train/images_per_second", metrics.train_images_per_second},
+           {"val/loss", metrics.val_loss},
+           {"val/top1", metrics.val_top1},
+           {"val/top5", metrics.val_top5}}) {
+    board.add_scalar(tag, value, metrics.epoch);
+  }
+  if (metrics.ema_val_top1) {
+    board.add_scalar("val/ema_top1", *metrics.ema_val_top1, metrics.epoch);
+  }
+  board.flush();
+}
+
 }  // namespace
+
+int64_t Training::optimizer_steps_per_epoch() const {
+  const auto batches = train_loader_->batches_per_epoch();
+  return (batches + c_.accumulate_steps - 1) / c_.accumulate_steps;
+}
+
+void Training::sum_across_ranks(std::vector<torch::Tensor>& tensors) {
+  if (distributed_) {
+    distributed_->all_reduce(tensors);
+  }
+}
+
+int Training::agreed_stop_signal() {
+  if (!distributed_) {
+    return stop_signal();
+  }
+  // The largest signal number any rank saw: SIGTERM (15) over SIGINT (2).
+  std::vector<torch::Tensor> flag = {
+      torch::full({1}, stop_signal(), torch::TensorOptions().dtype(torch::kInt))
+          .to(device_)};
+  distributed_->all_reduce(flag, c10d::ReduceOp::MAX);
+  return flag[0].item<int>();
+}
 
 void Training::setup() {
   device_ = resolve_device(c_.device);
+  if (launch_.distributed()) {
+    if (device_.is_cuda()) {
+      // One GPU per process: the launcher's local rank.
+      device_ = resolve_device("cuda:" + std::to_string(launch_.local_rank));
+    }
+    distributed_ = std::make_unique<Distributed>(
+        launch_,
+        device_,
+        DistributedOptions{c_.dist_backend,
+                           std::chrono::seconds(c_.dist_timeout)});
+    log::info(log::cat("distributed: ",
+                       world_size(),
+                       " processes (",
+                       launch_.launcher,
+                       ", ",
+                       distributed_->backend(),
+                       "), batch ",
+                       c_.batch_size,
+                       " per process",
+                       c_.accumulate_steps > 1
+                           ? log::cat(" x ", c_.accumulate_steps, " steps")
+                           : std::string(),
+                       ", global batch ",
+                       c_.batch_size * world_size() * c_.accumulate_steps,
+                       ", lr ",
+                       c_.lr));
+  }
   if (c_.amp) {
     amp_dtype_ = c_.amp_dtype == "bf16" ? torch::kBFloat16 : torch::kHalf;
   }
@@ -95,12 +173,12 @@ void Training::setup() {
   scaler_ = std::make_unique<GradScaler>(
       device_, amp_dtype_ && *amp_dtype_ == torch::kHalf);
 
-  auto train_options = loader_options(c_, true, device_.is_cuda());
+  auto train_options = loader_options(c_, true, device_.is_cuda(), launch_);
   train_options.drop_last =
       static_cast<int64_t>(train_set_.samples.size()) >= c_.batch_size;
   train_loader_ = std::make_unique<DataLoader>(train_set_, train_options);
   val_loader_ = std::make_unique<DataLoader>(
-      val_set_, loader_options(c_, false, device_.is_cuda()));
+      val_set_, loader_options(c_, false, device_.is_cuda(), launch_));
 
   schedule_ = {c_.lr,
                c_.lr_scheduler,
@@ -110,9 +188,12 @@ void Training::setup() {
                c_.warmup_epochs,
                c_.warmup_decay,
                c_.epochs,
-               train_loader_->batches_per_epoch()};
+               optimizer_steps_per_epoch()};
+  const int64_t global_batch =
+      c_.batch_size * world_size() * c_.accumulate_steps;
   if (c_.ema) {
-    ema_.emplace(model_, c_.ema_decay, c_.ema_steps, c_.batch_size, c_.epochs);
+    // torchvision adjusts the EMA decay by the images of one step, all ranks.
+    ema_.emplace(model_, c_.ema_decay, c_.ema_steps, global_batch, c_.epochs);
   }
   log::info(
       log::cat("MobileNetV2 width ",
@@ -177,6 +258,22 @@ void Training::resume() {
     cuda_generator.set_state(cp.cuda_rng_state);
   }
   progress_ = cp.progress;
+  if (progress_.world_size != world_size()) {
+    // Shards and step counts depend on the world size: an epoch the other
+    // world had started restarts, and the schedule follows this world's steps.
+    if (progress_.batch_in_epoch > 0) {
+      log::warn(log::cat("--resume: the checkpoint was written by ",
+                         progress_.world_size,
+                         " process(es) in the middle of epoch ",
+                         progress_.epoch + 1,
+                         "; with ",
+                         world_size(),
+                         " that epoch restarts"));
+    }
+    progress_.batch_in_epoch = 0;
+    progress_.global_step = progress_.epoch * optimizer_steps_per_epoch();
+    progress_.world_size = world_size();
+  }
   log::info(log::cat("resumed from ",
                      c_.resume,
                      " at epoch ",
@@ -200,6 +297,7 @@ void Training::save_checkpoint() {
         at::globalContext().defaultGenerator(device_).get_state();
   }
   cp.progress = progress_;
+  cp.progress.world_size = world_size();
   cp.info = info_;
   cp.config_json = to_json(c_);
   saver_->save_checkpoint(cp);
@@ -211,8 +309,21 @@ Outcome Training::run() {
   if (!problems.empty()) {
     throw ConfigError(problems.front());
   }
-  const int stale = run_folder_.prepare();
-  log::init(run_folder_.log);
+  launch_ = detect_launch();
+  if (launch_.distributed()) {
+    // Processes on one machine share its cores unless told otherwise.
+    const int share = std::max(
+        1, default_thread_count() / std::max(1, launch_.local_world_size));
+    c_.threads = c_.threads > 0 ? c_.threads : share;
+    c_.workers = c_.workers > 0 ? c_.workers : share;
+  }
+  int stale = 0;
+  if (writer()) {
+    stale = run_folder_.prepare();
+    log::init(run_folder_.log);
+  } else {
+    log::init_secondary_rank(launch_.rank);
+  }
   if (stale > 0) {
     log::info(log::cat("removed ",
                        stale,
@@ -225,25 +336,39 @@ Outcome Training::run() {
   if (!c_.resume.empty()) {
     resume();
   }
-  saver_.emplace(run_folder_, progress_.best_top1);
+  if (distributed_) {
+    data_parallel_ = std::make_unique<DataParallel>(
+        *model_,
+        *distributed_,
+        DataParallelOptions{1.0, c_.ddp_bucket_mb, c_.ddp_comm_hook});
+  }
+  saver_.emplace(run_folder_, progress_.best_top1, writer());
   install_stop_signal_handlers();
-  MetricsLog metrics_log(
-      run_folder_.metrics_jsonl, run_folder_.metrics_csv, progress_.epoch + 1);
-  TensorBoardWriter board(c_.output);
+  // Rank 0 alone writes the run's files.
+  std::optional<MetricsLog> metrics_log;
+  std::optional<TensorBoardWriter> board;
+  if (writer()) {
+    metrics_log.emplace(run_folder_.metrics_jsonl,
+                        run_folder_.metrics_csv,
+                        progress_.epoch + 1);
+    board.emplace(c_.output);
+  }
   for (int64_t epoch = progress_.epoch; epoch < c_.epochs; ++epoch) {
     EpochMetrics metrics;
     metrics.epoch = epoch + 1;
     const auto start = std::chrono::steady_clock::now();
     if (const int signal = train_epoch(epoch, metrics)) {
       save_checkpoint();
-      log::warn(log::cat("stopped by signal ",
-                         signal,
-                         " in epoch ",
-                         epoch + 1,
-                         " after batch ",
-                         progress_.batch_in_epoch,
-                         "; checkpoint saved, continue with --resume ",
-                         run_folder_.checkpoint));
+      if (writer()) {  // the one that saved
+        log::warn(log::cat("stopped by signal ",
+                           signal,
+                           " in epoch ",
+                           epoch + 1,
+                           " after batch ",
+                           progress_.batch_in_epoch,
+                           "; checkpoint saved, continue with --resume ",
+                           run_folder_.checkpoint));
+      }
       return outcome_of_signal(signal);
     }
     validate(metrics);
@@ -253,21 +378,10 @@ Outcome Training::run() {
     progress_.epoch = epoch + 1;
     progress_.batch_in_epoch = 0;
     save_best(metrics);
-    metrics_log.write(metrics);
-    for (const auto& [tag, value] : std::vector<std::pair<std::string, double>>{
-             {"train/loss", metrics.train_loss},
-             {"train/lr", metrics.lr},
-             {"train/images_per_second", metrics.train_images_per_second},
-             {"val/loss", metrics.val_loss},
-             {"val/top1", metrics.val_top1},
-             {"val/top5", metrics.val_top5}}) {
-      board.add_scalar(tag, value, metrics.epoch);
-    }
-    if (metrics.ema_val_top1) {
-      board.add_scalar("val/ema_top1", *metrics.ema_val_top1, metrics.epoch);
-    }
-    board.flush();
     save_checkpoint();
+    if (writer()) {
+      record_epoch(metrics, *metrics_log, *board);
+    }
     log::info(log::cat(
         "epoch ",
         metrics.epoch,
@@ -294,11 +408,13 @@ Outcome Training::run() {
             ? log::cat(
                   ", ", metrics.skipped_images, " unreadable images skipped")
             : std::string()));
-    if (const int signal = stop_signal()) {
+    if (const int signal = agreed_stop_signal()) {
       return outcome_of_signal(signal);
     }
   }
-  write_curves_plot(metrics_log.history(), run_folder_.curves);
+  if (writer()) {
+    write_curves_plot(metrics_log->history(), run_folder_.curves);
+  }
   log::info(log::cat("done: best val top-1 ",
                      fixed(progress_.best_top1, 2),
                      "%; weights in ",

@@ -7,6 +7,10 @@
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "data/data_loader.h"
+#include "distributed/data_parallel.h"
+#include "distributed/launch.h"
+#include "distributed/process_group.h"
+#include "eval/evaluate.h"
 #include "train/checkpoint_saver.h"
 #include "train/ema.h"
 #include "train/epoch_metrics.h"
@@ -35,10 +39,29 @@ class Training {
   int train_epoch(int64_t epoch, EpochMetrics& metrics);
   void validate(EpochMetrics& metrics);
   TrainingError non_finite_loss(double loss, int64_t epoch) const;
+  // Distributed runs: rank 0 writes every file and prints progress.
+  bool writer() const {
+    return launch_.rank == 0;
+  }
+  int64_t world_size() const {
+    return launch_.world_size;
+  }
+  /// Sums across ranks in place (nothing to do in one process).
+  void sum_across_ranks(std::vector<torch::Tensor>& tensors);
+  /// The stop signal any rank received (all ranks agree), or 0.
+  int agreed_stop_signal();
+  /// Every rank evaluates its shard; the counts are added up.
+  EvalResult evaluate_everywhere(MobileNetV2& model);
+  /// The mean training loss over `batches` batches of every rank.
+  double mean_loss(const torch::Tensor& loss_sum, int64_t batches);
+  int64_t optimizer_steps_per_epoch() const;
   void save_checkpoint();
   void save_best(const EpochMetrics& metrics);
 
   TrainConfig c_;
+  Launch launch_;
+  std::unique_ptr<Distributed> distributed_;
+  std::unique_ptr<DataParallel> data_parallel_;
   RunFolder run_folder_;
   std::optional<CheckpointSaver> saver_;  // once the best so far is known
   torch::Device device_ = torch::kCPU;

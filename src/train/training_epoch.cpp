@@ -35,16 +35,26 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
   Progress bar(
       "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c_.epochs),
       steps,
-      c_.log_interval);
+      c_.log_interval,
+      writer());
+  const int64_t accumulate = c_.accumulate_steps;
   auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
   int64_t done = 0;
   int64_t images = 0;
   std::string stats;
   const auto start = std::chrono::steady_clock::now();
   while (auto batch = train_loader_->next()) {
+    // Gradients add up over `accumulate` micro-batches; the ranks reduce
+    // them (and the optimiser steps) only on the last one (DDP's no_sync).
+    const int64_t micro = progress_.batch_in_epoch % accumulate;
+    const bool step_now =
+        micro == accumulate - 1 || progress_.batch_in_epoch + 1 == steps;
     auto x = normalize_images(batch->images, device_, c_.channels_last);
     const auto y = batch->labels.to(device_, /*non_blocking=*/true);
     torch::Tensor loss;
+    if (data_parallel_) {
+      data_parallel_->before_forward(step_now);
+    }
     {
       AutocastGuard autocast(device_.type(),
                              amp_dtype_.value_or(torch::kFloat),
@@ -65,46 +75,60 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
                 c_.label_smoothing));
       }
     }
-    optimizer_->zero_grad();
-    scaler_->scale(loss).backward();
-    scaler_->unscale(params);
-    if (c_.clip_grad_norm > 0) {
-      clip_grad_norm(params, c_.clip_grad_norm);
+    if (data_parallel_) {
+      data_parallel_->after_forward(step_now);
     }
-    last_lr_ = schedule_.at(progress_.global_step);
-    optimizer_->step(last_lr_, scaler_->skip_step());
-    scaler_->update();
-    ++progress_.global_step;
-    if (ema_) {
-      ema_->after_step(progress_.global_step, epoch < c_.warmup_epochs);
+    if (micro == 0) {
+      optimizer_->zero_grad();
+    }
+    scaler_
+        ->scale(accumulate > 1 ? loss / static_cast<double>(accumulate) : loss)
+        .backward();
+    if (step_now) {
+      // Gradients are averaged across ranks by now: every rank sees the same
+      // inf/NaN check, clipping and step.
+      scaler_->unscale(params);
+      if (c_.clip_grad_norm > 0) {
+        clip_grad_norm(params, c_.clip_grad_norm);
+      }
+      last_lr_ = schedule_.at(progress_.global_step);
+      optimizer_->step(last_lr_, scaler_->skip_step());
+      scaler_->update();
+      ++progress_.global_step;
+      if (ema_) {
+        ema_->after_step(progress_.global_step, epoch < c_.warmup_epochs);
+      }
     }
     loss_sum += loss.detach().to(torch::kFloat);
     ++done;
     ++progress_.batch_in_epoch;
     images += batch->labels.size(0);
     if (done % c_.log_interval == 0 || progress_.batch_in_epoch == steps) {
-      const double mean = loss_sum.item<double>() / static_cast<double>(done);
+      const double mean = mean_loss(loss_sum, done);
       if (!std::isfinite(mean) && !scaler_->enabled()) {
         throw non_finite_loss(mean, epoch);
       }
       stats = "loss " + fixed(mean, 4) + " lr " + fixed(last_lr_, 5);
     }
-    bar.update(progress_.batch_in_epoch, images, stats);
-    if (const int signal = stop_signal()) {
-      bar.finish();
-      return signal;
+    bar.update(progress_.batch_in_epoch, images * world_size(), stats);
+    // Stops only between optimiser steps, where a checkpoint resumes exactly.
+    if (step_now) {
+      if (const int signal = agreed_stop_signal()) {
+        bar.finish();
+        return signal;
+      }
     }
   }
   bar.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  metrics.train_loss =
-      done > 0 ? loss_sum.item<double>() / static_cast<double>(done) : 0.0;
+  metrics.train_loss = done > 0 ? mean_loss(loss_sum, done) : 0.0;
   if (!std::isfinite(metrics.train_loss) && !scaler_->enabled()) {
     throw non_finite_loss(metrics.train_loss, epoch);
   }
-  metrics.train_images_per_second = static_cast<double>(images) / seconds;
+  metrics.train_images_per_second =
+      static_cast<double>(images * world_size()) / seconds;
   metrics.skipped_images = train_loader_->skipped_in_epoch();
   metrics.lr = last_lr_;
   return 0;
@@ -124,29 +148,60 @@ TrainingError Training::non_finite_loss(double loss, int64_t epoch) const {
       " (try a lower --lr)"));
 }
 
-void Training::validate(EpochMetrics& metrics) {
+double Training::mean_loss(const torch::Tensor& loss_sum, int64_t batches) {
+  // Every rank's batches: all ranks log, and stop on, the same figure.
+  std::vector<torch::Tensor> sum = {loss_sum.to(torch::kDouble).reshape({1})};
+  sum_across_ranks(sum);
+  return sum[0].item<double>() / static_cast<double>(batches * world_size());
+}
+
+EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
   EvalOptions options;
   options.device = device_;
   options.channels_last = c_.channels_last;
-  if (amp_dtype_) {
-    options.amp_dtype = amp_dtype_;
+  options.amp_dtype = amp_dtype_;
+  model->eval();
+  if (distributed_) {
+    // Rank 0's BatchNorm statistics everywhere: one model is evaluated.
+    std::vector<torch::Tensor> buffers = model->buffers();
+    distributed_->broadcast(buffers, 0);
   }
   const auto classes = static_cast<int64_t>(info_.class_names.size());
-  model_->eval();
-  const auto raw =
-      evaluate([&](const torch::Tensor& x) { return model_->forward(x); },
+  auto result =
+      evaluate([&](const torch::Tensor& x) { return model->forward(x); },
                *val_loader_,
                classes,
                options);
+  if (distributed_) {
+    // Disjoint shards: the counts add up to one process's.
+    std::vector<torch::Tensor> counts = {
+        torch::tensor({result.samples, result.correct1, result.correct5},
+                      torch::kLong)
+            .to(device_),
+        torch::tensor({result.loss_sum}, torch::kDouble).to(device_),
+        result.confusion.to(device_)};
+    distributed_->all_reduce(counts);
+    for (auto& count : counts) {
+      count = count.cpu();
+    }
+    result.samples = counts[0][0].item<int64_t>();
+    result.correct1 = counts[0][1].item<int64_t>();
+    result.correct5 = counts[0][2].item<int64_t>();
+    result.loss_sum = counts[1][0].item<double>();
+    result.confusion = counts[2];
+    result.finalize();
+  }
+  return result;
+}
+
+void Training::validate(EpochMetrics& metrics) {
+  const auto raw = evaluate_everywhere(model_);
   metrics.val_loss = raw.loss;
   metrics.val_top1 = raw.top1;
   metrics.val_top5 = raw.top5;
   if (ema_) {
-    const auto averaged = evaluate(
-        [&](const torch::Tensor& x) { return ema_->model()->forward(x); },
-        *val_loader_,
-        classes,
-        options);
+    auto averaged_model = ema_->model();
+    const auto averaged = evaluate_everywhere(averaged_model);
     metrics.ema_val_top1 = averaged.top1;
     metrics.ema_val_top5 = averaged.top5;
   }

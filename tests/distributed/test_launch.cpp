@@ -63,8 +63,8 @@ TEST_CASE("srun's and mpirun's variables", "[distributed]") {
   CHECK(mpi.world_size == 2);
   CHECK(mpi.master_addr.empty());  // MPI needs no store
   // A single Slurm task is one process, no store needed.
-  CHECK_FALSE(
-      launch_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).distributed());
+  CHECK_FALSE(launch_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}})
+                  .distributed());
 }
 
 TEST_CASE("contradictory launches are refused in one line", "[distributed]") {
@@ -73,18 +73,20 @@ TEST_CASE("contradictory launches are refused in one line", "[distributed]") {
                     Contains("WORLD_SIZE is set but RANK is not"));
   CHECK_THROWS_WITH(launch_from({{"RANK", "0"}}),
                     Contains("RANK is set but WORLD_SIZE is not"));
-  CHECK_THROWS_WITH(
-      launch_from({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"},
-                   {"MASTER_PORT", "1"}}),
-      Contains("RANK=2 is outside a world of 2 processes"));
+  CHECK_THROWS_WITH(launch_from({{"RANK", "2"},
+                                 {"WORLD_SIZE", "2"},
+                                 {"MASTER_ADDR", "a"},
+                                 {"MASTER_PORT", "1"}}),
+                    Contains("RANK=2 is outside a world of 2 processes"));
   CHECK_THROWS_WITH(launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"}}),
                     Contains("without MASTER_ADDR and MASTER_PORT"));
   CHECK_THROWS_WITH(launch_from({{"RANK", "x"}, {"WORLD_SIZE", "2"}}),
                     Contains("RANK='x' is not a non-negative integer"));
-  CHECK_THROWS_WITH(
-      launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"},
-                   {"MASTER_PORT", "70000"}}),
-      Contains("MASTER_PORT=70000 is not a TCP port"));
+  CHECK_THROWS_WITH(launch_from({{"RANK", "0"},
+                                 {"WORLD_SIZE", "2"},
+                                 {"MASTER_ADDR", "a"},
+                                 {"MASTER_PORT", "70000"}}),
+                    Contains("MASTER_PORT=70000 is not a TCP port"));
   CHECK_THROWS_AS(launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"}}),
                   mnv2::ConfigError);
 }

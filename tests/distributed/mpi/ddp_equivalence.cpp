@@ -101,8 +101,8 @@ int main(int argc, char** argv) {
 
   int failures = 0;
   if (!ranks_equal) {
-    std::fprintf(stderr, "rank %d: parameters differ from rank 0's\n",
-                 launch.rank);
+    std::fprintf(
+        stderr, "rank %d: parameters differ from rank 0's\n", launch.rank);
     ++failures;
   }
   if (launch.rank == 0) {
@@ -115,8 +115,8 @@ int main(int argc, char** argv) {
       torch::Tensor loss = torch::zeros({});
       for (int r = 0; r < 2; ++r) {
         const auto [x, y] = shard(step, r);
-        loss = loss + torch::nn::functional::cross_entropy(
-                          reference->forward(x), y);
+        loss = loss +
+               torch::nn::functional::cross_entropy(reference->forward(x), y);
       }
       (loss / 2).backward();
       sgd_step(reference);
@@ -132,7 +132,11 @@ int main(int argc, char** argv) {
         "ddp (%s hook, %d steps) vs mean of per-shard losses: max |diff| "
         "%.3g (tolerance %.0e; the steps moved parameters by up to %.3g); "
         "ranks bitwise equal: %s\n",
-        hook.c_str(), steps, diff, tolerance, own_shard_gap,
+        hook.c_str(),
+        steps,
+        diff,
+        tolerance,
+        own_shard_gap,
         ranks_equal ? "yes" : "no");
     if (!(diff <= tolerance)) {
       ++failures;

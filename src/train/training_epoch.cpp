@@ -5,6 +5,7 @@
 #include "common/stop_signal.h"
 #include "eval/evaluate.h"
 #include "train/mixup.h"
+#include "train/distributed_eval.h"
 #include "train/training.h"
 
 #include <torch/torch.h>
@@ -167,31 +168,12 @@ EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
     distributed_->broadcast(buffers, 0);
   }
   const auto classes = static_cast<int64_t>(info_.class_names.size());
-  auto result =
-      evaluate([&](const torch::Tensor& x) { return model->forward(x); },
-               *val_loader_,
-               classes,
-               options);
-  if (distributed_) {
-    // Disjoint shards: the counts add up to one process's.
-    std::vector<torch::Tensor> counts = {
-        torch::tensor({result.samples, result.correct1, result.correct5},
-                      torch::kLong)
-            .to(device_),
-        torch::tensor({result.loss_sum}, torch::kDouble).to(device_),
-        result.confusion.to(device_)};
-    distributed_->all_reduce(counts);
-    for (auto& count : counts) {
-      count = count.cpu();
-    }
-    result.samples = counts[0][0].item<int64_t>();
-    result.correct1 = counts[0][1].item<int64_t>();
-    result.correct5 = counts[0][2].item<int64_t>();
-    result.loss_sum = counts[1][0].item<double>();
-    result.confusion = counts[2];
-    result.finalize();
-  }
-  return result;
+  return evaluate_across_ranks(
+      [&](const torch::Tensor& x) { return model->forward(x); },
+      *val_loader_,
+      classes,
+      options,
+      distributed_.get());
 }
 
 void Training::validate(EpochMetrics& metrics) {

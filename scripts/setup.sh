@@ -18,7 +18,8 @@ ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "ten
 DATA_PACKAGES=("numpy" "scikit-learn")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
   pkg-config zlib1g-dev libopencv-dev libspdlog-dev libcxxopts-dev catch2
-  nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format)
+  nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format
+  libopenmpi-dev openmpi-bin)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${MNV2_CACHE:-$HOME/.cache/mnv2}

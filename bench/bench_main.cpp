@@ -2,10 +2,14 @@
 // with their PyTorch peers. Prints one JSON object.
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
+#include "common/memory_format.h"
+#include "common/runtime.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
+#include "distributed/data_parallel.h"
+#include "distributed/launch.h"
+#include "distributed/process_group.h"
 #include "train/optimizer.h"
-#include "common/runtime.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 
@@ -98,13 +102,80 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
           {"images_per_second", static_cast<double>(steps * batch) / s}};
 }
 
+// One data-parallel training step per iteration (one process, or every
+// rank under mpirun), as mnv2-train runs it: channels_last, DataParallel.
+nlohmann::json bench_ddp_step(const cxxopts::ParseResult& f) {
+  const auto launch = mnv2::detect_launch();
+  mnv2::configure_runtime(f["threads"].as<int>());
+  const auto batch = f["batch"].as<int64_t>();
+  const auto size = f["size"].as<int>();
+  const auto steps = f["steps"].as<int>();
+  torch::manual_seed(0);
+  mnv2::MobileNetV2 model(mnv2::MobileNetV2Options().num_classes(1000));
+  model->train();
+  mnv2::use_channels_last(*model);
+  std::unique_ptr<mnv2::Distributed> dist;
+  std::unique_ptr<mnv2::DataParallel> ddp;
+  if (launch.distributed()) {
+    dist = std::make_unique<mnv2::Distributed>(
+        launch, torch::kCPU, mnv2::DistributedOptions{});
+    ddp = std::make_unique<mnv2::DataParallel>(
+        *model, *dist, mnv2::DataParallelOptions{});
+  }
+  mnv2::OptimizerOptions options;
+  options.kind = "sgd";
+  options.momentum = 0.9;
+  mnv2::Optimizer optimizer(mnv2::weight_decay_groups(*model, 4e-5, 4e-5),
+                            options);
+  const auto x = torch::randn({batch, 3, size, size})
+                     .contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto y = torch::randint(0, 1000, {batch}, torch::kLong);
+  double backward_seconds = 0;
+  auto step = [&] {
+    if (ddp) {
+      ddp->before_forward(true);
+    }
+    auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    if (ddp) {
+      ddp->after_forward(true);
+    }
+    optimizer.zero_grad();
+    const auto start = std::chrono::steady_clock::now();
+    loss.backward();
+    backward_seconds += seconds_since(start);
+    optimizer.step(0.01);
+  };
+  for (int i = 0; i < 2; ++i) {
+    step();
+  }
+  backward_seconds = 0;
+  const double comm_before = dist ? dist->seconds_in_collectives() : 0.0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) {
+    step();
+  }
+  const double s = seconds_since(start);
+  const double comm =
+      (dist ? dist->seconds_in_collectives() : 0.0) - comm_before;
+  return {{"ranks", launch.world_size},
+          {"rank", launch.rank},
+          {"threads", at::get_num_threads()},
+          {"steps", steps},
+          {"seconds", s},
+          {"images_per_second",
+           static_cast<double>(steps * batch * launch.world_size) / s},
+          {"collective_seconds", comm},
+          {"collective_share", comm / s},
+          {"backward_share", backward_seconds / s}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   cxxopts::Options options("mnv2-bench",
                            "Benchmark pieces of mnv2 (see bench/).");
   options.add_options()(
-      "mode", "data or train-step", cxxopts::value<std::string>())(
+      "mode", "data, train-step or ddp-step", cxxopts::value<std::string>())(
       "data", "image folder", cxxopts::value<std::string>()->default_value(""))(
       "workers", "loader threads", cxxopts::value<int>()->default_value("1"))(
       "size", "image size", cxxopts::value<int>()->default_value("224"))(
@@ -123,6 +194,11 @@ int main(int argc, char** argv) {
       std::cout << bench_data(flags).dump() << "\n";
     } else if (mode == "train-step") {
       std::cout << bench_train_step(flags).dump() << "\n";
+    } else if (mode == "ddp-step") {
+      const auto result = bench_ddp_step(flags);
+      if (result["rank"] == 0) {
+        std::cout << result.dump() << "\n";
+      }
     } else {
       std::cerr << "mnv2-bench: unknown mode '" << mode << "'\n";
       return 2;

@@ -54,3 +54,17 @@ def photo_folder(out, copies=24):
             image.save(target, quality=90)
     (out / ".complete").write_text("ok")
     return out
+
+
+def host_label():
+    """The CPU model and the instruction-set flags that matter for speed."""
+    model, flags = "unknown CPU", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and model == "unknown CPU":
+            model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]
+    present = [f for f in wanted if f in flags] or ["no AVX2"]
+    import os
+    return f"{model} ({', '.join(present)}; {os.cpu_count()} cores)"

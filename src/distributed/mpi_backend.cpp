@@ -18,6 +18,11 @@ namespace mnv2 {
 
 namespace {
 
+std::atomic<double>& collective_seconds() {
+  static std::atomic<double> seconds{0};
+  return seconds;
+}
+
 std::mutex& mpi_mutex() {
   static std::mutex mutex;
   return mutex;
@@ -283,7 +288,11 @@ class MpiBackend : public c10d::Backend {
   void call(const char* what, const Call& mpi_call) {
     std::lock_guard<std::mutex> lock(mpi_mutex());
     watchdog_.begin(what);
+    const auto start = std::chrono::steady_clock::now();
     const int status = mpi_call();
+    collective_seconds() +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
     watchdog_.end();
     TORCH_CHECK(status == MPI_SUCCESS, "MPI ", what, " failed (", status, ")");
   }
@@ -315,6 +324,10 @@ void ensure_mpi_initialised() {
     return true;
   }();
   static_cast<void>(initialised);
+}
+
+double mpi_collective_seconds() {
+  return collective_seconds().load();
 }
 
 int mpi_rank() {

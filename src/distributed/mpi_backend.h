@@ -20,6 +20,9 @@ void ensure_mpi_initialised();
 c10::intrusive_ptr<c10d::Backend> make_mpi_backend(
     std::chrono::seconds timeout);
 
+/// Seconds this process has spent inside MPI collectives so far.
+double mpi_collective_seconds();
+
 /// This process's rank and the world size as MPI sees them.
 int mpi_rank();
 int mpi_world_size();

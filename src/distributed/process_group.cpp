@@ -121,6 +121,10 @@ void Distributed::broadcast(std::vector<torch::Tensor>& tensors, int root) {
   group_->broadcast(tensors, options)->wait();
 }
 
+double Distributed::seconds_in_collectives() const {
+  return backend_ == "mpi" ? mpi_collective_seconds() : 0.0;
+}
+
 void Distributed::barrier() {
   group_->barrier()->wait();
 }

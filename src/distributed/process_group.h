@@ -55,6 +55,9 @@ class Distributed {
                   c10d::ReduceOp op = c10d::ReduceOp::SUM);
   void broadcast(std::vector<torch::Tensor>& tensors, int root = 0);
   void barrier();
+  /// Seconds spent inside collectives so far (MPI; 0 where unknown: NCCL
+  /// works asynchronously on its own stream).
+  double seconds_in_collectives() const;
 
  private:
   Launch launch_;

@@ -4,8 +4,8 @@
 #include "common/progress.h"
 #include "common/stop_signal.h"
 #include "eval/evaluate.h"
-#include "train/mixup.h"
 #include "train/distributed_eval.h"
+#include "train/mixup.h"
 #include "train/training.h"
 
 #include <torch/torch.h>

@@ -17,6 +17,23 @@ std::optional<size_t> pickle_end(std::string_view bytes, size_t start) {
   return walk(bytes, start, [](unsigned char, std::string_view) {});
 }
 
+std::string pickle_size_problem(std::string_view pickle) {
+  uint64_t operations = 0;
+  std::string problem;
+  walk(pickle, 0, [&](unsigned char op, std::string_view arg) {
+    if (problem.empty() && (is_put(op) || is_get(op))) {
+      const auto id = memo_id(op, arg);
+      if (id && *id > operations) {
+        problem = "pickle memo index " + std::to_string(*id) +
+                  " is beyond its " + std::to_string(operations) +
+                  " operations";
+      }
+    }
+    ++operations;
+  });
+  return problem;
+}
+
 std::vector<std::string> pickle_strings(std::string_view pickle) {
   std::vector<std::string> out;
   walk(pickle, 0, [&](unsigned char op, std::string_view arg) {

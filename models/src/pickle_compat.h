@@ -29,6 +29,12 @@ struct StorageRef {
 /// its persistent ids ('storage', torch.<Type>Storage, key, location, ...).
 std::vector<StorageRef> storage_refs(std::string_view pickle);
 
+/// Why LibTorch's unpickler must not see this pickle, or "": a memo index
+/// beyond the number of operations before it (a legitimate pickler numbers
+/// its memo from 0; LibTorch sizes its memo table by the index, so a mutated
+/// index could make it allocate gigabytes).
+std::string pickle_size_problem(std::string_view pickle);
+
 /// Every text string of a pickle, in order (the legacy key list).
 std::vector<std::string> pickle_strings(std::string_view pickle);
 

@@ -1,5 +1,7 @@
 #include "pickle_opcodes.h"
 
+#include <charconv>
+
 namespace mnv2::pickle {
 
 namespace {
@@ -192,8 +194,17 @@ std::optional<uint64_t> memo_id(unsigned char op, std::string_view arg) {
     case 'j':
       return little_endian(arg);
     case 'p':
-    case 'g':
-      return std::stoull(std::string(arg.substr(0, arg.size() - 1)));
+    case 'g': {
+      // Text protocol: decimal digits and a newline.
+      uint64_t id = 0;
+      const auto digits = arg.substr(0, arg.size() - 1);
+      const auto [end, error] =
+          std::from_chars(digits.data(), digits.data() + digits.size(), id);
+      if (error != std::errc() || end != digits.data() + digits.size()) {
+        return std::nullopt;
+      }
+      return id;
+    }
     default:
       return std::nullopt;
   }

@@ -56,6 +56,10 @@ bool is_zip(const std::string& bytes) {
 c10::IValue unpickle(std::string_view pickle_bytes,
                      std::function<at::DataPtr(const std::string&)> read_record,
                      std::optional<uint64_t> version) {
+  if (const auto problem = pickle_size_problem(pickle_bytes);
+      !problem.empty()) {
+    throw std::runtime_error(problem);
+  }
   const std::string pickle = ordered_dicts_as_dicts(pickle_bytes);
   size_t offset = 0;
   auto read_pickle = [&](char* buffer, size_t n) -> size_t {

@@ -144,6 +144,7 @@ void write_checkpoint(const Checkpoint& c, const std::string& path) {
   dict.insert("global_step", c.progress.global_step);
   dict.insert("best_top1", c.progress.best_top1);
   dict.insert("world_size", c.progress.world_size);
+  dict.insert("epoch_loss_sum", c.progress.epoch_loss_sum);
   dict.insert("model_info", info_to_ivalue(c.info));
   dict.insert("config", c.config_json);
   write_torch_file(dict, path);
@@ -181,6 +182,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   // Checkpoints from before distributed training: one process.
   if (dict.contains("world_size")) {
     c.progress.world_size = dict.at("world_size").toInt();
+  }
+  if (dict.contains("epoch_loss_sum")) {
+    c.progress.epoch_loss_sum = dict.at("epoch_loss_sum").toDouble();
   }
   c.info =
       info_from_ivalue(field(dict, "model_info", path).toGenericDict(), path);
@@ -246,7 +250,36 @@ void write_weights_metadata(const ModelInfo& info,
                         model_info_to_json(info, j.dump()));
 }
 
-LoadedWeights load_weights_file(const std::string& path, bool prefer_ema) {
+namespace {
+
+void refuse_non_finite(const StateDict& state, const std::string& path) {
+  for (const auto& item : state) {
+    const auto& t = item.value();
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
+      throw WeightsError("'" + path + "': tensor '" + item.key() +
+                         "' holds NaN or inf values (a diverged run?); "
+                         "--allow-non-finite loads it anyway");
+    }
+  }
+}
+
+LoadedWeights read_weights(const std::string& path, bool prefer_ema);
+
+}  // namespace
+
+LoadedWeights load_weights_file(const std::string& path,
+                                bool prefer_ema,
+                                bool allow_non_finite) {
+  auto weights = read_weights(path, prefer_ema);
+  if (!allow_non_finite) {
+    refuse_non_finite(weights.state, path);
+  }
+  return weights;
+}
+
+namespace {
+
+LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
   const auto value = read_torch_file(path);
   LoadedWeights out;
   if (is_checkpoint(value)) {
@@ -282,5 +315,7 @@ LoadedWeights load_weights_file(const std::string& path, bool prefer_ema) {
   }
   return out;
 }
+
+}  // namespace
 
 }  // namespace mnv2

@@ -17,6 +17,9 @@ struct TrainingProgress {
   int64_t global_step = 0;     ///< optimiser steps so far
   double best_top1 = -1;       ///< best val top-1 so far, percent
   int64_t world_size = 1;      ///< processes of the run that wrote it
+  /// Training losses summed over the batches done of an interrupted epoch
+  /// (per rank), so that its mean covers the whole epoch after a resume.
+  double epoch_loss_sum = 0;
 };
 
 /// Bounds on what a weights file or its metadata may claim, checked before
@@ -73,7 +76,11 @@ struct LoadedWeights {
   ModelInfo info;
   std::string kind;  ///< "checkpoint", "checkpoint-ema" or "state_dict"
 };
-LoadedWeights load_weights_file(const std::string& path, bool prefer_ema);
+/// Throws WeightsError naming the first tensor that holds NaN or inf values
+/// unless `allow_non_finite` (for debugging a diverged run).
+LoadedWeights load_weights_file(const std::string& path,
+                                bool prefer_ema,
+                                bool allow_non_finite = false);
 
 /// ModelInfo as JSON (the metadata file's fields) and back; `origin` names
 /// the source in errors. Missing fields keep their defaults.

@@ -13,6 +13,7 @@ namespace mnv2 {
 struct EvalCommand {
   std::string weights;
   bool ema = true;  ///< a checkpoint's EMA weights when it has them
+  bool allow_non_finite = false;  ///< load weights holding NaN/inf
   std::string device = "auto";
   std::string amp_dtype;      ///< "", "bf16" or "fp16"
   bool channels_last = true;  ///< NHWC memory (faster on CPU)

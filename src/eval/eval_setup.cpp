@@ -32,7 +32,8 @@ std::optional<c10::ScalarType> amp_dtype_of(const std::string& name) {
 Prepared prepare(const EvalCommand& c) {
   configure_runtime(c.threads);
   Prepared p{resolve_device(c.device), {}, {}, {}};
-  p.model = InferenceModel::load(c.weights, c.ema, p.device);
+  p.model =
+      InferenceModel::load(c.weights, c.ema, p.device, c.allow_non_finite);
   if (c.channels_last) {
     p.model.to_channels_last();
   }

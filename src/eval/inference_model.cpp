@@ -25,7 +25,8 @@ bool is_torchscript_file(const std::string& path) {
 
 InferenceModel InferenceModel::load(const std::string& path,
                                     bool prefer_ema,
-                                    const torch::Device& device) {
+                                    const torch::Device& device,
+                                    bool allow_non_finite) {
   InferenceModel model;
   if (is_torchscript_file(path)) {
     torch::jit::ExtraFilesMap extra{{kMetadataExtraFile, ""}};
@@ -51,7 +52,7 @@ InferenceModel InferenceModel::load(const std::string& path,
         "{\"num_classes\": " + std::to_string(classes) + "}", path);
     return model;
   }
-  auto weights = load_weights_file(path, prefer_ema);
+  auto weights = load_weights_file(path, prefer_ema, allow_non_finite);
   model.info_ = weights.info;
   model.kind_ = weights.kind;
   model.eager_ = MobileNetV2(weights.info.options);

@@ -19,7 +19,8 @@ class InferenceModel {
   /// Throws WeightsError naming the file.
   static InferenceModel load(const std::string& path,
                              bool prefer_ema,
-                             const torch::Device& device);
+                             const torch::Device& device,
+                             bool allow_non_finite = false);
 
   /// Logits from a normalised batch.
   torch::Tensor forward(const torch::Tensor& images) const;

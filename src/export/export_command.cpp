@@ -83,7 +83,8 @@ void check_output_path(const std::string& output) {
 Outcome run_export(const ExportCommand& c) {
   check_output_path(c.output);
   configure_runtime(0);
-  const auto model = InferenceModel::load(c.weights, c.ema, torch::kCPU);
+  const auto model =
+      InferenceModel::load(c.weights, c.ema, torch::kCPU, c.allow_non_finite);
   if (!model.eager()) {
     throw ConfigError("--weights '" + c.weights +
                       "' is a TorchScript file; export needs a checkpoint or "

@@ -17,6 +17,7 @@ struct ExportCommand {
   int64_t img_size = 0;   ///< verification input size; 0: the weights' crop
   double width_mult = 0;  ///< 0: from the weights; else must match them
   bool ema = true;        ///< a checkpoint's EMA weights when present
+  bool allow_non_finite = false;  ///< load weights holding NaN/inf
   /// TorchScript: torch::jit::freeze. (optimize_for_inference is not
   /// offered: in LibTorch 2.13 its output cannot be saved and loaded again.)
   bool freeze = false;

@@ -67,6 +67,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;  ///< <= 0: available cores
   std::string resume;
+  bool overwrite = false;     ///< start over in a folder that holds a run
   int64_t log_interval = 20;  ///< steps between progress lines off a terminal
   /// Micro-batches whose gradients add up before one optimiser step.
   int64_t accumulate_steps = 1;

@@ -230,6 +230,13 @@ FlagTable<TrainConfig> make_train_flags() {
        &C::threads,
        "threads"},
       {"resume", "Execution", "continue from a checkpoint.pth", &C::resume, ""},
+      {"overwrite",
+       "Execution",
+       "start over in an --output folder that holds a run (its files are "
+       "replaced)",
+       &C::overwrite,
+       "",
+       FlagKind::kSwitch},
       {"log-interval",
        "Execution",
        "steps between progress lines when not on a terminal",

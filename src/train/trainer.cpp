@@ -271,6 +271,7 @@ void Training::resume() {
                          " that epoch restarts"));
     }
     progress_.batch_in_epoch = 0;
+    progress_.epoch_loss_sum = 0;
     progress_.global_step = progress_.epoch * optimizer_steps_per_epoch();
     progress_.world_size = world_size();
   }
@@ -316,6 +317,13 @@ Outcome Training::run() {
         1, default_thread_count() / std::max(1, launch_.local_world_size));
     c_.threads = c_.threads > 0 ? c_.threads : share;
     c_.workers = c_.workers > 0 ? c_.workers : share;
+  }
+  if (c_.resume.empty() && !c_.overwrite &&
+      std::filesystem::exists(run_folder_.checkpoint)) {
+    throw ConfigError("--output '" + c_.output + "' already holds a run (" +
+                      run_folder_.checkpoint + "): --resume " +
+                      run_folder_.checkpoint +
+                      " continues it, --overwrite starts over");
   }
   int stale = 0;
   if (writer()) {
@@ -377,6 +385,7 @@ Outcome Training::run() {
             .count();
     progress_.epoch = epoch + 1;
     progress_.batch_in_epoch = 0;
+    progress_.epoch_loss_sum = 0;
     save_best(metrics);
     save_checkpoint();
     if (writer()) {

@@ -39,8 +39,10 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
       c_.log_interval,
       writer());
   const int64_t accumulate = c_.accumulate_steps;
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
-  int64_t done = 0;
+  // A resumed epoch carries on with the losses of its first batches.
+  auto loss_sum = torch::full(
+      {}, progress_.epoch_loss_sum, torch::TensorOptions().device(device_));
+  int64_t done = progress_.batch_in_epoch;
   int64_t images = 0;
   std::string stats;
   const auto start = std::chrono::steady_clock::now();
@@ -116,6 +118,9 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
     if (step_now) {
       if (const int signal = agreed_stop_signal()) {
         bar.finish();
+        // Every rank's share of the epoch's losses so far, for the resume.
+        progress_.epoch_loss_sum =
+            mean_loss(loss_sum, done) * static_cast<double>(done);
         return signal;
       }
     }

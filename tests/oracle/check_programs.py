@@ -350,6 +350,25 @@ def case_errors(bin_dir, work):
     result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--data", data / "val"],
                  expect=None)
     check(result.returncode == 2 and "classes" in result.stderr, "class-count mismatch is explained")
+    nan = torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=4).state_dict()
+    nan["features.3.conv.1.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(nan, work / "nan.pth")
+    image = sorted((data / "val" / "3").glob("*.png"))[0]
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "nan.pth", "--predict", image],
+                 expect=None)
+    check(result.returncode == 1 and "features.3.conv.1.0.weight" in result.stderr
+          and "NaN" in result.stderr, f"NaN weights are refused by name ({result.stderr.strip()[:90]})")
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "nan.pth", "--predict", image,
+                  "--allow-non-finite"], expect=None)
+    check(result.returncode == 0, "--allow-non-finite loads them for debugging")
+    finished = work / "finished"
+    run(tiny_train_args(bin_dir, data, finished, 1))
+    result = run(tiny_train_args(bin_dir, data, finished, 1), expect=None)
+    check(result.returncode == 2 and "already holds a run" in result.stderr,
+          "a finished run is not overwritten without --resume or --overwrite")
+    run(tiny_train_args(bin_dir, data, finished, 1, ["--overwrite"]))
+    check(len((finished / "metrics.jsonl").read_text().splitlines()) == 1,
+          "--overwrite starts over")
     result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--predict", work],
                  expect=None)
     check(result.returncode == 1 and "is a folder" in result.stderr,

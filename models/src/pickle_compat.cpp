@@ -19,19 +19,37 @@ std::optional<size_t> pickle_end(std::string_view bytes, size_t start) {
 
 std::string pickle_size_problem(std::string_view pickle) {
   uint64_t operations = 0;
-  std::string problem;
-  walk(pickle, 0, [&](unsigned char op, std::string_view arg) {
-    if (problem.empty() && (is_put(op) || is_get(op))) {
-      const auto id = memo_id(op, arg);
+  size_t pos = 0;
+  while (pos < pickle.size()) {
+    const auto op = static_cast<unsigned char>(pickle[pos]);
+    const auto arg = argument_of(op);
+    if (arg.kind == ArgKind::kUnsupported) {
+      return "";  // LibTorch's unpickler decides
+    }
+    const auto length = argument_length(pickle, pos + 1, arg);
+    if (!length) {
+      return "";  // an unterminated line or length: LibTorch reports it
+    }
+    if (*length > pickle.size() - pos - 1) {
+      // A string or bytes length beyond the file: LibTorch would allocate it.
+      return "pickle operation at byte " + std::to_string(pos) + " declares " +
+             std::to_string(*length) + " bytes but " +
+             std::to_string(pickle.size() - pos - 1) + " remain";
+    }
+    if (is_put(op) || is_get(op)) {
+      const auto id = memo_id(op, pickle.substr(pos + 1, *length));
       if (id && *id > operations) {
-        problem = "pickle memo index " + std::to_string(*id) +
-                  " is beyond its " + std::to_string(operations) +
-                  " operations";
+        return "pickle memo index " + std::to_string(*id) + " is beyond its " +
+               std::to_string(operations) + " operations";
       }
     }
     ++operations;
-  });
-  return problem;
+    pos += 1 + *length;
+    if (op == kStop) {
+      break;
+    }
+  }
+  return "";
 }
 
 std::vector<std::string> pickle_strings(std::string_view pickle) {

@@ -31,8 +31,9 @@ std::vector<StorageRef> storage_refs(std::string_view pickle);
 
 /// Why LibTorch's unpickler must not see this pickle, or "": a memo index
 /// beyond the number of operations before it (a legitimate pickler numbers
-/// its memo from 0; LibTorch sizes its memo table by the index, so a mutated
-/// index could make it allocate gigabytes).
+/// its memo from 0), or a string length beyond the bytes present. LibTorch
+/// sizes its memo table and its strings by these numbers, so a mutated one
+/// could make it allocate gigabytes before it fails.
 std::string pickle_size_problem(std::string_view pickle);
 
 /// Every text string of a pickle, in order (the legacy key list).

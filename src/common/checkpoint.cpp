@@ -114,6 +114,23 @@ void validate_model_info(const ModelInfo& info,
   }
 }
 
+namespace {
+
+void check_format_version(const c10::impl::GenericDict& dict,
+                          const std::string& path) {
+  const auto& version = field(dict, "format_version", path);
+  if (!version.isInt() || version.toInt() < 1 ||
+      version.toInt() > kFormatVersion) {
+    throw WeightsError("checkpoint '" + path + "' has format version " +
+                       (version.isInt() ? std::to_string(version.toInt())
+                                        : std::string("of another type")) +
+                       "; this build reads 1 to " +
+                       std::to_string(kFormatVersion));
+  }
+}
+
+}  // namespace
+
 bool is_checkpoint(const c10::IValue& value) {
   if (!value.isGenericDict()) {
     return false;
@@ -156,12 +173,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     throw WeightsError("'" + path + "' is not an mnv2-train checkpoint");
   }
   const auto dict = value.toGenericDict();
-  const auto version = field(dict, "format_version", path).toInt();
-  if (version > kFormatVersion) {
-    throw WeightsError("checkpoint '" + path + "' has format version " +
-                       std::to_string(version) + "; this build reads up to " +
-                       std::to_string(kFormatVersion));
-  }
+  check_format_version(dict, path);
   Checkpoint c;
   c.model = state_dict_from_ivalue(field(dict, "model", path), path);
   if (dict.contains("model_ema")) {
@@ -284,6 +296,7 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
   LoadedWeights out;
   if (is_checkpoint(value)) {
     const auto dict = value.toGenericDict();
+    check_format_version(dict, path);
     const bool ema = prefer_ema && dict.contains("model_ema");
     out.state =
         state_dict_from_ivalue(dict.at(ema ? "model_ema" : "model"), path);
@@ -292,6 +305,18 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
       throw WeightsError("checkpoint '" + path + "' has no model_info");
     }
     out.info = info_from_ivalue(info->value().toGenericDict(), path);
+    // The shapes decide: a model is built from model_info only when the
+    // weights fit it (a mutated class count must not size a huge head).
+    const auto shapes = infer_options(out.state, path);
+    if (shapes.num_classes() != out.info.options.num_classes() ||
+        shapes.width_mult() != out.info.options.width_mult()) {
+      throw WeightsError(
+          "'" + path + "': model_info says " +
+          std::to_string(out.info.options.num_classes()) +
+          " classes at width " + std::to_string(out.info.options.width_mult()) +
+          " but the weights have " + std::to_string(shapes.num_classes()) +
+          " at width " + std::to_string(shapes.width_mult()));
+    }
     out.kind = ema ? "checkpoint-ema" : "checkpoint";
     return out;
   }

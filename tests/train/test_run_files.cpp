@@ -97,9 +97,11 @@ TEST_CASE(
   dict.insert_or_assign("format_version", int64_t{999});
   const auto future = (dir / "future.pth").string();
   mnv2::write_torch_file(dict, future);
-  CHECK_THROWS_WITH(mnv2::read_checkpoint(future),
-                    Catch::Contains("format version 999") &&
-                        Catch::Contains("reads up to 1"));
+  CHECK_THROWS_WITH(
+      mnv2::read_checkpoint(future),
+      Catch::Contains("format version 999") && Catch::Contains("reads 1 to 1"));
+  CHECK_THROWS_WITH(mnv2::load_weights_file(future, true),
+                    Catch::Contains("format version 999"));
   // A plain state_dict is not a checkpoint.
   const auto plain = (dir / "plain.pth").string();
   mnv2::write_state_dict(cp.model, plain);

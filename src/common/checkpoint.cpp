@@ -108,6 +108,9 @@ void validate_model_info(const ModelInfo& info,
       refuse(name, size);
     }
   }
+  if (info.val_crop > info.val_resize) {
+    refuse("val_crop (above val_resize)", info.val_crop);
+  }
   if (names_must_match &&
       info.class_names.size() != static_cast<size_t>(classes)) {
     refuse("class_names count", info.class_names.size());

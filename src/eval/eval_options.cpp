@@ -104,6 +104,11 @@ std::vector<std::string> EvalCommand::problems() const {
              (resize_size <= 0 || in_range(resize_size)) &&
              (crop_size <= 0 || in_range(crop_size)),
          "--img-size, --resize-size and --crop-size must be in [16, 4096]");
+  p.need(batch_size <= 65536 && topk <= 100000 && iterations <= 100000,
+         "--batch-size must be at most 65536, --topk and --iterations at most "
+         "100000");
+  p.need(threads <= 1024 && workers <= 1024,
+         "--threads and --workers must be at most 1024");
   const int modes = static_cast<int>(!data.empty()) +
                     static_cast<int>(!images.empty()) +
                     static_cast<int>(benchmark);

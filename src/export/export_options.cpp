@@ -56,9 +56,10 @@ std::vector<std::string> ExportCommand::problems() const {
   p.need(format.empty() || format == "torchscript" || format == "onnx" ||
              format == "pth",
          "--format must be torchscript, onnx or pth, got '" + format + "'");
-  p.need(
-      img_size == 0 || (img_size >= kMinImageSize && img_size <= kMaxImageSize),
-      "--img-size must be in [16, 4096]");
+  // Only the check's input: the exported model takes any size.
+  p.need(img_size == 0 || (img_size >= kMinImageSize && img_size <= 1024),
+         "--img-size must be in [16, 1024] (the size of the check's input; "
+         "the exported model takes any size)");
   p.need(width_mult >= 0,
          "--width-mult must be positive (0: from the weights)");
   p.need(tolerance >= 0, "--tolerance must be >= 0");

@@ -18,6 +18,12 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(val_crop >= 16 && val_resize >= val_crop,
          "--val-resize must be >= --val-crop >= 16");
   p.need(width_mult > 0 && width_mult <= 4, "--width-mult must be in (0, 4]");
+  // Upper bounds, so that no value allocates without limit.
+  p.need(epochs <= 100000, "--epochs must be at most 100000");
+  p.need(batch_size <= 65536, "--batch-size must be at most 65536");
+  p.need(val_resize <= 4096, "--val-resize must be at most 4096");
+  p.need(threads <= 1024 && workers <= 1024,
+         "--threads and --workers must be at most 1024");
   p.need(lr > 0, "--lr must be positive");
   p.need(optimizer == "sgd" || optimizer == "rmsprop" || optimizer == "adamw",
          "--optimizer must be sgd, rmsprop or adamw");

@@ -90,8 +90,12 @@ TEST_CASE("mnv2-export's problems(): required flags, format, ranges",
   c.tolerance = 1e-4;
   c.img_size = 8;
   CHECK(c.problems() ==
-        std::vector<std::string>{"--img-size must be in [16, 4096]"});
+        std::vector<std::string>{
+            "--img-size must be in [16, 1024] (the size of the check's input; "
+            "the exported model takes any size)"});
   c.img_size = 100000;
   CHECK(c.problems() ==
-        std::vector<std::string>{"--img-size must be in [16, 4096]"});
+        std::vector<std::string>{
+            "--img-size must be in [16, 1024] (the size of the check's input; "
+            "the exported model takes any size)"});
 }

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/Utils.h>
 #include <malloc.h>
 #include <torch/cuda.h>
 #include <opencv2/core/utility.hpp>
@@ -31,6 +32,51 @@ void configure_runtime(int threads) {
 int default_thread_count() {
   const auto cores = std::thread::hardware_concurrency();
   return cores > 0 ? static_cast<int>(cores) : 1;
+}
+
+namespace {
+
+bool cpu_capability(const char* name) {
+  static const auto capabilities = at::cpu::get_cpu_capabilities();
+  const auto it = capabilities.find(name);
+  return it != capabilities.end() && it->second.isBool() && it->second.toBool();
+}
+
+}  // namespace
+
+bool cpu_has_native_bf16() {
+  return cpu_capability("avx512_bf16") || cpu_capability("amx_bf16");
+}
+
+bool cpu_has_native_fp16() {
+  return cpu_capability("avx512_fp16") || cpu_capability("amx_fp16");
+}
+
+std::optional<c10::ScalarType> amp_dtype_for(
+    const std::string& name,
+    const torch::Device& device,
+    const std::function<void(const std::string&)>& warn) {
+  if (name == "auto") {
+    if (device.is_cuda()) {
+      return torch::kHalf;
+    }
+    if (cpu_has_native_bf16()) {
+      return torch::kBFloat16;
+    }
+    warn(
+        "--amp: this CPU has no native bf16 (AVX-512 BF16 or AMX), so "
+        "training runs in fp32; --amp-dtype bf16 forces emulated bf16");
+    return std::nullopt;
+  }
+  const bool bf16 = name == "bf16";
+  if (device.is_cpu() &&
+      !(bf16 ? cpu_has_native_bf16() : cpu_has_native_fp16())) {
+    warn("--amp-dtype " + name + ": this CPU has no native " + name +
+         " (AVX-512 " + (bf16 ? "BF16" : "FP16") +
+         " or AMX); it is emulated, "
+         "10-25x slower than fp32");
+  }
+  return bf16 ? torch::kBFloat16 : torch::kHalf;
 }
 
 torch::Device resolve_device(const std::string& name) {

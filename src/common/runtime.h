@@ -2,6 +2,8 @@
 
 #include <torch/types.h>
 
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace mnv2 {
@@ -15,6 +17,21 @@ void configure_runtime(int threads);
 
 /// The number of threads `configure_runtime(0)` picks.
 int default_thread_count();
+
+/// Whether this CPU computes bf16 (fp16) natively: AVX-512 BF16 or AMX
+/// (AVX-512 FP16 or AMX-FP16). Elsewhere LibTorch emulates the type on CPU,
+/// 10-25x slower than fp32.
+bool cpu_has_native_bf16();
+bool cpu_has_native_fp16();
+
+/// The autocast dtype for an --amp-dtype on `device`: "auto" is fp16 on
+/// CUDA, bf16 on a CPU with native bf16, and no autocast (fp32) on other
+/// CPUs; "bf16"/"fp16" as named. An emulated choice on CPU is reported
+/// through `warn` (one line).
+std::optional<c10::ScalarType> amp_dtype_for(
+    const std::string& name,
+    const torch::Device& device,
+    const std::function<void(const std::string&)>& warn);
 
 /// "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
 /// Throws ConfigError with a one-line message on a bad name or an

@@ -38,7 +38,7 @@ Outcome run_eval(const EvalCommand& c) {
 
 Outcome run_eval_on_data(const EvalCommand& c) {
   auto p = prepare(c);
-  const auto amp = amp_dtype_of(c.amp_dtype);
+  const auto amp = amp_dtype_of(c.amp_dtype, p.device);
   auto dataset = open_dataset(c.data);
   const auto classes = p.model.info().options.num_classes();
   if (static_cast<int64_t>(dataset.class_names.size()) != classes) {
@@ -114,7 +114,7 @@ Outcome run_eval_on_data(const EvalCommand& c) {
 
 Outcome run_predict(const EvalCommand& c) {
   auto p = prepare(c);
-  const auto amp = amp_dtype_of(c.amp_dtype);
+  const auto amp = amp_dtype_of(c.amp_dtype, p.device);
   nlohmann::json all = nlohmann::json::array();
   for (const auto& path : c.images) {
     const auto image = eval_transform(decode_rgb(path), p.transform);

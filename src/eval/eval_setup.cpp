@@ -2,6 +2,7 @@
 
 #include "common/autocast.h"
 #include "common/errors.h"
+#include "common/log.h"
 #include "common/runtime.h"
 #include "data/dataset.h"
 
@@ -15,15 +16,13 @@ namespace {
 constexpr size_t kImageNetClasses = 1000;
 }  // namespace
 
-std::optional<c10::ScalarType> amp_dtype_of(const std::string& name) {
+std::optional<c10::ScalarType> amp_dtype_of(const std::string& name,
+                                            const torch::Device& device) {
   if (name.empty() || name == "fp32") {
     return std::nullopt;
   }
-  if (name == "bf16") {
-    return torch::kBFloat16;
-  }
-  if (name == "fp16") {
-    return torch::kHalf;
+  if (name == "bf16" || name == "fp16") {
+    return amp_dtype_for(name, device, log::warn);
   }
   throw ConfigError("--amp-dtype must be fp32, bf16 or fp16, got '" + name +
                     "'");

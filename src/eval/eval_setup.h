@@ -23,7 +23,9 @@ struct Prepared {
 Prepared prepare(const EvalCommand& command);
 
 /// "", "fp32" -> nullopt; "bf16", "fp16" -> the autocast dtype.
-std::optional<c10::ScalarType> amp_dtype_of(const std::string& name);
+/// A one-line warning goes out when `device` is a CPU that would emulate it.
+std::optional<c10::ScalarType> amp_dtype_of(const std::string& name,
+                                            const torch::Device& device);
 
 /// Logits on the CPU in fp32, without gradients, under optional autocast.
 torch::Tensor logits_of(const Prepared& prepared,

@@ -23,6 +23,7 @@ constexpr int kWarmup = 5;
 struct Case {
   std::string dtype;
   bool channels_last;
+  bool emulated = false;  ///< a 16-bit type this CPU lacks natively
   double p50_ms = 0;
   double p90_ms = 0;
   double p99_ms = 0;
@@ -58,7 +59,10 @@ Case measure(Prepared& p,
              const std::string& dtype,
              bool channels_last) {
   Case out{dtype, channels_last};
-  const auto amp = amp_dtype_of(dtype);
+  const auto amp = amp_dtype_of(dtype, p.device);
+  out.emulated = amp && p.device.is_cpu() &&
+                 !(*amp == torch::kBFloat16 ? cpu_has_native_bf16()
+                                            : cpu_has_native_fp16());
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
                                     : torch::MemoryFormat::Contiguous;
   const auto one = torch::randn({1, 3, c.img_size, c.img_size})
@@ -119,19 +123,26 @@ Outcome run_benchmark(const EvalCommand& c) {
             << ("b" + std::to_string(c.batch_size) + " img/s") << "\n";
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& r : cases) {
-    std::cout << std::left << std::setw(7) << r.dtype << std::setw(15)
+    std::cout << std::left << std::setw(7)
+              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(15)
               << (r.channels_last ? "channels_last" : "contiguous")
               << std::right << std::fixed << std::setprecision(2)
               << std::setw(10) << r.p50_ms << std::setw(10) << r.p90_ms
               << std::setw(10) << r.p99_ms << std::setw(16)
               << std::setprecision(1) << r.images_per_second << "\n";
     rows.push_back({{"dtype", r.dtype},
+                    {"emulated", r.emulated},
                     {"channels_last", r.channels_last},
                     {"batch1_p50_ms", r.p50_ms},
                     {"batch1_p90_ms", r.p90_ms},
                     {"batch1_p99_ms", r.p99_ms},
                     {"batch", c.batch_size},
                     {"images_per_second", r.images_per_second}});
+  }
+  if (std::any_of(cases.begin(), cases.end(), [](const Case& r) {
+        return r.emulated;
+      })) {
+    std::cout << "* emulated: this CPU has no native instructions for it\n";
   }
   if (!c.json.empty()) {
     const nlohmann::json j = {{"weights", c.weights},

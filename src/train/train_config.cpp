@@ -30,8 +30,8 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(lr_scheduler == "step" || lr_scheduler == "exponential" ||
              lr_scheduler == "cosine",
          "--lr-scheduler must be step, exponential or cosine");
-  p.need(amp_dtype == "fp16" || amp_dtype == "bf16",
-         "--amp-dtype must be fp16 or bf16");
+  p.need(amp_dtype == "auto" || amp_dtype == "fp16" || amp_dtype == "bf16",
+         "--amp-dtype must be auto, fp16 or bf16");
   p.need(crop_scale_min > 0 && crop_scale_min <= 1,
          "--crop-scale-min must be in (0, 1]");
   p.need(hflip >= 0 && hflip <= 1, "--hflip must be in [0, 1]");

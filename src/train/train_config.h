@@ -60,7 +60,8 @@ struct TrainConfig {
   // Execution
   std::string device = "auto";
   bool amp = false;
-  std::string amp_dtype = "fp16";  ///< fp16 | bf16
+  /// auto (bf16 on a CPU with native bf16, fp16 on CUDA) | fp16 | bf16
+  std::string amp_dtype = "auto";
   /// NHWC memory: 1.6-2x faster training on CPU here. Default: on.
   bool channels_last = true;
   bool deterministic = false;

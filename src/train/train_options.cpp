@@ -208,7 +208,8 @@ FlagTable<TrainConfig> make_train_flags() {
        kSwitch},
       {"amp-dtype",
        "Execution",
-       "fp16 (with loss scaling) or bf16",
+       "auto (bf16 on a CPU with native bf16, fp16 on CUDA), fp16 (with loss "
+       "scaling) or bf16",
        &C::amp_dtype,
        "amp_dtype"},
       {"channels-last",

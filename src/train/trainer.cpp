@@ -141,7 +141,7 @@ void Training::setup() {
                        c_.lr));
   }
   if (c_.amp) {
-    amp_dtype_ = c_.amp_dtype == "bf16" ? torch::kBFloat16 : torch::kHalf;
+    amp_dtype_ = amp_dtype_for(c_.amp_dtype, device_, log::warn);
   }
   torch::manual_seed(c_.seed);
   if (c_.deterministic) {
@@ -215,26 +215,27 @@ void Training::setup() {
                      " validation images in '",
                      val_set_.origin,
                      "'"));
-  log::info(log::cat("recipe ",
-                     c_.recipe,
-                     ": ",
-                     c_.optimizer,
-                     " lr ",
-                     c_.lr,
-                     " (",
-                     c_.lr_scheduler,
-                     "), ",
-                     c_.epochs,
-                     " epochs of ",
-                     train_loader_->batches_per_epoch(),
-                     " steps, batch ",
-                     c_.batch_size,
-                     "; device ",
-                     device_.str(),
-                     ", ",
-                     at::get_num_threads(),
-                     " threads",
-                     amp_dtype_ ? ", AMP " + c_.amp_dtype : std::string()));
+  log::info(
+      log::cat("recipe ",
+               c_.recipe,
+               ": ",
+               c_.optimizer,
+               " lr ",
+               c_.lr,
+               " (",
+               c_.lr_scheduler,
+               "), ",
+               c_.epochs,
+               " epochs of ",
+               train_loader_->batches_per_epoch(),
+               " steps, batch ",
+               c_.batch_size,
+               "; device ",
+               device_.str(),
+               ", ",
+               at::get_num_threads(),
+               " threads",
+               amp_dtype_ ? log::cat(", AMP ", *amp_dtype_) : std::string()));
 }
 
 void Training::resume() {

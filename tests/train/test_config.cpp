@@ -70,7 +70,7 @@ TEST_CASE("problems() names the flag of each bad value", "[train]") {
   CHECK(first_problem([](auto& x) { x.width_mult = 0; }) ==
         "--width-mult must be in (0, 4]");
   CHECK(first_problem([](auto& x) { x.amp_dtype = "fp8"; }) ==
-        "--amp-dtype must be fp16 or bf16");
+        "--amp-dtype must be auto, fp16 or bf16");
   CHECK(first_problem([](auto& x) { x.val_resize = 100; }) ==
         "--val-resize must be >= --val-crop >= 16");
 }

@@ -10,6 +10,11 @@
 #include <torch/cuda.h>
 #include <opencv2/core/utility.hpp>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -29,9 +34,87 @@ void configure_runtime(int threads) {
   cv::setNumThreads(1);
 }
 
+namespace {
+
+/// The CPU quota of this process's cgroup in cores (cgroup v2 cpu.max or v1
+/// cfs files), rounded up; 0 when there is none.
+int cgroup_quota_cores() {
+  const auto read_two = [](const char* path, std::string& a, std::string& b) {
+    std::ifstream in(path);
+    return static_cast<bool>(in >> a >> b);
+  };
+  std::string quota;
+  std::string period;
+  if (!read_two("/sys/fs/cgroup/cpu.max", quota, period)) {
+    std::ifstream q("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
+    std::ifstream p("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+    if (!(q >> quota) || !(p >> period)) {
+      return 0;
+    }
+  }
+  if (quota == "max" || quota.rfind('-', 0) == 0) {
+    return 0;
+  }
+  try {
+    const double cores = std::stod(quota) / std::stod(period);
+    return cores > 0 ? static_cast<int>(std::ceil(cores)) : 0;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+/// Busy and total jiffies of all CPUs, from /proc/stat.
+std::pair<double, double> cpu_jiffies() {
+  std::ifstream in("/proc/stat");
+  std::string label;
+  in >> label;
+  double busy = 0;
+  double total = 0;
+  double value = 0;
+  for (int field = 0; field < 8 && (in >> value); ++field) {
+    total += value;
+    if (field != 3 && field != 4) {  // idle and iowait
+      busy += value;
+    }
+  }
+  return {busy, total};
+}
+
+}  // namespace
+
+int usable_cores() {
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    cores = CPU_COUNT(&set);
+  }
+  if (const int quota = cgroup_quota_cores(); quota > 0) {
+    cores = std::min(cores, quota);
+  }
+  return std::max(cores, 1);
+}
+
+int idle_cores(std::chrono::milliseconds sample) {
+  const int cores = usable_cores();
+  const auto [busy0, total0] = cpu_jiffies();
+  std::this_thread::sleep_for(sample);
+  const auto [busy1, total1] = cpu_jiffies();
+  if (total1 <= total0) {
+    return cores;
+  }
+  const double host_cores = std::thread::hardware_concurrency();
+  const double busy_cores = (busy1 - busy0) / (total1 - total0) * host_cores;
+  const int idle = static_cast<int>(std::lround(host_cores - busy_cores));
+  return std::clamp(idle, 1, cores);
+}
+
 int default_thread_count() {
-  const auto cores = std::thread::hardware_concurrency();
-  return cores > 0 ? static_cast<int>(cores) : 1;
+  // Sized once per process: a process that competes for the cores from the
+  // start gets fewer threads (LibTorch's OpenMP threads spin while they wait
+  // for each other, and collapse when another process holds their core).
+  static const int count = idle_cores(std::chrono::milliseconds(100));
+  return count;
 }
 
 namespace {

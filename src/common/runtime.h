@@ -2,6 +2,7 @@
 
 #include <torch/types.h>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -15,7 +16,13 @@ namespace mnv2 {
 /// default was 1 here). `threads` <= 0 means all available cores.
 void configure_runtime(int threads);
 
-/// The number of threads `configure_runtime(0)` picks.
+/// The cores this process may use: its CPU affinity, capped by its cgroup's
+/// CPU quota.
+int usable_cores();
+/// Of those, the ones other processes left idle over `sample` (at least 1).
+int idle_cores(std::chrono::milliseconds sample);
+/// The number of threads `configure_runtime(0)` picks (and loader workers
+/// by default): the usable cores that are idle at start-up.
 int default_thread_count();
 
 /// Whether this CPU computes bf16 (fp16) natively: AVX-512 BF16 or AMX

@@ -23,7 +23,7 @@ def main():
     args = parser.parse_args()
     os.environ.update(MPI_ENV)
     bench = BUILD / "bench" / "mnv2-bench"
-    common = ["ddp-step", "--size", args.size, "--steps", args.steps]
+    common = ["train-step", "--channels-last", "--size", args.size, "--steps", args.steps]
     one = run_json([bench, *common, "--threads", 2, "--batch", 2 * args.batch])
     one_small = run_json([bench, *common, "--threads", 2, "--batch", args.batch])
     two = run_json(["mpirun", "-np", 2, "--bind-to", "core", bench, *common,

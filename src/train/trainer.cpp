@@ -93,24 +93,6 @@ int64_t Training::optimizer_steps_per_epoch() const {
   return (batches + c_.accumulate_steps - 1) / c_.accumulate_steps;
 }
 
-void Training::sum_across_ranks(std::vector<torch::Tensor>& tensors) {
-  if (distributed_) {
-    distributed_->all_reduce(tensors);
-  }
-}
-
-int Training::agreed_stop_signal() {
-  if (!distributed_) {
-    return stop_signal();
-  }
-  // The largest signal number any rank saw: SIGTERM (15) over SIGINT (2).
-  std::vector<torch::Tensor> flag = {
-      torch::full({1}, stop_signal(), torch::TensorOptions().dtype(torch::kInt))
-          .to(device_)};
-  distributed_->all_reduce(flag, c10d::ReduceOp::MAX);
-  return flag[0].item<int>();
-}
-
 void Training::setup() {
   device_ = resolve_device(c_.device);
   if (launch_.distributed()) {
@@ -392,32 +374,7 @@ Outcome Training::run() {
     if (writer()) {
       record_epoch(metrics, *metrics_log, *board);
     }
-    log::info(log::cat(
-        "epoch ",
-        metrics.epoch,
-        "/",
-        c_.epochs,
-        ": train loss ",
-        fixed(metrics.train_loss, 4),
-        ", val loss ",
-        fixed(metrics.val_loss, 4),
-        ", top-1 ",
-        fixed(metrics.val_top1, 2),
-        "%, top-5 ",
-        fixed(metrics.val_top5, 2),
-        "%",
-        metrics.ema_val_top1
-            ? ", EMA top-1 " + fixed(*metrics.ema_val_top1, 2) + "%"
-            : std::string(),
-        ", ",
-        fixed(metrics.train_images_per_second, 1),
-        " img/s, ",
-        fixed(metrics.epoch_seconds, 1),
-        " s",
-        metrics.skipped_images
-            ? log::cat(
-                  ", ", metrics.skipped_images, " unreadable images skipped")
-            : std::string()));
+    log::info(epoch_summary(metrics));
     if (const int signal = agreed_stop_signal()) {
       return outcome_of_signal(signal);
     }

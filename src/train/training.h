@@ -38,6 +38,8 @@ class Training {
   // Returns the signal that stopped the epoch, or 0.
   int train_epoch(int64_t epoch, EpochMetrics& metrics);
   void validate(EpochMetrics& metrics);
+  /// The epoch's log line: losses, accuracy, throughput.
+  std::string epoch_summary(const EpochMetrics& metrics) const;
   TrainingError non_finite_loss(double loss, int64_t epoch) const;
   // Distributed runs: rank 0 writes every file and prints progress.
   bool writer() const {

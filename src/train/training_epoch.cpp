@@ -26,6 +26,34 @@ std::string fixed(double value, int digits) {
   return out.str();
 }
 
+std::string Training::epoch_summary(const EpochMetrics& metrics) const {
+  return log::cat(
+      "epoch ",
+      metrics.epoch,
+      "/",
+      c_.epochs,
+      ": train loss ",
+      fixed(metrics.train_loss, 4),
+      ", val loss ",
+      fixed(metrics.val_loss, 4),
+      ", top-1 ",
+      fixed(metrics.val_top1, 2),
+      "%, top-5 ",
+      fixed(metrics.val_top5, 2),
+      "%",
+      metrics.ema_val_top1
+          ? ", EMA top-1 " + fixed(*metrics.ema_val_top1, 2) + "%"
+          : std::string(),
+      ", ",
+      fixed(metrics.train_images_per_second, 1),
+      " img/s, ",
+      fixed(metrics.epoch_seconds, 1),
+      " s",
+      metrics.skipped_images
+          ? log::cat(", ", metrics.skipped_images, " unreadable images skipped")
+          : std::string());
+}
+
 int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
   model_->train();
   train_loader_->start_epoch(epoch, progress_.batch_in_epoch);
@@ -152,33 +180,6 @@ TrainingError Training::non_finite_loss(double loss, int64_t epoch) const {
       saved ? "the last good checkpoint " + run_folder_.checkpoint + " is kept"
             : "no checkpoint was written yet",
       " (try a lower --lr)"));
-}
-
-double Training::mean_loss(const torch::Tensor& loss_sum, int64_t batches) {
-  // Every rank's batches: all ranks log, and stop on, the same figure.
-  std::vector<torch::Tensor> sum = {loss_sum.to(torch::kDouble).reshape({1})};
-  sum_across_ranks(sum);
-  return sum[0].item<double>() / static_cast<double>(batches * world_size());
-}
-
-EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
-  EvalOptions options;
-  options.device = device_;
-  options.channels_last = c_.channels_last;
-  options.amp_dtype = amp_dtype_;
-  model->eval();
-  if (distributed_) {
-    // Rank 0's BatchNorm statistics everywhere: one model is evaluated.
-    std::vector<torch::Tensor> buffers = model->buffers();
-    distributed_->broadcast(buffers, 0);
-  }
-  const auto classes = static_cast<int64_t>(info_.class_names.size());
-  return evaluate_across_ranks(
-      [&](const torch::Tensor& x) { return model->forward(x); },
-      *val_loader_,
-      classes,
-      options,
-      distributed_.get());
 }
 
 void Training::validate(EpochMetrics& metrics) {

@@ -1,0 +1,56 @@
+// What a training run does across the ranks of a distributed run (each
+// helper is a no-op or a local computation in one process).
+#include "common/stop_signal.h"
+#include "train/distributed_eval.h"
+#include "train/training.h"
+
+#include <torch/torch.h>
+
+namespace mnv2 {
+
+void Training::sum_across_ranks(std::vector<torch::Tensor>& tensors) {
+  if (distributed_) {
+    distributed_->all_reduce(tensors);
+  }
+}
+
+int Training::agreed_stop_signal() {
+  if (!distributed_) {
+    return stop_signal();
+  }
+  // The largest signal number any rank saw: SIGTERM (15) over SIGINT (2).
+  std::vector<torch::Tensor> flag = {
+      torch::full({1}, stop_signal(), torch::TensorOptions().dtype(torch::kInt))
+          .to(device_)};
+  distributed_->all_reduce(flag, c10d::ReduceOp::MAX);
+  return flag[0].item<int>();
+}
+
+double Training::mean_loss(const torch::Tensor& loss_sum, int64_t batches) {
+  // Every rank's batches: all ranks log, and stop on, the same figure.
+  std::vector<torch::Tensor> sum = {loss_sum.to(torch::kDouble).reshape({1})};
+  sum_across_ranks(sum);
+  return sum[0].item<double>() / static_cast<double>(batches * world_size());
+}
+
+EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
+  EvalOptions options;
+  options.device = device_;
+  options.channels_last = c_.channels_last;
+  options.amp_dtype = amp_dtype_;
+  model->eval();
+  if (distributed_) {
+    // Rank 0's BatchNorm statistics everywhere: one model is evaluated.
+    std::vector<torch::Tensor> buffers = model->buffers();
+    distributed_->broadcast(buffers, 0);
+  }
+  const auto classes = static_cast<int64_t>(info_.class_names.size());
+  return evaluate_across_ranks(
+      [&](const torch::Tensor& x) { return model->forward(x); },
+      *val_loader_,
+      classes,
+      options,
+      distributed_.get());
+}
+
+}  // namespace mnv2

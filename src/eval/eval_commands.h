@@ -17,6 +17,9 @@ struct EvalCommand {
   std::string device = "auto";
   std::string amp_dtype;      ///< "", "bf16" or "fp16"
   bool channels_last = true;  ///< NHWC memory (faster on CPU)
+  /// fused: fp32 on CPU through the folded, oneDNN-fused network; eager:
+  /// the MobileNetV2 module as trained.
+  std::string engine = "fused";
   int threads = 0;
   int workers = 0;
   int64_t batch_size = 64;

@@ -65,6 +65,12 @@ const FlagTable<EvalCommand>& eval_flags() {
        "ema",
        FlagKind::kSwitch,
        /*switch_value=*/false},
+      {"engine",
+       "",
+       "fused (fp32 on CPU: BatchNorm folded, oneDNN-fused TorchScript, about "
+       "2x faster) or eager",
+       &C::engine,
+       "engine"},
       {"allow-non-finite",
        "",
        "load weights that hold NaN/inf values (debugging)",
@@ -109,6 +115,8 @@ std::vector<std::string> EvalCommand::problems() const {
          "100000");
   p.need(threads <= 1024 && workers <= 1024,
          "--threads and --workers must be at most 1024");
+  p.need(engine == "fused" || engine == "eager",
+         "--engine must be fused or eager, got '" + engine + "'");
   const int modes = static_cast<int>(!data.empty()) +
                     static_cast<int>(!images.empty()) +
                     static_cast<int>(benchmark);

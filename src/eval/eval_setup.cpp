@@ -36,6 +36,9 @@ Prepared prepare(const EvalCommand& c) {
   if (c.channels_last) {
     p.model.to_channels_last();
   }
+  if (c.engine == "fused" && p.device.is_cpu()) {
+    p.model.use_fused_engine();
+  }
   p.class_names = p.model.info().class_names;
   if (!c.labels.empty()) {
     p.class_names = read_class_names(c.labels);

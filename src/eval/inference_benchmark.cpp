@@ -23,7 +23,8 @@ constexpr int kWarmup = 5;
 struct Case {
   std::string dtype;
   bool channels_last;
-  bool emulated = false;  ///< a 16-bit type this CPU lacks natively
+  bool emulated = false;         ///< a 16-bit type this CPU lacks natively
+  std::string engine = "eager";  ///< or fused
   double p50_ms = 0;
   double p90_ms = 0;
   double p99_ms = 0;
@@ -60,6 +61,7 @@ Case measure(Prepared& p,
              bool channels_last) {
   Case out{dtype, channels_last};
   const auto amp = amp_dtype_of(dtype, p.device);
+  out.engine = p.model.fused() && !amp ? "fused" : "eager";
   out.emulated = amp && p.device.is_cpu() &&
                  !(*amp == torch::kBFloat16 ? cpu_has_native_bf16()
                                             : cpu_has_native_fp16());
@@ -117,20 +119,23 @@ Outcome run_benchmark(const EvalCommand& c) {
   std::cout << "MobileNetV2 (" << p.model.kind() << ") on " << p.device.str()
             << ", " << at::get_num_threads() << " threads, " << c.img_size
             << "x" << c.img_size << ", " << c.iterations << " iterations\n"
-            << std::left << std::setw(7) << "dtype" << std::setw(15) << "memory"
-            << std::right << std::setw(10) << "b1 p50 ms" << std::setw(10)
-            << "p90 ms" << std::setw(10) << "p99 ms" << std::setw(16)
+            << std::left << std::setw(7) << "dtype" << std::setw(7) << "engine"
+            << std::setw(15) << "memory" << std::right << std::setw(10)
+            << "b1 p50 ms" << std::setw(10) << "p90 ms" << std::setw(10)
+            << "p99 ms" << std::setw(16)
             << ("b" + std::to_string(c.batch_size) + " img/s") << "\n";
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& r : cases) {
     std::cout << std::left << std::setw(7)
-              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(15)
+              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(7) << r.engine
+              << std::setw(15)
               << (r.channels_last ? "channels_last" : "contiguous")
               << std::right << std::fixed << std::setprecision(2)
               << std::setw(10) << r.p50_ms << std::setw(10) << r.p90_ms
               << std::setw(10) << r.p99_ms << std::setw(16)
               << std::setprecision(1) << r.images_per_second << "\n";
     rows.push_back({{"dtype", r.dtype},
+                    {"engine", r.engine},
                     {"emulated", r.emulated},
                     {"channels_last", r.channels_last},
                     {"batch1_p50_ms", r.p50_ms},

@@ -1,6 +1,9 @@
 #include "eval/inference_model.h"
 
 #include "common/memory_format.h"
+#include "eval/scripted_network.h"
+
+#include <ATen/autocast_mode.h>
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
@@ -63,10 +66,28 @@ InferenceModel InferenceModel::load(const std::string& path,
 }
 
 torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
+  if (fused_ && images.device().is_cpu() &&
+      !at::autocast::is_autocast_enabled(c10::DeviceType::CPU) &&
+      unfused_shapes_.count(images.sizes().vec()) == 0) {
+    try {
+      return fused_->forward({images}).toTensor();
+    } catch (const std::exception&) {
+      // oneDNN Graph rejects some small shapes (seen with 16-32 px inputs):
+      // those run eagerly, with the same result.
+      unfused_shapes_.insert(images.sizes().vec());
+    }
+  }
   if (script_) {
     return script_->forward({images}).toTensor();
   }
   return eager_->forward(images);
+}
+
+void InferenceModel::use_fused_engine() {
+  if (eager_ && !fused_) {
+    fused_ = std::make_shared<torch::jit::Module>(
+        fused_network(fold_batchnorm(eager_)));
+  }
 }
 
 void InferenceModel::to_channels_last() {

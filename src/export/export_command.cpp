@@ -3,8 +3,8 @@
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/runtime.h"
+#include "eval/folded_network.h"
 #include "eval/inference_model.h"
-#include "export/folded_network.h"
 #include "export/onnx_writer.h"
 #include "export/torchscript_export.h"
 

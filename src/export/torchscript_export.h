@@ -1,6 +1,6 @@
 #pragma once
 
-#include "export/folded_network.h"
+#include "eval/folded_network.h"
 
 #include <string>
 
@@ -21,8 +21,5 @@ void write_torchscript(const FoldedNetwork& network,
                        const std::string& metadata_json,
                        const std::string& path,
                        const TorchScriptOptions& options);
-
-/// The forward method's TorchScript source for `network`.
-std::string torchscript_source(const FoldedNetwork& network);
 
 }  // namespace mnv2

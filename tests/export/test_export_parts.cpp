@@ -4,8 +4,8 @@
 // mnv2-export refuses before loading anything.
 #include "test_support.h"
 
+#include "eval/folded_network.h"
 #include "export/export_command.h"
-#include "export/folded_network.h"
 
 #include <catch2/catch.hpp>
 

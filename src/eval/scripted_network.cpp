@@ -1,0 +1,68 @@
+#include "eval/scripted_network.h"
+
+#include <torch/csrc/jit/codegen/onednn/interface.h>
+#include <torch/csrc/jit/passes/freeze_module.h>
+#include <torch/script.h>
+
+#include <sstream>
+
+namespace mnv2 {
+
+namespace {
+std::string name_of(size_t block, size_t conv, const char* what) {
+  return "b" + std::to_string(block) + "_c" + std::to_string(conv) + "_" + what;
+}
+}  // namespace
+
+std::string torchscript_source(const FoldedNetwork& network) {
+  std::ostringstream code;
+  code << "def forward(self, x):\n";
+  for (size_t b = 0; b < network.blocks.size(); ++b) {
+    const auto& block = network.blocks[b];
+    const char* current = "x";  // the block's input, then its running value
+    for (size_t c = 0; c < block.convs.size(); ++c) {
+      const auto& conv = block.convs[c];
+      std::ostringstream call;
+      call << "torch.conv2d(" << current << ", self." << name_of(b, c, "w")
+           << ", self." << name_of(b, c, "b") << ", [" << conv.stride << ", "
+           << conv.stride << "], [" << conv.padding << ", " << conv.padding
+           << "], [1, 1], " << conv.groups << ")";
+      const std::string value =
+          conv.relu6 ? "torch.clamp(" + call.str() + ", 0.0, 6.0)" : call.str();
+      code << "    y = " << value << "\n";
+      current = "y";
+    }
+    code << (block.residual ? "    x = x + y\n" : "    x = y\n");
+  }
+  code << "    x = torch.mean(x, [2, 3])\n"
+       << "    return torch.linear(x, self.fc_w, self.fc_b)\n";
+  return code.str();
+}
+
+torch::jit::Module scripted_network(const FoldedNetwork& network) {
+  torch::jit::Module module("__torch__.mnv2.MobileNetV2Folded");
+  for (size_t b = 0; b < network.blocks.size(); ++b) {
+    for (size_t c = 0; c < network.blocks[b].convs.size(); ++c) {
+      const auto& conv = network.blocks[b].convs[c];
+      module.register_parameter(name_of(b, c, "w"), conv.weight, false);
+      module.register_parameter(name_of(b, c, "b"), conv.bias, false);
+    }
+  }
+  module.register_parameter("fc_w", network.fc_weight, false);
+  module.register_parameter("fc_b", network.fc_bias, false);
+  // A module built in C++ has no `training` attribute; eval(), freezing and
+  // Python's tooling expect one.
+  module.register_attribute("training", c10::BoolType::get(), false);
+  module.define(torchscript_source(network));
+  module.eval();
+  return module;
+}
+
+torch::jit::Module fused_network(const FoldedNetwork& network) {
+  // oneDNN Graph fuses each convolution with its bias, clamp and residual
+  // add on frozen graphs; it is a process-wide switch of the JIT.
+  torch::jit::RegisterLlgaFuseGraph::setEnabled(true);
+  return torch::jit::freeze(scripted_network(network));
+}
+
+}  // namespace mnv2

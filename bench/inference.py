@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torchvision
 
-from common import BUILD, print_table, run_json, write_json
+from common import BUILD, host_label, print_table, run_json, write_json
 
 
 def timed(fn, x, iterations):
@@ -34,10 +34,11 @@ def measure_python(fn, batch, iterations):
     return 1000 * statistics.median(b1), batch * len(bn) / sum(bn)
 
 
-def ours(weights, batch, iterations, threads, json_path, channels_last):
+def ours(weights, batch, iterations, threads, json_path, channels_last, engine="fused"):
     run_json_args = [BUILD / "apps" / "mnv2-eval", "--weights", weights, "--benchmark",
                      "--batch-size", batch, "--img-size", 224, "--iterations", iterations,
-                     "--threads", threads, "--amp-dtype", "fp32", "--json", json_path]
+                     "--threads", threads, "--amp-dtype", "fp32", "--json", json_path,
+                     "--engine", engine]
     import subprocess
     subprocess.run([str(a) for a in run_json_args], check=True, capture_output=True)
     import json
@@ -66,10 +67,12 @@ def main():
                         fmt, "--output", str(work / name), *extra], check=True, capture_output=True)
 
     results = {}
-    results["ours eager"] = ours(weights, args.batch, args.iterations, args.threads,
-                                 work / "eager.json", False)
+    results["ours fused"] = ours(weights, args.batch, args.iterations, args.threads,
+                                 work / "fused.json", False)
+    results["ours fused, channels_last input"] = ours(weights, args.batch, args.iterations,
+                                                      args.threads, work / "fused.json", True)
     results["ours eager channels_last"] = ours(weights, args.batch, args.iterations, args.threads,
-                                               work / "eager.json", True)
+                                               work / "eager.json", True, "eager")
     results["ours TorchScript (frozen)"] = ours(work / "model_frozen.pt", args.batch,
                                                 args.iterations, args.threads,
                                                 work / "script.json", False)
@@ -98,7 +101,8 @@ def main():
     print_table(f"MobileNetV2 1.0 inference at 224, fp32, {args.threads} threads "
                 f"(torch {torch.__version__})",
                 ["", "b1 p50 ms", "vs torchvision", f"b{args.batch} img/s", "vs torchvision"], rows)
-    write_json(args.out, {"threads": args.threads, "results": data})
+    print("host:", host_label())
+    write_json(args.out, {"threads": args.threads, "host": host_label(), "results": data})
 
 
 if __name__ == "__main__":

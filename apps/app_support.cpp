@@ -28,10 +28,7 @@ int run_program(const char* program, const std::function<int()>& body) {
   } catch (const cxxopts::exceptions::exception& e) {
     report(std::string(e.what()) + " (see --help)");
     return 2;
-  } catch (const UsageError& e) {
-    report(std::string(e.what()) + " (see --help)");
-    return 2;
-  } catch (const ConfigError& e) {
+  } catch (const ConfigError& e) {  // UsageError included
     report(std::string(e.what()) + " (see --help)");
     return 2;
   } catch (const c10::Error& e) {

@@ -21,10 +21,10 @@
 namespace mnv2 {
 
 /// A bad flag or flag value, found where the command line is interpreted:
-/// the program exits with status 2.
-class UsageError : public std::runtime_error {
+/// a setting that cannot be honoured, like the engine's ConfigError (exit 2).
+class UsageError : public ConfigError {
  public:
-  using std::runtime_error::runtime_error;
+  using ConfigError::ConfigError;
 };
 
 /// Runs a program's body and turns every error into one line on stderr and

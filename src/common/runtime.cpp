@@ -13,6 +13,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <stdexcept>
@@ -80,8 +81,6 @@ std::pair<double, double> cpu_jiffies() {
   return {busy, total};
 }
 
-}  // namespace
-
 int usable_cores() {
   int cores = static_cast<int>(std::thread::hardware_concurrency());
   cpu_set_t set;
@@ -108,6 +107,8 @@ int idle_cores(std::chrono::milliseconds sample) {
   const int idle = static_cast<int>(std::lround(host_cores - busy_cores));
   return std::clamp(idle, 1, cores);
 }
+
+}  // namespace
 
 int default_thread_count() {
   // Sized once per process: a process that competes for the cores from the

@@ -2,7 +2,6 @@
 
 #include <torch/types.h>
 
-#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -16,13 +15,9 @@ namespace mnv2 {
 /// default was 1 here). `threads` <= 0 means all available cores.
 void configure_runtime(int threads);
 
-/// The cores this process may use: its CPU affinity, capped by its cgroup's
-/// CPU quota.
-int usable_cores();
-/// Of those, the ones other processes left idle over `sample` (at least 1).
-int idle_cores(std::chrono::milliseconds sample);
 /// The number of threads `configure_runtime(0)` picks (and loader workers
-/// by default): the usable cores that are idle at start-up.
+/// by default): of the cores this process may use (CPU affinity capped by
+/// the cgroup's CPU quota), those other processes leave idle at start-up.
 int default_thread_count();
 
 /// Whether this CPU computes bf16 (fp16) natively: AVX-512 BF16 or AMX

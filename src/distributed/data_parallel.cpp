@@ -13,9 +13,6 @@ namespace mnv2 {
 
 namespace {
 
-// DDP broadcasts buffers in chunks of this size (Python's 250 MiB default).
-constexpr size_t kBroadcastBucketBytes = 250u << 20;
-
 /// DDP's bf16_compress_hook: the bucket travels as bf16 (half the bytes),
 /// divided by the world size first, and comes back in its own dtype.
 class Bf16CompressHook : public c10d::CppCommHookInterface<
@@ -65,10 +62,7 @@ DataParallel::DataParallel(torch::nn::Module& module,
     state.push_back(p.detach());
   }
   state.insert(state.end(), buffers_.begin(), buffers_.end());
-  {
-    torch::NoGradGuard no_grad;
-    c10d::broadcast_coalesced(group, state, kBroadcastBucketBytes, 0);
-  }
+  distributed_.broadcast_from_rank0(state);
   c10d::verify_params_across_processes(group, parameters_, std::nullopt);
 
   const auto first_cap =
@@ -81,7 +75,6 @@ DataParallel::DataParallel(torch::nn::Module& module,
   // Gradients come in roughly the reverse order of the forward pass.
   std::reverse(buckets.begin(), buckets.end());
   std::vector<int64_t> limit_list(limits.rbegin(), limits.rend());
-  bucket_count_ = buckets.size();
   reducer_ = std::make_unique<c10d::Reducer>(
       parameters_,
       std::move(buckets),
@@ -124,12 +117,9 @@ void DataParallel::after_forward(bool sync) {
 }
 
 void DataParallel::sync_buffers() {
-  if (buffers_.empty()) {
-    return;
+  if (!buffers_.empty()) {
+    distributed_.broadcast_from_rank0(buffers_);
   }
-  torch::NoGradGuard no_grad;
-  c10d::broadcast_coalesced(
-      distributed_.group(), buffers_, kBroadcastBucketBytes, 0);
 }
 
 }  // namespace mnv2

@@ -41,19 +41,15 @@ class DataParallel {
   /// `sync`: the coming backward reduces the gradients; false lets them
   /// accumulate locally (DDP's no_sync), e.g. between accumulation steps.
   void after_forward(bool sync);
-  /// Rank 0's buffers everywhere (before an evaluation).
-  void sync_buffers();
-
-  size_t bucket_count() const {
-    return bucket_count_;
-  }
 
  private:
+  /// Rank 0's buffers everywhere (DDP's broadcast_buffers).
+  void sync_buffers();
+
   Distributed& distributed_;
   std::vector<torch::Tensor> parameters_;
   std::vector<torch::Tensor> buffers_;
   std::unique_ptr<c10d::Reducer> reducer_;
-  size_t bucket_count_ = 0;
 };
 
 }  // namespace mnv2

@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
 
 #include <cstdlib>
 
@@ -115,18 +116,15 @@ void Distributed::all_reduce(std::vector<torch::Tensor>& tensors,
   group_->allreduce(tensors, options)->wait();
 }
 
-void Distributed::broadcast(std::vector<torch::Tensor>& tensors, int root) {
-  c10d::BroadcastOptions options;
-  options.rootRank = root;
-  group_->broadcast(tensors, options)->wait();
+void Distributed::broadcast_from_rank0(std::vector<torch::Tensor>& tensors) {
+  // Python's DDP broadcasts in chunks of 250 MiB.
+  constexpr size_t kChunkBytes = 250u << 20;
+  torch::NoGradGuard no_grad;
+  c10d::broadcast_coalesced(group_, tensors, kChunkBytes, 0);
 }
 
 double Distributed::seconds_in_collectives() const {
   return backend_ == "mpi" ? mpi_collective_seconds() : 0.0;
-}
-
-void Distributed::barrier() {
-  group_->barrier()->wait();
 }
 
 }  // namespace mnv2

@@ -53,8 +53,9 @@ class Distributed {
   /// In place across ranks.
   void all_reduce(std::vector<torch::Tensor>& tensors,
                   c10d::ReduceOp op = c10d::ReduceOp::SUM);
-  void broadcast(std::vector<torch::Tensor>& tensors, int root = 0);
-  void barrier();
+  /// Rank 0's values everywhere, in place (flattened into large messages,
+  /// as DDP broadcasts parameters and buffers).
+  void broadcast_from_rank0(std::vector<torch::Tensor>& tensors);
   /// Seconds spent inside collectives so far (MPI; 0 where unknown: NCCL
   /// works asynchronously on its own stream).
   double seconds_in_collectives() const;

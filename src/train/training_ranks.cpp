@@ -42,7 +42,7 @@ EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
   if (distributed_) {
     // Rank 0's BatchNorm statistics everywhere: one model is evaluated.
     std::vector<torch::Tensor> buffers = model->buffers();
-    distributed_->broadcast(buffers, 0);
+    distributed_->broadcast_from_rank0(buffers);
   }
   const auto classes = static_cast<int64_t>(info_.class_names.size());
   return evaluate_across_ranks(

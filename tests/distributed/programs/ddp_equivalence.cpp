@@ -8,6 +8,7 @@
 #include "distributed/data_parallel.h"
 #include "distributed/launch.h"
 #include "distributed/process_group.h"
+#include "two_ranks.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 
@@ -61,12 +62,7 @@ torch::Tensor flat_parameters(mnv2::MobileNetV2& model) {
 
 int main(int argc, char** argv) {
   const std::string hook = argc > 1 ? argv[1] : "none";
-  at::set_num_threads(1);
-  const auto launch = mnv2::detect_launch();
-  if (launch.world_size != 2) {
-    std::fprintf(stderr, "run me under mpirun -np 2\n");
-    return 2;
-  }
+  const auto launch = mnv2::test::two_rank_launch();
   mnv2::Distributed dist(launch, torch::kCPU, {});
   auto model = make_model();
   model->train();
@@ -96,7 +92,7 @@ int main(int argc, char** argv) {
   auto mine = flat_parameters(model);
   auto from_rank0 = mine.clone();
   std::vector<torch::Tensor> message = {from_rank0};
-  dist.broadcast(message, 0);
+  dist.broadcast_from_rank0(message);
   const bool ranks_equal = torch::equal(mine, from_rank0);
 
   int failures = 0;

@@ -8,6 +8,7 @@
 #include "distributed/launch.h"
 #include "distributed/process_group.h"
 #include "train/distributed_eval.h"
+#include "two_ranks.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 
@@ -20,12 +21,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: mpirun -np 2 %s VAL_FOLDER\n", argv[0]);
     return 2;
   }
-  at::set_num_threads(1);
-  const auto launch = mnv2::detect_launch();
-  if (launch.world_size != 2) {
-    std::fprintf(stderr, "run me under mpirun -np 2\n");
-    return 2;
-  }
+  const auto launch = mnv2::test::two_rank_launch();
   mnv2::Distributed dist(launch, torch::kCPU, {});
   const auto dataset = mnv2::open_dataset(argv[1]);
   const auto classes = static_cast<int64_t>(dataset.class_names.size());

@@ -1,15 +1,21 @@
 #include <mobilenetv2/conv_bn_activation.h>
 
+#include <torch/nn/functional/padding.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
+
+#include <algorithm>
+#include <stdexcept>
 
 namespace mnv2 {
 
 ConvBNActivationImpl::ConvBNActivationImpl(
     const ConvBNActivationOptions& options_)
     : options(options_) {
-  const int64_t padding = (options.kernel_size() - 1) / 2;
+  pads_input_ =
+      options.padding() == Padding::kTfSame && options.stride() > 1;
+  const int64_t padding = pads_input_ ? 0 : (options.kernel_size() - 1) / 2;
   push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(),
                                                        options.out_channels(),
                                                        options.kernel_size())
@@ -24,6 +30,40 @@ ConvBNActivationImpl::ConvBNActivationImpl(
   if (options.activation()) {
     push_back(torch::nn::ReLU6(torch::nn::ReLU6Options().inplace(true)));
   }
+}
+
+torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
+  if (pads_input_) {
+    const auto k = options.kernel_size();
+    const auto s = options.stride();
+    const auto rows = tf_same_padding(x.size(-2), k, s);
+    const auto cols = tf_same_padding(x.size(-1), k, s);
+    x = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
+  }
+  return SequentialImpl::forward(std::move(x));
+}
+
+std::string padding_name(Padding padding) {
+  return padding == Padding::kTfSame ? "tf_same" : "torch";
+}
+
+Padding padding_from_name(const std::string& name) {
+  if (name == "torch") {
+    return Padding::kTorch;
+  }
+  if (name == "tf_same") {
+    return Padding::kTfSame;
+  }
+  throw std::invalid_argument("padding must be torch or tf_same, got '" +
+                              name + "'");
+}
+
+std::array<int64_t, 2> tf_same_padding(int64_t size,
+                                       int64_t kernel,
+                                       int64_t stride) {
+  const int64_t out = (size + stride - 1) / stride;
+  const int64_t total = std::max<int64_t>((out - 1) * stride + kernel - size, 0);
+  return {total / 2, total - total / 2};
 }
 
 }  // namespace mnv2

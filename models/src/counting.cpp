@@ -23,12 +23,17 @@ int64_t count_multiply_adds(const torch::nn::Module& module,
     if (const auto* conv = child->as<torch::nn::Conv2d>()) {
       const auto& o = conv->options;
       const auto& padding = std::get<torch::ExpandingArray<2>>(o.padding());
-      height = (height + 2 * (*padding)[0] - (*o.kernel_size())[0]) /
-                   (*o.stride())[0] +
-               1;
-      width = (width + 2 * (*padding)[1] - (*o.kernel_size())[1]) /
-                  (*o.stride())[1] +
-              1;
+      const auto output_size = [&](int64_t size, size_t d) {
+        const auto kernel = (*o.kernel_size())[d];
+        const auto stride = (*o.stride())[d];
+        if ((*padding)[d] == 0 && kernel > 1) {
+          // Unpadded k > 1: a TF "SAME" unit pads its input itself.
+          return (size + stride - 1) / stride;
+        }
+        return (size + 2 * (*padding)[d] - kernel) / stride + 1;
+      };
+      height = output_size(height, 0);
+      width = output_size(width, 1);
       total += height * width * o.out_channels() *
                (o.in_channels() / o.groups()) * (*o.kernel_size())[0] *
                (*o.kernel_size())[1];

@@ -34,6 +34,7 @@ InvertedResidualImpl::InvertedResidualImpl(
   conv->push_back(ConvBNActivation(ConvBNActivationOptions(hidden, hidden)
                                        .stride(options.stride())
                                        .groups(hidden)
+                                       .padding(options.padding())
                                        .bn_eps(options.bn_eps())
                                        .bn_momentum(options.bn_momentum())));
   conv->push_back(torch::nn::Conv2d(

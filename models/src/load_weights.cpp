@@ -68,23 +68,34 @@ std::string LoadReport::summary() const {
 MobileNetV2Options infer_options(const StateDict& state,
                                  const std::string& origin) {
   const auto& stem = require(state, "features.0.0.weight", origin);
-  const auto& head = require(state, "classifier.1.weight", origin);
-  if (stem.dim() != 4 || head.dim() != 2) {
-    throw WeightsError("'" + origin +
-                       "' has unexpected stem or classifier shapes");
+  const bool with_head = has_classifier(state);
+  if (stem.dim() != 4) {
+    throw WeightsError("'" + origin + "' has an unexpected stem shape");
   }
   const int64_t stem_channels = stem.size(0);
-  const int64_t last_channel = head.size(1);
+  int64_t classes = MobileNetV2Options().num_classes();
+  int64_t last_channel = -1;
+  if (with_head) {
+    const auto& head = state.find("classifier.1.weight");
+    if (head->dim() != 2) {
+      throw WeightsError("'" + origin + "' has an unexpected classifier shape");
+    }
+    classes = head->size(0);
+    last_channel = head->size(1);
+  }
   for (double width : candidate_widths()) {
     if (make_divisible(32 * width, 8) != stem_channels ||
-        make_divisible(1280 * std::max(1.0, width), 8) != last_channel) {
+        (with_head && make_divisible(1280 * std::max(1.0, width), 8) !=
+                          last_channel)) {
       continue;
     }
-    auto options =
-        MobileNetV2Options().num_classes(head.size(0)).width_mult(width);
+    auto options = MobileNetV2Options().num_classes(classes).width_mult(width);
     MobileNetV2 candidate(options);
     bool all_match = true;
     for (const auto& item : state_dict_of(*candidate)) {
+      if (!with_head && item.key().rfind("classifier.", 0) == 0) {
+        continue;
+      }
       const auto* found = state.find(item.key());
       if (found == nullptr || found->sizes() != item.value().sizes()) {
         all_match = false;
@@ -97,8 +108,7 @@ MobileNetV2Options infer_options(const StateDict& state,
   }
   throw WeightsError("'" + origin +
                      "': no MobileNetV2 width reproduces its shapes (stem " +
-                     std::to_string(stem_channels) + " channels, last " +
-                     std::to_string(last_channel) + ")");
+                     std::to_string(stem_channels) + " channels)");
 }
 
 LoadReport load_weights(torch::nn::Module& module,

@@ -42,6 +42,7 @@ MobileNetV2Impl::MobileNetV2Impl(MobileNetV2Options options_)
   features->push_back(
       ConvBNActivation(ConvBNActivationOptions(3, channels)
                            .stride(2)
+                           .padding(options.padding())
                            .bn_eps(options.bn_eps())
                            .bn_momentum(options.bn_momentum())));
   layer_strides_.push_back(2);
@@ -53,6 +54,7 @@ MobileNetV2Impl::MobileNetV2Impl(MobileNetV2Options options_)
       const int64_t stride = i == 0 ? stage.stride : 1;
       features->push_back(InvertedResidual(
           InvertedResidualOptions(channels, out, stride, stage.expand_ratio)
+              .padding(options.padding())
               .bn_eps(options.bn_eps())
               .bn_momentum(options.bn_momentum())));
       layer_strides_.push_back(stride);
@@ -185,7 +187,14 @@ void MobileNetV2Impl::pretty_print(std::ostream& stream) const {
   stream << "mnv2::MobileNetV2(num_classes=" << options.num_classes()
          << ", width_mult=" << options.width_mult()
          << ", last_channel=" << last_channel_
-         << ", dropout=" << options.dropout() << ")";
+         << ", dropout=" << options.dropout();
+  if (options.padding() != Padding::kTorch) {
+    stream << ", padding=" << padding_name(options.padding());
+  }
+  if (options.bn_eps() != 1e-5) {
+    stream << ", bn_eps=" << options.bn_eps();
+  }
+  stream << ")";
 }
 
 }  // namespace mnv2

@@ -28,6 +28,15 @@ c10::IValue info_to_ivalue(const ModelInfo& info) {
   dict.insert("img_size", info.img_size);
   dict.insert("val_resize", info.val_resize);
   dict.insert("val_crop", info.val_crop);
+  dict.insert("padding", padding_name(info.options.padding()));
+  dict.insert("resize", resize_policy_name(info.resize));
+  dict.insert("bn_eps", info.options.bn_eps());
+  dict.insert("mean", c10::List<double>(std::vector<double>(
+                          info.normalization.mean.begin(),
+                          info.normalization.mean.end())));
+  dict.insert("std", c10::List<double>(std::vector<double>(
+                         info.normalization.stddev.begin(),
+                         info.normalization.stddev.end())));
   c10::List<std::string> names;
   for (const auto& name : info.class_names) {
     names.push_back(name);
@@ -60,6 +69,33 @@ ModelInfo info_from_ivalue(const c10::impl::GenericDict& dict,
     for (const auto& name : info_field(dict, "class_names", path).toList()) {
       info.class_names.push_back(name.get().toStringRef());
     }
+    // Fields added later: a checkpoint without them has the defaults.
+    if (dict.contains("padding")) {
+      info.options.padding(
+          padding_from_name(dict.at("padding").toStringRef()));
+    }
+    if (dict.contains("resize")) {
+      info.resize = resize_policy_from_name(dict.at("resize").toStringRef());
+    }
+    if (dict.contains("bn_eps")) {
+      info.options.bn_eps(dict.at("bn_eps").toDouble());
+    }
+    for (const auto& [key, target] :
+         {std::pair{"mean", &info.normalization.mean},
+          std::pair{"std", &info.normalization.stddev}}) {
+      if (dict.contains(key)) {
+        const auto values = dict.at(key).toDoubleList();
+        if (values.size() != 3) {
+          throw WeightsError("checkpoint '" + path + "': model_info '" + key +
+                             "' must have 3 values");
+        }
+        for (size_t c = 0; c < 3; ++c) {
+          (*target)[c] = values.get(c);
+        }
+      }
+    }
+  } catch (const std::invalid_argument& e) {
+    throw WeightsError("checkpoint '" + path + "': " + e.what());
   } catch (const c10::Error&) {
     throw WeightsError("checkpoint '" + path +
                        "': a model_info field has the wrong type");
@@ -110,6 +146,20 @@ void validate_model_info(const ModelInfo& info,
   }
   if (info.val_crop > info.val_resize) {
     refuse("val_crop (above val_resize)", info.val_crop);
+  }
+  const double eps = info.options.bn_eps();
+  if (!(eps > 0 && eps <= 1)) {
+    refuse("bn_eps", eps);
+  }
+  for (size_t c = 0; c < 3; ++c) {
+    const double mean = info.normalization.mean[c];
+    const double stddev = info.normalization.stddev[c];
+    if (!(mean >= -10 && mean <= 10)) {
+      refuse("mean", mean);
+    }
+    if (!(stddev >= 1e-3 && stddev <= 10)) {
+      refuse("std", stddev);
+    }
   }
   if (names_must_match &&
       info.class_names.size() != static_cast<size_t>(classes)) {
@@ -223,6 +273,11 @@ std::string model_info_to_json(const ModelInfo& info,
   j["img_size"] = info.img_size;
   j["val_resize"] = info.val_resize;
   j["val_crop"] = info.val_crop;
+  j["padding"] = padding_name(info.options.padding());
+  j["bn_eps"] = info.options.bn_eps();
+  j["mean"] = info.normalization.mean;
+  j["std"] = info.normalization.stddev;
+  j["resize"] = resize_policy_name(info.resize);
   j["class_names"] = info.class_names;
   return j.dump(1) + "\n";
 }
@@ -238,12 +293,20 @@ ModelInfo model_info_from_json(const std::string& json,
     info.img_size = j.value("img_size", info.img_size);
     info.val_resize = j.value("val_resize", info.val_resize);
     info.val_crop = j.value("val_crop", info.val_crop);
+    info.options.padding(padding_from_name(j.value("padding", "torch")))
+        .bn_eps(j.value("bn_eps", info.options.bn_eps()));
+    info.normalization.mean = j.value("mean", info.normalization.mean);
+    info.normalization.stddev = j.value("std", info.normalization.stddev);
+    info.resize = resize_policy_from_name(
+        j.value("resize", resize_policy_name(info.resize)));
     if (j.contains("class_names")) {
       info.class_names = j["class_names"].get<std::vector<std::string>>();
     }
   } catch (const nlohmann::json::exception& e) {
     throw WeightsError("metadata of '" + origin +
                        "' is not valid JSON: " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw WeightsError("metadata of '" + origin + "': " + e.what());
   }
   validate_model_info(info, origin, /*names_must_match=*/false);
   if (info.class_names.size() !=
@@ -265,8 +328,6 @@ void write_weights_metadata(const ModelInfo& info,
                         model_info_to_json(info, j.dump()));
 }
 
-namespace {
-
 void refuse_non_finite(const StateDict& state, const std::string& path) {
   for (const auto& item : state) {
     const auto& t = item.value();
@@ -278,8 +339,8 @@ void refuse_non_finite(const StateDict& state, const std::string& path) {
   }
 }
 
+namespace {
 LoadedWeights read_weights(const std::string& path, bool prefer_ema);
-
 }  // namespace
 
 LoadedWeights load_weights_file(const std::string& path,
@@ -325,6 +386,21 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
   }
   out.state = state_dict_from_ivalue(value, path);
   out.kind = "state_dict";
+  if (is_community_layout(out.state)) {
+    CommunityLayoutReport report;
+    out.state = from_community_layout(out.state, path, &report);
+    out.kind = "community-state_dict";
+    out.conversion = "older community layout: " +
+                     std::to_string(report.mapped_layers) +
+                     " convolutions and BatchNorms of " +
+                     std::to_string(report.mapped_blocks) +
+                     " blocks renamed onto torchvision's keys";
+  }
+  out.has_classifier = has_classifier(out.state);
+  if (!out.has_classifier) {
+    out.conversion += std::string(out.conversion.empty() ? "" : "; ") +
+                      "features only (no classifier)";
+  }
   out.info.options = infer_options(out.state, path);
   for (int64_t i = 0; i < out.info.options.num_classes(); ++i) {
     out.info.class_names.push_back(std::to_string(i));

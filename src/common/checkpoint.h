@@ -1,8 +1,11 @@
 #pragma once
 
+#include "common/preprocessing.h"
+
 #include <mobilenetv2/options.h>
 #include <mobilenetv2/weights_io.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,13 +32,17 @@ constexpr double kMaxWidthMult = 4.0;
 constexpr int64_t kMinImageSize = 16;
 constexpr int64_t kMaxImageSize = 4096;
 
-/// What mnv2-eval and mnv2-export need to know about trained weights.
+/// What mnv2-eval and mnv2-export need to know about trained weights: the
+/// architecture (options, incl. padding and BatchNorm epsilon) and the
+/// preprocessing the weights expect.
 struct ModelInfo {
   MobileNetV2Options options;
   std::vector<std::string> class_names;
   int64_t img_size = 224;
   int64_t val_resize = 256;
   int64_t val_crop = 224;
+  Normalization normalization;
+  ResizePolicy resize = ResizePolicy::kShorterSideCenterCrop;
 };
 
 /// Throws WeightsError naming `origin` and the value when a field is out of
@@ -74,10 +81,21 @@ bool is_checkpoint(const c10::IValue& value);
 struct LoadedWeights {
   StateDict state;
   ModelInfo info;
-  std::string kind;  ///< "checkpoint", "checkpoint-ema" or "state_dict"
+  /// "checkpoint", "checkpoint-ema", "state_dict", "community-state_dict"
+  /// or "keras-h5".
+  std::string kind;
+  /// Whether the weights include a classifier (a backbone file has none).
+  bool has_classifier = true;
+  /// What was converted on reading (a layout mapping), for the log; or "".
+  std::string conversion;
 };
-/// Throws WeightsError naming the first tensor that holds NaN or inf values
-/// unless `allow_non_finite` (for debugging a diverged run).
+/// Throws WeightsError naming the first tensor that holds NaN or inf values.
+void refuse_non_finite(const StateDict& state, const std::string& path);
+
+/// Our checkpoints and torchvision-style state_dicts (see
+/// weights/weights_file.h for every format). Throws WeightsError naming the
+/// first tensor that holds NaN or inf values unless `allow_non_finite` (for
+/// debugging a diverged run).
 LoadedWeights load_weights_file(const std::string& path,
                                 bool prefer_ema,
                                 bool allow_non_finite = false);

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <cstring>
@@ -23,18 +24,17 @@ namespace mnv2 {
 
 namespace {
 
-constexpr std::array<float, 3> kMean = {0.485f, 0.456f, 0.406f};
-constexpr std::array<float, 3> kStd = {0.229f, 0.224f, 0.225f};
-
 // Per output channel (RGB), the value written for each 8-bit input level.
 template <typename T>
 using ChannelTables = std::array<std::array<T, 256>, 3>;
 
-ChannelTables<float> normalising_tables() {
+ChannelTables<float> normalising_tables(const Normalization& n) {
   ChannelTables<float> tables{};
   for (size_t c = 0; c < 3; ++c) {
+    const auto mean = static_cast<float>(n.mean[c]);
+    const auto stddev = static_cast<float>(n.stddev[c]);
     for (size_t v = 0; v < 256; ++v) {
-      tables[c][v] = (static_cast<float>(v) / 255.0f - kMean[c]) / kStd[c];
+      tables[c][v] = (static_cast<float>(v) / 255.0f - mean) / stddev;
     }
   }
   return tables;
@@ -58,12 +58,16 @@ void write_sample(const cv::Mat& bgr,
                   T* out,
                   bool channels_last,
                   const ChannelTables<T>& tables,
-                  const std::optional<cv::Rect>& erase) {
+                  const std::optional<cv::Rect>& erase,
+                  const Normalization& n) {
   const int64_t pixels = static_cast<int64_t>(bgr.rows) * bgr.cols;
   const uint8_t* src = bgr.data;
-  const T erased[3] = {tables[0][static_cast<size_t>(kMean[0] * 255 + 0.5f)],
-                       tables[1][static_cast<size_t>(kMean[1] * 255 + 0.5f)],
-                       tables[2][static_cast<size_t>(kMean[2] * 255 + 0.5f)]};
+  // The 8-bit level nearest to the mean (what normalises to about 0).
+  const auto level = [&](size_t c) {
+    return static_cast<size_t>(std::clamp(n.mean[c] * 255 + 0.5, 0.0, 255.0));
+  };
+  const T erased[3] = {
+      tables[0][level(0)], tables[1][level(1)], tables[2][level(2)]};
   auto inside = [&](int64_t p) {
     const auto y = static_cast<int>(p / bgr.cols);
     const auto x = static_cast<int>(p % bgr.cols);
@@ -101,7 +105,7 @@ struct DataLoader::State {
   bool stopping = false;
   int64_t skipped = 0;
   std::set<std::string> warned;  // each unreadable file is reported once
-  ChannelTables<float> float_tables = normalising_tables();
+  ChannelTables<float> float_tables = normalising_tables(options.normalization);
   ChannelTables<uint8_t> byte_tables = identity_tables();
 
   struct Prepared {
@@ -201,13 +205,15 @@ struct DataLoader::State {
                      storage.data_ptr<float>() + i * per_image,
                      nhwc,
                      float_tables,
-                     image.erase);
+                     image.erase,
+                     options.normalization);
       } else {
         write_sample(image.bgr,
                      storage.data_ptr<uint8_t>() + i * per_image,
                      nhwc,
                      byte_tables,
-                     image.erase);
+                     image.erase,
+                     options.normalization);
       }
     }
     out.images = nhwc ? storage.permute({0, 3, 1, 2}) : storage;
@@ -352,18 +358,20 @@ int64_t DataLoader::skipped_in_epoch() const {
 
 torch::Tensor normalize_images(const torch::Tensor& images,
                                const torch::Device& device,
-                               bool channels_last) {
+                               bool channels_last,
+                               const Normalization& n) {
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
                                     : torch::MemoryFormat::Contiguous;
   auto x = images.to(device, /*non_blocking=*/true);
   if (!x.is_floating_point()) {
     auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
     const auto mean =
-        torch::tensor(std::vector<float>(kMean.begin(), kMean.end()), options)
+        torch::tensor(std::vector<float>(n.mean.begin(), n.mean.end()), options)
             .view({1, 3, 1, 1}) *
         255;
     const auto std =
-        torch::tensor(std::vector<float>(kStd.begin(), kStd.end()), options)
+        torch::tensor(std::vector<float>(n.stddev.begin(), n.stddev.end()),
+                      options)
             .view({1, 3, 1, 1}) *
         255;
     x = (x.to(torch::kFloat) - mean) / std;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/preprocessing.h"
 #include "data/dataset.h"
 #include "data/transforms.h"
 
@@ -35,6 +36,8 @@ struct LoaderOptions {
   /// 8-bit batches that `normalize_images` normalises on the device (a
   /// quarter of the bytes to copy to a GPU).
   bool normalize = true;
+  /// The weights' input normalisation (applied when `normalize`).
+  Normalization normalization;
   /// Batches in channels_last memory (NHWC storage) instead of NCHW.
   bool channels_last = false;
   /// Page-locked batches for asynchronous copies to a CUDA device.
@@ -78,10 +81,12 @@ class DataLoader {
 };
 
 /// A loader batch ready for the model on `device`: 8-bit images are scaled
-/// to [0, 1] and normalised with the ImageNet mean and std there; float
-/// images (already normalised) are only moved. Optionally channels_last.
+/// to [0, 1] and normalised there (ImageNet's mean and std unless given);
+/// float images (already normalised) are only moved. Optionally
+/// channels_last.
 torch::Tensor normalize_images(const torch::Tensor& images,
                                const torch::Device& device,
-                               bool channels_last = false);
+                               bool channels_last = false,
+                               const Normalization& normalization = {});
 
 }  // namespace mnv2

@@ -128,6 +128,9 @@ cv::Mat train_transform(const cv::Mat& rgb,
 
 cv::Mat eval_transform(const cv::Mat& rgb,
                        const EvalTransformOptions& options) {
+  if (options.policy == ResizePolicy::kSquash) {
+    return resize_image(rgb, options.crop_size, options.crop_size);
+  }
   const auto [h, w] =
       resized_shorter_side(rgb.rows, rgb.cols, options.resize_size);
   const cv::Mat resized = resize_image(rgb, h, w);

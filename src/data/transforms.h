@@ -1,5 +1,7 @@
 #pragma once
 
+#include "common/preprocessing.h"
+
 #include <opencv2/core/mat.hpp>
 
 #include <optional>
@@ -36,6 +38,8 @@ struct TrainTransformOptions {
 struct EvalTransformOptions {
   int resize_size = 256;
   int crop_size = 224;
+  /// Or the whole image to crop_size x crop_size (`resize_size` unused).
+  ResizePolicy policy = ResizePolicy::kShorterSideCenterCrop;
 };
 
 /// torchvision's RandomResizedCrop.get_params: up to ten tries of a random
@@ -66,7 +70,8 @@ cv::Mat train_transform(const cv::Mat& rgb,
                         const TrainTransformOptions& options,
                         std::mt19937_64& rng);
 
-/// Resize the shorter side then centre-crop (channel order is kept).
+/// Resize the shorter side then centre-crop, or squash to the crop size, as
+/// the policy says (channel order is kept).
 cv::Mat eval_transform(const cv::Mat& rgb, const EvalTransformOptions& options);
 
 /// Resampling: area averaging when shrinking (close to PIL's antialiased

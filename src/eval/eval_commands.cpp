@@ -54,12 +54,14 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   lo.pin_memory = p.device.is_cuda();
   lo.normalize = !p.device.is_cuda();
   lo.channels_last = c.channels_last;
+  lo.normalization = p.model.info().normalization;
   DataLoader loader(dataset, lo);
   Progress bar("eval", loader.batches_per_epoch(), 20);
   EvalOptions options;
   options.device = p.device;
   options.amp_dtype = amp;
   options.channels_last = c.channels_last;
+  options.normalization = lo.normalization;
   options.on_batch = [&](int64_t done, int64_t, int64_t images) {
     bar.update(done, images, "");
   };
@@ -82,7 +84,8 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   const auto classes_report = per_class_report(result.confusion, names);
   std::cout << "weights " << c.weights << " (" << p.model.kind() << "), data "
             << c.data << ", resize " << p.transform.resize_size << " crop "
-            << p.transform.crop_size << "\n"
+            << p.transform.crop_size << " ("
+            << resize_policy_name(p.transform.policy) << ")\n"
             << text_report(result, classes_report);
   if (!c.json.empty() || !c.report_dir.empty()) {
     const fs::path folder = !c.report_dir.empty()
@@ -100,6 +103,7 @@ Outcome run_eval_on_data(const EvalCommand& c) {
           {"data", c.data},
           {"resize_size", p.transform.resize_size},
           {"crop_size", p.transform.crop_size},
+          {"resize_policy", resize_policy_name(p.transform.policy)},
           {"device", p.device.str()},
           {"amp_dtype", c.amp_dtype.empty() ? "fp32" : c.amp_dtype},
           {"config", config_json(eval_flags(), c)},
@@ -121,7 +125,8 @@ Outcome run_predict(const EvalCommand& c) {
     auto nhwc = torch::from_blob(
         image.data, {1, image.rows, image.cols, 3}, torch::kUInt8);
     const auto x =
-        normalize_images(nhwc.permute({0, 3, 1, 2}), p.device, c.channels_last);
+        normalize_images(nhwc.permute({0, 3, 1, 2}), p.device, c.channels_last,
+                         p.model.info().normalization);
     const auto probabilities = torch::softmax(logits_of(p, x, amp), 1)[0];
     const auto k = std::min<int64_t>(c.topk, probabilities.size(0));
     const auto [values, indices] = probabilities.topk(k);

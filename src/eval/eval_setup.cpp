@@ -33,6 +33,9 @@ Prepared prepare(const EvalCommand& c) {
   Prepared p{resolve_device(c.device), {}, {}, {}};
   p.model =
       InferenceModel::load(c.weights, c.ema, p.device, c.allow_non_finite);
+  if (!p.model.conversion().empty()) {
+    log::info(log::cat(c.weights, ": ", p.model.conversion()));
+  }
   if (c.channels_last) {
     p.model.to_channels_last();
   }
@@ -66,6 +69,10 @@ Prepared prepare(const EvalCommand& c) {
       c.resize_size > 0 ? c.resize_size : p.model.info().val_resize);
   p.transform.crop_size =
       static_cast<int>(c.crop_size > 0 ? c.crop_size : p.model.info().val_crop);
+  p.transform.policy = p.model.info().resize;
+  if (p.transform.policy == ResizePolicy::kSquash) {
+    p.transform.resize_size = p.transform.crop_size;
+  }
   if (p.transform.resize_size < p.transform.crop_size) {
     throw ConfigError("--resize-size must not be smaller than --crop-size");
   }

@@ -38,7 +38,8 @@ EvalResult evaluate(
   int64_t done = 0;
   while (auto batch = loader.next()) {
     const auto x =
-        normalize_images(batch->images, options.device, options.channels_last);
+        normalize_images(batch->images, options.device, options.channels_last,
+                         options.normalization);
     const auto labels = batch->labels;
     torch::Tensor logits;
     {

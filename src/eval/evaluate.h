@@ -33,6 +33,8 @@ struct EvalOptions {
   /// Autocast dtype for the forward pass; nullopt: fp32.
   std::optional<c10::ScalarType> amp_dtype;
   bool channels_last = false;
+  /// Of 8-bit batches (a loader that leaves normalising to the device).
+  Normalization normalization;
   /// Called after every batch with (batches done, batches in all, images
   /// seen so far).
   std::function<void(int64_t, int64_t, int64_t)> on_batch;

@@ -24,9 +24,11 @@ FoldedConv fold(const torch::nn::Conv2dImpl& conv,
 }
 
 FoldedConv fold_unit(const ConvBNActivationImpl& unit) {
-  return fold(*unit.ptr(0)->as<torch::nn::Conv2dImpl>(),
-              *unit.ptr(1)->as<torch::nn::BatchNorm2dImpl>(),
-              unit.options.activation());
+  auto out = fold(*unit.ptr(0)->as<torch::nn::Conv2dImpl>(),
+                  *unit.ptr(1)->as<torch::nn::BatchNorm2dImpl>(),
+                  unit.options.activation());
+  out.same_padding = unit.pads_input();
+  return out;
 }
 
 }  // namespace

@@ -13,6 +13,9 @@ struct FoldedConv {
   torch::Tensor bias;    ///< [out]
   int64_t stride = 1;
   int64_t padding = 0;
+  /// TensorFlow "SAME": the padding follows each input's size (`padding` is
+  /// then 0); see mnv2::tf_same_padding.
+  bool same_padding = false;
   int64_t groups = 1;
   bool relu6 = true;
 };

@@ -2,6 +2,7 @@
 
 #include "common/memory_format.h"
 #include "eval/scripted_network.h"
+#include "weights/weights_file.h"
 
 #include <ATen/autocast_mode.h>
 
@@ -55,8 +56,14 @@ InferenceModel InferenceModel::load(const std::string& path,
         "{\"num_classes\": " + std::to_string(classes) + "}", path);
     return model;
   }
-  auto weights = load_weights_file(path, prefer_ema, allow_non_finite);
+  auto weights = load_any_weights_file(path, prefer_ema, allow_non_finite);
+  if (!weights.has_classifier) {
+    throw WeightsError("'" + path +
+                       "' holds MobileNetV2 features without a classifier: "
+                       "use it as --pretrained to fine-tune a new head");
+  }
   model.info_ = weights.info;
+  model.conversion_ = weights.conversion;
   model.kind_ = weights.kind;
   model.eager_ = MobileNetV2(weights.info.options);
   load_weights(*model.eager_, weights.state, LoadMode::kStrict, path);

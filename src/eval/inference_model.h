@@ -31,6 +31,10 @@ class InferenceModel {
     return info_;
   }
   /// "checkpoint", "checkpoint-ema", "state_dict" or "torchscript".
+  /// What was converted when reading a file from elsewhere, or "".
+  const std::string& conversion() const {
+    return conversion_;
+  }
   const std::string& kind() const {
     return kind_;
   }
@@ -52,6 +56,7 @@ class InferenceModel {
  private:
   ModelInfo info_;
   std::string kind_;
+  std::string conversion_;
   mutable MobileNetV2 eager_{nullptr};  // forward() is logically const
   std::shared_ptr<torch::jit::Module> script_;
   std::shared_ptr<torch::jit::Module> fused_;

@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/passes/freeze_module.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <sstream>
 
 namespace mnv2 {
@@ -22,6 +23,13 @@ std::string torchscript_source(const FoldedNetwork& network) {
     const char* current = "x";  // the block's input, then its running value
     for (size_t c = 0; c < block.convs.size(); ++c) {
       const auto& conv = block.convs[c];
+      if (conv.same_padding) {
+        // TensorFlow's SAME from the input's size (see tf_same_padding).
+        const auto k = conv.weight.size(2);
+        code << "    y = self.same_pad(" << current << ", " << k << ", "
+             << conv.stride << ")\n";
+        current = "y";
+      }
       std::ostringstream call;
       call << "torch.conv2d(" << current << ", self." << name_of(b, c, "w")
            << ", self." << name_of(b, c, "b") << ", [" << conv.stride << ", "
@@ -36,6 +44,23 @@ std::string torchscript_source(const FoldedNetwork& network) {
   }
   code << "    x = torch.mean(x, [2, 3])\n"
        << "    return torch.linear(x, self.fc_w, self.fc_b)\n";
+  const bool same = std::any_of(
+      network.blocks.begin(), network.blocks.end(), [](const auto& block) {
+        return std::any_of(block.convs.begin(),
+                           block.convs.end(),
+                           [](const auto& conv) { return conv.same_padding; });
+      });
+  if (same) {
+    std::ostringstream helper;
+    helper << "def same_pad(self, x, k: int, s: int):\n"
+           << "    h = x.size(2)\n"
+           << "    w = x.size(3)\n"
+           << "    ph = max((h + s - 1) // s * s - s + k - h, 0)\n"
+           << "    pw = max((w + s - 1) // s * s - s + k - w, 0)\n"
+           << "    return torch.constant_pad_nd(x, [pw // 2, pw - pw // 2, "
+              "ph // 2, ph - ph // 2])\n";
+    return helper.str() + code.str();
+  }
   return code.str();
 }
 

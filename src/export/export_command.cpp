@@ -39,6 +39,7 @@ onnx_export::Network to_onnx_network(const FoldedNetwork& folded) {
                          values_of(conv.bias),
                          conv.stride,
                          conv.padding,
+                         conv.same_padding,
                          conv.groups,
                          conv.relu6});
     }

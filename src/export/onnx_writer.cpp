@@ -132,9 +132,17 @@ void write_onnx(
       const int64_t k = conv.weight_shape[2];
       set_ints(node, "kernel_shape", {k, k});
       set_ints(node, "strides", {conv.stride, conv.stride});
-      set_ints(node,
-               "pads",
-               {conv.padding, conv.padding, conv.padding, conv.padding});
+      if (conv.same_padding) {
+        // From the input's size at run time, as TensorFlow's SAME.
+        auto* pad = node->add_attribute();
+        pad->set_name("auto_pad");
+        pad->set_type(onnx::AttributeProto::STRING);
+        pad->set_s("SAME_UPPER");
+      } else {
+        set_ints(node,
+                 "pads",
+                 {conv.padding, conv.padding, conv.padding, conv.padding});
+      }
       set_ints(node, "dilations", {1, 1});
       set_int(node, "group", conv.groups);
       y = out;

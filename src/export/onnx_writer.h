@@ -16,6 +16,8 @@ struct Conv {
   std::vector<float> bias;
   int64_t stride = 1;
   int64_t padding = 0;
+  /// TensorFlow "SAME" (auto_pad SAME_UPPER: the extra pixel after).
+  bool same_padding = false;
   int64_t groups = 1;
   bool relu6 = true;
 };

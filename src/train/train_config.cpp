@@ -18,6 +18,8 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(val_crop >= 16 && val_resize >= val_crop,
          "--val-resize must be >= --val-crop >= 16");
   p.need(width_mult > 0 && width_mult <= 4, "--width-mult must be in (0, 4]");
+  p.need(padding == "auto" || padding == "torch" || padding == "tf_same",
+         "--padding must be auto, torch or tf_same");
   // Upper bounds, so that no value allocates without limit.
   p.need(epochs <= 100000, "--epochs must be at most 100000");
   p.need(batch_size <= 65536, "--batch-size must be at most 65536");

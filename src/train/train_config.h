@@ -29,6 +29,8 @@ struct TrainConfig {
   // Model
   double width_mult = 1.0;
   double dropout = 0.2;
+  /// "auto" (the --pretrained weights', else "torch"), "torch" or "tf_same".
+  std::string padding = "auto";
   std::string pretrained;
   bool freeze_features = false;
 

@@ -76,10 +76,16 @@ FlagTable<TrainConfig> make_train_flags() {
        "dropout before the classifier",
        &C::dropout,
        "dropout"},
+      {"padding",
+       "Model",
+       "convolution padding: auto (the --pretrained weights', else torch), "
+       "torch (symmetric) or tf_same (TensorFlow's SAME, for Keras weights)",
+       &C::padding,
+       "padding"},
       {"pretrained",
        "Model",
-       "initial weights (torchvision's published files work); a new head when "
-       "the class count differs",
+       "initial weights: our checkpoints, torchvision's files, the older "
+       "community layout, Keras .h5; a new head when the class count differs",
        &C::pretrained,
        "pretrained"},
       {"freeze-features",

@@ -134,7 +134,8 @@ void Training::setup() {
   }
   std::tie(train_set_, val_set_) = open_train_and_val(c_);
   const auto classes = static_cast<int64_t>(train_set_.class_names.size());
-  model_ = build_training_model(c_, classes);
+  auto built = build_training_model(c_, classes);
+  model_ = built.model;
   model_->to(device_);
   if (c_.channels_last) {
     use_channels_last(*model_);
@@ -143,7 +144,9 @@ void Training::setup() {
            train_set_.class_names,
            c_.img_size,
            c_.val_resize,
-           c_.val_crop};
+           c_.val_crop,
+           built.normalization,
+           built.resize};
 
   OptimizerOptions opt;
   opt.kind = c_.optimizer;
@@ -156,11 +159,15 @@ void Training::setup() {
       device_, amp_dtype_ && *amp_dtype_ == torch::kHalf);
 
   auto train_options = loader_options(c_, true, device_.is_cuda(), launch_);
+  train_options.normalization = info_.normalization;
   train_options.drop_last =
       static_cast<int64_t>(train_set_.samples.size()) >= c_.batch_size;
   train_loader_ = std::make_unique<DataLoader>(train_set_, train_options);
+  auto val_options = loader_options(c_, false, device_.is_cuda(), launch_);
+  val_options.normalization = info_.normalization;
+  val_options.eval_transform.policy = info_.resize;
   val_loader_ = std::make_unique<DataLoader>(
-      val_set_, loader_options(c_, false, device_.is_cuda(), launch_));
+      val_set_, val_options);
 
   schedule_ = {c_.lr,
                c_.lr_scheduler,
@@ -226,6 +233,15 @@ void Training::resume() {
       cp.info.options.width_mult() != info_.options.width_mult()) {
     throw ConfigError("--resume '" + c_.resume +
                       "' was trained on other classes or another width");
+  }
+  if (cp.info.options.padding() != info_.options.padding() ||
+      cp.info.options.bn_eps() != info_.options.bn_eps() ||
+      cp.info.normalization != info_.normalization ||
+      cp.info.resize != info_.resize) {
+    throw ConfigError("--resume '" + c_.resume + "' was trained with " +
+                      padding_name(cp.info.options.padding()) +
+                      " padding and its own preprocessing: resume with the "
+                      "same --pretrained and --padding as the run began");
   }
   load_weights(*model_, cp.model, LoadMode::kStrict, c_.resume);
   if (ema_ && cp.model_ema) {

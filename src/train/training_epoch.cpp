@@ -80,7 +80,8 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
     const int64_t micro = progress_.batch_in_epoch % accumulate;
     const bool step_now =
         micro == accumulate - 1 || progress_.batch_in_epoch + 1 == steps;
-    auto x = normalize_images(batch->images, device_, c_.channels_last);
+    auto x = normalize_images(
+        batch->images, device_, c_.channels_last, info_.normalization);
     const auto y = batch->labels.to(device_, /*non_blocking=*/true);
     torch::Tensor loss;
     if (data_parallel_) {

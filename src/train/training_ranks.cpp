@@ -37,6 +37,7 @@ EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
   EvalOptions options;
   options.device = device_;
   options.channels_last = c_.channels_last;
+  options.normalization = info_.normalization;
   options.amp_dtype = amp_dtype_;
   model->eval();
   if (distributed_) {

@@ -3,6 +3,7 @@
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "weights/weights_file.h"
 
 #include <mobilenetv2/atomic_file.h>
 #include <mobilenetv2/weights_io.h>
@@ -10,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 
 namespace fs = std::filesystem;
 
@@ -55,20 +57,41 @@ std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
   return {std::move(train_set), std::move(val_set)};
 }
 
-MobileNetV2 build_training_model(const TrainConfig& c, int64_t num_classes) {
-  MobileNetV2 model(MobileNetV2Options()
-                        .num_classes(num_classes)
-                        .width_mult(c.width_mult)
-                        .dropout(c.dropout));
+TrainingModel build_training_model(const TrainConfig& c, int64_t num_classes) {
+  auto options = MobileNetV2Options()
+                     .num_classes(num_classes)
+                     .width_mult(c.width_mult)
+                     .dropout(c.dropout);
+  if (c.padding != "auto") {
+    options.padding(padding_from_name(c.padding));
+  }
+  std::optional<LoadedWeights> weights;
+  Normalization normalization;
+  auto resize = ResizePolicy::kShorterSideCenterCrop;
   if (!c.pretrained.empty()) {
-    const auto weights = load_weights_file(c.pretrained, /*prefer_ema=*/true);
-    if (weights.info.options.width_mult() != c.width_mult) {
+    weights = load_any_weights_file(c.pretrained, /*prefer_ema=*/true);
+    const auto& theirs = weights->info.options;
+    if (theirs.width_mult() != c.width_mult) {
       throw ConfigError("--pretrained '" + c.pretrained + "' has width " +
-                        std::to_string(weights.info.options.width_mult()) +
+                        std::to_string(theirs.width_mult()) +
                         " but --width-mult is " + std::to_string(c.width_mult));
     }
-    const auto report =
-        load_weights(*model, weights.state, LoadMode::kNonStrict, c.pretrained);
+    if (c.padding != "auto" && theirs.padding() != options.padding()) {
+      throw ConfigError("--pretrained '" + c.pretrained + "' was trained with " +
+                        padding_name(theirs.padding()) + " padding but --padding is " +
+                        c.padding);
+    }
+    options.padding(theirs.padding()).bn_eps(theirs.bn_eps());
+    normalization = weights->info.normalization;
+    resize = weights->info.resize;
+  }
+  TrainingModel out{MobileNetV2(options), normalization, resize};
+  if (weights) {
+    if (!weights->conversion.empty()) {
+      log::info(log::cat("--pretrained: ", weights->conversion));
+    }
+    const auto report = load_weights(
+        *out.model, weights->state, LoadMode::kNonStrict, c.pretrained);
     log::info(log::cat("pretrained weights from ",
                        c.pretrained,
                        ": ",
@@ -76,11 +99,11 @@ MobileNetV2 build_training_model(const TrainConfig& c, int64_t num_classes) {
                                       : "not loaded: " + report.summary()));
   }
   if (c.freeze_features) {
-    for (auto& p : model->features->parameters()) {
+    for (auto& p : out.model->features->parameters()) {
       p.set_requires_grad(false);
     }
   }
-  return model;
+  return out;
 }
 
 }  // namespace mnv2

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/preprocessing.h"
 #include "data/dataset.h"
 #include "train/train_config.h"
 
@@ -15,9 +16,17 @@ namespace mnv2 {
 /// sets name different classes.
 std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& config);
 
+/// The model to train and the input normalisation its weights expect.
+struct TrainingModel {
+  MobileNetV2 model{nullptr};
+  Normalization normalization;
+  ResizePolicy resize = ResizePolicy::kShorterSideCenterCrop;
+};
+
 /// The model to train: fresh (torchvision's init), or `--pretrained` weights
+/// (any format; their padding, BatchNorm epsilon and normalisation kept)
 /// with a new head when the class count differs; features optionally frozen.
-MobileNetV2 build_training_model(const TrainConfig& config,
-                                 int64_t num_classes);
+TrainingModel build_training_model(const TrainConfig& config,
+                                   int64_t num_classes);
 
 }  // namespace mnv2

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <mobilenetv2/options.h>
+
 #include <torch/nn/modules/container/sequential.h>
 
 #include <cstdint>
@@ -23,6 +25,10 @@ struct ConvBNActivationOptions {
   TORCH_ARG(bool, activation) = true;
   TORCH_ARG(double, bn_eps) = 1e-5;
   TORCH_ARG(double, bn_momentum) = 0.1;
+  /// Default: symmetric, as torchvision. With Padding::kTfSame a strided
+  /// convolution pads in forward() from the input's size; with stride 1 the
+  /// two agree (odd kernels), so the convolution pads symmetrically.
+  TORCH_ARG(Padding, padding) = Padding::kTorch;
 };
 
 /// Conv2d (no bias, "same" padding) -> BatchNorm2d -> ReLU6, as a Sequential so
@@ -32,10 +38,15 @@ class ConvBNActivationImpl : public torch::nn::SequentialImpl {
  public:
   explicit ConvBNActivationImpl(const ConvBNActivationOptions& options);
   /// A concrete forward so the unit can sit inside another Sequential.
-  torch::Tensor forward(torch::Tensor x) {
-    return SequentialImpl::forward(std::move(x));
+  torch::Tensor forward(torch::Tensor x);
+  /// Whether forward() pads the input itself (TF "SAME" with stride > 1).
+  bool pads_input() const {
+    return pads_input_;
   }
   ConvBNActivationOptions options;
+
+ private:
+  bool pads_input_ = false;
 };
 TORCH_MODULE(ConvBNActivation);
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <mobilenetv2/options.h>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 
@@ -25,6 +27,8 @@ struct InvertedResidualOptions {
   TORCH_ARG(int64_t, expand_ratio);
   TORCH_ARG(double, bn_eps) = 1e-5;
   TORCH_ARG(double, bn_momentum) = 0.1;
+  /// Padding of the depthwise convolution (see ConvBNActivationOptions).
+  TORCH_ARG(Padding, padding) = Padding::kTorch;
 };
 
 /// Inverted residual with linear bottleneck (Sandler et al., 2018):

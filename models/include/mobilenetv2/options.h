@@ -2,10 +2,33 @@
 
 #include <torch/arg.h>
 
+#include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mnv2 {
+
+/// How a convolution pads its input.
+enum class Padding {
+  /// Symmetric (kernel - 1) / 2 on every side: torchvision's and PyTorch's.
+  kTorch,
+  /// TensorFlow's "SAME": the output is ceil(input / stride) and the padding
+  /// that needs goes after rather than before when it is odd (a stride-2 3x3
+  /// convolution on an even size pads 0 before and 1 after). Computed from
+  /// each input's size; the layout Keras and TF-slim weights were trained in.
+  kTfSame,
+};
+
+/// "torch" or "tf_same".
+std::string padding_name(Padding padding);
+/// Throws std::invalid_argument for other names.
+Padding padding_from_name(const std::string& name);
+
+/// TensorFlow "SAME" padding of one spatial dimension: {before, after}.
+std::array<int64_t, 2> tf_same_padding(int64_t size,
+                                       int64_t kernel,
+                                       int64_t stride);
 
 /// One row of the paper's architecture table: a stage of `repeats` inverted
 /// residual blocks, the first of which has stride `stride`.
@@ -46,6 +69,9 @@ struct MobileNetV2Options {
   TORCH_ARG(double, bn_eps) = 1e-5;
   /// BatchNorm momentum. Default: 0.1 (torch.nn.BatchNorm2d).
   TORCH_ARG(double, bn_momentum) = 0.1;
+  /// Convolution padding. Default: torchvision's (symmetric). Keras weights
+  /// need Padding::kTfSame (and bn_eps 1e-3).
+  TORCH_ARG(Padding, padding) = Padding::kTorch;
 };
 
 }  // namespace mnv2

@@ -51,9 +51,34 @@ void write_state_dict(const StateDict& state, const std::string& path);
 StateDict state_dict_of(const torch::nn::Module& module);
 
 /// num_classes and width_mult read from a MobileNetV2 state_dict's shapes.
-/// Throws WeightsError when no standard width reproduces every shape.
+/// A features-only state_dict (no `classifier.*`, e.g. a backbone) gives the
+/// width with the default num_classes. Throws WeightsError when no standard
+/// width reproduces every shape.
 MobileNetV2Options infer_options(const StateDict& state,
                                  const std::string& origin = "state_dict");
+
+/// Whether the state_dict has torchvision's classifier (`classifier.1.*`).
+bool has_classifier(const StateDict& state);
+
+/// Whether `state` is in the older community MobileNetV2 layout (before
+/// torchvision's, e.g. tonylins/pytorch-mobilenet-v2): each block's layers in
+/// one flat Sequential, `features.1.conv.0.weight`, `features.1.conv.1.*`, ...
+/// where torchvision nests them (`features.1.conv.0.0.weight`).
+bool is_community_layout(const StateDict& state);
+
+/// What `from_community_layout` did.
+struct CommunityLayoutReport {
+  int64_t mapped_blocks = 0;  ///< inverted residual blocks renamed
+  int64_t mapped_layers = 0;  ///< convolutions and BatchNorms among them
+};
+
+/// Renames a community-layout state_dict onto torchvision's keys by structure:
+/// in each block the (convolution, BatchNorm) pairs in order become
+/// torchvision's units, the last pair its linear projection. Other keys are
+/// kept. Throws WeightsError when a block is not such a sequence.
+StateDict from_community_layout(const StateDict& state,
+                                const std::string& origin,
+                                CommunityLayoutReport* report = nullptr);
 
 /// What `load_weights` found wrong; empty lists mean an exact match.
 struct LoadReport {

@@ -1,0 +1,120 @@
+"""An independent reference forward pass of Keras' MobileNetV2 in numpy.
+
+Written from the Keras 2.1 definition (keras/applications/mobilenetv2.py):
+Conv2D with padding='same' (TensorFlow's SAME: out = ceil(in / stride), the
+odd pixel of padding after), BatchNormalization with epsilon 1e-3, ReLU6,
+DepthwiseConv2D, residual adds where stride is 1 and channels agree, global
+average pooling and the Dense 'Logits' layer with softmax. Weights are read
+with h5py, in Keras' own layouts (HWIO kernels, (k, k, C, 1) depthwise).
+Nothing here comes from the project's code.
+"""
+
+import h5py
+import numpy as np
+
+# (expansion t, output channels c, repeats n, first stride s) of the paper.
+SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+            (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+EPS = 1e-3
+
+
+def same_pads(size, kernel, stride):
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same(x, kernel, stride):
+    """x: HWC."""
+    top, bottom = same_pads(x.shape[0], kernel, stride)
+    left, right = same_pads(x.shape[1], kernel, stride)
+    return np.pad(x, ((top, bottom), (left, right), (0, 0)))
+
+
+def conv(x, kernel, stride=1):
+    """Regular convolution, x HWC, kernel HWIO, SAME padding."""
+    k = kernel.shape[0]
+    if k == 1:
+        return x[::stride, ::stride] @ kernel[0, 0]
+    p = pad_same(x, k, stride)
+    out_h = -(-x.shape[0] // stride)
+    out_w = -(-x.shape[1] // stride)
+    y = np.zeros((out_h, out_w, kernel.shape[3]), np.float64)
+    for i in range(k):
+        for j in range(k):
+            patch = p[i:i + stride * out_h:stride, j:j + stride * out_w:stride]
+            y += patch @ kernel[i, j]
+    return y
+
+
+def depthwise(x, kernel, stride=1):
+    """x HWC, kernel (k, k, C, 1), SAME padding."""
+    k = kernel.shape[0]
+    p = pad_same(x, k, stride)
+    out_h = -(-x.shape[0] // stride)
+    out_w = -(-x.shape[1] // stride)
+    y = np.zeros((out_h, out_w, x.shape[2]), np.float64)
+    for i in range(k):
+        for j in range(k):
+            patch = p[i:i + stride * out_h:stride, j:j + stride * out_w:stride]
+            y += patch * kernel[i, j, :, 0]
+    return y
+
+
+class KerasMobileNetV2:
+    def __init__(self, path):
+        self.f = h5py.File(path, "r")
+        root = self.f["model_weights"] if "model_weights" in self.f else self.f
+        self.root = root
+
+    def weight(self, layer, name):
+        group = self.root[layer]
+        for stored in group.attrs["weight_names"]:
+            stored = stored.decode() if isinstance(stored, bytes) else stored
+            if stored.endswith("/" + name):
+                return np.asarray(group[stored], np.float64)
+        raise KeyError(layer + "/" + name)
+
+    def bn(self, x, layer):
+        gamma = self.weight(layer, "gamma:0")
+        beta = self.weight(layer, "beta:0")
+        mean = self.weight(layer, "moving_mean:0")
+        var = self.weight(layer, "moving_variance:0")
+        return (x - mean) / np.sqrt(var + EPS) * gamma + beta
+
+    def logits(self, image):
+        """image: HWC float RGB already scaled to [-1, 1]."""
+        relu6 = lambda v: np.clip(v, 0, 6)
+        x = relu6(self.bn(conv(image.astype(np.float64),
+                               self.weight("Conv1", "kernel:0"), 2),
+                          "bn_Conv1"))
+        block = 0
+        for t, _, n, s in SETTINGS:
+            for r in range(n):
+                stride = s if r == 0 else 1
+                name = "mobl%d_conv_%d_" % (block, block)
+                bn = "bn%d_conv_%d_bn_" % (block, block)
+                y = x
+                if t != 1:
+                    y = relu6(self.bn(conv(y, self.weight(name + "expand",
+                                                          "kernel:0")),
+                                      bn + "expand"))
+                y = relu6(self.bn(depthwise(y, self.weight(
+                    name + "depthwise", "depthwise_kernel:0"), stride),
+                    bn + "depthwise"))
+                y = self.bn(conv(y, self.weight(name + "project",
+                                                "kernel:0")), bn + "project")
+                if stride == 1 and y.shape[2] == x.shape[2]:
+                    y = x + y
+                x = y
+                block += 1
+        x = relu6(self.bn(conv(x, self.weight("Conv_1", "kernel:0")),
+                          "Conv_1_bn"))
+        pooled = x.mean(axis=(0, 1))
+        return pooled @ self.weight("Logits", "kernel:0") + self.weight(
+            "Logits", "bias:0")
+
+    def probabilities(self, image):
+        z = self.logits(image)
+        e = np.exp(z - z.max())
+        return e / e.sum()

@@ -56,6 +56,11 @@ class CommandLine {
   /// keep the config's values.
   void apply(Config& config) const;
 
+  /// Whether the flag `name` was given on the command line.
+  bool given(const std::string& name) const {
+    return result_.count(name) != 0;
+  }
+
   /// Arguments that are not flags (when allowed).
   const std::vector<std::string>& extra() const {
     return result_.unmatched();

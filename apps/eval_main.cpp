@@ -8,8 +8,9 @@ int main(int argc, char** argv) {
         mnv2::eval_flags(),
         "mnv2-eval",
         "Evaluate MobileNetV2 weights (an mnv2-train checkpoint, a "
-        "torchvision-compatible .pth such as torchvision's published file, or "
-        "a TorchScript file from mnv2-export). Modes:\n"
+        "torchvision-compatible .pth such as torchvision's published file, "
+        "Keras .h5 weights, or a TorchScript file from mnv2-export); the "
+        "weights' padding and preprocessing are used. Modes:\n"
         "  mnv2-eval --weights FILE --data DIR [--json FILE]\n"
         "  mnv2-eval --weights FILE --predict IMAGE... [--topk K] [--labels "
         "FILE]\n"

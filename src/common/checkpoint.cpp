@@ -391,8 +391,8 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
     out.state = from_community_layout(out.state, path, &report);
     out.kind = "community-state_dict";
     out.conversion = "older community layout: " +
-                     std::to_string(report.mapped_layers) +
-                     " convolutions and BatchNorms of " +
+                     std::to_string(report.mapped_layers / 2) +
+                     " convolution + BatchNorm pairs of " +
                      std::to_string(report.mapped_blocks) +
                      " blocks renamed onto torchvision's keys";
   }

@@ -37,7 +37,8 @@ const FlagTable<EvalCommand>& eval_flags() {
        "resize_size"},
       {"crop-size",
        "",
-       "centre crop (default: the weights' setting, else 224)",
+       "centre crop, or the square size for weights that squash images "
+       "(Keras'); default: the weights' setting, else 224",
        &C::crop_size,
        "crop_size"},
       {"img-size", "", "benchmark input size", &C::img_size, "img_size"},

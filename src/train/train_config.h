@@ -28,6 +28,9 @@ struct TrainConfig {
 
   // Model
   double width_mult = 1.0;
+  /// With --pretrained, take the weights' width instead of `width_mult`
+  /// (mnv2-train: when --width-mult is not given).
+  bool width_from_pretrained = false;
   double dropout = 0.2;
   /// "auto" (the --pretrained weights', else "torch"), "torch" or "tf_same".
   std::string padding = "auto";

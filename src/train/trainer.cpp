@@ -186,7 +186,10 @@ void Training::setup() {
   }
   log::info(
       log::cat("MobileNetV2 width ",
-               c_.width_mult,
+               model_->options.width_mult(),
+               model_->options.padding() == Padding::kTfSame
+                   ? " (TF SAME padding)"
+                   : "",
                ", ",
                classes,
                " classes, ",

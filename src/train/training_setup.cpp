@@ -71,7 +71,9 @@ TrainingModel build_training_model(const TrainConfig& c, int64_t num_classes) {
   if (!c.pretrained.empty()) {
     weights = load_any_weights_file(c.pretrained, /*prefer_ema=*/true);
     const auto& theirs = weights->info.options;
-    if (theirs.width_mult() != c.width_mult) {
+    if (c.width_from_pretrained) {
+      options.width_mult(theirs.width_mult());
+    } else if (theirs.width_mult() != c.width_mult) {
       throw ConfigError("--pretrained '" + c.pretrained + "' has width " +
                         std::to_string(theirs.width_mult()) +
                         " but --width-mult is " + std::to_string(c.width_mult));

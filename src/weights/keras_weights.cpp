@@ -234,8 +234,8 @@ LoadedWeights read_keras_mobilenet_v2(const std::string& path) {
   }
   out.state = std::move(state);
   out.conversion = std::string("Keras MobileNetV2, ") + names.description +
-                   ": " + std::to_string(units) +
-                   " convolutions and BatchNorms" +
+                   ": " + std::to_string(units / 2) + " convolutions, " +
+                   std::to_string(units / 2) + " BatchNorms" +
                    (out.has_classifier ? " and the classifier" : "") +
                    " converted (width " +
                    std::to_string(out.info.options.width_mult()).substr(0, 4) +

@@ -24,8 +24,14 @@ def same_pads(size, kernel, stride):
     return total // 2, total - total // 2
 
 
+SYMMETRIC = [False]  # set by KerasMobileNetV2(symmetric_padding=True)
+
+
 def pad_same(x, kernel, stride):
     """x: HWC."""
+    if SYMMETRIC[0]:
+        half = kernel // 2
+        return np.pad(x, ((half, half), (half, half), (0, 0)))
     top, bottom = same_pads(x.shape[0], kernel, stride)
     left, right = same_pads(x.shape[1], kernel, stride)
     return np.pad(x, ((top, bottom), (left, right), (0, 0)))
@@ -37,8 +43,8 @@ def conv(x, kernel, stride=1):
     if k == 1:
         return x[::stride, ::stride] @ kernel[0, 0]
     p = pad_same(x, k, stride)
-    out_h = -(-x.shape[0] // stride)
-    out_w = -(-x.shape[1] // stride)
+    out_h = (p.shape[0] - k) // stride + 1
+    out_w = (p.shape[1] - k) // stride + 1
     y = np.zeros((out_h, out_w, kernel.shape[3]), np.float64)
     for i in range(k):
         for j in range(k):
@@ -51,8 +57,8 @@ def depthwise(x, kernel, stride=1):
     """x HWC, kernel (k, k, C, 1), SAME padding."""
     k = kernel.shape[0]
     p = pad_same(x, k, stride)
-    out_h = -(-x.shape[0] // stride)
-    out_w = -(-x.shape[1] // stride)
+    out_h = (p.shape[0] - k) // stride + 1
+    out_w = (p.shape[1] - k) // stride + 1
     y = np.zeros((out_h, out_w, x.shape[2]), np.float64)
     for i in range(k):
         for j in range(k):
@@ -61,11 +67,35 @@ def depthwise(x, kernel, stride=1):
     return y
 
 
+def keras21_names(block):
+    """Keras 2.1's layer names of a block: (conv prefix, BatchNorm prefix)."""
+    return ("mobl%d_conv_%d_" % (block, block),
+            "bn%d_conv_%d_bn_" % (block, block))
+
+
+def applications_names(block):
+    """keras-applications / tf.keras: conv 'block_1_expand', BN
+    'block_1_expand_BN'; block 0 is 'expanded_conv_'."""
+    stem = "expanded_conv_" if block == 0 else "block_%d_" % block
+    return stem, stem
+
+
 class KerasMobileNetV2:
-    def __init__(self, path):
+    def __init__(self, path, symmetric_padding=False):
         self.f = h5py.File(path, "r")
         root = self.f["model_weights"] if "model_weights" in self.f else self.f
         self.root = root
+        self.applications = "expanded_conv_depthwise" in root
+        self.head = "predictions" if "predictions" in root else "Logits"
+        # For showing what TF's SAME changes: PyTorch's symmetric padding.
+        self.symmetric = symmetric_padding
+
+    def names(self, block, part):
+        if self.applications:
+            stem, _ = applications_names(block)
+            return stem + part, stem + part + "_BN"
+        conv_prefix, bn_prefix = keras21_names(block)
+        return conv_prefix + part, bn_prefix + part
 
     def weight(self, layer, name):
         group = self.root[layer]
@@ -84,6 +114,7 @@ class KerasMobileNetV2:
 
     def logits(self, image):
         """image: HWC float RGB already scaled to [-1, 1]."""
+        SYMMETRIC[0] = self.symmetric
         relu6 = lambda v: np.clip(v, 0, 6)
         x = relu6(self.bn(conv(image.astype(np.float64),
                                self.weight("Conv1", "kernel:0"), 2),
@@ -92,18 +123,15 @@ class KerasMobileNetV2:
         for t, _, n, s in SETTINGS:
             for r in range(n):
                 stride = s if r == 0 else 1
-                name = "mobl%d_conv_%d_" % (block, block)
-                bn = "bn%d_conv_%d_bn_" % (block, block)
                 y = x
                 if t != 1:
-                    y = relu6(self.bn(conv(y, self.weight(name + "expand",
-                                                          "kernel:0")),
-                                      bn + "expand"))
-                y = relu6(self.bn(depthwise(y, self.weight(
-                    name + "depthwise", "depthwise_kernel:0"), stride),
-                    bn + "depthwise"))
-                y = self.bn(conv(y, self.weight(name + "project",
-                                                "kernel:0")), bn + "project")
+                    c, b = self.names(block, "expand")
+                    y = relu6(self.bn(conv(y, self.weight(c, "kernel:0")), b))
+                c, b = self.names(block, "depthwise")
+                y = relu6(self.bn(depthwise(
+                    y, self.weight(c, "depthwise_kernel:0"), stride), b))
+                c, b = self.names(block, "project")
+                y = self.bn(conv(y, self.weight(c, "kernel:0")), b)
                 if stride == 1 and y.shape[2] == x.shape[2]:
                     y = x + y
                 x = y
@@ -111,8 +139,8 @@ class KerasMobileNetV2:
         x = relu6(self.bn(conv(x, self.weight("Conv_1", "kernel:0")),
                           "Conv_1_bn"))
         pooled = x.mean(axis=(0, 1))
-        return pooled @ self.weight("Logits", "kernel:0") + self.weight(
-            "Logits", "bias:0")
+        return pooled @ self.weight(self.head, "kernel:0") + self.weight(
+            self.head, "bias:0")
 
     def probabilities(self, image):
         z = self.logits(image)

@@ -74,8 +74,8 @@ StateDict from_community_layout(const StateDict& state,
       // the last is the linear projection: `P-1` conv, `P` BatchNorm.
       const bool last = p + 1 == pairs.size();
       const std::string conv = prefix + std::to_string(p) + (last ? "" : ".0");
-      const std::string bn =
-          last ? prefix + std::to_string(p + 1) : prefix + std::to_string(p) + ".1";
+      const std::string bn = last ? prefix + std::to_string(p + 1)
+                                  : prefix + std::to_string(p) + ".1";
       for (const auto& [name, tensor] : pairs[p].first->tensors) {
         out.insert(conv + "." + name, tensor);
       }

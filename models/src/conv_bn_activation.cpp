@@ -13,8 +13,7 @@ namespace mnv2 {
 ConvBNActivationImpl::ConvBNActivationImpl(
     const ConvBNActivationOptions& options_)
     : options(options_) {
-  pads_input_ =
-      options.padding() == Padding::kTfSame && options.stride() > 1;
+  pads_input_ = options.padding() == Padding::kTfSame && options.stride() > 1;
   const int64_t padding = pads_input_ ? 0 : (options.kernel_size() - 1) / 2;
   push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(),
                                                        options.out_channels(),
@@ -54,15 +53,16 @@ Padding padding_from_name(const std::string& name) {
   if (name == "tf_same") {
     return Padding::kTfSame;
   }
-  throw std::invalid_argument("padding must be torch or tf_same, got '" +
-                              name + "'");
+  throw std::invalid_argument("padding must be torch or tf_same, got '" + name +
+                              "'");
 }
 
 std::array<int64_t, 2> tf_same_padding(int64_t size,
                                        int64_t kernel,
                                        int64_t stride) {
   const int64_t out = (size + stride - 1) / stride;
-  const int64_t total = std::max<int64_t>((out - 1) * stride + kernel - size, 0);
+  const int64_t total =
+      std::max<int64_t>((out - 1) * stride + kernel - size, 0);
   return {total / 2, total - total / 2};
 }
 

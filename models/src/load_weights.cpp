@@ -85,8 +85,8 @@ MobileNetV2Options infer_options(const StateDict& state,
   }
   for (double width : candidate_widths()) {
     if (make_divisible(32 * width, 8) != stem_channels ||
-        (with_head && make_divisible(1280 * std::max(1.0, width), 8) !=
-                          last_channel)) {
+        (with_head &&
+         make_divisible(1280 * std::max(1.0, width), 8) != last_channel)) {
       continue;
     }
     auto options = MobileNetV2Options().num_classes(classes).width_mult(width);

@@ -31,12 +31,14 @@ c10::IValue info_to_ivalue(const ModelInfo& info) {
   dict.insert("padding", padding_name(info.options.padding()));
   dict.insert("resize", resize_policy_name(info.resize));
   dict.insert("bn_eps", info.options.bn_eps());
-  dict.insert("mean", c10::List<double>(std::vector<double>(
-                          info.normalization.mean.begin(),
-                          info.normalization.mean.end())));
-  dict.insert("std", c10::List<double>(std::vector<double>(
-                         info.normalization.stddev.begin(),
-                         info.normalization.stddev.end())));
+  dict.insert(
+      "mean",
+      c10::List<double>(std::vector<double>(info.normalization.mean.begin(),
+                                            info.normalization.mean.end())));
+  dict.insert(
+      "std",
+      c10::List<double>(std::vector<double>(info.normalization.stddev.begin(),
+                                            info.normalization.stddev.end())));
   c10::List<std::string> names;
   for (const auto& name : info.class_names) {
     names.push_back(name);
@@ -71,8 +73,7 @@ ModelInfo info_from_ivalue(const c10::impl::GenericDict& dict,
     }
     // Fields added later: a checkpoint without them has the defaults.
     if (dict.contains("padding")) {
-      info.options.padding(
-          padding_from_name(dict.at("padding").toStringRef()));
+      info.options.padding(padding_from_name(dict.at("padding").toStringRef()));
     }
     if (dict.contains("resize")) {
       info.resize = resize_policy_from_name(dict.at("resize").toStringRef());
@@ -390,11 +391,11 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
     CommunityLayoutReport report;
     out.state = from_community_layout(out.state, path, &report);
     out.kind = "community-state_dict";
-    out.conversion = "older community layout: " +
-                     std::to_string(report.mapped_layers / 2) +
-                     " convolution + BatchNorm pairs of " +
-                     std::to_string(report.mapped_blocks) +
-                     " blocks renamed onto torchvision's keys";
+    out.conversion =
+        "older community layout: " + std::to_string(report.mapped_layers / 2) +
+        " convolution + BatchNorm pairs of " +
+        std::to_string(report.mapped_blocks) +
+        " blocks renamed onto torchvision's keys";
   }
   out.has_classifier = has_classifier(out.state);
   if (!out.has_classifier) {

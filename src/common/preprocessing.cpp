@@ -5,7 +5,8 @@
 namespace mnv2 {
 
 std::string resize_policy_name(ResizePolicy policy) {
-  return policy == ResizePolicy::kSquash ? "squash" : "shorter_side_center_crop";
+  return policy == ResizePolicy::kSquash ? "squash"
+                                         : "shorter_side_center_crop";
 }
 
 ResizePolicy resize_policy_from_name(const std::string& name) {
@@ -15,8 +16,10 @@ ResizePolicy resize_policy_from_name(const std::string& name) {
   if (name == "squash") {
     return ResizePolicy::kSquash;
   }
-  throw std::invalid_argument("resize policy must be shorter_side_center_crop "
-                              "or squash, got '" + name + "'");
+  throw std::invalid_argument(
+      "resize policy must be shorter_side_center_crop "
+      "or squash, got '" +
+      name + "'");
 }
 
 }  // namespace mnv2

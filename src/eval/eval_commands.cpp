@@ -124,9 +124,10 @@ Outcome run_predict(const EvalCommand& c) {
     const auto image = eval_transform(decode_rgb(path), p.transform);
     auto nhwc = torch::from_blob(
         image.data, {1, image.rows, image.cols, 3}, torch::kUInt8);
-    const auto x =
-        normalize_images(nhwc.permute({0, 3, 1, 2}), p.device, c.channels_last,
-                         p.model.info().normalization);
+    const auto x = normalize_images(nhwc.permute({0, 3, 1, 2}),
+                                    p.device,
+                                    c.channels_last,
+                                    p.model.info().normalization);
     const auto probabilities = torch::softmax(logits_of(p, x, amp), 1)[0];
     const auto k = std::min<int64_t>(c.topk, probabilities.size(0));
     const auto [values, indices] = probabilities.topk(k);

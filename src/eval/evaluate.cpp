@@ -37,9 +37,10 @@ EvalResult evaluate(
   const auto total = loader.batches_per_epoch();
   int64_t done = 0;
   while (auto batch = loader.next()) {
-    const auto x =
-        normalize_images(batch->images, options.device, options.channels_last,
-                         options.normalization);
+    const auto x = normalize_images(batch->images,
+                                    options.device,
+                                    options.channels_last,
+                                    options.normalization);
     const auto labels = batch->labels;
     torch::Tensor logits;
     {

@@ -166,8 +166,7 @@ void Training::setup() {
   auto val_options = loader_options(c_, false, device_.is_cuda(), launch_);
   val_options.normalization = info_.normalization;
   val_options.eval_transform.policy = info_.resize;
-  val_loader_ = std::make_unique<DataLoader>(
-      val_set_, val_options);
+  val_loader_ = std::make_unique<DataLoader>(val_set_, val_options);
 
   schedule_ = {c_.lr,
                c_.lr_scheduler,
@@ -184,20 +183,18 @@ void Training::setup() {
     // torchvision adjusts the EMA decay by the images of one step, all ranks.
     ema_.emplace(model_, c_.ema_decay, c_.ema_steps, global_batch, c_.epochs);
   }
-  log::info(
-      log::cat("MobileNetV2 width ",
-               model_->options.width_mult(),
-               model_->options.padding() == Padding::kTfSame
-                   ? " (TF SAME padding)"
-                   : "",
-               ", ",
-               classes,
-               " classes, ",
-               count_parameters(*model_),
-               " parameters, ",
-               count_multiply_adds(*model_, c_.img_size, c_.img_size) / 1e6,
-               "M multiply-adds at ",
-               c_.img_size));
+  log::info(log::cat(
+      "MobileNetV2 width ",
+      model_->options.width_mult(),
+      model_->options.padding() == Padding::kTfSame ? " (TF SAME padding)" : "",
+      ", ",
+      classes,
+      " classes, ",
+      count_parameters(*model_),
+      " parameters, ",
+      count_multiply_adds(*model_, c_.img_size, c_.img_size) / 1e6,
+      "M multiply-adds at ",
+      c_.img_size));
   log::info(log::cat("data: ",
                      train_set_.samples.size(),
                      " training images in '",

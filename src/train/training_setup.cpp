@@ -79,9 +79,9 @@ TrainingModel build_training_model(const TrainConfig& c, int64_t num_classes) {
                         " but --width-mult is " + std::to_string(c.width_mult));
     }
     if (c.padding != "auto" && theirs.padding() != options.padding()) {
-      throw ConfigError("--pretrained '" + c.pretrained + "' was trained with " +
-                        padding_name(theirs.padding()) + " padding but --padding is " +
-                        c.padding);
+      throw ConfigError("--pretrained '" + c.pretrained +
+                        "' was trained with " + padding_name(theirs.padding()) +
+                        " padding but --padding is " + c.padding);
     }
     options.padding(theirs.padding()).bn_eps(theirs.bn_eps());
     normalization = weights->info.normalization;

@@ -112,8 +112,7 @@ bool Hdf5File::exists(const std::string& object) const {
 }
 
 std::vector<std::string> Hdf5File::string_attribute(
-    const std::string& object,
-    const std::string& name) const {
+    const std::string& object, const std::string& name) const {
   Handle target(H5Oopen(id_, object.c_str(), H5P_DEFAULT), H5Oclose);
   if (!target.valid() || H5Aexists(target.get(), name.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -137,6 +136,8 @@ std::vector<std::string> Hdf5File::string_attribute(
   if (H5Tis_variable_str(type.get()) > 0) {
     Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(memory.get(), H5T_VARIABLE);
+    // h5py writes UTF-8; HDF5 converts only between equal character sets.
+    H5Tset_cset(memory.get(), H5Tget_cset(type.get()));
     std::vector<char*> strings(static_cast<size_t>(count), nullptr);
     if (H5Aread(attribute.get(), memory.get(), strings.data()) < 0) {
       throw WeightsError("'" + path_ + "': attribute '" + name +

@@ -26,16 +26,15 @@ struct KerasNaming {
   std::string (*batchnorm)(int block, const std::string& part);
 };
 
-const KerasNaming kKeras21{
-    "Keras 2.1 names (mobl{i}_conv_{i}_*)",
-    [](int b, const std::string& part) {
-      return "mobl" + std::to_string(b) + "_conv_" + std::to_string(b) + "_" +
-             part;
-    },
-    [](int b, const std::string& part) {
-      return "bn" + std::to_string(b) + "_conv_" + std::to_string(b) +
-             "_bn_" + part;
-    }};
+const KerasNaming kKeras21{"Keras 2.1 names (mobl{i}_conv_{i}_*)",
+                           [](int b, const std::string& part) {
+                             return "mobl" + std::to_string(b) + "_conv_" +
+                                    std::to_string(b) + "_" + part;
+                           },
+                           [](int b, const std::string& part) {
+                             return "bn" + std::to_string(b) + "_conv_" +
+                                    std::to_string(b) + "_bn_" + part;
+                           }};
 
 const KerasNaming kKerasApplications{
     "keras-applications / tf.keras names (block_{i}_*)",
@@ -53,7 +52,8 @@ class KerasReader {
  public:
   explicit KerasReader(const std::string& path) : file_(path) {
     root_ = file_.exists("model_weights") ? "model_weights/" : "";
-    layers_ = file_.string_attribute(root_.empty() ? "/" : root_, "layer_names");
+    layers_ =
+        file_.string_attribute(root_.empty() ? "/" : root_, "layer_names");
     if (layers_.empty()) {
       throw WeightsError("'" + path +
                          "' is an HDF5 file but not Keras weights (no "
@@ -143,14 +143,14 @@ void add_conv(KerasReader& keras,
               const std::string& key,
               const std::string& path,
               StateDict& state) {
-  auto kernel = keras.weights(
-      layer, {depthwise ? "depthwise_kernel:0" : "kernel:0"})[0];
+  auto kernel =
+      keras.weights(layer, {depthwise ? "depthwise_kernel:0" : "kernel:0"})[0];
   expect_dims(kernel, 4, layer, path);
   // HWIO -> OIHW; depthwise (k, k, C, 1) -> (C, 1, k, k).
-  state.insert(key + ".weight",
-               (depthwise ? kernel.permute({2, 3, 0, 1})
-                          : kernel.permute({3, 2, 0, 1}))
-                   .contiguous());
+  state.insert(
+      key + ".weight",
+      (depthwise ? kernel.permute({2, 3, 0, 1}) : kernel.permute({3, 2, 0, 1}))
+          .contiguous());
 }
 
 void add_batchnorm(KerasReader& keras,
@@ -172,7 +172,8 @@ void add_batchnorm(KerasReader& keras,
 
 // keras.applications names its files `..._<alpha>_<rows>[_no_top].h5`.
 int64_t input_size_from_name(const std::string& path) {
-  static const std::regex pattern(R"(_\d\.\d+_(96|128|160|192|224)(_no_top)?\.h5$)");
+  static const std::regex pattern(
+      R"(_\d\.\d+_(96|128|160|192|224)(_no_top)?\.h5$)");
   std::smatch match;
   const auto name = std::filesystem::path(path).filename().string();
   return std::regex_search(name, match, pattern) ? std::stoll(match[1]) : 224;
@@ -191,16 +192,26 @@ LoadedWeights read_keras_mobilenet_v2(const std::string& path) {
     const auto prefix = "features." + std::to_string(b + 1) + ".conv.";
     const int e = b == 0 ? 0 : 1;  // block 0 has no expansion
     if (e == 1) {
-      add_conv(keras, names.conv(b, "expand"), false, prefix + "0.0", path, state);
-      add_batchnorm(keras, names.batchnorm(b, "expand"), prefix + "0.1", path, state);
+      add_conv(
+          keras, names.conv(b, "expand"), false, prefix + "0.0", path, state);
+      add_batchnorm(
+          keras, names.batchnorm(b, "expand"), prefix + "0.1", path, state);
     }
     const auto dw = prefix + std::to_string(e);
     add_conv(keras, names.conv(b, "depthwise"), true, dw + ".0", path, state);
-    add_batchnorm(keras, names.batchnorm(b, "depthwise"), dw + ".1", path, state);
-    add_conv(keras, names.conv(b, "project"), false,
-             prefix + std::to_string(e + 1), path, state);
-    add_batchnorm(keras, names.batchnorm(b, "project"),
-                  prefix + std::to_string(e + 2), path, state);
+    add_batchnorm(
+        keras, names.batchnorm(b, "depthwise"), dw + ".1", path, state);
+    add_conv(keras,
+             names.conv(b, "project"),
+             false,
+             prefix + std::to_string(e + 1),
+             path,
+             state);
+    add_batchnorm(keras,
+                  names.batchnorm(b, "project"),
+                  prefix + std::to_string(e + 2),
+                  path,
+                  state);
     units += 2 * (e + 2);
   }
   add_conv(keras, "Conv_1", false, "features.18.0", path, state);

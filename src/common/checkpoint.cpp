@@ -31,14 +31,17 @@ c10::IValue info_to_ivalue(const ModelInfo& info) {
   dict.insert("padding", padding_name(info.options.padding()));
   dict.insert("resize", resize_policy_name(info.resize));
   dict.insert("bn_eps", info.options.bn_eps());
-  dict.insert(
-      "mean",
-      c10::List<double>(std::vector<double>(info.normalization.mean.begin(),
-                                            info.normalization.mean.end())));
-  dict.insert(
-      "std",
-      c10::List<double>(std::vector<double>(info.normalization.stddev.begin(),
-                                            info.normalization.stddev.end())));
+  // Lists of any type pickle as plain lists, which Python's
+  // torch.load(weights_only=True) accepts (typed double lists do not).
+  for (const auto& [key, values] :
+       {std::pair{"mean", info.normalization.mean},
+        std::pair{"std", info.normalization.stddev}}) {
+    c10::impl::GenericList list(c10::AnyType::get());
+    for (double v : values) {
+      list.push_back(v);
+    }
+    dict.insert(key, list);
+  }
   c10::List<std::string> names;
   for (const auto& name : info.class_names) {
     names.push_back(name);
@@ -85,13 +88,13 @@ ModelInfo info_from_ivalue(const c10::impl::GenericDict& dict,
          {std::pair{"mean", &info.normalization.mean},
           std::pair{"std", &info.normalization.stddev}}) {
       if (dict.contains(key)) {
-        const auto values = dict.at(key).toDoubleList();
+        const auto values = dict.at(key).toList();
         if (values.size() != 3) {
           throw WeightsError("checkpoint '" + path + "': model_info '" + key +
                              "' must have 3 values");
         }
         for (size_t c = 0; c < 3; ++c) {
-          (*target)[c] = values.get(c);
+          (*target)[c] = values.get(c).toDouble();
         }
       }
     }

@@ -4,7 +4,7 @@ independent references: a numpy forward pass written from Keras' definition
 PyTorch on the exported TorchScript.
 
 Usage: check_pretrained.py CASE BIN_DIR WORK_DIR PRETRAINED_DIR
-CASE: keras_reference | keras_layouts | keras_programs
+CASE: keras_reference | keras_layouts | keras_finetune | pretrained_files
 """
 import json
 import os
@@ -257,7 +257,7 @@ def keras_layouts(bin_dir, work, pretrained):
                   f"{size}x{size}: max |p - p_ref| {diff:.2e}")
 
 
-def keras_programs(bin_dir, work, pretrained):
+def keras_finetune(bin_dir, work, pretrained):
     keras = pretrained / KERAS_FILE
     data = ROOT / "data" / "digits"
     common = ["--data", data, "--recipe", "digits", "--epochs", 2, "--threads", 2,
@@ -289,6 +289,12 @@ def keras_programs(bin_dir, work, pretrained):
     check(f"top-1 {best:.2f}%" in result.stdout,
           f"mnv2-eval of the fine-tuned weights gives the run's best {best:.2f}%")
 
+
+
+def pretrained_files(bin_dir, work, pretrained):
+    keras = pretrained / KERAS_FILE
+    data = ROOT / "data" / "digits"
+    common = ["--data", data, "--recipe", "digits", "--threads", 2, "--overwrite"]
     # The community layout: renamed, loaded as features, a new head.
     community = work / "community"
     run([bin_dir / "mnv2-train", *common, "--epochs", 1, "--pretrained",
@@ -347,7 +353,8 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     {"keras_reference": keras_reference, "keras_layouts": keras_layouts,
-     "keras_programs": keras_programs}[case](bin_dir, work, pretrained)
+     "keras_finetune": keras_finetune,
+     "pretrained_files": pretrained_files}[case](bin_dir, work, pretrained)
     if FAILURES:
         raise SystemExit(f"{len(FAILURES)} check(s) failed")
 

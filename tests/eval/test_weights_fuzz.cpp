@@ -218,3 +218,64 @@ TEST_CASE("hostile weights files fail cleanly within bounded memory",
   CHECK(refused > kMutants / 2);
   CHECK(peak_kb <= 2 * legitimate_kb);
 }
+
+TEST_CASE("hostile Keras HDF5 files fail cleanly within bounded memory",
+          "[fuzz]") {
+  // Mutants of Keras' real ImageNet file (scripts/get-pretrained.sh): libhdf5
+  // reads the structure, our reader the names, shapes and values.
+  const auto source =
+      mnv2::test::folder_from_env("MNV2_PRETRAINED_DIR") /
+      "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5";
+  const auto dir = mnv2::test::fresh_temp_dir("keras-fuzz");
+  REQUIRE_NOTHROW(
+      mnv2::InferenceModel::load(source.string(), true, torch::kCPU));
+  const long legitimate_kb = peak_rss_kb();
+  const auto original = read_bytes(source);
+  // The superblock, object headers, attributes and B-trees come first.
+  constexpr size_t kMetadataBytes = 200000;
+  std::mt19937_64 rng(20261126);
+  const auto pick = [&](size_t n) {
+    return static_cast<size_t>(rng() % std::max<size_t>(n, 1));
+  };
+  int loaded = 0;
+  int refused = 0;
+  constexpr int kMutants = 120;
+  for (int i = 0; i < kMutants; ++i) {
+    std::string bytes = original;
+    switch (i % 3) {
+      case 0:  // structure bytes changed
+        for (int k = 0; k <= i % 4; ++k) {
+          bytes[pick(kMetadataBytes)] = static_cast<char>(pick(256));
+        }
+        break;
+      case 1:  // any bytes changed
+        for (int k = 0; k <= i % 4; ++k) {
+          bytes[pick(bytes.size())] = static_cast<char>(pick(256));
+        }
+        break;
+      default:  // truncated
+        bytes.resize(pick(bytes.size()));
+        break;
+    }
+    const auto path = (dir / ("mutant_" + std::to_string(i) + ".h5")).string();
+    write_bytes(path, bytes);
+    try {
+      mnv2::InferenceModel::load(path, true, torch::kCPU);
+      ++loaded;
+    } catch (const std::exception& e) {
+      ++refused;
+      const std::string message = e.what();
+      INFO("mutant " << i << ": " << message);
+      CHECK(message.find('\n') == std::string::npos);
+      CHECK(message.find(path) != std::string::npos);
+    }
+    std::filesystem::remove(path);
+  }
+  std::cout << "Keras fuzz: " << kMutants << " mutants, " << refused
+            << " refused, " << loaded << " loaded; peak "
+            << peak_rss_kb() / 1024 << " MiB vs " << legitimate_kb / 1024
+            << " MiB for the legitimate load\n";
+  CHECK(loaded + refused == kMutants);
+  CHECK(refused > 0);
+  CHECK(peak_rss_kb() < 2 * legitimate_kb);
+}

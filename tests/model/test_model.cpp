@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <mobilenetv2/conv_bn_activation.h>
 #include <mobilenetv2/counting.h>
 #include <mobilenetv2/make_divisible.h>
 #include <mobilenetv2/mobilenet_v2.h>
@@ -181,4 +182,55 @@ TEST_CASE("custom settings and BN options reach every layer", "[model]") {
   model->eval();
   CHECK(model->forward(torch::zeros({1, 3, 64, 64})).sizes() ==
         torch::IntArrayRef({1, 4}));
+}
+
+TEST_CASE("TensorFlow SAME padding: values by hand, shapes and cost",
+          "[model]") {
+  using mnv2::tf_same_padding;
+  // 3x3 stride 2: even sizes pad 0 before, 1 after; odd sizes 1 and 1.
+  CHECK(tf_same_padding(224, 3, 2) == std::array<int64_t, 2>{0, 1});
+  CHECK(tf_same_padding(225, 3, 2) == std::array<int64_t, 2>{1, 1});
+  CHECK(tf_same_padding(7, 3, 1) == std::array<int64_t, 2>{1, 1});
+  CHECK(tf_same_padding(8, 1, 1) == std::array<int64_t, 2>{0, 0});
+  CHECK(tf_same_padding(9, 5, 3) == std::array<int64_t, 2>{1, 1});
+  CHECK(mnv2::padding_from_name("tf_same") == mnv2::Padding::kTfSame);
+  CHECK_THROWS(mnv2::padding_from_name("same"));
+
+  torch::manual_seed(0);
+  mnv2::MobileNetV2 same(
+      mnv2::MobileNetV2Options().padding(mnv2::Padding::kTfSame));
+  mnv2::MobileNetV2 symmetric;
+  same->eval();
+  // Same parameters and cost; the feature maps keep ceil(size / stride).
+  CHECK(mnv2::count_parameters(*same) == mnv2::count_parameters(*symmetric));
+  CHECK(mnv2::count_multiply_adds(*same, 224, 224) ==
+        mnv2::count_multiply_adds(*symmetric, 224, 224));
+  torch::NoGradGuard no_grad;
+  for (int64_t size : {224, 225, 97}) {
+    const auto maps =
+        same->forward_feature_maps(torch::randn({1, 3, size, size}));
+    const auto last = maps.back().tensor;
+    CHECK(last.size(2) == (size + 31) / 32);
+  }
+  // The stem of a SAME model on an even size equals padding 0 before and
+  // 1 after by hand, then an unpadded convolution.
+  const auto x = torch::randn({1, 3, 8, 8});
+  auto* stem = same->features->ptr(0)->as<mnv2::ConvBNActivationImpl>();
+  auto* conv = stem->ptr(0)->as<torch::nn::Conv2dImpl>();
+  const auto by_hand = torch::conv2d(
+      torch::constant_pad_nd(x, {0, 1, 0, 1}), conv->weight, {}, 2);
+  const auto unit = stem->forward(x);
+  auto* bn = stem->ptr(1)->as<torch::nn::BatchNorm2dImpl>();
+  const auto expected = torch::clamp(torch::batch_norm(by_hand,
+                                                       bn->weight,
+                                                       bn->bias,
+                                                       bn->running_mean,
+                                                       bn->running_var,
+                                                       false,
+                                                       0.0,
+                                                       bn->options.eps(),
+                                                       false),
+                                     0,
+                                     6);
+  CHECK(torch::allclose(unit, expected, 1e-5, 1e-6));
 }

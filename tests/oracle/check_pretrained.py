@@ -209,8 +209,9 @@ def write_keras_file(path, alpha, applications, head, whole_model, vlen, classes
     last = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
     conv("Conv_1", 1, channels, last)
     bn("Conv_1_bn", last)
-    layers.append((head, [("kernel:0", rng.normal(0, 0.4 / np.sqrt(last), (last, classes))),
-                          ("bias:0", rng.normal(0, 0.1, classes))]))
+    if head:
+        layers.append((head, [("kernel:0", rng.normal(0, 0.4 / np.sqrt(last), (last, classes))),
+                              ("bias:0", rng.normal(0, 0.1, classes))]))
     text = h5py.string_dtype() if vlen else None
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if whole_model else f
@@ -255,6 +256,24 @@ def keras_layouts(bin_dir, work, pretrained):
                   f"Keras file at width {alpha} ({generation} names, '{head}' head, "
                   f"{'whole model' if whole else 'weights only'}, {blocks} blocks) at "
                   f"{size}x{size}: max |p - p_ref| {diff:.2e}")
+
+    # A `_no_top` file: features for fine-tuning, refused for evaluation.
+    no_top = work / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_96_no_top.h5"
+    write_keras_file(no_top, 0.5, True, None, False, False, 0, 5)
+    result = run([bin_dir / "mnv2-eval", "--weights", no_top, "--predict", files[0]], expect=1)
+    lines = error_lines(result.stderr)
+    check(len(lines) == 1 and "features without a classifier" in lines[0],
+          f"evaluating a _no_top Keras file: {lines}")
+    run_dir = work / "no_top_run"
+    run([bin_dir / "mnv2-train", "--data", ROOT / "data" / "digits", "--recipe", "digits",
+         "--epochs", 1, "--threads", 2, "--pretrained", no_top, "--output", run_dir])
+    log = (run_dir / "train.log").read_text()
+    check("not loaded: missing keys (2): classifier.1.weight, classifier.1.bias;" in log
+          and "MobileNetV2 width 0.5 (TF SAME padding)" in log,
+          "fine-tuning from a _no_top Keras file at width 0.5: only the head is missing")
+    meta = json.loads((run_dir / "model_best.json").read_text())
+    check(meta["img_size"] == 48 and meta["resize"] == "squash",
+          "sizes come from the run, the resize policy from the Keras weights")
 
 
 def keras_finetune(bin_dir, work, pretrained):
@@ -305,6 +324,10 @@ def pretrained_files(bin_dir, work, pretrained):
           in log, "fine-tuning from the community .pt: renamed, only the head missing")
     photo = work / "coffee.png"
     Image.fromarray(squashed(PHOTOS["coffee"], 224)).save(photo)
+    result = run([bin_dir / "mnv2-train", *common, "--pretrained", keras, "--padding", "torch",
+                  "--output", work / "conflict"], expect=2)
+    check("was trained with tf_same padding but --padding is torch" in result.stderr,
+          "--padding that contradicts the weights is a usage error")
     result = run([bin_dir / "mnv2-eval", "--weights", pretrained / COMMUNITY_FILE,
                   "--predict", photo], expect=1)
     lines = error_lines(result.stderr)

@@ -1,20 +1,34 @@
-"""Inference benchmark, side by side in one run at 224, fp32, same threads:
-our eager model (mnv2-eval --benchmark), our exported TorchScript (frozen,
-run by mnv2-eval) and ONNX (run by onnxruntime), against torchvision's
-mobilenet_v2 in Python eager on the same LibTorch version. Batch-1 latency
-(p50) and batch-32 throughput; ratios against torchvision. Writes JSON.
+"""Inference benchmark, side by side in one run (1.0/224, fp32, same threads):
+ours (mnv2-eval --benchmark: the fused engine, eager, our exported frozen
+TorchScript) against onnxruntime and OpenVINO on our exported ONNX and
+torchvision's mobilenet_v2 in Python eager on the same LibTorch version.
 
-Usage: python bench/inference.py [--threads 2] [--iterations 30]
+Fair peers: the Python peers run with our start-up allocator settings
+(GLIBC_TUNABLES, set by re-running this script with them) and torchvision in
+both memory formats, NCHW and channels_last; torchvision with the default
+glibc settings is measured in a separate process and labelled as such.
+Batch-1 latency (p50) and batch-32 throughput; ratios against onnxruntime
+(the target) and torchvision. Prints and records the host (CPU model, ISA
+flags), threads and library versions.
+
+Usage: python bench/inference.py [--threads 2] [--iterations 30] [--batch 32]
 """
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
 import torch
 import torchvision
 
-from common import BUILD, host_label, print_table, run_json, write_json
+from common import BUILD, host_label, print_table, write_json
+
+# Our programs' start-up settings (common/runtime.cpp), for fair Python peers.
+FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
 
 
 def timed(fn, x, iterations):
@@ -30,21 +44,37 @@ def timed(fn, x, iterations):
 
 def measure_python(fn, batch, iterations):
     b1 = timed(fn, np.random.randn(1, 3, 224, 224).astype(np.float32), iterations)
-    bn = timed(fn, np.random.randn(batch, 3, 224, 224).astype(np.float32), max(3, iterations // 5))
+    bn = timed(fn, np.random.randn(batch, 3, 224, 224).astype(np.float32),
+               max(3, iterations // 5))
     return 1000 * statistics.median(b1), batch * len(bn) / sum(bn)
 
 
-def ours(weights, batch, iterations, threads, json_path, channels_last, engine="fused"):
-    run_json_args = [BUILD / "apps" / "mnv2-eval", "--weights", weights, "--benchmark",
-                     "--batch-size", batch, "--img-size", 224, "--iterations", iterations,
-                     "--threads", threads, "--amp-dtype", "fp32", "--json", json_path,
-                     "--engine", engine]
-    import subprocess
-    subprocess.run([str(a) for a in run_json_args], check=True, capture_output=True)
-    import json
+def ours(weights, args, json_path, channels_last, engine="fused"):
+    subprocess.run([str(a) for a in [
+        BUILD / "apps" / "mnv2-eval", "--weights", weights, "--benchmark",
+        "--batch-size", args.batch, "--img-size", 224, "--iterations", args.iterations,
+        "--threads", args.threads, "--amp-dtype", "fp32", "--json", json_path,
+        "--engine", engine]], check=True, capture_output=True)
     cases = json.loads(open(json_path).read())["cases"]
     case = [c for c in cases if c["channels_last"] == channels_last][0]
     return case["batch1_p50_ms"], case["images_per_second"]
+
+
+def torchvision_rate(model, args, channels_last):
+    format_ = torch.channels_last if channels_last else torch.contiguous_format
+    net = model.to(memory_format=format_)
+
+    def forward(x):
+        with torch.no_grad():
+            return net(torch.from_numpy(x).contiguous(memory_format=format_))
+    return measure_python(forward, args.batch, args.iterations)
+
+
+def peer_only(args):
+    """--peer-default: torchvision in this process, as the environment set it."""
+    torch.set_num_threads(args.threads)
+    model = torchvision.models.mobilenet_v2().eval()
+    print(json.dumps(torchvision_rate(model, args, args.channels_last)))
 
 
 def main():
@@ -53,56 +83,98 @@ def main():
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--out", default="bench-results/inference.json")
+    parser.add_argument("--peer-default", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer_default:
+        return peer_only(args)
+    if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
+        # glibc reads its tunables at start-up: run again with ours.
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
     torch.set_num_threads(args.threads)
     work = BUILD / "bench"
     work.mkdir(parents=True, exist_ok=True)
     model = torchvision.models.mobilenet_v2().eval()
     weights = work / "mobilenet_v2_random.pth"
     torch.save(model.state_dict(), weights)
-    import subprocess
     for fmt, name, extra in [("torchscript", "model_frozen.pt", ["--freeze"]),
                              ("onnx", "model.onnx", [])]:
         subprocess.run([str(BUILD / "apps" / "mnv2-export"), "--weights", str(weights), "--format",
                         fmt, "--output", str(work / name), *extra], check=True, capture_output=True)
 
     results = {}
-    results["ours fused"] = ours(weights, args.batch, args.iterations, args.threads,
-                                 work / "fused.json", False)
-    results["ours fused, channels_last input"] = ours(weights, args.batch, args.iterations,
-                                                      args.threads, work / "fused.json", True)
-    results["ours eager channels_last"] = ours(weights, args.batch, args.iterations, args.threads,
-                                               work / "eager.json", True, "eager")
-    results["ours TorchScript (frozen)"] = ours(work / "model_frozen.pt", args.batch,
-                                                args.iterations, args.threads,
-                                                work / "script.json", False)
+    versions = {"torch": torch.__version__}
+    results["ours fused engine"] = ours(weights, args, work / "fused.json", False)
+    results["ours fused engine, channels_last input"] = ours(weights, args, work / "fused.json",
+                                                             True)
+    results["ours eager, channels_last"] = ours(weights, args, work / "eager.json", True, "eager")
+    results["ours eager, NCHW"] = ours(weights, args, work / "eager.json", False, "eager")
+    results["ours TorchScript export (frozen)"] = ours(work / "model_frozen.pt", args,
+                                                       work / "script.json", False)
     import onnxruntime
+    versions["onnxruntime"] = onnxruntime.__version__
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads
     session = onnxruntime.InferenceSession(str(work / "model.onnx"), options,
                                            providers=["CPUExecutionProvider"])
     results["onnxruntime on our ONNX"] = measure_python(
         lambda x: session.run(None, {"input": x}), args.batch, args.iterations)
+    try:
+        import openvino
+        versions["openvino"] = openvino.__version__
+        core = openvino.Core()
+        compiled = {}
 
-    def torchvision_forward(x):
-        with torch.no_grad():
-            return model(torch.from_numpy(x))
+        def openvino_forward(x):
+            # One compiled model per static input shape (dynamic dims are slower).
+            key = x.shape
+            if key not in compiled:
+                m = core.read_model(str(work / "model.onnx"))
+                m.reshape({"input": list(key)})
+                compiled[key] = core.compile_model(
+                    m, "CPU", {"INFERENCE_NUM_THREADS": args.threads,
+                               "INFERENCE_PRECISION_HINT": "f32"})
+            return compiled[key]([x])
+        results["OpenVINO on our ONNX"] = measure_python(openvino_forward, args.batch,
+                                                         args.iterations)
+    except ImportError:
+        print("OpenVINO row skipped: pip install openvino (in the venv) to include it")
+    results["torchvision eager, NCHW"] = torchvision_rate(model, args, False)
+    results["torchvision eager, channels_last"] = torchvision_rate(model, args, True)
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    for channels_last in (False, True):
+        out = subprocess.run([sys.executable, __file__, "--peer-default", "--threads",
+                              str(args.threads), "--iterations", str(args.iterations),
+                              "--batch", str(args.batch)]
+                             + (["--channels-last"] if channels_last else []),
+                             env=env, check=True, capture_output=True, text=True)
+        label = "channels_last" if channels_last else "NCHW"
+        results[f"torchvision eager, {label}, DEFAULT glibc settings (unfair)"] = \
+            json.loads(out.stdout.strip().splitlines()[-1])
 
-    results["torchvision eager (Python)"] = measure_python(torchvision_forward, args.batch,
-                                                           args.iterations)
-    peer_latency, peer_rate = results["torchvision eager (Python)"]
+    ort_latency, ort_rate = results["onnxruntime on our ONNX"]
+    tv_latency, tv_rate = results["torchvision eager, channels_last"]
     rows, data = [], []
     for name, (latency, rate) in results.items():
-        rows.append([name, f"{latency:.2f}", f"{peer_latency / latency:.2f}x", f"{rate:.1f}",
-                     f"{rate / peer_rate:.2f}x"])
-        data.append({"name": name, "batch1_p50_ms": latency, "batch1_speedup": peer_latency / latency,
+        rows.append([name, f"{latency:.2f}", f"{ort_latency / latency:.2f}x",
+                     f"{tv_latency / latency:.2f}x", f"{rate:.1f}", f"{rate / ort_rate:.2f}x",
+                     f"{rate / tv_rate:.2f}x"])
+        data.append({"name": name, "batch1_p50_ms": latency,
+                     "batch1_speed_vs_onnxruntime": ort_latency / latency,
                      f"batch{args.batch}_images_per_second": rate,
-                     f"batch{args.batch}_ratio": rate / peer_rate})
-    print_table(f"MobileNetV2 1.0 inference at 224, fp32, {args.threads} threads "
-                f"(torch {torch.__version__})",
-                ["", "b1 p50 ms", "vs torchvision", f"b{args.batch} img/s", "vs torchvision"], rows)
-    print("host:", host_label())
-    write_json(args.out, {"threads": args.threads, "host": host_label(), "results": data})
+                     f"batch{args.batch}_vs_onnxruntime": rate / ort_rate})
+    host = host_label()
+    print_table(f"MobileNetV2 1.0 inference at 224, fp32, {args.threads} threads; speed ratios "
+                f"(higher is faster) against onnxruntime and torchvision channels_last",
+                ["", "b1 p50 ms", "vs ORT", "vs tv", f"b{args.batch} img/s", "vs ORT", "vs tv"],
+                rows)
+    print("host:", host)
+    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print("Python peers ran with GLIBC_TUNABLES=" + FAIR_TUNABLES + " (our start-up settings) "
+          "unless labelled DEFAULT")
+    write_json(args.out, {"threads": args.threads, "host": host, "versions": versions,
+                          "results": data})
 
 
 if __name__ == "__main__":

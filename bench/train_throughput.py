@@ -1,24 +1,35 @@
 """Training throughput: our C++ training step against a plain torchvision
 Python loop (same model, batch, image size, SGD with momentum, threads),
-side by side in one run. Prints a table with the ratio and writes JSON.
+side by side in one run. Fair peer: torchvision runs with our start-up
+allocator settings (GLIBC_TUNABLES) in both memory formats; torchvision with
+glibc's defaults runs in a separate process and is labelled as such. Prints
+the host, versions and ratios against the fair channels_last peer; writes
+JSON.
 
 Usage: python bench/train_throughput.py [--batch 32] [--size 224] [--steps 6]
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import torch
 import torchvision
 
-from common import BUILD, print_table, run_json, write_json
+from common import BUILD, host_label, print_table, run_json, write_json
+
+FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
 
 
-def python_rate(batch, size, steps, threads):
+def python_rate(batch, size, steps, threads, channels_last):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = torchvision.models.mobilenet_v2(num_classes=1000).train()
+    format_ = torch.channels_last if channels_last else torch.contiguous_format
+    model = torchvision.models.mobilenet_v2(num_classes=1000).train().to(memory_format=format_)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
-    x = torch.randn(batch, 3, size, size)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=format_)
     y = torch.randint(0, 1000, (batch,))
 
     def step():
@@ -42,26 +53,46 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-results/train_throughput.json")
+    parser.add_argument("--peer-only", choices=["nchw", "channels_last"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rows, results = [], []
-    for label, extra in [("contiguous", []), ("channels_last", ["--channels-last"])]:  # mnv2-bench flags
-        ours = run_json([BUILD / "bench" / "mnv2-bench", "train-step", "--batch", args.batch,
-                         "--size", args.size, "--steps", args.steps, "--threads", args.threads,
-                         *extra])["images_per_second"]
-        results.append({"ours": label, "ours_images_per_second": ours})
-        rows.append([f"ours ({label})", f"{ours:.1f}"])
-    peer = python_rate(args.batch, args.size, args.steps, args.threads)
-    rows.append(["torchvision + torch.optim (Python)", f"{peer:.1f}"])
-    for r in results:
-        r["torchvision_images_per_second"] = peer
-        r["ratio"] = r["ours_images_per_second"] / peer
-    rows = [row + ([f"{r['ratio']:.2f}x"] if i < len(results) else ["1.00x"])
-            for i, (row, r) in enumerate(zip(rows, results + [None]))]
+    if args.peer_only:
+        print(python_rate(args.batch, args.size, args.steps, args.threads,
+                          args.peer_only == "channels_last"))
+        return
+    if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
+    rates = {}
+    for label, extra in [("NCHW", []), ("channels_last", ["--channels-last"])]:
+        rates[f"ours, {label}"] = run_json(
+            [BUILD / "bench" / "mnv2-bench", "train-step", "--batch", args.batch, "--size",
+             args.size, "--steps", args.steps, "--threads", args.threads, *extra]
+        )["images_per_second"]
+    for channels_last in (False, True):
+        label = "channels_last" if channels_last else "NCHW"
+        rates[f"torchvision + torch.optim, {label}"] = python_rate(
+            args.batch, args.size, args.steps, args.threads, channels_last)
+    default_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    for label in ("nchw", "channels_last"):
+        out = subprocess.run([sys.executable, __file__, "--peer-only", label, "--batch",
+                              str(args.batch), "--size", str(args.size), "--steps",
+                              str(args.steps), "--threads", str(args.threads)],
+                             env=default_env, check=True, capture_output=True, text=True)
+        name = "NCHW" if label == "nchw" else label
+        rates[f"torchvision + torch.optim, {name}, DEFAULT glibc settings (unfair)"] = \
+            float(out.stdout.strip().splitlines()[-1])
+    peer = rates["torchvision + torch.optim, channels_last"]
+    rows = [[name, f"{rate:.1f}", f"{rate / peer:.2f}x"] for name, rate in rates.items()]
+    host = host_label()
     print_table(f"MobileNetV2 1.0 training step, batch {args.batch} at {args.size}, "
-                f"{args.threads} threads, SGD momentum",
-                ["", "img/s", "ratio"], rows)
+                f"{args.threads} threads, SGD momentum; ratio against fair torchvision "
+                f"channels_last", ["", "img/s", "ratio"], rows)
+    print("host:", host)
+    print("versions: torch", torch.__version__)
     write_json(args.out, {"batch": args.batch, "size": args.size, "threads": args.threads,
-                          "results": results})
+                          "host": host, "torch": torch.__version__,
+                          "results": [{"name": n, "images_per_second": r, "ratio": r / peer}
+                                      for n, r in rates.items()]})
 
 
 if __name__ == "__main__":

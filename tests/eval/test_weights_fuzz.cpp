@@ -38,6 +38,21 @@ void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
+/// Loads `path` as mnv2-eval does: true when it loads; false when it is
+/// refused, which must be one line naming the file.
+bool load_or_refuse(const std::string& path, const std::string& label) {
+  try {
+    mnv2::InferenceModel::load(path, true, torch::kCPU);
+    return true;
+  } catch (const std::exception& e) {
+    const std::string message = e.what();
+    INFO(label << ": " << message);
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK(message.find(path) != std::string::npos);
+    return false;
+  }
+}
+
 /// The archive's records, with `data.pkl` replaced by `pickle`, written
 /// again: the zip's checksums are valid, only the content is hostile.
 std::string repack(const std::string& archive, const std::string& pickle) {
@@ -188,16 +203,8 @@ TEST_CASE("hostile weights files fail cleanly within bounded memory",
     ++kinds[kind];
     const auto path = (dir / ("mutant_" + std::to_string(i) + ".pth")).string();
     write_bytes(path, bytes);
-    try {
-      mnv2::InferenceModel::load(path, true, torch::kCPU);
-      ++loaded;
-    } catch (const std::exception& e) {
-      ++refused;
-      const std::string message = e.what();
-      INFO(kind << " mutant " << i << ": " << message);
-      CHECK(message.find('\n') == std::string::npos);
-      CHECK(message.find(path) != std::string::npos);
-    }
+    (load_or_refuse(path, kind + " mutant " + std::to_string(i)) ? loaded
+                                                                 : refused)++;
     std::filesystem::remove(path);
     if (peak_rss_kb() > 2 * legitimate_kb) {
       WARN("over the bound after " << kind << " mutant " << i);
@@ -259,16 +266,7 @@ TEST_CASE("hostile Keras HDF5 files fail cleanly within bounded memory",
     }
     const auto path = (dir / ("mutant_" + std::to_string(i) + ".h5")).string();
     write_bytes(path, bytes);
-    try {
-      mnv2::InferenceModel::load(path, true, torch::kCPU);
-      ++loaded;
-    } catch (const std::exception& e) {
-      ++refused;
-      const std::string message = e.what();
-      INFO("mutant " << i << ": " << message);
-      CHECK(message.find('\n') == std::string::npos);
-      CHECK(message.find(path) != std::string::npos);
-    }
+    (load_or_refuse(path, "mutant " + std::to_string(i)) ? loaded : refused)++;
     std::filesystem::remove(path);
   }
   std::cout << "Keras fuzz: " << kMutants << " mutants, " << refused

@@ -37,34 +37,28 @@ def pad_same(x, kernel, stride):
     return np.pad(x, ((top, bottom), (left, right), (0, 0)))
 
 
-def conv(x, kernel, stride=1):
-    """Regular convolution, x HWC, kernel HWIO, SAME padding."""
-    k = kernel.shape[0]
-    if k == 1:
-        return x[::stride, ::stride] @ kernel[0, 0]
+def windows(x, k, stride):
+    """The k x k shifted views of SAME-padded x (HWC) a convolution sums over:
+    ((i, j), view) with view[y, x] = padded[i + stride * y, j + stride * x]."""
     p = pad_same(x, k, stride)
     out_h = (p.shape[0] - k) // stride + 1
     out_w = (p.shape[1] - k) // stride + 1
-    y = np.zeros((out_h, out_w, kernel.shape[3]), np.float64)
     for i in range(k):
         for j in range(k):
-            patch = p[i:i + stride * out_h:stride, j:j + stride * out_w:stride]
-            y += patch @ kernel[i, j]
-    return y
+            yield (i, j), p[i:i + stride * out_h:stride, j:j + stride * out_w:stride]
+
+
+def conv(x, kernel, stride=1):
+    """Regular convolution, x HWC, kernel HWIO, SAME padding."""
+    if kernel.shape[0] == 1:
+        return x[::stride, ::stride] @ kernel[0, 0]
+    return sum(view @ kernel[i, j] for (i, j), view in windows(x, kernel.shape[0], stride))
 
 
 def depthwise(x, kernel, stride=1):
     """x HWC, kernel (k, k, C, 1), SAME padding."""
-    k = kernel.shape[0]
-    p = pad_same(x, k, stride)
-    out_h = (p.shape[0] - k) // stride + 1
-    out_w = (p.shape[1] - k) // stride + 1
-    y = np.zeros((out_h, out_w, x.shape[2]), np.float64)
-    for i in range(k):
-        for j in range(k):
-            patch = p[i:i + stride * out_h:stride, j:j + stride * out_w:stride]
-            y += patch * kernel[i, j, :, 0]
-    return y
+    return sum(view * kernel[i, j, :, 0]
+               for (i, j), view in windows(x, kernel.shape[0], stride))
 
 
 def keras21_names(block):

@@ -231,8 +231,15 @@ void Training::resume() {
   const auto cp = read_checkpoint(c_.resume);
   if (cp.info.class_names != info_.class_names ||
       cp.info.options.width_mult() != info_.options.width_mult()) {
-    throw ConfigError("--resume '" + c_.resume +
-                      "' was trained on other classes or another width");
+    throw ConfigError(log::cat("--resume '",
+                               c_.resume,
+                               "' was trained on other classes or another "
+                               "width (",
+                               cp.info.options.width_mult(),
+                               " vs ",
+                               info_.options.width_mult(),
+                               "): resume with the flags the run began with "
+                               "(--pretrained, --width-mult)"));
   }
   if (cp.info.options.padding() != info_.options.padding() ||
       cp.info.options.bn_eps() != info_.options.bn_eps() ||

@@ -190,7 +190,7 @@ torch::Tensor Hdf5File::read_float_dataset(const std::string& object) const {
   for (auto d : shape) {
     // Keras stores weights uncompressed: more values than the file has
     // bytes for is a corrupt header, not a tensor to allocate.
-    if (d < 0 || d > file_bytes_ || elements * d > file_bytes_) {
+    if (d < 0 || (d > 0 && elements > file_bytes_ / d)) {
       throw WeightsError("'" + path_ + "': dataset '" + object +
                          "' claims more values than the file holds");
     }

@@ -1,11 +1,15 @@
 // Recipes, problems() and the flag table of mnv2-train. Expected values are
 // the published settings (README's recipe table) and the JSON keys that
 // checkpoints have always carried.
+#include "common/runtime.h"
 #include "train/train_config.h"
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <set>
+#include <string>
+#include <vector>
 
 TEST_CASE("recipes set their published values; unknown names change nothing",
           "[train]") {
@@ -148,4 +152,24 @@ TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
   CHECK(json.at("img_size") == 48);
   CHECK(json.at("nesterov") == true);
   CHECK(json.at("data") == "data/digits");
+}
+
+TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
+          "[train]") {
+  const bool native = mnv2::cpu_has_native_bf16();
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  CHECK_FALSE(mnv2::cpu_has_native_bf16());
+  std::vector<std::string> warnings;
+  const auto warn = [&](const std::string& w) { warnings.push_back(w); };
+  // --amp-dtype auto falls back to fp32 with one warning.
+  CHECK_FALSE(mnv2::amp_dtype_for("auto", torch::kCPU, warn).has_value());
+  CHECK(mnv2::amp_dtype_for("bf16", torch::kCPU, warn) == torch::kBFloat16);
+  CHECK(warnings.size() == 2);
+  ::setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16", 1);
+  CHECK(mnv2::cpu_has_native_bf16() == native);
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  ::setenv("ATEN_CPU_CAPABILITY", "avx2", 1);
+  CHECK_FALSE(mnv2::cpu_has_native_bf16());
+  ::unsetenv("ATEN_CPU_CAPABILITY");
+  CHECK(mnv2::cpu_has_native_bf16() == native);
 }

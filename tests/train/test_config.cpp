@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -156,7 +157,16 @@ TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
 
 TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
           "[train]") {
-  const bool native = mnv2::cpu_has_native_bf16();
+  // The variables as the suite was started (it may itself run capped).
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+  for (const char* name :
+       {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"}) {
+    const char* value = std::getenv(name);
+    saved.emplace_back(
+        name, value ? std::optional<std::string>(value) : std::nullopt);
+    ::unsetenv(name);
+  }
+  const bool hardware = mnv2::cpu_has_native_bf16();
   ::setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
   CHECK_FALSE(mnv2::cpu_has_native_bf16());
   std::vector<std::string> warnings;
@@ -166,10 +176,14 @@ TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
   CHECK(mnv2::amp_dtype_for("bf16", torch::kCPU, warn) == torch::kBFloat16);
   CHECK(warnings.size() == 2);
   ::setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16", 1);
-  CHECK(mnv2::cpu_has_native_bf16() == native);
+  CHECK(mnv2::cpu_has_native_bf16() == hardware);
   ::unsetenv("ONEDNN_MAX_CPU_ISA");
   ::setenv("ATEN_CPU_CAPABILITY", "avx2", 1);
   CHECK_FALSE(mnv2::cpu_has_native_bf16());
   ::unsetenv("ATEN_CPU_CAPABILITY");
-  CHECK(mnv2::cpu_has_native_bf16() == native);
+  for (const auto& [name, value] : saved) {
+    if (value) {
+      ::setenv(name.c_str(), value->c_str(), 1);
+    }
+  }
 }

@@ -51,11 +51,11 @@ def measure_python(fn, batch, iterations):
     return 1000 * statistics.median(b1), batch * len(bn) / sum(bn)
 
 
-def ours(weights, args, json_path, channels_last, engine="fused"):
+def ours(weights, args, json_path, channels_last, engine="fused", dtype="fp32"):
     subprocess.run([str(a) for a in [
         BUILD / "apps" / "mnv2-eval", "--weights", weights, "--benchmark",
         "--batch-size", args.batch, "--img-size", 224, "--iterations", args.iterations,
-        "--threads", args.threads, "--amp-dtype", "fp32", "--json", json_path,
+        "--threads", args.threads, "--amp-dtype", dtype, "--json", json_path,
         "--engine", engine]], check=True, capture_output=True)
     cases = json.loads(open(json_path).read())["cases"]
     case = [c for c in cases if c["channels_last"] == channels_last][0]
@@ -111,6 +111,9 @@ def main():
     systems["ours fused engine"] = lambda: ours(weights, args, work / "fused.json", False)
     systems["ours fused engine, channels_last input"] = lambda: ours(
         weights, args, work / "fused.json", True)
+    if "avx512_bf16" in host_label() or "amx_bf16" in host_label():
+        systems["ours fused engine, bf16 (native here; not fp32)"] = lambda: ours(
+            weights, args, work / "bf16.json", True, "fused", "bf16")
     systems["ours eager, channels_last"] = lambda: ours(weights, args, work / "eager.json",
                                                         True, "eager")
     systems["ours eager, NCHW"] = lambda: ours(weights, args, work / "eager.json", False,

@@ -61,7 +61,7 @@ Case measure(Prepared& p,
              bool channels_last) {
   Case out{dtype, channels_last};
   const auto amp = amp_dtype_of(dtype, p.device);
-  out.engine = p.model.fused() && !amp ? "fused" : "eager";
+  out.engine = p.device.is_cpu() && p.model.runs_fused(amp) ? "fused" : "eager";
   out.emulated = amp && p.device.is_cpu() &&
                  !(*amp == torch::kBFloat16 ? cpu_has_native_bf16()
                                             : cpu_has_native_fp16());

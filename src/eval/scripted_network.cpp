@@ -42,7 +42,12 @@ std::string torchscript_source(const FoldedNetwork& network) {
     }
     code << (block.residual ? "    x = x + y\n" : "    x = y\n");
   }
-  code << "    x = torch.mean(x, [2, 3])\n"
+  // A 16-bit network pools and classifies in fp32 (as its fp32 head).
+  const bool low_precision =
+      network.fc_weight.scalar_type() !=
+      network.blocks.front().convs.front().weight.scalar_type();
+  code << (low_precision ? "    x = torch.mean(x.float(), [2, 3])\n"
+                         : "    x = torch.mean(x, [2, 3])\n")
        << "    return torch.linear(x, self.fc_w, self.fc_b)\n";
   const bool same = std::any_of(
       network.blocks.begin(), network.blocks.end(), [](const auto& block) {

@@ -101,7 +101,10 @@ bool Hdf5File::exists(const std::string& object) const {
   size_t start = 0;
   while (start <= object.size()) {
     const auto end = std::min(object.find('/', start), object.size());
-    prefix += (prefix.empty() ? "" : "/") + object.substr(start, end - start);
+    if (!prefix.empty()) {
+      prefix += '/';
+    }
+    prefix.append(object, start, end - start);
     if (H5Lexists(id_, prefix.c_str(), H5P_DEFAULT) <= 0) {
       H5Eclear2(H5E_DEFAULT);
       return false;

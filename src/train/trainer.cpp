@@ -136,6 +136,10 @@ void Training::setup() {
   const auto classes = static_cast<int64_t>(train_set_.class_names.size());
   auto built = build_training_model(c_, classes);
   model_ = built.model;
+  // The echo and checkpoints state the model trained: the width and padding
+  // --pretrained chose.
+  c_.width_mult = model_->options.width_mult();
+  c_.padding = padding_name(model_->options.padding());
   model_->to(device_);
   if (c_.channels_last) {
     use_channels_last(*model_);

@@ -4,7 +4,12 @@
 #include <torch/nn/module.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
 #include <sstream>
+#include <stdexcept>
 
 namespace mnv2 {
 
@@ -146,9 +151,45 @@ LoadReport load_weights(torch::nn::Module& module,
   return report;
 }
 
+namespace {
+
+// The architecture fields of the metadata file beside `path`, if any. A
+// pattern match on the two fields keeps this library free of a JSON parser;
+// the file is the one our programs write.
+void apply_metadata(const std::string& path, MobileNetV2Options& options) {
+  const auto meta = std::filesystem::path(path).replace_extension(".json");
+  std::ifstream in(meta);
+  if (!in) {
+    return;
+  }
+  const std::string text{std::istreambuf_iterator<char>(in), {}};
+  std::smatch match;
+  static const std::regex padding(R"re("padding"\s*:\s*"(\w+)")re");
+  if (std::regex_search(text, match, padding)) {
+    try {
+      options.padding(padding_from_name(match[1]));
+    } catch (const std::invalid_argument& e) {
+      throw WeightsError("'" + meta.string() + "': " + e.what());
+    }
+  }
+  static const std::regex eps(R"re("bn_eps"\s*:\s*([0-9.eE+-]+))re");
+  if (std::regex_search(text, match, eps)) {
+    const double value = std::strtod(match[1].str().c_str(), nullptr);
+    if (!(value > 0 && value <= 1)) {
+      throw WeightsError("'" + meta.string() + "': bn_eps " + match[1].str() +
+                         " is out of range");
+    }
+    options.bn_eps(value);
+  }
+}
+
+}  // namespace
+
 MobileNetV2 load_mobilenet_v2(const std::string& path) {
   const auto state = read_state_dict(path);
-  MobileNetV2 model(infer_options(state, path));
+  auto options = infer_options(state, path);
+  apply_metadata(path, options);
+  MobileNetV2 model(options);
   load_weights(*model, state, LoadMode::kStrict, path);
   model->eval();
   return model;

@@ -159,3 +159,37 @@ TEST_CASE("writing into a missing folder fails cleanly", "[weights]") {
                   WeightsError);
   CHECK_FALSE(std::filesystem::exists(target));
 }
+
+TEST_CASE("load_mobilenet_v2 builds the padding and epsilon its metadata names",
+          "[weights]") {
+  const auto dir = mnv2::test::fresh_temp_dir("tf-metadata");
+  torch::manual_seed(3);
+  MobileNetV2 keras_like(MobileNetV2Options()
+                             .num_classes(4)
+                             .width_mult(0.35)
+                             .padding(mnv2::Padding::kTfSame)
+                             .bn_eps(1e-3));
+  keras_like->eval();
+  const auto path = dir / "keras.pth";
+  mnv2::write_state_dict(mnv2::state_dict_of(*keras_like), path.string());
+  // Without metadata: torchvision's padding and epsilon.
+  auto plain = mnv2::load_mobilenet_v2(path.string());
+  CHECK(plain->options.padding() == mnv2::Padding::kTorch);
+  CHECK(plain->options.bn_eps() == 1e-5);
+  // The fields as mnv2-export writes them (nlohmann's dump(1) layout).
+  std::ofstream(dir / "keras.json")
+      << "{\n \"architecture\": \"mobilenet_v2\",\n \"bn_eps\": 0.001,\n"
+         " \"padding\": \"tf_same\",\n \"width_mult\": 0.35\n}\n";
+  auto loaded = mnv2::load_mobilenet_v2(path.string());
+  CHECK(loaded->options.padding() == mnv2::Padding::kTfSame);
+  CHECK(loaded->options.bn_eps() == 1e-3);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 3, 64, 64});
+  CHECK(torch::equal(loaded->forward(x), keras_like->forward(x)));
+  CHECK_FALSE(torch::allclose(plain->forward(x), keras_like->forward(x)));
+
+  std::ofstream(dir / "keras.json") << "{\"padding\": \"same\"}";
+  CHECK_THROWS_WITH(mnv2::load_mobilenet_v2(path.string()),
+                    Catch::Contains("keras.json") &&
+                        Catch::Contains("padding must be torch or tf_same"));
+}

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "common/preprocessing.h"
+#include "common/model_info.h"
 
 #include <mobilenetv2/options.h>
 #include <mobilenetv2/weights_io.h>
@@ -24,33 +24,6 @@ struct TrainingProgress {
   /// (per rank), so that its mean covers the whole epoch after a resume.
   double epoch_loss_sum = 0;
 };
-
-/// Bounds on what a weights file or its metadata may claim, checked before
-/// anything is sized from it (ImageNet-21k has 21,841 classes).
-constexpr int64_t kMaxClasses = 100000;
-constexpr double kMaxWidthMult = 4.0;
-constexpr int64_t kMinImageSize = 16;
-constexpr int64_t kMaxImageSize = 4096;
-
-/// What mnv2-eval and mnv2-export need to know about trained weights: the
-/// architecture (options, incl. padding and BatchNorm epsilon) and the
-/// preprocessing the weights expect.
-struct ModelInfo {
-  MobileNetV2Options options;
-  std::vector<std::string> class_names;
-  int64_t img_size = 224;
-  int64_t val_resize = 256;
-  int64_t val_crop = 224;
-  Normalization normalization;
-  ResizePolicy resize = ResizePolicy::kShorterSideCenterCrop;
-};
-
-/// Throws WeightsError naming `origin` and the value when a field is out of
-/// range (and, if `names_must_match`, when the names do not count the
-/// classes).
-void validate_model_info(const ModelInfo& info,
-                         const std::string& origin,
-                         bool names_must_match = true);
 
 /// A full training checkpoint, as written to checkpoint.pth: a dict that
 /// Python's torch.load(weights_only=True) reads, with the model's state_dict
@@ -99,13 +72,6 @@ void refuse_non_finite(const StateDict& state, const std::string& path);
 LoadedWeights load_weights_file(const std::string& path,
                                 bool prefer_ema,
                                 bool allow_non_finite = false);
-
-/// ModelInfo as JSON (the metadata file's fields) and back; `origin` names
-/// the source in errors. Missing fields keep their defaults.
-std::string model_info_to_json(const ModelInfo& info,
-                               const std::string& extra_json_fields = "{}");
-ModelInfo model_info_from_json(const std::string& json,
-                               const std::string& origin);
 
 /// The metadata file written beside a weights file: `<stem>.json`.
 std::string metadata_path_for(const std::string& weights_path);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <regex>
 
@@ -47,6 +48,20 @@ const KerasNaming kKerasApplications{
              "_BN";
     }};
 
+// A name from the file as it may appear in a one-line message.
+std::string printable(std::string name) {
+  constexpr size_t kLongest = 64;
+  if (name.size() > kLongest) {
+    name = name.substr(0, kLongest) + "...";
+  }
+  for (auto& c : name) {
+    if (!std::isprint(static_cast<unsigned char>(c))) {
+      c = '?';
+    }
+  }
+  return name;
+}
+
 class KerasReader {
  public:
   explicit KerasReader(const std::string& path) : file_(path) {
@@ -69,7 +84,7 @@ class KerasReader {
     }
     std::string listed;
     for (size_t i = 0; i < layers_.size() && i < 6; ++i) {
-      listed += (i == 0 ? "" : ", ") + layers_[i];
+      listed += (i == 0 ? "" : ", ") + printable(layers_[i]);
     }
     throw WeightsError("'" + file_.path() +
                        "' holds Keras weights but not MobileNetV2's (layers: " +
@@ -111,8 +126,9 @@ class KerasReader {
       }
       const auto dataset = root_ + layer + "/" + *found;
       if (!file_.exists(dataset)) {
-        throw WeightsError("'" + file_.path() + "': weight '" + *found +
-                           "' of layer '" + layer + "' is missing");
+        throw WeightsError("'" + file_.path() + "': weight '" +
+                           printable(*found) + "' of layer '" + layer +
+                           "' is missing");
       }
       out.push_back(file_.read_float_dataset(dataset));
     }

@@ -124,6 +124,11 @@ class KerasReader {
         throw WeightsError("'" + file_.path() + "': layer '" + layer +
                            "' has no weight '" + name + "'");
       }
+      if (printable(*found) != *found) {
+        throw WeightsError("'" + file_.path() + "': layer '" + layer +
+                           "' names a weight '" + printable(*found) +
+                           "' that is not plain text");
+      }
       const auto dataset = root_ + layer + "/" + *found;
       if (!file_.exists(dataset)) {
         throw WeightsError("'" + file_.path() + "': weight '" +

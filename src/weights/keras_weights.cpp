@@ -124,7 +124,9 @@ class KerasReader {
         throw WeightsError("'" + file_.path() + "': layer '" + layer +
                            "' has no weight '" + name + "'");
       }
-      if (printable(*found) != *found) {
+      if (!std::all_of(found->begin(), found->end(), [](unsigned char c) {
+            return std::isprint(c) != 0;
+          })) {
         throw WeightsError("'" + file_.path() + "': layer '" + layer +
                            "' names a weight '" + printable(*found) +
                            "' that is not plain text");

@@ -16,23 +16,11 @@ namespace {
 constexpr const char* kFormat = "mnv2-checkpoint";
 constexpr int64_t kFormatVersion = 1;
 
-c10::impl::GenericDict new_dict() {
-  return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
-}
-
 const c10::IValue& field(const c10::impl::GenericDict& dict,
                          const std::string& key,
                          const std::string& path) {
-  auto it = dict.find(key);
-  if (it == dict.end()) {
-    throw WeightsError("checkpoint '" + path + "' has no '" + key + "'");
-  }
-  return it->value();
+  return required_entry(dict, key, "checkpoint '" + path + "'");
 }
-
-}  // namespace
-
-namespace {
 
 void check_format_version(const c10::impl::GenericDict& dict,
                           const std::string& path) {
@@ -60,7 +48,7 @@ bool is_checkpoint(const c10::IValue& value) {
 }
 
 void write_checkpoint(const Checkpoint& c, const std::string& path) {
-  auto dict = new_dict();
+  auto dict = string_keyed_dict();
   dict.insert("format", std::string(kFormat));
   dict.insert("format_version", kFormatVersion);
   dict.insert("model", state_dict_to_ivalue(c.model));

@@ -10,24 +10,19 @@
 
 namespace mnv2 {
 
-namespace {
-
 c10::impl::GenericDict string_keyed_dict() {
   return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
 }
 
-const c10::IValue& info_field(const c10::impl::GenericDict& dict,
-                              const std::string& key,
-                              const std::string& path) {
+const c10::IValue& required_entry(const c10::impl::GenericDict& dict,
+                                  const std::string& key,
+                                  const std::string& where) {
   auto it = dict.find(key);
   if (it == dict.end()) {
-    throw WeightsError("checkpoint '" + path + "': model_info has no '" + key +
-                       "'");
+    throw WeightsError(where + " has no '" + key + "'");
   }
   return it->value();
 }
-
-}  // namespace
 
 c10::IValue model_info_to_ivalue(const ModelInfo& info) {
   auto dict = string_keyed_dict();
@@ -61,15 +56,17 @@ c10::IValue model_info_to_ivalue(const ModelInfo& info) {
 
 ModelInfo model_info_from_ivalue(const c10::impl::GenericDict& dict,
                                  const std::string& path) {
+  const std::string where = "checkpoint '" + path + "': model_info";
   ModelInfo info;
   try {
-    info.options.num_classes(info_field(dict, "num_classes", path).toInt())
-        .width_mult(info_field(dict, "width_mult", path).toDouble())
-        .dropout(info_field(dict, "dropout", path).toDouble());
-    info.img_size = info_field(dict, "img_size", path).toInt();
-    info.val_resize = info_field(dict, "val_resize", path).toInt();
-    info.val_crop = info_field(dict, "val_crop", path).toInt();
-    for (const auto& name : info_field(dict, "class_names", path).toList()) {
+    info.options.num_classes(required_entry(dict, "num_classes", where).toInt())
+        .width_mult(required_entry(dict, "width_mult", where).toDouble())
+        .dropout(required_entry(dict, "dropout", where).toDouble());
+    info.img_size = required_entry(dict, "img_size", where).toInt();
+    info.val_resize = required_entry(dict, "val_resize", where).toInt();
+    info.val_crop = required_entry(dict, "val_crop", where).toInt();
+    for (const auto& name :
+         required_entry(dict, "class_names", where).toList()) {
       info.class_names.push_back(name.get().toStringRef());
     }
     // Fields added later: a checkpoint without them has the defaults.

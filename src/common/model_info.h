@@ -39,6 +39,14 @@ void validate_model_info(const ModelInfo& info,
                          const std::string& origin,
                          bool names_must_match = true);
 
+/// A dict with string keys and values of any type: what our checkpoints
+/// pickle (Python reads it as a plain dict).
+c10::impl::GenericDict string_keyed_dict();
+/// `dict[key]`; throws WeightsError "<where> has no '<key>'".
+const c10::IValue& required_entry(const c10::impl::GenericDict& dict,
+                                  const std::string& key,
+                                  const std::string& where);
+
 /// ModelInfo in a checkpoint (a dict of plain values) and back; fields added
 /// later keep their defaults when absent. Throws WeightsError naming `path`.
 c10::IValue model_info_to_ivalue(const ModelInfo& info);

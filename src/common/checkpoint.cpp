@@ -193,8 +193,7 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
         std::to_string(report.mapped_blocks) +
         " blocks renamed onto torchvision's keys";
   }
-  out.has_classifier = has_classifier(out.state);
-  if (!out.has_classifier) {
+  if (!has_classifier(out.state)) {
     out.conversion += std::string(out.conversion.empty() ? "" : "; ") +
                       "features only (no classifier)";
   }

@@ -57,8 +57,6 @@ struct LoadedWeights {
   /// "checkpoint", "checkpoint-ema", "state_dict", "community-state_dict"
   /// or "keras-h5".
   std::string kind;
-  /// Whether the weights include a classifier (a backbone file has none).
-  bool has_classifier = true;
   /// What was converted on reading (a layout mapping), for the log; or "".
   std::string conversion;
 };

@@ -58,7 +58,7 @@ InferenceModel InferenceModel::load(const std::string& path,
     return model;
   }
   auto weights = load_any_weights_file(path, prefer_ema, allow_non_finite);
-  if (!weights.has_classifier) {
+  if (!has_classifier(weights.state)) {
     throw WeightsError("'" + path +
                        "' holds MobileNetV2 features without a classifier: "
                        "use it as --pretrained to fine-tune a new head");

@@ -252,7 +252,6 @@ LoadedWeights read_keras_mobilenet_v2(const std::string& path) {
       break;
     }
   }
-  out.has_classifier = has_classifier(state);
   out.info.options = infer_options(state, path)
                          .padding(Padding::kTfSame)
                          .bn_eps(kKerasBatchNormEps);
@@ -269,7 +268,7 @@ LoadedWeights read_keras_mobilenet_v2(const std::string& path) {
   out.conversion = std::string("Keras MobileNetV2, ") + names.description +
                    ": " + std::to_string(units / 2) + " convolutions, " +
                    std::to_string(units / 2) + " BatchNorms" +
-                   (out.has_classifier ? " and the classifier" : "") +
+                   (has_classifier(out.state) ? " and the classifier" : "") +
                    " converted (width " +
                    std::to_string(out.info.options.width_mult()).substr(0, 4) +
                    ", TF SAME padding, BatchNorm eps 1e-3, inputs x/127.5-1)";

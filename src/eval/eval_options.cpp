@@ -1,6 +1,7 @@
 #include "eval/eval_commands.h"
 
 #include "common/checkpoint.h"
+#include "eval/weights_flags.h"
 
 namespace mnv2 {
 
@@ -59,25 +60,14 @@ const FlagTable<EvalCommand>& eval_flags() {
        &C::channels_last,
        "channels_last",
        FlagKind::kToggle},
-      {"raw",
-       "",
-       "use a checkpoint's raw weights, not its EMA",
-       &C::ema,
-       "ema",
-       FlagKind::kSwitch,
-       /*switch_value=*/false},
+      raw_weights_flag<C>(),
       {"engine",
        "",
        "fused (fp32 on CPU: BatchNorm folded, oneDNN-fused TorchScript, about "
        "2x faster) or eager",
        &C::engine,
        "engine"},
-      {"allow-non-finite",
-       "",
-       "load weights that hold NaN/inf values (debugging)",
-       &C::allow_non_finite,
-       "",
-       FlagKind::kSwitch},
+      allow_non_finite_flag<C>(),
       {"threads",
        "",
        "intra-op threads (0: all cores)",

@@ -1,6 +1,7 @@
 #include "export/export_command.h"
 
 #include "common/checkpoint.h"
+#include "eval/weights_flags.h"
 
 namespace mnv2 {
 
@@ -20,25 +21,14 @@ const FlagTable<ExportCommand>& export_flags() {
        "expected width (default: read from the weights)",
        &C::width_mult,
        "width_mult"},
-      {"raw",
-       "",
-       "use a checkpoint's raw weights, not its EMA",
-       &C::ema,
-       "ema",
-       FlagKind::kSwitch,
-       /*switch_value=*/false},
+      raw_weights_flag<C>(),
       {"freeze",
        "",
        "TorchScript: freeze the module",
        &C::freeze,
        "freeze",
        FlagKind::kSwitch},
-      {"allow-non-finite",
-       "",
-       "load weights that hold NaN/inf values (debugging)",
-       &C::allow_non_finite,
-       "",
-       FlagKind::kSwitch},
+      allow_non_finite_flag<C>(),
       {"tolerance",
        "",
        "max relative difference accepted",

@@ -71,6 +71,11 @@ Prepared prepare(const EvalCommand& c) {
       static_cast<int>(c.crop_size > 0 ? c.crop_size : p.model.info().val_crop);
   p.transform.policy = p.model.info().resize;
   if (p.transform.policy == ResizePolicy::kSquash) {
+    if (c.resize_size > 0) {
+      log::warn(
+          "--resize-size is not used: these weights squash each image to "
+          "--crop-size");
+    }
     p.transform.resize_size = p.transform.crop_size;
   }
   if (p.transform.resize_size < p.transform.crop_size) {

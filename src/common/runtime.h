@@ -1,5 +1,7 @@
 #pragma once
 
+#include <mobilenetv2/cpu_features.h>  // cpu_has_native_bf16/fp16
+
 #include <torch/types.h>
 
 #include <functional>
@@ -19,13 +21,6 @@ void configure_runtime(int threads);
 /// by default): of the cores this process may use (CPU affinity capped by
 /// the cgroup's CPU quota), those other processes leave idle at start-up.
 int default_thread_count();
-
-/// Whether this CPU computes bf16 (fp16) natively: AVX-512 BF16 or AMX
-/// (AVX-512 FP16 or AMX-FP16), unless ONEDNN_MAX_CPU_ISA or
-/// ATEN_CPU_CAPABILITY caps LibTorch below them. Elsewhere LibTorch emulates
-/// the type on CPU, 10-25x slower than fp32.
-bool cpu_has_native_bf16();
-bool cpu_has_native_fp16();
 
 /// The autocast dtype for an --amp-dtype on `device`: "auto" is fp16 on
 /// CUDA, bf16 on a CPU with native bf16, and no autocast (fp32) on other

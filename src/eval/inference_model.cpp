@@ -1,11 +1,7 @@
 #include "eval/inference_model.h"
 
 #include "common/memory_format.h"
-#include "common/runtime.h"
-#include "eval/scripted_network.h"
 #include "weights/weights_file.h"
-
-#include <ATen/autocast_mode.h>
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
@@ -73,61 +69,14 @@ InferenceModel InferenceModel::load(const std::string& path,
   return model;
 }
 
-namespace {
-
-// CPU autocast off for a call whose network already has its dtype (the JIT
-// would otherwise specialise the frozen graph for autocast).
-class NoCpuAutocast {
- public:
-  NoCpuAutocast()
-      : enabled_(at::autocast::is_autocast_enabled(c10::DeviceType::CPU)) {
-    at::autocast::set_autocast_enabled(c10::DeviceType::CPU, false);
-  }
-  ~NoCpuAutocast() {
-    at::autocast::set_autocast_enabled(c10::DeviceType::CPU, enabled_);
-  }
-  NoCpuAutocast(const NoCpuAutocast&) = delete;
-  NoCpuAutocast& operator=(const NoCpuAutocast&) = delete;
-
- private:
-  bool enabled_;
-};
-
-std::optional<c10::ScalarType> cpu_autocast_dtype() {
-  if (!at::autocast::is_autocast_enabled(c10::DeviceType::CPU)) {
-    return std::nullopt;
-  }
-  return at::autocast::get_autocast_dtype(c10::DeviceType::CPU);
-}
-
-}  // namespace
-
 bool InferenceModel::runs_fused(
     const std::optional<c10::ScalarType>& autocast) const {
-  return autocast ? *autocast == torch::kBFloat16 && fused_bf16_ != nullptr
-                  : fused_ != nullptr;
+  return fused_ != nullptr && fused_->runs_fused(autocast);
 }
 
 torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
-  const auto autocast = cpu_autocast_dtype();
-  if (images.device().is_cpu() && runs_fused(autocast) &&
-      unfused_shapes_.count(images.sizes().vec()) == 0) {
-    try {
-      // oneDNN's convolutions run in NHWC: an NCHW batch would be reordered
-      // layer by layer (b32: 0.63x the throughput of NHWC input, measured).
-      auto x = images.contiguous(torch::MemoryFormat::ChannelsLast);
-      if (autocast) {
-        NoCpuAutocast plain;
-        return fused_bf16_->forward({x.to(torch::kBFloat16)})
-            .toTensor()
-            .to(torch::kFloat);
-      }
-      return fused_->forward({x}).toTensor();
-    } catch (const std::exception&) {
-      // oneDNN Graph rejects some small shapes (seen with 16-32 px inputs):
-      // those run eagerly, with the same result.
-      unfused_shapes_.insert(images.sizes().vec());
-    }
+  if (fused_ && images.device().is_cpu()) {
+    return fused_->forward(images);
   }
   if (script_) {
     return script_->forward({images}).toTensor();
@@ -136,21 +85,8 @@ torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
 }
 
 void InferenceModel::use_fused_engine() {
-  if (!eager_ || fused_) {
-    return;
-  }
-  auto folded = fold_batchnorm(eager_);
-  fused_ = std::make_shared<torch::jit::Module>(fused_network(folded));
-  if (cpu_has_native_bf16()) {
-    // Emulated bf16 would be slower than fp32: only where it is native.
-    for (auto& block : folded.blocks) {
-      for (auto& conv : block.convs) {
-        conv.weight = conv.weight.to(torch::kBFloat16);
-        conv.bias = conv.bias.to(torch::kBFloat16);
-      }
-    }
-    // The head stays fp32: its logits decide the probabilities.
-    fused_bf16_ = std::make_shared<torch::jit::Module>(fused_network(folded));
+  if (eager_ && !fused_) {
+    fused_ = std::make_shared<FusedMobileNetV2>(eager_);
   }
 }
 

@@ -2,14 +2,14 @@
 
 #include "common/checkpoint.h"
 
+#include <mobilenetv2/fused_mobilenet_v2.h>
+
 #include <torch/types.h>
 
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
-#include <vector>
 
 namespace mnv2 {
 
@@ -46,12 +46,11 @@ class InferenceModel {
   }
   void to_channels_last();
 
-  /// Runs fp32 CPU inference through the fused network (BatchNorm folded,
+  /// Runs CPU inference through mnv2::FusedMobileNetV2 (BatchNorm folded,
   /// frozen TorchScript with oneDNN Graph fusion: about 2x the eager
-  /// model's speed, see README). On a CPU with native bf16 (AVX-512 BF16,
-  /// AMX), CPU autocast to bf16 runs a bf16 copy of it (about 1.8x the fp32
-  /// fused engine); other autocast and CUDA keep the eager model.
-  /// No effect on TorchScript files.
+  /// model's speed, see README; with a bf16 copy for CPU autocast to bf16
+  /// where the CPU has native bf16); other autocast and CUDA keep the eager
+  /// model. No effect on TorchScript files.
   void use_fused_engine();
   bool fused() const {
     return fused_ != nullptr;
@@ -66,9 +65,7 @@ class InferenceModel {
   std::string conversion_;
   mutable MobileNetV2 eager_{nullptr};  // forward() is logically const
   std::shared_ptr<torch::jit::Module> script_;
-  std::shared_ptr<torch::jit::Module> fused_;
-  std::shared_ptr<torch::jit::Module> fused_bf16_;  // native bf16 CPUs only
-  mutable std::set<std::vector<int64_t>> unfused_shapes_;  // see forward()
+  std::shared_ptr<FusedMobileNetV2> fused_;
 };
 
 /// Whether a file is a TorchScript archive (as opposed to a torch.save one).

@@ -3,7 +3,7 @@
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/runtime.h"
-#include "eval/folded_network.h"
+#include <mobilenetv2/folded_network.h>
 #include "eval/inference_model.h"
 #include "export/onnx_writer.h"
 #include "export/torchscript_export.h"

@@ -1,4 +1,4 @@
-#include "eval/folded_network.h"
+#include <mobilenetv2/folded_network.h>
 
 #include <mobilenetv2/conv_bn_activation.h>
 

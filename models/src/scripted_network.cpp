@@ -1,5 +1,6 @@
-#include "eval/scripted_network.h"
+#include <mobilenetv2/scripted_network.h>
 
+#include <ATen/Config.h>
 #include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
 #include <torch/script.h>
@@ -89,9 +90,12 @@ torch::jit::Module scripted_network(const FoldedNetwork& network) {
 }
 
 torch::jit::Module fused_network(const FoldedNetwork& network) {
+#if AT_MKLDNN_ENABLED()
   // oneDNN Graph fuses each convolution with its bias, clamp and residual
-  // add on frozen graphs; it is a process-wide switch of the JIT.
+  // add on frozen graphs; it is a process-wide switch of the JIT. (A
+  // LibTorch built without oneDNN gets the frozen graph alone.)
   torch::jit::RegisterLlgaFuseGraph::setEnabled(true);
+#endif
   return torch::jit::freeze(scripted_network(network));
 }
 

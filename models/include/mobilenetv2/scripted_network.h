@@ -1,6 +1,6 @@
 #pragma once
 
-#include "eval/folded_network.h"
+#include <mobilenetv2/folded_network.h>
 
 #include <torch/script.h>
 

@@ -266,6 +266,12 @@ Outcome Training::run() {
                        run_folder_.folder));
   }
   configure_runtime(c_.threads);
+  // Threads follow the idle cores during the run too, unless the user chose
+  // them, asked for reproducible runs, or ranks share the machine.
+  threads_.emplace(
+      at::get_num_threads(),
+      c_.threads <= 0 && !c_.deterministic && !launch_.distributed(),
+      [](const std::string& line) { log::info(line); });
   setup();
   log::info("config: " + to_json(c_));
   if (!c_.resume.empty()) {

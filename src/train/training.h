@@ -6,6 +6,7 @@
 
 #include "common/checkpoint.h"
 #include "common/errors.h"
+#include "common/thread_governor.h"
 #include "data/data_loader.h"
 #include "distributed/data_parallel.h"
 #include "distributed/launch.h"
@@ -80,6 +81,7 @@ class Training {
   LrSchedule schedule_;
   TrainingProgress progress_;
   double last_lr_ = 0;
+  std::optional<ThreadGovernor> threads_;  // set up by run()
 };
 
 /// `value` with `digits` decimals, for log lines.

@@ -75,6 +75,7 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
   std::string stats;
   const auto start = std::chrono::steady_clock::now();
   while (auto batch = train_loader_->next()) {
+    threads_->poll();
     // Gradients add up over `accumulate` micro-batches; the ranks reduce
     // them (and the optimiser steps) only on the last one (DDP's no_sync).
     const int64_t micro = progress_.batch_in_epoch % accumulate;

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/runtime.h"
+#include "common/thread_governor.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
 #include "data/image_decode.h"
@@ -62,8 +63,13 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   options.amp_dtype = amp;
   options.channels_last = c.channels_last;
   options.normalization = lo.normalization;
+  // Threads follow the idle cores during a long pass, unless chosen.
+  ThreadGovernor threads(at::get_num_threads(),
+                         c.threads <= 0,
+                         [](const std::string& line) { log::info(line); });
   options.on_batch = [&](int64_t done, int64_t, int64_t images) {
     bar.update(done, images, "");
+    threads.poll();
   };
   const auto result =
       evaluate([&](const torch::Tensor& x) { return p.model.forward(x); },

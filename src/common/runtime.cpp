@@ -10,6 +10,7 @@
 #include <opencv2/core/utility.hpp>
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -64,21 +65,26 @@ int cgroup_quota_cores() {
   }
 }
 
-/// Busy and total jiffies of all CPUs, from /proc/stat.
-std::pair<double, double> cpu_jiffies() {
+}  // namespace
+
+MachineCpuTime machine_cpu_time() {
   std::ifstream in("/proc/stat");
   std::string label;
   in >> label;
-  double busy = 0;
-  double total = 0;
+  MachineCpuTime time{0, 0};
   double value = 0;
-  for (int field = 0; field < 8 && (in >> value); ++field) {
-    total += value;
+  int field = 0;
+  for (; field < 8 && (in >> value); ++field) {
+    time.total += value;
     if (field != 3 && field != 4) {  // idle and iowait
-      busy += value;
+      time.busy += value;
     }
   }
-  return {busy, total};
+  if (label != "cpu" || field < 8) {
+    return {};
+  }
+  const auto ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {time.busy / ticks, time.total / ticks};
 }
 
 int usable_cores() {
@@ -94,11 +100,13 @@ int usable_cores() {
   return std::max(cores, 1);
 }
 
+namespace {
+
 int idle_cores(std::chrono::milliseconds sample) {
   const int cores = usable_cores();
-  const auto [busy0, total0] = cpu_jiffies();
+  const auto [busy0, total0] = machine_cpu_time();
   std::this_thread::sleep_for(sample);
-  const auto [busy1, total1] = cpu_jiffies();
+  const auto [busy1, total1] = machine_cpu_time();
   if (total1 <= total0) {
     return cores;
   }

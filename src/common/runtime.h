@@ -22,6 +22,18 @@ void configure_runtime(int threads);
 /// the cgroup's CPU quota), those other processes leave idle at start-up.
 int default_thread_count();
 
+/// The cores this process may use: CPU affinity, capped by the cgroup's CPU
+/// quota.
+int usable_cores();
+
+/// Busy and total CPU seconds of the whole machine since boot (/proc/stat);
+/// both -1 where it cannot be read.
+struct MachineCpuTime {
+  double busy = -1;
+  double total = -1;
+};
+MachineCpuTime machine_cpu_time();
+
 /// The autocast dtype for an --amp-dtype on `device`: "auto" is fp16 on
 /// CUDA, bf16 on a CPU with native bf16, and no autocast (fp32) on other
 /// CPUs; "bf16"/"fp16" as named. An emulated choice on CPU is reported

@@ -1,35 +1,18 @@
 #include "common/thread_governor.h"
 
+#include "common/runtime.h"
+
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
-#include <sched.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <thread>
 
 namespace mnv2 {
 
 namespace {
-
-/// Busy seconds of all the machine's CPUs since boot (/proc/stat), or -1.
-double machine_busy_seconds() {
-  std::ifstream in("/proc/stat");
-  std::string label;
-  in >> label;
-  double busy = 0;
-  double value = 0;
-  int fields = 0;
-  for (; fields < 8 && (in >> value); ++fields) {
-    if (fields != 3 && fields != 4) {  // idle and iowait
-      busy += value;
-    }
-  }
-  return fields == 8 ? busy / static_cast<double>(sysconf(_SC_CLK_TCK)) : -1;
-}
 
 /// CPU seconds used by every thread of this process.
 double own_cpu_seconds() {
@@ -42,15 +25,6 @@ double own_cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-/// Whether this process may run on every CPU the machine has.
-bool owns_whole_machine() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  return sched_getaffinity(0, sizeof(set), &set) == 0 &&
-         CPU_COUNT(&set) ==
-             static_cast<int>(std::thread::hardware_concurrency());
-}
-
 }  // namespace
 
 ThreadGovernor::ThreadGovernor(int max_threads,
@@ -59,8 +33,10 @@ ThreadGovernor::ThreadGovernor(int max_threads,
                                std::chrono::milliseconds interval)
     : max_threads_(std::max(1, max_threads)),
       cores_(static_cast<int>(std::thread::hardware_concurrency())),
-      enabled_(enabled && max_threads > 1 && owns_whole_machine() &&
-               machine_busy_seconds() >= 0),
+      // /proc/stat counts the whole machine: only meaningful where this
+      // process may use all of it.
+      enabled_(enabled && max_threads > 1 && usable_cores() == cores_ &&
+               machine_cpu_time().busy >= 0),
       report_(std::move(report)),
       interval_(interval),
       threads_(max_threads_) {
@@ -87,7 +63,7 @@ int ThreadGovernor::threads_for(double other_cores,
 
 void ThreadGovernor::sample() {
   last_time_ = std::chrono::steady_clock::now();
-  last_machine_busy_ = machine_busy_seconds();
+  last_machine_busy_ = machine_cpu_time().busy;
   last_own_cpu_ = own_cpu_seconds();
 }
 

@@ -1,9 +1,9 @@
 #include "export/export_command.h"
 
+#include <mobilenetv2/folded_network.h>
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/runtime.h"
-#include <mobilenetv2/folded_network.h>
 #include "eval/inference_model.h"
 #include "export/onnx_writer.h"
 #include "export/torchscript_export.h"

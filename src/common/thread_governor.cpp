@@ -39,7 +39,7 @@ ThreadGovernor::ThreadGovernor(int max_threads,
                machine_cpu_time().busy >= 0),
       report_(std::move(report)),
       interval_(interval),
-      threads_(max_threads_) {
+      threads_(at::get_num_threads()) {
   if (enabled_) {
     sample();
   }

@@ -14,12 +14,14 @@ namespace mnv2 {
 ///
 /// poll() is cheap (a clock read); at most once per interval it reads
 /// /proc/stat and this process's CPU time, and sets at::set_num_threads to
-/// the cores left (at least 1, at most the start-up count), and back up when
-/// they free. Only where this process may use every core of the machine
+/// the cores left (at least 1, at most `max_threads`), and back up when they
+/// free (also after a start among busy cores). Only where this process may use
+/// every core of the machine
 /// (/proc/stat counts the whole machine).
 class ThreadGovernor {
  public:
-  /// `report` gets one line per change. Disabled: poll() does nothing.
+  /// Starts from the current intra-op thread count. `report` gets one line
+  /// per change. Disabled: poll() does nothing.
   ThreadGovernor(int max_threads,
                  bool enabled,
                  std::function<void(const std::string&)> report,

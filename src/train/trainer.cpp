@@ -269,7 +269,7 @@ Outcome Training::run() {
   // Threads follow the idle cores during the run too, unless the user chose
   // them, asked for reproducible runs, or ranks share the machine.
   threads_.emplace(
-      at::get_num_threads(),
+      usable_cores(),
       c_.threads <= 0 && !c_.deterministic && !launch_.distributed(),
       [](const std::string& line) { log::info(line); });
   setup();

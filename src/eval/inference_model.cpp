@@ -85,7 +85,8 @@ torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
 }
 
 void InferenceModel::use_fused_engine() {
-  if (eager_ && !fused_) {
+  // The fused engine is for CPU models; CUDA keeps the eager model.
+  if (eager_ && !fused_ && eager_->parameters().front().device().is_cpu()) {
     fused_ = std::make_shared<FusedMobileNetV2>(eager_);
   }
 }

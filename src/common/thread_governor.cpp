@@ -1,5 +1,6 @@
 #include "common/thread_governor.h"
 
+#include "common/log.h"
 #include "common/runtime.h"
 
 #include <ATen/Parallel.h>
@@ -27,17 +28,16 @@ double own_cpu_seconds() {
 
 }  // namespace
 
-ThreadGovernor::ThreadGovernor(int max_threads,
-                               bool enabled,
+ThreadGovernor::ThreadGovernor(bool enabled,
                                std::function<void(const std::string&)> report,
                                std::chrono::milliseconds interval)
-    : max_threads_(std::max(1, max_threads)),
-      cores_(static_cast<int>(std::thread::hardware_concurrency())),
+    : cores_(static_cast<int>(std::thread::hardware_concurrency())),
       // /proc/stat counts the whole machine: only meaningful where this
       // process may use all of it.
-      enabled_(enabled && max_threads > 1 && usable_cores() == cores_ &&
+      enabled_(enabled && cores_ > 1 && usable_cores() == cores_ &&
                machine_cpu_time().busy >= 0),
-      report_(std::move(report)),
+      report_(report ? std::move(report)
+                     : [](const std::string& line) { log::info(line); }),
       interval_(interval),
       threads_(at::get_num_threads()) {
   if (enabled_) {
@@ -78,7 +78,7 @@ void ThreadGovernor::poll() {
   const double wall = std::chrono::duration<double>(last_time_ - then).count();
   const double others = other_processes_cores(
       last_machine_busy_ - machine0, last_own_cpu_ - own0, wall);
-  const int threads = threads_for(others, cores_, max_threads_);
+  const int threads = threads_for(others, cores_, cores_);
   if (threads != threads_) {
     at::set_num_threads(threads);
     char busy[32];

@@ -14,18 +14,18 @@ namespace mnv2 {
 ///
 /// poll() is cheap (a clock read); at most once per interval it reads
 /// /proc/stat and this process's CPU time, and sets at::set_num_threads to
-/// the cores left (at least 1, at most `max_threads`), and back up when they
-/// free (also after a start among busy cores). Only where this process may use
-/// every core of the machine
+/// the cores left (at least 1), and back up when they free (also after a start
+/// among busy cores). Only where this process may use every core of the machine
 /// (/proc/stat counts the whole machine).
 class ThreadGovernor {
  public:
-  /// Starts from the current intra-op thread count. `report` gets one line
-  /// per change. Disabled: poll() does nothing.
-  ThreadGovernor(int max_threads,
-                 bool enabled,
-                 std::function<void(const std::string&)> report,
-                 std::chrono::milliseconds interval = std::chrono::seconds(1));
+  /// Starts from the current intra-op thread count; goes up to the
+  /// machine's cores. `report` gets one line per change (default: the log).
+  /// Disabled: poll() does nothing.
+  explicit ThreadGovernor(
+      bool enabled,
+      std::function<void(const std::string&)> report = {},
+      std::chrono::milliseconds interval = std::chrono::seconds(1));
 
   void poll();
 
@@ -41,7 +41,6 @@ class ThreadGovernor {
  private:
   void sample();
 
-  int max_threads_;
   int cores_;
   bool enabled_;
   std::function<void(const std::string&)> report_;

@@ -64,9 +64,7 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   options.channels_last = c.channels_last;
   options.normalization = lo.normalization;
   // Threads follow the idle cores during a long pass, unless chosen.
-  ThreadGovernor threads(usable_cores(),
-                         c.threads <= 0,
-                         [](const std::string& line) { log::info(line); });
+  ThreadGovernor threads(c.threads <= 0);
   options.on_batch = [&](int64_t done, int64_t, int64_t images) {
     bar.update(done, images, "");
     threads.poll();

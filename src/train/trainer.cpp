@@ -268,10 +268,8 @@ Outcome Training::run() {
   configure_runtime(c_.threads);
   // Threads follow the idle cores during the run too, unless the user chose
   // them, asked for reproducible runs, or ranks share the machine.
-  threads_.emplace(
-      usable_cores(),
-      c_.threads <= 0 && !c_.deterministic && !launch_.distributed(),
-      [](const std::string& line) { log::info(line); });
+  threads_.emplace(c_.threads <= 0 && !c_.deterministic &&
+                   !launch_.distributed());
   setup();
   log::info("config: " + to_json(c_));
   if (!c_.resume.empty()) {

@@ -33,7 +33,6 @@ TEST_CASE("a disabled governor leaves the threads alone", "[train]") {
   at::set_num_threads(2);
   int reports = 0;
   mnv2::ThreadGovernor governor(
-      2,
       false,
       [&](const std::string&) { ++reports; },
       std::chrono::milliseconds(0));

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <mobilenetv2/mobilenet_v2.h>
+
 #include <torch/torch.h>
 
 #include <cstdlib>
@@ -32,6 +34,20 @@ inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   const double scale = b.abs().max().item<double>();
   const double diff = (a - b).abs().max().item<double>();
   return diff / std::max(scale, 1e-12);
+}
+
+/// Randomised BatchNorm statistics and affine parameters, as training
+/// leaves them, so that folding BatchNorm has something to fold.
+inline void randomise_batchnorm(mnv2::MobileNetV2& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& module : model->modules(/*include_self=*/false)) {
+    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+      bn->running_mean.uniform_(-0.5, 0.5);
+      bn->running_var.uniform_(0.5, 2.0);
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.2, 0.2);
+    }
+  }
 }
 
 }  // namespace mnv2::test

@@ -11,19 +11,6 @@
 
 namespace {
 
-// Randomised BatchNorm statistics, so that folding has something to fold.
-void randomise_batchnorm(mnv2::MobileNetV2& model) {
-  torch::NoGradGuard no_grad;
-  for (auto& module : model->modules(/*include_self=*/false)) {
-    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
-      bn->running_mean.uniform_(-0.5, 0.5);
-      bn->running_var.uniform_(0.5, 2.0);
-      bn->weight.uniform_(0.5, 1.5);
-      bn->bias.uniform_(-0.2, 0.2);
-    }
-  }
-}
-
 torch::Tensor run_folded(const mnv2::FoldedNetwork& net, torch::Tensor x) {
   for (const auto& block : net.blocks) {
     auto y = x;
@@ -52,7 +39,7 @@ TEST_CASE("the folded network computes what the eager model does", "[export]") {
     torch::manual_seed(11);
     mnv2::MobileNetV2 model(
         mnv2::MobileNetV2Options().num_classes(10).width_mult(width));
-    randomise_batchnorm(model);
+    mnv2::test::randomise_batchnorm(model);
     model->eval();
     const auto folded = mnv2::fold_batchnorm(model);
     // The stem, 17 inverted residuals, the last 1x1 convolution.

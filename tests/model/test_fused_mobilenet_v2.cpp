@@ -14,19 +14,11 @@
 
 namespace {
 
-// Statistics as training leaves them, so that folding has work to do.
 mnv2::MobileNetV2 trained_model() {
   torch::manual_seed(21);
   mnv2::MobileNetV2 model(
       mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
-  torch::NoGradGuard no_grad;
-  for (auto& module : model->modules(false)) {
-    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
-      bn->running_mean.uniform_(-0.3, 0.3);
-      bn->running_var.uniform_(0.5, 1.5);
-      bn->weight.uniform_(0.5, 1.5);
-    }
-  }
+  mnv2::test::randomise_batchnorm(model);
   model->eval();
   return model;
 }

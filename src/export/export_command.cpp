@@ -1,6 +1,7 @@
 #include "export/export_command.h"
 
 #include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/plain_network.h>
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/runtime.h"
@@ -22,35 +23,6 @@ namespace mnv2 {
 namespace {
 
 constexpr int64_t kVerifyBatch = 4;
-
-std::vector<float> values_of(const torch::Tensor& t) {
-  const auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
-  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
-}
-
-onnx_export::Network to_onnx_network(const FoldedNetwork& folded) {
-  onnx_export::Network net;
-  for (const auto& block : folded.blocks) {
-    onnx_export::Block b;
-    b.residual = block.residual;
-    for (const auto& conv : block.convs) {
-      b.convs.push_back({values_of(conv.weight),
-                         conv.weight.sizes().vec(),
-                         values_of(conv.bias),
-                         conv.stride,
-                         conv.padding,
-                         conv.same_padding,
-                         conv.groups,
-                         conv.relu6});
-    }
-    net.blocks.push_back(std::move(b));
-  }
-  net.fc_weight = values_of(folded.fc_weight);
-  net.fc_bias = values_of(folded.fc_bias);
-  net.classes = folded.fc_weight.size(0);
-  net.features = folded.fc_weight.size(1);
-  return net;
-}
 
 torch::Tensor run_with_opencv(const std::string& path, const torch::Tensor& x) {
   auto net = cv::dnn::readNetFromONNX(path);
@@ -114,7 +86,7 @@ Outcome run_export(const ExportCommand& c) {
     actual = loaded.forward({x}).toTensor();
     consumer = "torch::jit::load";
   } else if (c.format == "onnx") {
-    onnx_export::write_onnx(to_onnx_network(fold_batchnorm(model.eager())),
+    onnx_export::write_onnx(to_plain_network(fold_batchnorm(model.eager())),
                             {{"mnv2_metadata", metadata}},
                             c.output);
     actual = run_with_opencv(c.output, x);

@@ -96,7 +96,7 @@ void describe(onnx::ValueInfoProto* value,
 }  // namespace
 
 void write_onnx(
-    const Network& network,
+    const plain::Network& network,
     const std::vector<std::pair<std::string, std::string>>& metadata,
     const std::string& path) {
   onnx::ModelProto model;

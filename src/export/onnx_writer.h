@@ -2,38 +2,15 @@
 
 // The ONNX writer sees no LibTorch header: LibTorch bundles protobuf headers
 // of its own version, and this file is compiled against Debian's protobuf
-// and libonnx. Tensors therefore arrive as plain vectors.
+// and libonnx. The network therefore arrives as plain vectors.
+
+#include <mobilenetv2/plain_network.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace mnv2::onnx_export {
-
-struct Conv {
-  std::vector<float> weight;
-  std::vector<int64_t> weight_shape;  ///< [out, in / groups, k, k]
-  std::vector<float> bias;
-  int64_t stride = 1;
-  int64_t padding = 0;
-  /// TensorFlow "SAME" (auto_pad SAME_UPPER: the extra pixel after).
-  bool same_padding = false;
-  int64_t groups = 1;
-  bool relu6 = true;
-};
-
-struct Block {
-  std::vector<Conv> convs;
-  bool residual = false;
-};
-
-struct Network {
-  std::vector<Block> blocks;
-  std::vector<float> fc_weight;  ///< [classes, features], row-major
-  std::vector<float> fc_bias;
-  int64_t classes = 0;
-  int64_t features = 0;
-};
 
 /// The opset written: 10 keeps Clip's bounds as attributes, the form both
 /// onnxruntime and OpenCV 4.6's DNN module load (OpenCV rejects opset-11 Clip
@@ -45,7 +22,7 @@ constexpr int64_t kOpset = 10;
 /// runs the ONNX checker on it first and stores `metadata` as key/value
 /// metadata. Atomic: a temporary file is renamed. Throws std::runtime_error.
 void write_onnx(
-    const Network& network,
+    const plain::Network& network,
     const std::vector<std::pair<std::string, std::string>>& metadata,
     const std::string& path);
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <mobilenetv2/tf_same_padding.h>
+
 #include <torch/arg.h>
 
 #include <array>
@@ -24,11 +26,6 @@ enum class Padding {
 std::string padding_name(Padding padding);
 /// Throws std::invalid_argument for other names.
 Padding padding_from_name(const std::string& name);
-
-/// TensorFlow "SAME" padding of one spatial dimension: {before, after}.
-std::array<int64_t, 2> tf_same_padding(int64_t size,
-                                       int64_t kernel,
-                                       int64_t stride);
 
 /// One row of the paper's architecture table: a stage of `repeats` inverted
 /// residual blocks, the first of which has stride `stride`.

@@ -1,0 +1,49 @@
+#pragma once
+
+// MobileNetV2 in inference form (BatchNorm folded) as plain vectors, for the
+// units compiled apart from LibTorch's include folder: the ONNX writer
+// (Debian's protobuf) and the oneDNN executor (Debian's oneDNN). LibTorch
+// bundles headers of its own versions of both.
+
+#include <cstdint>
+#include <vector>
+
+namespace mnv2 {
+
+struct FoldedNetwork;
+
+namespace plain {
+
+struct Conv {
+  std::vector<float> weight;
+  std::vector<int64_t> weight_shape;  ///< [out, in / groups, k, k]
+  std::vector<float> bias;
+  int64_t stride = 1;
+  int64_t padding = 0;
+  /// TensorFlow "SAME": padding from each input's size, the extra pixel
+  /// after (ONNX auto_pad SAME_UPPER); `padding` is then 0.
+  bool same_padding = false;
+  int64_t groups = 1;
+  bool relu6 = true;
+};
+
+struct Block {
+  std::vector<Conv> convs;
+  bool residual = false;
+};
+
+struct Network {
+  std::vector<Block> blocks;
+  std::vector<float> fc_weight;  ///< [classes, features], row-major
+  std::vector<float> fc_bias;
+  int64_t classes = 0;
+  int64_t features = 0;
+};
+
+}  // namespace plain
+
+/// Copies a folded network (any device, any float dtype) into plain fp32
+/// vectors.
+plain::Network to_plain_network(const FoldedNetwork& folded);
+
+}  // namespace mnv2

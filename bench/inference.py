@@ -1,6 +1,6 @@
 """Inference benchmark, side by side in one run (1.0/224, fp32, same threads):
-ours (mnv2-eval --benchmark: the fused engine, eager, our exported frozen
-TorchScript) against onnxruntime and OpenVINO on our exported ONNX and
+ours (mnv2-eval --benchmark: the fused engine (oneDNN primitives for fp32),
+its oneDNN Graph variant, eager, our exported frozen TorchScript) against onnxruntime and OpenVINO on our exported ONNX and
 torchvision's mobilenet_v2 in Python eager on the same LibTorch version.
 
 Fair peers: the Python peers run with our start-up allocator settings
@@ -111,6 +111,8 @@ def main():
     systems["ours fused engine"] = lambda: ours(weights, args, work / "fused.json", False)
     systems["ours fused engine, channels_last input"] = lambda: ours(
         weights, args, work / "fused.json", True)
+    systems["ours oneDNN Graph engine (--engine graph), channels_last input"] = lambda: ours(
+        weights, args, work / "graph.json", True, "graph")
     if "avx512_bf16" in host_label() or "amx_bf16" in host_label():
         systems["ours fused engine, bf16 (native here; not fp32)"] = lambda: ours(
             weights, args, work / "bf16.json", True, "fused", "bf16")

@@ -2,6 +2,8 @@
 # in the prefix, so that other LibTorch projects can write
 #   find_package(MobileNetV2 CONFIG REQUIRED)
 #   target_link_libraries(app PRIVATE MobileNetV2::mobilenetv2)
+# (and MobileNetV2::onednn where the oneDNN add-on was built: `if(TARGET
+# MobileNetV2::onednn)`).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -12,6 +14,14 @@ install(TARGETS mobilenetv2 mnv2_atomic_file EXPORT MobileNetV2Targets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY models/include/mobilenetv2
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The optional add-on MobileNetV2::onednn, where it was built.
+if(MNV2_WITH_ONEDNN)
+  install(TARGETS mobilenetv2_onednn mnv2_onednn_executor
+          EXPORT MobileNetV2Targets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY models/onednn/include/mobilenetv2
+          DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
 install(EXPORT MobileNetV2Targets NAMESPACE MobileNetV2::
         DESTINATION ${MNV2_CONFIG_DIR})
 

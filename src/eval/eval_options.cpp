@@ -63,8 +63,9 @@ const FlagTable<EvalCommand>& eval_flags() {
       raw_weights_flag<C>(),
       {"engine",
        "",
-       "fused (fp32 on CPU: BatchNorm folded, oneDNN-fused TorchScript, about "
-       "2x faster) or eager",
+       "fused (CPU: BatchNorm folded, convolutions fused; fp32 through oneDNN "
+       "primitives where built with them, bf16 through oneDNN Graph), graph "
+       "(oneDNN Graph for fp32 too) or eager",
        &C::engine,
        "engine"},
       allow_non_finite_flag<C>(),
@@ -106,8 +107,8 @@ std::vector<std::string> EvalCommand::problems() const {
          "100000");
   p.need(threads <= 1024 && workers <= 1024,
          "--threads and --workers must be at most 1024");
-  p.need(engine == "fused" || engine == "eager",
-         "--engine must be fused or eager, got '" + engine + "'");
+  p.need(engine == "fused" || engine == "graph" || engine == "eager",
+         "--engine must be fused, graph or eager, got '" + engine + "'");
   const int modes = static_cast<int>(!data.empty()) +
                     static_cast<int>(!images.empty()) +
                     static_cast<int>(benchmark);

@@ -39,8 +39,8 @@ Prepared prepare(const EvalCommand& c) {
   if (c.channels_last) {
     p.model.to_channels_last();
   }
-  if (c.engine == "fused" && p.device.is_cpu()) {
-    p.model.use_fused_engine();
+  if (c.engine != "eager" && p.device.is_cpu()) {
+    p.model.use_fused_engine(/*graph_only=*/c.engine == "graph");
   }
   p.class_names = p.model.info().class_names;
   if (!c.labels.empty()) {

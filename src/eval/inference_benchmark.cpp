@@ -24,7 +24,7 @@ struct Case {
   std::string dtype;
   bool channels_last;
   bool emulated = false;         ///< a 16-bit type this CPU lacks natively
-  std::string engine = "eager";  ///< or fused
+  std::string engine = "eager";  ///< or onednn, graph
   double p50_ms = 0;
   double p90_ms = 0;
   double p99_ms = 0;
@@ -61,7 +61,7 @@ Case measure(Prepared& p,
              bool channels_last) {
   Case out{dtype, channels_last};
   const auto amp = amp_dtype_of(dtype, p.device);
-  out.engine = p.device.is_cpu() && p.model.runs_fused(amp) ? "fused" : "eager";
+  out.engine = p.device.is_cpu() ? p.model.engine_for(amp) : "eager";
   out.emulated = amp && p.device.is_cpu() &&
                  !(*amp == torch::kBFloat16 ? cpu_has_native_bf16()
                                             : cpu_has_native_fp16());

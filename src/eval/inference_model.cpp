@@ -3,6 +3,11 @@
 #include "common/memory_format.h"
 #include "weights/weights_file.h"
 
+#ifdef MNV2_WITH_ONEDNN
+#include <mobilenetv2/onednn_mobilenet_v2.h>
+#endif
+
+#include <ATen/autocast_mode.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -69,6 +74,14 @@ InferenceModel InferenceModel::load(const std::string& path,
   return model;
 }
 
+std::string InferenceModel::engine_for(
+    const std::optional<c10::ScalarType>& autocast) const {
+  if (onednn_ && !autocast) {
+    return "onednn";
+  }
+  return runs_fused(autocast) ? "graph" : "eager";
+}
+
 bool InferenceModel::runs_fused(
     const std::optional<c10::ScalarType>& autocast) const {
   return fused_ != nullptr && fused_->runs_fused(autocast);
@@ -76,6 +89,11 @@ bool InferenceModel::runs_fused(
 
 torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
   if (fused_ && images.device().is_cpu()) {
+#ifdef MNV2_WITH_ONEDNN
+    if (onednn_ && !at::autocast::is_autocast_enabled(c10::DeviceType::CPU)) {
+      return onednn_->forward(images);
+    }
+#endif
     return fused_->forward(images);
   }
   if (script_) {
@@ -84,10 +102,17 @@ torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
   return eager_->forward(images);
 }
 
-void InferenceModel::use_fused_engine() {
-  // The fused engine is for CPU models; CUDA keeps the eager model.
+void InferenceModel::use_fused_engine(bool graph_only) {
+  // The fused engines are for CPU models; CUDA keeps the eager model.
   if (eager_ && !fused_ && eager_->parameters().front().device().is_cpu()) {
     fused_ = std::make_shared<FusedMobileNetV2>(eager_);
+#ifdef MNV2_WITH_ONEDNN
+    if (!graph_only) {
+      onednn_ = std::make_shared<OneDnnMobileNetV2>(eager_);
+    }
+#else
+    (void)graph_only;
+#endif
   }
 }
 

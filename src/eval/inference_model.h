@@ -13,6 +13,8 @@
 
 namespace mnv2 {
 
+class OneDnnMobileNetV2;
+
 /// Any weights mnv2-eval and mnv2-export accept, ready for inference: one of
 /// our training checkpoints (raw or EMA weights), a torchvision-compatible
 /// state_dict (torchvision's published files work; `<stem>.json` beside it
@@ -46,15 +48,20 @@ class InferenceModel {
   }
   void to_channels_last();
 
-  /// Runs CPU inference through mnv2::FusedMobileNetV2 (BatchNorm folded,
-  /// frozen TorchScript with oneDNN Graph fusion: about 2x the eager
-  /// model's speed, see README; with a bf16 copy for CPU autocast to bf16
-  /// where the CPU has native bf16); other autocast and CUDA keep the eager
-  /// model. No effect on TorchScript files.
-  void use_fused_engine();
+  /// Runs CPU inference through a fused engine: fp32 through
+  /// mnv2::OneDnnMobileNetV2 (oneDNN primitives called directly) where this
+  /// build has the oneDNN add-on and `graph_only` is false, otherwise through
+  /// mnv2::FusedMobileNetV2 (frozen TorchScript with oneDNN Graph fusion),
+  /// which also runs CPU autocast to bf16 where the CPU has native bf16.
+  /// Other autocast and CUDA keep the eager model. No effect on TorchScript
+  /// files.
+  void use_fused_engine(bool graph_only = false);
   bool fused() const {
     return fused_ != nullptr;
   }
+  /// Which engine runs CPU batches under this autocast dtype (nullopt:
+  /// none): "onednn", "graph" or "eager".
+  std::string engine_for(const std::optional<c10::ScalarType>& autocast) const;
   /// Whether CPU batches under this autocast dtype (nullopt: none) run
   /// through a fused network.
   bool runs_fused(const std::optional<c10::ScalarType>& autocast) const;
@@ -66,6 +73,7 @@ class InferenceModel {
   mutable MobileNetV2 eager_{nullptr};  // forward() is logically const
   std::shared_ptr<torch::jit::Module> script_;
   std::shared_ptr<FusedMobileNetV2> fused_;
+  std::shared_ptr<OneDnnMobileNetV2> onednn_;  // null without the add-on
 };
 
 /// Whether a file is a TorchScript archive (as opposed to a torch.save one).

@@ -1,4 +1,5 @@
-// mnv2-eval's inference model runs through mnv2::FusedMobileNetV2 (tested in
+// mnv2-eval's inference model runs through mnv2::OneDnnMobileNetV2 (fp32,
+// where built; tested in tests/onednn) and mnv2::FusedMobileNetV2 (tested in
 // tests/model) once asked to, with the eager model's results.
 #include "test_support.h"
 
@@ -14,6 +15,8 @@ TEST_CASE("the inference model uses the fused engine", "[eval]") {
   torch::manual_seed(21);
   mnv2::MobileNetV2 trained(
       mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  // Freshly initialised, the logits are about 1e-9: rounding would dominate.
+  mnv2::test::randomise_batchnorm(trained);
   const auto path = (dir / "weights.pth").string();
   mnv2::write_state_dict(mnv2::state_dict_of(*trained), path);
   auto model = mnv2::InferenceModel::load(path, true, torch::kCPU);
@@ -27,6 +30,32 @@ TEST_CASE("the inference model uses the fused engine", "[eval]") {
   REQUIRE(model.fused());
   CHECK(model.runs_fused(std::nullopt));
   CHECK(model.runs_fused(torch::kBFloat16) == mnv2::cpu_has_native_bf16());
+#ifdef MNV2_WITH_ONEDNN
+  CHECK(model.engine_for(std::nullopt) == "onednn");
+#else
+  CHECK(model.engine_for(std::nullopt) == "graph");
+#endif
+  for (int pass = 0; pass < 2; ++pass) {
+    CHECK(mnv2::test::relative_error(model.forward(images), expected) < 1e-4);
+  }
+}
+
+TEST_CASE("the inference model's oneDNN Graph engine", "[eval]") {
+  torch::manual_seed(21);
+  const auto dir = mnv2::test::fresh_temp_dir("graph-engine");
+  mnv2::MobileNetV2 trained(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  // Freshly initialised, the logits are about 1e-9: rounding would dominate.
+  mnv2::test::randomise_batchnorm(trained);
+  const auto path = (dir / "weights.pth").string();
+  mnv2::write_state_dict(mnv2::state_dict_of(*trained), path);
+  auto model = mnv2::InferenceModel::load(path, true, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const auto images = torch::randn({3, 3, 64, 64});
+  const auto expected = model.forward(images);
+  CHECK(model.engine_for(std::nullopt) == "eager");
+  model.use_fused_engine(/*graph_only=*/true);
+  CHECK(model.engine_for(std::nullopt) == "graph");
   for (int pass = 0; pass < 2; ++pass) {
     CHECK(mnv2::test::relative_error(model.forward(images), expected) < 1e-4);
   }

@@ -1,0 +1,465 @@
+#include "onednn_network.h"
+
+#include <mobilenetv2/tf_same_padding.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#if DNNL_VERSION_MAJOR != 2
+#error "OneDnnNetwork is written against oneDNN 2.x (Debian 12 ships 2.6)"
+#endif
+
+namespace mnv2 {
+
+namespace {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+constexpr auto kF32 = memory::data_type::f32;
+
+// Where a memory's data lives: the caller's images or logits, or one of the
+// executor's buffers (three for activations, one for the pooled features).
+constexpr int kInputSlot = -1;
+constexpr int kOutputSlot = -2;
+constexpr int kActivationSlots = 3;
+constexpr int kPooledSlot = kActivationSlots;
+constexpr size_t kPlansKept = 4;
+
+struct Step {
+  dnnl::primitive primitive;
+  std::unordered_map<int, memory> args;
+};
+
+struct Plan {
+  std::array<int64_t, 4> sizes{};
+  bool channels_last = false;
+  std::vector<Step> steps;
+  std::vector<std::pair<memory, int>> slotted;       // memories and their slots
+  std::array<size_t, kActivationSlots + 1> bytes{};  // needed per buffer
+  uint64_t bound_to = 0;  // the buffers' generation the slots point into
+};
+
+struct FreeDeleter {
+  void operator()(void* p) const {
+    std::free(p);
+  }
+};
+
+}  // namespace
+
+struct OneDnnNetwork::Impl {
+  plain::Network net;
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  // Reordered weights per convolution (the classifier last), per layout.
+  std::vector<std::vector<std::pair<memory::desc, memory>>> weights;
+  std::vector<memory> biases;
+  std::list<Plan> plans;  // most recently used first
+  std::array<std::unique_ptr<void, FreeDeleter>, kActivationSlots + 1> buffers;
+  std::array<size_t, kActivationSlots + 1> capacity{};
+  uint64_t generation = 0;
+  std::mutex mutex;
+
+  bool fuse_depthwise;
+
+  Impl(plain::Network network, bool fuse)
+      : net(std::move(network)), fuse_depthwise(fuse) {
+    size_t convs = 0;
+    for (const auto& block : net.blocks) {
+      convs += block.convs.size();
+    }
+    weights.resize(convs + 1);
+  }
+
+  memory reordered(const memory::desc& plain_md,
+                   const float* values,
+                   const memory::desc& wanted) {
+    memory source(plain_md, engine, const_cast<float*>(values));
+    memory target(wanted, engine);
+    dnnl::reorder(source, target).execute(stream, source, target);
+    stream.wait();
+    return target;
+  }
+
+  // The weights of layer `index` in the layout a primitive asked for.
+  memory weights_for(size_t index,
+                     const memory::desc& plain_md,
+                     const std::vector<float>& values,
+                     const memory::desc& wanted) {
+    for (const auto& [md, mem] : weights[index]) {
+      if (md == wanted) {
+        return mem;
+      }
+    }
+    auto mem = reordered(plain_md, values.data(), wanted);
+    weights[index].emplace_back(wanted, mem);
+    return mem;
+  }
+
+  memory bias(const std::vector<float>& values) {
+    const memory::desc md(
+        {static_cast<memory::dim>(values.size())}, kF32, Tag::x);
+    return reordered(md, values.data(), md);
+  }
+
+  Plan build(const std::array<int64_t, 4>& sizes, bool channels_last);
+  Plan& plan_for(const std::array<int64_t, 4>& sizes, bool channels_last);
+  void bind(Plan& plan);
+};
+
+namespace {
+
+// Post-ops: the residual add into the destination, ReLU6, and optionally a
+// 3x3 depthwise convolution (stride `dw_stride`, padding 1) with its ReLU6
+// computed from the result while it is still in cache.
+dnnl::primitive_attr fused_ops(bool add_to_destination,
+                               bool relu6,
+                               const plain::Conv* depthwise = nullptr) {
+  dnnl::post_ops ops;
+  if (add_to_destination) {
+    ops.append_sum(1.f);
+  }
+  if (relu6) {
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+  }
+  if (depthwise != nullptr) {
+    ops.append_dw(kF32, kF32, kF32, 3, depthwise->stride, 1, 0, {});
+    if (depthwise->relu6) {
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+    }
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+// Whether oneDNN's fused-depthwise post-op can compute `next` after
+// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.
+bool fusable(const plain::Conv& conv, const plain::Conv& next) {
+  return conv.groups == 1 && conv.weight_shape[2] == 1 && conv.stride == 1 &&
+         next.groups == next.weight_shape[0] &&
+         next.groups == conv.weight_shape[0] && next.weight_shape[2] == 3 &&
+         next.padding == 1 && !next.same_padding &&
+         (next.stride == 1 || next.stride == 2);
+}
+
+struct ConvGeometry {
+  Dims weights;  // oihw, or goihw when grouped
+  Tag weights_tag;
+  Dims pad_l, pad_r;
+  memory::dim out, oh, ow;
+};
+
+ConvGeometry geometry(const plain::Conv& conv,
+                      memory::dim c,
+                      memory::dim h,
+                      memory::dim w) {
+  ConvGeometry g;
+  g.out = conv.weight_shape[0];
+  const memory::dim k = conv.weight_shape[2];
+  const memory::dim s = conv.stride;
+  g.weights =
+      conv.groups == 1
+          ? Dims{g.out, c, k, k}
+          : Dims{conv.groups, g.out / conv.groups, c / conv.groups, k, k};
+  g.weights_tag = conv.groups == 1 ? Tag::oihw : Tag::goihw;
+  g.pad_l = {conv.padding, conv.padding};
+  g.pad_r = g.pad_l;
+  if (conv.same_padding) {
+    const auto rows = tf_same_padding(h, k, s);
+    const auto cols = tf_same_padding(w, k, s);
+    g.pad_l = {rows[0], cols[0]};
+    g.pad_r = {rows[1], cols[1]};
+  }
+  g.oh = (h + g.pad_l[0] + g.pad_r[0] - k) / s + 1;
+  g.ow = (w + g.pad_l[1] + g.pad_r[1] - k) / s + 1;
+  return g;
+}
+
+bool is_reference(const dnnl::primitive_desc_base& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+// The activation buffer for a layer's output: neither its input's nor the
+// block input's (kept for the residual add).
+int free_slot(int input, int block_input) {
+  int slot = 0;
+  while (slot == input || slot == block_input) {
+    ++slot;
+  }
+  return slot;
+}
+
+}  // namespace
+
+Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
+                                bool channels_last) {
+  using dnnl::convolution_forward;
+  Plan plan;
+  plan.sizes = sizes;
+  plan.channels_last = channels_last;
+  const memory::dim n = sizes[0];
+  memory::dim c = sizes[1], h = sizes[2], w = sizes[3];
+  const memory::desc input_md(
+      {n, c, h, w}, kF32, channels_last ? Tag::nhwc : Tag::nchw);
+  auto need = [&](int slot, const memory::desc& md) {
+    plan.bytes[slot] = std::max(plan.bytes[slot], md.get_size());
+  };
+  auto slotted = [&](const memory::desc& md, int slot) {
+    memory mem(md, engine, DNNL_MEMORY_NONE);
+    plan.slotted.emplace_back(mem, slot);
+    return mem;
+  };
+  memory input = slotted(input_md, kInputSlot);
+
+  memory::desc current_md = input_md;
+  memory current = input;
+  int current_slot = kInputSlot;
+  size_t layer = 0;
+  for (const auto& block : net.blocks) {
+    const int block_slot = current_slot;
+    const memory::desc block_md = current_md;
+    const memory block_input = current;
+    for (size_t i = 0; i < block.convs.size(); ++i, ++layer) {
+      const auto& conv = block.convs[i];
+      const bool residual = block.residual && i + 1 == block.convs.size();
+      const auto g = geometry(conv, c, h, w);
+      // The destination: the block input for the residual add in place,
+      // otherwise the layout oneDNN prefers (with a depthwise convolution
+      // fused, the query below gives the final one).
+      // The destination: the block input for the residual add in place,
+      // otherwise the layout oneDNN prefers (or, when it prefers a reference
+      // composition for a fused pair, a layout one of its kernels takes).
+      auto make = [&](const memory::desc& src_md,
+                      const plain::Conv* fused,
+                      Tag dst_tag) {
+        return convolution_forward::primitive_desc(
+            convolution_forward::desc(
+                dnnl::prop_kind::forward_inference,
+                dnnl::algorithm::convolution_direct,
+                src_md,
+                memory::desc(g.weights, kF32, Tag::any),
+                memory::desc({g.out}, kF32, Tag::x),
+                residual ? block_md
+                         : memory::desc({n, g.out, g.oh, g.ow}, kF32, dst_tag),
+                {conv.stride, conv.stride},
+                g.pad_l,
+                g.pad_r),
+            fused_ops(residual, conv.relu6, fused),
+            engine);
+      };
+      // The input layout is the caller's; later ones are what the previous
+      // layer chose. Where no optimised kernel reads it, reorder it first.
+      const memory::desc any_src({n, c, h, w}, kF32, Tag::any);
+      const auto& src_md = current_slot == kInputSlot ? any_src : current_md;
+      const plain::Conv* depthwise = fuse_depthwise &&
+                                             i + 1 < block.convs.size() &&
+                                             fusable(conv, block.convs[i + 1])
+                                         ? &block.convs[i + 1]
+                                         : nullptr;
+      std::optional<convolution_forward::primitive_desc> pd;
+      for (const Tag tag : {Tag::any, Tag::nhwc, Tag::nChw16c, Tag::nChw8c}) {
+        if (depthwise == nullptr || pd) {
+          break;
+        }
+        try {
+          pd = make(src_md, depthwise, tag);
+          if (is_reference(*pd)) {
+            pd.reset();
+          }
+        } catch (const dnnl::error&) {
+          // No kernel here fuses the pair with this layout.
+        }
+      }
+      if (!pd) {
+        depthwise = nullptr;
+        pd = make(src_md, nullptr, Tag::any);
+        if (is_reference(*pd)) {
+          pd = make(any_src, nullptr, Tag::any);
+        }
+      }
+      if (pd->src_desc() != current_md) {
+        const int slot = free_slot(current_slot, block_slot);
+        memory reordered_input = slotted(pd->src_desc(), slot);
+        need(slot, pd->src_desc());
+        plan.steps.push_back(
+            {dnnl::reorder(current, reordered_input),
+             {{DNNL_ARG_FROM, current}, {DNNL_ARG_TO, reordered_input}}});
+        current = reordered_input;
+        current_slot = slot;
+      }
+      const int dst_slot =
+          residual ? block_slot : free_slot(current_slot, block_slot);
+      memory dst = residual ? block_input : slotted(pd->dst_desc(), dst_slot);
+      need(dst_slot, pd->dst_desc());
+      Step step{convolution_forward(*pd),
+                {{DNNL_ARG_SRC, current},
+                 {DNNL_ARG_WEIGHTS,
+                  weights_for(layer,
+                              {g.weights, kF32, g.weights_tag},
+                              conv.weight,
+                              pd->weights_desc())},
+                 {DNNL_ARG_BIAS, biases[layer]},
+                 {DNNL_ARG_DST, dst}}};
+      if (depthwise != nullptr) {
+        ++i;
+        ++layer;
+        const auto dw = geometry(*depthwise, g.out, g.oh, g.ow);
+        constexpr int kDw = DNNL_ARG_ATTR_POST_OP_DW;
+        step.args[kDw | DNNL_ARG_WEIGHTS] = weights_for(
+            layer,
+            {dw.weights, kF32, dw.weights_tag},
+            depthwise->weight,
+            pd->query_md(dnnl::query::exec_arg_md, kDw | DNNL_ARG_WEIGHTS));
+        step.args[kDw | DNNL_ARG_BIAS] = biases[layer];
+      }
+      plan.steps.push_back(std::move(step));
+      current = dst;
+      current_md = pd->dst_desc();
+      current_slot = dst_slot;
+      const auto out_dims = current_md.dims();
+      c = out_dims[1];
+      h = out_dims[2];
+      w = out_dims[3];
+    }
+  }
+
+  // Global average pooling, then the classifier (dropout is identity at
+  // inference) on the features as [n, c].
+  const dnnl::pooling_forward::primitive_desc pool_pd(
+      dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference,
+                                  dnnl::algorithm::pooling_avg_exclude_padding,
+                                  current_md,
+                                  memory::desc({n, c, 1, 1}, kF32, Tag::any),
+                                  {1, 1},
+                                  {h, w},
+                                  {0, 0},
+                                  {0, 0}),
+      engine);
+  memory pooled = slotted(pool_pd.dst_desc(), kPooledSlot);
+  need(kPooledSlot, pool_pd.dst_desc());
+  plan.steps.push_back({dnnl::pooling_forward(pool_pd),
+                        {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}});
+  const memory::desc features_md({n, c}, kF32, Tag::nc);
+  memory features = pooled;
+  if (pool_pd.dst_desc() != memory::desc({n, c, 1, 1}, kF32, Tag::nhwc) &&
+      pool_pd.dst_desc() != memory::desc({n, c, 1, 1}, kF32, Tag::nchw)) {
+    // A blocked layout with padded channels: unpack it.
+    features = slotted(memory::desc({n, c, 1, 1}, kF32, Tag::nchw), 0);
+    need(0, features_md);
+    plan.steps.push_back({dnnl::reorder(pooled, features),
+                          {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, features}}});
+  }
+  features = slotted(features_md, features == pooled ? kPooledSlot : 0);
+
+  const memory::dim classes = net.classes;
+  const dnnl::inner_product_forward::primitive_desc fc_pd(
+      dnnl::inner_product_forward::desc(
+          dnnl::prop_kind::forward_inference,
+          features_md,
+          memory::desc({classes, c}, kF32, Tag::any),
+          memory::desc({classes}, kF32, Tag::x),
+          memory::desc({n, classes}, kF32, Tag::nc)),
+      engine);
+  plan.steps.push_back(
+      {dnnl::inner_product_forward(fc_pd),
+       {{DNNL_ARG_SRC, features},
+        {DNNL_ARG_WEIGHTS,
+         weights_for(layer,
+                     memory::desc({classes, c}, kF32, Tag::oi),
+                     net.fc_weight,
+                     fc_pd.weights_desc())},
+        {DNNL_ARG_BIAS, biases[layer]},
+        {DNNL_ARG_DST, slotted(fc_pd.dst_desc(), kOutputSlot)}}});
+  return plan;
+}
+
+Plan& OneDnnNetwork::Impl::plan_for(const std::array<int64_t, 4>& sizes,
+                                    bool channels_last) {
+  for (auto it = plans.begin(); it != plans.end(); ++it) {
+    if (it->sizes == sizes && it->channels_last == channels_last) {
+      plans.splice(plans.begin(), plans, it);
+      return plans.front();
+    }
+  }
+  plans.push_front(build(sizes, channels_last));
+  if (plans.size() > kPlansKept) {
+    plans.pop_back();
+  }
+  return plans.front();
+}
+
+void OneDnnNetwork::Impl::bind(Plan& plan) {
+  for (int slot = 0; slot <= kPooledSlot; ++slot) {
+    if (plan.bytes[slot] > capacity[slot]) {
+      void* p = std::aligned_alloc(64, (plan.bytes[slot] + 63) / 64 * 64);
+      if (p == nullptr) {
+        throw std::bad_alloc();
+      }
+      buffers[slot].reset(p);
+      capacity[slot] = plan.bytes[slot];
+      ++generation;
+    }
+  }
+  if (plan.bound_to == generation) {
+    return;
+  }
+  for (auto& [mem, slot] : plan.slotted) {
+    if (slot >= 0) {
+      mem.set_data_handle(buffers[slot].get());
+    }
+  }
+  plan.bound_to = generation;
+}
+
+OneDnnNetwork::OneDnnNetwork(plain::Network network, bool fuse_depthwise)
+    : impl_(std::make_unique<Impl>(std::move(network), fuse_depthwise)) {
+  for (const auto& block : impl_->net.blocks) {
+    for (const auto& conv : block.convs) {
+      impl_->biases.push_back(impl_->bias(conv.bias));
+    }
+  }
+  impl_->biases.push_back(impl_->bias(impl_->net.fc_bias));
+}
+
+OneDnnNetwork::~OneDnnNetwork() = default;
+
+int64_t OneDnnNetwork::classes() const {
+  return impl_->net.classes;
+}
+
+void OneDnnNetwork::forward(const float* images,
+                            const std::array<int64_t, 4>& sizes,
+                            bool channels_last,
+                            float* logits) const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  try {
+    auto& plan = impl_->plan_for(sizes, channels_last);
+    impl_->bind(plan);
+    for (auto& [mem, slot] : plan.slotted) {
+      if (slot == kInputSlot) {
+        mem.set_data_handle(const_cast<float*>(images));
+      } else if (slot == kOutputSlot) {
+        mem.set_data_handle(logits);
+      }
+    }
+    for (auto& step : plan.steps) {
+      step.primitive.execute(impl_->stream, step.args);
+    }
+    impl_->stream.wait();
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(std::string("oneDNN: ") + e.what());
+  }
+}
+
+}  // namespace mnv2

@@ -1,0 +1,48 @@
+#pragma once
+
+// Sees no LibTorch header: compiled against Debian's oneDNN, apart from
+// LibTorch's include folder, which bundles oneDNN headers of another version.
+
+#include <mobilenetv2/plain_network.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+
+namespace mnv2 {
+
+/// MobileNetV2 for CPU inference in fp32 as a chain of oneDNN primitives:
+/// each convolution with its bias, ReLU6 and residual add fused (the add in
+/// place into the block's input), activations in oneDNN's preferred blocked
+/// layout in three reused buffers, weights reordered once. Compared with
+/// oneDNN Graph under TorchScript, it drops LibTorch's per-partition work.
+/// Uses the calling thread's OpenMP thread count. Calls are serialised. The
+/// engine of mnv2::OneDnnMobileNetV2.
+class OneDnnNetwork {
+ public:
+  /// `fuse_depthwise`: each 1x1 expansion computes the depthwise
+  /// convolution after it in the same primitive (oneDNN's fused-depthwise
+  /// post-op, where a kernel for it exists), which keeps the expanded
+  /// tensor in cache.
+  explicit OneDnnNetwork(plain::Network network, bool fuse_depthwise = true);
+  ~OneDnnNetwork();
+  OneDnnNetwork(const OneDnnNetwork&) = delete;
+  OneDnnNetwork& operator=(const OneDnnNetwork&) = delete;
+
+  /// `images`: [batch, channels, height, width] fp32, densely packed as NCHW
+  /// or (channels_last) NHWC. Writes [batch, classes] logits. Plans for the
+  /// last few input shapes are kept. Throws std::runtime_error (oneDNN's
+  /// message) for a shape it cannot run.
+  void forward(const float* images,
+               const std::array<int64_t, 4>& sizes,
+               bool channels_last,
+               float* logits) const;
+
+  int64_t classes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mnv2

@@ -1,0 +1,152 @@
+// mnv2::OneDnnMobileNetV2 (oneDNN primitives called directly) against the
+// eager model, itself equal to torchvision's (parity tests) and to an
+// independent Keras forward pass with TF "SAME" padding (pretrained tests).
+#include "test_support.h"
+
+#include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/onednn_mobilenet_v2.h>
+#include <mobilenetv2/plain_network.h>
+
+#include "onednn/onednn_network.h"
+
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+namespace {
+
+mnv2::MobileNetV2 trained_model(const mnv2::MobileNetV2Options& options) {
+  torch::manual_seed(21);
+  mnv2::MobileNetV2 model(options);
+  mnv2::test::randomise_batchnorm(model);
+  model->eval();
+  return model;
+}
+
+mnv2::MobileNetV2Options small() {
+  return mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5);
+}
+
+}  // namespace
+
+TEST_CASE("OneDnnMobileNetV2 computes what the eager model does", "[onednn]") {
+  // Widths whose channel counts are not multiples of oneDNN's 8 or 16
+  // blocks (0.35: 8 and 16 channels; 1.4: 1792 features), TF "SAME"
+  // padding (asymmetric on even sizes, no depthwise fusion for stride 2),
+  // and sizes down to one pixel.
+  const std::vector<std::pair<std::string, mnv2::MobileNetV2Options>> models = {
+      {"0.5", small()},
+      {"0.35", mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35)},
+      {"1.4", mnv2::MobileNetV2Options().num_classes(5).width_mult(1.4)},
+      {"0.5 tf_same", small().padding(mnv2::Padding::kTfSame).bn_eps(1e-3)}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {1, 224}, {5, 97}, {3, 64}, {2, 33}, {1, 16}, {2, 1}};
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, options] : models) {
+    auto model = trained_model(options);
+    const mnv2::OneDnnMobileNetV2 onednn(model);
+    for (const auto& [batch, size] : shapes) {
+      const auto images = torch::randn({batch, 3, size, size});
+      const auto expected = model->forward(images);
+      for (const bool channels_last : {false, true}) {
+        INFO(name << ": " << batch << "x" << size
+                  << (channels_last ? " NHWC" : " NCHW"));
+        const auto input =
+            channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                          : images;
+        const auto logits = onednn.forward(input);
+        CHECK(logits.sizes() == expected.sizes());
+        CHECK(mnv2::test::relative_error(logits, expected) < 1e-4);
+      }
+    }
+  }
+}
+
+TEST_CASE("the oneDNN executor with and without depthwise fusion", "[onednn]") {
+  auto model = trained_model(small());
+  torch::NoGradGuard no_grad;
+  const auto images = torch::randn({4, 3, 96, 96});
+  const auto expected = model->forward(images);
+  for (const bool fuse : {true, false}) {
+    INFO("fuse_depthwise " << fuse);
+    const mnv2::OneDnnNetwork network(
+        mnv2::to_plain_network(mnv2::fold_batchnorm(model)), fuse);
+    auto logits = torch::empty({4, 10});
+    network.forward(images.data_ptr<float>(),
+                    {4, 3, 96, 96},
+                    false,
+                    logits.data_ptr<float>());
+    CHECK(mnv2::test::relative_error(logits, expected) < 1e-4);
+  }
+}
+
+TEST_CASE("OneDnnMobileNetV2 keeps answering as input shapes change",
+          "[onednn]") {
+  // More shapes than plans kept, twice over: evicted plans are rebuilt and
+  // the shared buffers grow and are re-pointed.
+  auto model = trained_model(small());
+  const mnv2::OneDnnMobileNetV2 onednn(model);
+  torch::NoGradGuard no_grad;
+  for (int round = 0; round < 2; ++round) {
+    for (const int64_t size : {40, 128, 24, 64, 160, 32}) {
+      INFO("round " << round << ", " << size << " px");
+      const auto images = torch::randn({2, 3, size, size});
+      CHECK(mnv2::test::relative_error(onednn.forward(images),
+                                       model->forward(images)) < 1e-4);
+    }
+  }
+}
+
+TEST_CASE("OneDnnMobileNetV2 answers several threads at once", "[onednn]") {
+  auto model = trained_model(small());
+  const mnv2::OneDnnMobileNetV2 onednn(model);
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> inputs = {torch::randn({2, 3, 64, 64}),
+                                             torch::randn({3, 3, 48, 48})};
+  std::vector<torch::Tensor> expected;
+  for (const auto& x : inputs) {
+    expected.push_back(model->forward(x));
+  }
+  std::vector<double> errors(inputs.size(), 1.0);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    threads.emplace_back([&, i] {
+      double worst = 0;
+      for (int pass = 0; pass < 4; ++pass) {
+        worst = std::max(
+            worst,
+            mnv2::test::relative_error(onednn.forward(inputs[i]), expected[i]));
+      }
+      errors[i] = worst;
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  for (const double error : errors) {
+    CHECK(error < 1e-4);
+  }
+}
+
+TEST_CASE("OneDnnMobileNetV2 refuses what it cannot run", "[onednn]") {
+  mnv2::MobileNetV2 training(small());
+  CHECK_THROWS_WITH(mnv2::OneDnnMobileNetV2(training),
+                    Catch::Contains("eval mode"));
+  auto model = trained_model(small());
+  const mnv2::OneDnnMobileNetV2 onednn(model);
+  torch::NoGradGuard no_grad;
+  CHECK_THROWS_WITH(onednn.forward(torch::randn({1, 4, 32, 32})),
+                    Catch::Contains("[N, 3, H, W]"));
+  CHECK_THROWS_WITH(
+      onednn.forward(torch::randn({1, 3, 32, 32}).to(torch::kDouble)),
+      Catch::Contains("fp32"));
+  CHECK_THROWS_WITH(onednn.forward(torch::randn({1, 3, 0, 32})),
+                    Catch::Contains("empty"));
+  CHECK(onednn.forward(torch::randn({0, 3, 32, 32})).sizes() ==
+        torch::IntArrayRef({0, 10}));
+  // A strided view is copied, not misread.
+  const auto wide = torch::randn({2, 3, 64, 128});
+  const auto view = wide.slice(3, 0, 128, 2);
+  CHECK(mnv2::test::relative_error(onednn.forward(view), model->forward(view)) <
+        1e-4);
+}

@@ -22,7 +22,7 @@ DATA_PACKAGES=("numpy" "scikit-learn")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
   pkg-config zlib1g-dev libopencv-dev libspdlog-dev libcxxopts-dev catch2
   nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format
-  libopenmpi-dev openmpi-bin libhdf5-dev)
+  libopenmpi-dev openmpi-bin libhdf5-dev libdnnl-dev)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${MNV2_CACHE:-$HOME/.cache/mnv2}

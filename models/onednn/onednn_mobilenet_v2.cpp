@@ -14,9 +14,12 @@ OneDnnMobileNetV2::OneDnnMobileNetV2(const MobileNetV2& model) {
               "OneDnnMobileNetV2: the model must be on the CPU");
   TORCH_CHECK(!model->is_training(),
               "OneDnnMobileNetV2: the model must be in eval mode (eval())");
-  auto network = to_plain_network(fold_batchnorm(model));
+  const auto folded = fold_batchnorm(model);
+  auto network = to_plain_network(folded);
   in_channels_ = network.blocks.front().convs.front().weight_shape[1];
   network_ = std::make_unique<OneDnnNetwork>(std::move(network));
+  fc_weight_ = folded.fc_weight.contiguous();
+  fc_bias_ = folded.fc_bias.contiguous();
 }
 
 OneDnnMobileNetV2::~OneDnnMobileNetV2() = default;
@@ -35,9 +38,8 @@ torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
   TORCH_CHECK(images.size(2) > 0 && images.size(3) > 0,
               "OneDnnMobileNetV2: empty images ",
               images.sizes());
-  auto logits = torch::empty({images.size(0), network_->classes()});
   if (images.size(0) == 0) {
-    return logits;
+    return torch::empty({0, fc_weight_.size(0)});
   }
   const bool channels_last =
       !images.is_contiguous() &&
@@ -46,11 +48,13 @@ torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
   // oneDNN runs on the calling thread's OpenMP thread count: make it
   // LibTorch's intra-op setting, as ATen's own parallel regions do.
   at::init_num_threads();
+  auto features = torch::empty({x.size(0), network_->features()});
   network_->forward(x.data_ptr<float>(),
                     {x.size(0), x.size(1), x.size(2), x.size(3)},
                     channels_last,
-                    logits.data_ptr<float>());
-  return logits;
+                    features.data_ptr<float>());
+  // The classifier (dropout is identity at inference).
+  return torch::addmm(fc_bias_, features, fc_weight_.t());
 }
 
 }  // namespace mnv2

@@ -61,7 +61,7 @@ struct OneDnnNetwork::Impl {
   plain::Network net;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  // Reordered weights per convolution (the classifier last), per layout.
+  // Reordered weights per convolution, per layout.
   std::vector<std::vector<std::pair<memory::desc, memory>>> weights;
   std::vector<memory> biases;
   std::list<Plan> plans;  // most recently used first
@@ -78,7 +78,7 @@ struct OneDnnNetwork::Impl {
     for (const auto& block : net.blocks) {
       convs += block.convs.size();
     }
-    weights.resize(convs + 1);
+    weights.resize(convs);
   }
 
   memory reordered(const memory::desc& plain_md,
@@ -334,8 +334,10 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
     }
   }
 
-  // Global average pooling, then the classifier (dropout is identity at
-  // inference) on the features as [n, c].
+  // Global average pooling, then the features copied out as [n, c] (the
+  // caller runs the classifier: oneDNN 2.6's gemm-based inner product, the
+  // one AVX2 CPUs get, failed to execute after a fused depthwise
+  // convolution, "unimplemented").
   const dnnl::pooling_forward::primitive_desc pool_pd(
       dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference,
                                   dnnl::algorithm::pooling_avg_exclude_padding,
@@ -350,37 +352,10 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
   need(kPooledSlot, pool_pd.dst_desc());
   plan.steps.push_back({dnnl::pooling_forward(pool_pd),
                         {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}});
-  const memory::desc features_md({n, c}, kF32, Tag::nc);
-  memory features = pooled;
-  if (pool_pd.dst_desc() != memory::desc({n, c, 1, 1}, kF32, Tag::nhwc) &&
-      pool_pd.dst_desc() != memory::desc({n, c, 1, 1}, kF32, Tag::nchw)) {
-    // A blocked layout with padded channels: unpack it.
-    features = slotted(memory::desc({n, c, 1, 1}, kF32, Tag::nchw), 0);
-    need(0, features_md);
-    plan.steps.push_back({dnnl::reorder(pooled, features),
-                          {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, features}}});
-  }
-  features = slotted(features_md, features == pooled ? kPooledSlot : 0);
-
-  const memory::dim classes = net.classes;
-  const dnnl::inner_product_forward::primitive_desc fc_pd(
-      dnnl::inner_product_forward::desc(
-          dnnl::prop_kind::forward_inference,
-          features_md,
-          memory::desc({classes, c}, kF32, Tag::any),
-          memory::desc({classes}, kF32, Tag::x),
-          memory::desc({n, classes}, kF32, Tag::nc)),
-      engine);
-  plan.steps.push_back(
-      {dnnl::inner_product_forward(fc_pd),
-       {{DNNL_ARG_SRC, features},
-        {DNNL_ARG_WEIGHTS,
-         weights_for(layer,
-                     memory::desc({classes, c}, kF32, Tag::oi),
-                     net.fc_weight,
-                     fc_pd.weights_desc())},
-        {DNNL_ARG_BIAS, biases[layer]},
-        {DNNL_ARG_DST, slotted(fc_pd.dst_desc(), kOutputSlot)}}});
+  memory features =
+      slotted(memory::desc({n, c, 1, 1}, kF32, Tag::nchw), kOutputSlot);
+  plan.steps.push_back({dnnl::reorder(pooled, features),
+                        {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, features}}});
   return plan;
 }
 
@@ -429,19 +404,18 @@ OneDnnNetwork::OneDnnNetwork(plain::Network network, bool fuse_depthwise)
       impl_->biases.push_back(impl_->bias(conv.bias));
     }
   }
-  impl_->biases.push_back(impl_->bias(impl_->net.fc_bias));
 }
 
 OneDnnNetwork::~OneDnnNetwork() = default;
 
-int64_t OneDnnNetwork::classes() const {
-  return impl_->net.classes;
+int64_t OneDnnNetwork::features() const {
+  return impl_->net.features;
 }
 
 void OneDnnNetwork::forward(const float* images,
                             const std::array<int64_t, 4>& sizes,
                             bool channels_last,
-                            float* logits) const {
+                            float* features) const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   try {
     auto& plan = impl_->plan_for(sizes, channels_last);
@@ -450,11 +424,17 @@ void OneDnnNetwork::forward(const float* images,
       if (slot == kInputSlot) {
         mem.set_data_handle(const_cast<float*>(images));
       } else if (slot == kOutputSlot) {
-        mem.set_data_handle(logits);
+        mem.set_data_handle(features);
       }
     }
-    for (auto& step : plan.steps) {
-      step.primitive.execute(impl_->stream, step.args);
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      try {
+        plan.steps[i].primitive.execute(impl_->stream, plan.steps[i].args);
+      } catch (const dnnl::error& e) {
+        throw std::runtime_error("oneDNN: step " + std::to_string(i) + " of " +
+                                 std::to_string(plan.steps.size()) + ": " +
+                                 e.what());
+      }
     }
     impl_->stream.wait();
   } catch (const dnnl::error& e) {

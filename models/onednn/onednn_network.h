@@ -11,10 +11,11 @@
 
 namespace mnv2 {
 
-/// MobileNetV2 for CPU inference in fp32 as a chain of oneDNN primitives:
-/// each convolution with its bias, ReLU6 and residual add fused (the add in
-/// place into the block's input), activations in oneDNN's preferred blocked
-/// layout in three reused buffers, weights reordered once. Compared with
+/// MobileNetV2's features for CPU inference in fp32 as a chain of oneDNN
+/// primitives: each convolution with its bias, ReLU6 and residual add fused
+/// (the add in place into the block's input), activations in the layout
+/// oneDNN prefers in three reused buffers, weights reordered once, global
+/// average pooling last. The classifier is left to the caller. Compared with
 /// oneDNN Graph under TorchScript, it drops LibTorch's per-partition work.
 /// Uses the calling thread's OpenMP thread count. Calls are serialised. The
 /// engine of mnv2::OneDnnMobileNetV2.
@@ -30,15 +31,16 @@ class OneDnnNetwork {
   OneDnnNetwork& operator=(const OneDnnNetwork&) = delete;
 
   /// `images`: [batch, channels, height, width] fp32, densely packed as NCHW
-  /// or (channels_last) NHWC. Writes [batch, classes] logits. Plans for the
-  /// last few input shapes are kept. Throws std::runtime_error (oneDNN's
+  /// or (channels_last) NHWC. Writes the pooled [batch, features()]. Plans for
+  /// the last few input shapes are kept. Throws std::runtime_error (oneDNN's
   /// message) for a shape it cannot run.
   void forward(const float* images,
                const std::array<int64_t, 4>& sizes,
                bool channels_last,
-               float* logits) const;
+               float* features) const;
 
-  int64_t classes() const;
+  /// Channels of the last convolution (the classifier's inputs).
+  int64_t features() const;
 
  private:
   struct Impl;

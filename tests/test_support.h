@@ -6,7 +6,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace mnv2::test {
 
@@ -34,6 +37,37 @@ inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   const double scale = b.abs().max().item<double>();
   const double diff = (a - b).abs().max().item<double>();
   return diff / std::max(scale, 1e-12);
+}
+
+/// Calls `forward` on each input from its own thread, all at once, four
+/// times each; returns each thread's worst relative error against the
+/// eager model's logits.
+inline std::vector<double> errors_from_threads(
+    const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+    mnv2::MobileNetV2& model,
+    const std::vector<torch::Tensor>& inputs) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> expected;
+  for (const auto& x : inputs) {
+    expected.push_back(model->forward(x));
+  }
+  std::vector<double> errors(inputs.size(), 1.0);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    threads.emplace_back([&, i] {
+      torch::NoGradGuard thread_no_grad;  // grad mode is per thread
+      double worst = 0;
+      for (int pass = 0; pass < 4; ++pass) {
+        worst =
+            std::max(worst, relative_error(forward(inputs[i]), expected[i]));
+      }
+      errors[i] = worst;
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  return errors;
 }
 
 /// Randomised BatchNorm statistics and affine parameters, as training

@@ -10,8 +10,11 @@
 
 #include <catch2/catch.hpp>
 
-TEST_CASE("the inference model uses the fused engine", "[eval]") {
-  const auto dir = mnv2::test::fresh_temp_dir("fused-engine");
+namespace {
+
+// An inference model loaded from a weights file written in `folder`.
+mnv2::InferenceModel trained_model(const std::string& folder) {
+  const auto dir = mnv2::test::fresh_temp_dir(folder);
   torch::manual_seed(21);
   mnv2::MobileNetV2 trained(
       mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
@@ -19,7 +22,13 @@ TEST_CASE("the inference model uses the fused engine", "[eval]") {
   mnv2::test::randomise_batchnorm(trained);
   const auto path = (dir / "weights.pth").string();
   mnv2::write_state_dict(mnv2::state_dict_of(*trained), path);
-  auto model = mnv2::InferenceModel::load(path, true, torch::kCPU);
+  return mnv2::InferenceModel::load(path, true, torch::kCPU);
+}
+
+}  // namespace
+
+TEST_CASE("the inference model uses the fused engine", "[eval]") {
+  auto model = trained_model("fused-engine");
   model.to_channels_last();
   torch::NoGradGuard no_grad;
   const auto images = torch::randn({5, 3, 97, 97});
@@ -41,15 +50,7 @@ TEST_CASE("the inference model uses the fused engine", "[eval]") {
 }
 
 TEST_CASE("the inference model's oneDNN Graph engine", "[eval]") {
-  torch::manual_seed(21);
-  const auto dir = mnv2::test::fresh_temp_dir("graph-engine");
-  mnv2::MobileNetV2 trained(
-      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
-  // Freshly initialised, the logits are about 1e-9: rounding would dominate.
-  mnv2::test::randomise_batchnorm(trained);
-  const auto path = (dir / "weights.pth").string();
-  mnv2::write_state_dict(mnv2::state_dict_of(*trained), path);
-  auto model = mnv2::InferenceModel::load(path, true, torch::kCPU);
+  auto model = trained_model("graph-engine");
   torch::NoGradGuard no_grad;
   const auto images = torch::randn({3, 3, 64, 64});
   const auto expected = model.forward(images);

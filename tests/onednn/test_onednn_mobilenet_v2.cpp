@@ -11,8 +11,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <thread>
-
 namespace {
 
 mnv2::MobileNetV2 trained_model(const mnv2::MobileNetV2Options& options) {
@@ -122,26 +120,8 @@ TEST_CASE("OneDnnMobileNetV2 answers several threads at once", "[onednn]") {
   torch::NoGradGuard no_grad;
   const std::vector<torch::Tensor> inputs = {torch::randn({2, 3, 64, 64}),
                                              torch::randn({3, 3, 48, 48})};
-  std::vector<torch::Tensor> expected;
-  for (const auto& x : inputs) {
-    expected.push_back(model->forward(x));
-  }
-  std::vector<double> errors(inputs.size(), 1.0);
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    threads.emplace_back([&, i] {
-      double worst = 0;
-      for (int pass = 0; pass < 4; ++pass) {
-        worst = std::max(
-            worst,
-            mnv2::test::relative_error(onednn.forward(inputs[i]), expected[i]));
-      }
-      errors[i] = worst;
-    });
-  }
-  for (auto& thread : threads) {
-    thread.join();
-  }
+  const auto errors = mnv2::test::errors_from_threads(
+      [&](const torch::Tensor& x) { return onednn.forward(x); }, model, inputs);
   for (const double error : errors) {
     CHECK(error < 1e-4);
   }

@@ -27,7 +27,7 @@ using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
 
-// Where a memory's data lives: the caller's images or logits, or one of the
+// Where a memory's data lives: the caller's images or features, or one of the
 // executor's buffers (three for activations, one for the pooled features).
 constexpr int kInputSlot = -1;
 constexpr int kOutputSlot = -2;

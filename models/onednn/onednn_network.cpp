@@ -27,10 +27,9 @@ using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
 
-// Where a memory's data lives: the caller's images or features, or one of the
-// executor's buffers (three for activations, one for the pooled features).
+// The executor's buffers: three for activations, one for the pooled
+// features; kInputSlot stands for the caller's images.
 constexpr int kInputSlot = -1;
-constexpr int kOutputSlot = -2;
 constexpr int kActivationSlots = 3;
 constexpr int kPooledSlot = kActivationSlots;
 constexpr size_t kPlansKept = 4;
@@ -44,7 +43,9 @@ struct Plan {
   std::array<int64_t, 4> sizes{};
   bool channels_last = false;
   std::vector<Step> steps;
-  std::vector<std::pair<memory, int>> slotted;       // memories and their slots
+  std::vector<std::pair<memory, int>> slotted;       // memories in the buffers
+  memory input;                                      // the caller's images
+  memory features;                                   // the caller's output
   std::array<size_t, kActivationSlots + 1> bytes{};  // needed per buffer
   uint64_t bound_to = 0;  // the buffers' generation the slots point into
 };
@@ -231,10 +232,10 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
     plan.slotted.emplace_back(mem, slot);
     return mem;
   };
-  memory input = slotted(input_md, kInputSlot);
+  plan.input = memory(input_md, engine, DNNL_MEMORY_NONE);
 
   memory::desc current_md = input_md;
-  memory current = input;
+  memory current = plan.input;
   int current_slot = kInputSlot;
   size_t layer = 0;
   for (const auto& block : net.blocks) {
@@ -246,11 +247,8 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
       const bool residual = block.residual && i + 1 == block.convs.size();
       const auto g = geometry(conv, c, h, w);
       // The destination: the block input for the residual add in place,
-      // otherwise the layout oneDNN prefers (with a depthwise convolution
-      // fused, the query below gives the final one).
-      // The destination: the block input for the residual add in place,
-      // otherwise the layout oneDNN prefers (or, when it prefers a reference
-      // composition for a fused pair, a layout one of its kernels takes).
+      // otherwise `dst_tag` (with a depthwise convolution fused, the
+      // primitive's dst_desc() is the depthwise one's output).
       auto make = [&](const memory::desc& src_md,
                       const plain::Conv* fused,
                       Tag dst_tag) {
@@ -367,10 +365,11 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
   need(kPooledSlot, pool_pd.dst_desc());
   plan.steps.push_back({dnnl::pooling_forward(pool_pd),
                         {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}});
-  memory features =
-      slotted(memory::desc({n, c, 1, 1}, kF32, Tag::nchw), kOutputSlot);
-  plan.steps.push_back({dnnl::reorder(pooled, features),
-                        {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, features}}});
+  plan.features = memory(
+      memory::desc({n, c, 1, 1}, kF32, Tag::nchw), engine, DNNL_MEMORY_NONE);
+  plan.steps.push_back(
+      {dnnl::reorder(pooled, plan.features),
+       {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, plan.features}}});
   return plan;
 }
 
@@ -405,9 +404,7 @@ void OneDnnNetwork::Impl::bind(Plan& plan) {
     return;
   }
   for (auto& [mem, slot] : plan.slotted) {
-    if (slot >= 0) {
-      mem.set_data_handle(buffers[slot].get());
-    }
+    mem.set_data_handle(buffers[slot].get());
   }
   plan.bound_to = generation;
 }
@@ -435,13 +432,8 @@ void OneDnnNetwork::forward(const float* images,
   try {
     auto& plan = impl_->plan_for(sizes, channels_last);
     impl_->bind(plan);
-    for (auto& [mem, slot] : plan.slotted) {
-      if (slot == kInputSlot) {
-        mem.set_data_handle(const_cast<float*>(images));
-      } else if (slot == kOutputSlot) {
-        mem.set_data_handle(features);
-      }
-    }
+    plan.input.set_data_handle(const_cast<float*>(images));
+    plan.features.set_data_handle(features);
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       try {
         plan.steps[i].primitive.execute(impl_->stream, plan.steps[i].args);

@@ -175,6 +175,9 @@ def main():
             best = results.get(name, (float("inf"), 0.0))
             results[name] = (min(best[0], latency), max(best[1], rate))
 
+    # The oneDNN library under our fused engine (its JSON says), if built.
+    versions["oneDNN (ours)"] = json.loads((work / "fused.json").read_text()).get(
+        "onednn_version") or "not built"
     ort_latency, ort_rate = results["onnxruntime on our ONNX"]
     tv_latency, tv_rate = results["torchvision eager, channels_last"]
     rows, data = [], []

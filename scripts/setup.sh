@@ -10,8 +10,9 @@
 #                                 (scripts/get-pretrained.sh)
 #
 # Your own LibTorch: set Torch_DIR (or CMAKE_PREFIX_PATH) and no torch wheel is
-# installed for the build. MNV2_CACHE moves the cache (default ~/.cache/mnv2),
-# MNV2_BUILD_DIR the build tree (default ./build).
+# installed for the build. Your own oneDNN 3.x for the fast CPU engine: set
+# dnnl_DIR (its lib/cmake/dnnl) and none is installed. MNV2_CACHE moves the
+# cache (default ~/.cache/mnv2), MNV2_BUILD_DIR the build tree (default ./build).
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
@@ -19,10 +20,14 @@ TORCHVISION_VERSION=0.28.0
 ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard" "scikit-image"
   "matplotlib" "h5py")
 DATA_PACKAGES=("numpy" "scikit-learn")
+# oneDNN 3.x for the fast CPU engine (MobileNetV2::onednn): Intel's CPU-only
+# build on GNU OpenMP, LibTorch's own runtime (no OpenCL, no second OpenMP).
+ONEDNN_VERSION=2023.2.0
+ONEDNN_PACKAGES=("onednn-cpu-gomp==${ONEDNN_VERSION}" "onednn-devel-cpu-gomp==${ONEDNN_VERSION}")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
   pkg-config zlib1g-dev libopencv-dev libspdlog-dev libcxxopts-dev catch2
   nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format
-  libopenmpi-dev openmpi-bin libhdf5-dev libdnnl-dev)
+  libopenmpi-dev openmpi-bin libhdf5-dev)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${MNV2_CACHE:-$HOME/.cache/mnv2}
@@ -31,7 +36,7 @@ with_oracles=0
 for arg in "$@"; do
   case "$arg" in
     --oracles) with_oracles=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -73,6 +78,8 @@ fi
 venv="$cache/venv-torch$TORCH_VERSION"
 packages=("${DATA_PACKAGES[@]}")
 [ -n "$user_torch" ] || packages+=("torch==$TORCH_VERSION")
+user_dnnl=${dnnl_DIR:-}
+[ -n "$user_dnnl" ] || packages+=("${ONEDNN_PACKAGES[@]}")
 ((with_oracles)) && packages+=("torch==$TORCH_VERSION" "${ORACLE_PACKAGES[@]}")
 stamp="$venv/.mnv2-installed"
 wanted=$(printf '%s\n' "${packages[@]}" | sort -u)
@@ -109,12 +116,14 @@ if [ -n "$user_torch" ]; then
 else
   torch_arg=("-DCMAKE_PREFIX_PATH=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')")
 fi
+# The oneDNN add-on: the user's oneDNN 3.x (dnnl_DIR) or the pinned wheel's.
+dnnl_arg="-Ddnnl_DIR=${user_dnnl:-$venv/lib/cmake/dnnl}"
 # Configure when there is no build tree yet or the LibTorch choice changed.
-configured="${torch_arg[*]} $python $cache/weights"
+configured="${torch_arg[*]} $dnnl_arg $python $cache/weights"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.mnv2-configured" 2>/dev/null)" != "$configured" ]; then
   say "configuring $build"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    "${torch_arg[@]}" "-DMNV2_PYTHON=$python" "-DMNV2_PRETRAINED_DIR=$cache/weights" \
+    "${torch_arg[@]}" "$dnnl_arg" "-DMNV2_PYTHON=$python" "-DMNV2_PRETRAINED_DIR=$cache/weights" \
     >"$cache/configure.log" 2>&1 || {
     cat "$cache/configure.log" >&2; exit 1; }
   echo "$configured" >"$build/.mnv2-configured"

@@ -57,4 +57,8 @@ torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
   return torch::addmm(fc_bias_, features, fc_weight_.t());
 }
 
+std::string onednn_version() {
+  return onednn_library_version();
+}
+
 }  // namespace mnv2

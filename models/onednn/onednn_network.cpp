@@ -14,8 +14,9 @@
 #include <unordered_map>
 #include <vector>
 
-#if DNNL_VERSION_MAJOR != 2
-#error "OneDnnNetwork is written against oneDNN 2.x (Debian 12 ships 2.6)"
+#if DNNL_VERSION_MAJOR != 3
+#error \
+    "OneDnnNetwork is written against oneDNN 3.x (scripts/setup.sh installs 3.2)"
 #endif
 
 namespace mnv2 {
@@ -72,9 +73,10 @@ struct OneDnnNetwork::Impl {
   std::mutex mutex;
 
   bool fuse_depthwise;
+  Layout layout;
 
-  Impl(plain::Network network, bool fuse)
-      : net(std::move(network)), fuse_depthwise(fuse) {
+  Impl(plain::Network network, bool fuse, Layout activations)
+      : net(std::move(network)), fuse_depthwise(fuse), layout(activations) {
     size_t convs = 0;
     for (const auto& block : net.blocks) {
       convs += block.convs.size();
@@ -131,12 +133,12 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
     ops.append_sum(1.f);
   }
   if (relu6) {
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+    ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
   }
   if (depthwise != nullptr) {
-    ops.append_dw(kF32, kF32, kF32, 3, depthwise->stride, 1, 0, {});
+    ops.append_dw(kF32, kF32, kF32, 3, depthwise->stride, 1);
     if (depthwise->relu6) {
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+      ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
     }
   }
   dnnl::primitive_attr attr;
@@ -187,11 +189,12 @@ ConvGeometry geometry(const plain::Conv& conv,
   return g;
 }
 
-// The activation layout: oneDNN's blocked one for the CPU's vector width.
-// (Left to choose, oneDNN 2.6 takes NHWC on AVX-512, where its fused
-// depthwise kernel is wrong; blocked, the fusion is right and b32 ran 1.3x
-// faster, measured.)
-Tag blocked_layout() {
+// The activations' format tag: NHWC, or oneDNN's blocked layout for the
+// CPU's vector width.
+Tag activation_tag(OneDnnNetwork::Layout layout) {
+  if (layout == OneDnnNetwork::Layout::kNhwc) {
+    return Tag::nhwc;
+  }
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
   return (isa & avx512) == avx512 ? Tag::nChw16c : Tag::nChw8c;
@@ -216,7 +219,7 @@ int free_slot(int input, int block_input) {
 Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
                                 bool channels_last) {
   using dnnl::convolution_forward;
-  const Tag activations = blocked_layout();
+  const Tag activations = activation_tag(layout);
   Plan plan;
   plan.sizes = sizes;
   plan.channels_last = channels_last;
@@ -253,19 +256,18 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
                       const plain::Conv* fused,
                       Tag dst_tag) {
         return convolution_forward::primitive_desc(
-            convolution_forward::desc(
-                dnnl::prop_kind::forward_inference,
-                dnnl::algorithm::convolution_direct,
-                src_md,
-                memory::desc(g.weights, kF32, Tag::any),
-                memory::desc({g.out}, kF32, Tag::x),
-                residual ? block_md
-                         : memory::desc({n, g.out, g.oh, g.ow}, kF32, dst_tag),
-                {conv.stride, conv.stride},
-                g.pad_l,
-                g.pad_r),
-            fused_ops(residual, conv.relu6, fused),
-            engine);
+            engine,
+            dnnl::prop_kind::forward_inference,
+            dnnl::algorithm::convolution_direct,
+            src_md,
+            memory::desc(g.weights, kF32, Tag::any),
+            memory::desc({g.out}, kF32, Tag::x),
+            residual ? block_md
+                     : memory::desc({n, g.out, g.oh, g.ow}, kF32, dst_tag),
+            {conv.stride, conv.stride},
+            g.pad_l,
+            g.pad_r,
+            fused_ops(residual, conv.relu6, fused));
       };
       // The input layout is the caller's (the first layer reads it where a
       // kernel can); later ones are the blocked activations. Where no
@@ -278,16 +280,15 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
                                          ? &block.convs[i + 1]
                                          : nullptr;
       std::optional<convolution_forward::primitive_desc> pd;
-      // Only in the blocked layout: with NHWC, oneDNN 2.6's fused kernel
-      // (jit_1x1) computed wrong values for every shape tried, against the
-      // two convolutions run apart.
+      // Only where the input is already in the activations' layout and
+      // an optimised kernel fuses the pair into that layout.
       if (depthwise != nullptr &&
           current_md == memory::desc({n, c, h, w}, kF32, activations)) {
         try {
           pd = make(src_md, depthwise, activations);
           if (is_reference(*pd) ||
               pd->dst_desc() !=
-                  memory::desc(pd->dst_desc().dims(), kF32, activations)) {
+                  memory::desc(pd->dst_desc().get_dims(), kF32, activations)) {
             pd.reset();
           }
         } catch (const dnnl::error&) {
@@ -340,7 +341,7 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
       current = dst;
       current_md = pd->dst_desc();
       current_slot = dst_slot;
-      const auto out_dims = current_md.dims();
+      const auto out_dims = current_md.get_dims();
       c = out_dims[1];
       h = out_dims[2];
       w = out_dims[3];
@@ -348,19 +349,18 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
   }
 
   // Global average pooling, then the features copied out as [n, c] (the
-  // caller runs the classifier: oneDNN 2.6's gemm-based inner product, the
-  // one AVX2 CPUs get, failed to execute after a fused depthwise
-  // convolution, "unimplemented").
+  // caller runs the classifier).
   const dnnl::pooling_forward::primitive_desc pool_pd(
-      dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference,
-                                  dnnl::algorithm::pooling_avg_exclude_padding,
-                                  current_md,
-                                  memory::desc({n, c, 1, 1}, kF32, Tag::any),
-                                  {1, 1},
-                                  {h, w},
-                                  {0, 0},
-                                  {0, 0}),
-      engine);
+      engine,
+      dnnl::prop_kind::forward_inference,
+      dnnl::algorithm::pooling_avg_exclude_padding,
+      current_md,
+      memory::desc({n, c, 1, 1}, kF32, Tag::any),
+      {1, 1},
+      {h, w},
+      {0, 0},
+      {0, 0},
+      {0, 0});
   memory pooled = slotted(pool_pd.dst_desc(), kPooledSlot);
   need(kPooledSlot, pool_pd.dst_desc());
   plan.steps.push_back({dnnl::pooling_forward(pool_pd),
@@ -409,8 +409,11 @@ void OneDnnNetwork::Impl::bind(Plan& plan) {
   plan.bound_to = generation;
 }
 
-OneDnnNetwork::OneDnnNetwork(plain::Network network, bool fuse_depthwise)
-    : impl_(std::make_unique<Impl>(std::move(network), fuse_depthwise)) {
+OneDnnNetwork::OneDnnNetwork(plain::Network network,
+                             bool fuse_depthwise,
+                             Layout layout)
+    : impl_(
+          std::make_unique<Impl>(std::move(network), fuse_depthwise, layout)) {
   for (const auto& block : impl_->net.blocks) {
     for (const auto& conv : block.convs) {
       impl_->biases.push_back(impl_->bias(conv.bias));
@@ -447,6 +450,12 @@ void OneDnnNetwork::forward(const float* images,
   } catch (const dnnl::error& e) {
     throw std::runtime_error(std::string("oneDNN: ") + e.what());
   }
+}
+
+std::string onednn_library_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+         std::to_string(v->patch);
 }
 
 }  // namespace mnv2

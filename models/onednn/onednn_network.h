@@ -1,13 +1,15 @@
 #pragma once
 
-// Sees no LibTorch header: compiled against Debian's oneDNN, apart from
-// LibTorch's include folder, which bundles oneDNN headers of another version.
+// Sees no LibTorch header: compiled against the oneDNN 3.x that set-up
+// installs, apart from LibTorch's include folder, which bundles oneDNN headers
+// of another version.
 
 #include <mobilenetv2/plain_network.h>
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace mnv2 {
 
@@ -21,11 +23,19 @@ namespace mnv2 {
 /// engine of mnv2::OneDnnMobileNetV2.
 class OneDnnNetwork {
  public:
+  /// The activations' memory layout between layers.
+  enum class Layout {
+    kBlocked,  ///< oneDNN's nChw16c (AVX-512) or nChw8c (otherwise)
+    kNhwc,     ///< channels last
+  };
+
   /// `fuse_depthwise`: each 1x1 expansion computes the depthwise
   /// convolution after it in the same primitive (oneDNN's fused-depthwise
   /// post-op, where a kernel for it exists), which keeps the expanded
   /// tensor in cache.
-  explicit OneDnnNetwork(plain::Network network, bool fuse_depthwise = true);
+  explicit OneDnnNetwork(plain::Network network,
+                         bool fuse_depthwise = true,
+                         Layout layout = Layout::kBlocked);
   ~OneDnnNetwork();
   OneDnnNetwork(const OneDnnNetwork&) = delete;
   OneDnnNetwork& operator=(const OneDnnNetwork&) = delete;
@@ -46,5 +56,8 @@ class OneDnnNetwork {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// The loaded oneDNN library's version, "major.minor.patch".
+std::string onednn_library_version();
 
 }  // namespace mnv2

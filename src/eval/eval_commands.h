@@ -40,6 +40,8 @@ struct EvalCommand {
 
   // --benchmark
   bool benchmark = false;
+  /// dtypes measured; empty: --amp-dtype's, else those native on the device
+  std::vector<std::string> dtypes;
   int64_t img_size = 224;
   int64_t iterations = 30;
 
@@ -57,8 +59,9 @@ Outcome run_eval(const EvalCommand& command);
 Outcome run_eval_on_data(const EvalCommand& command);
 /// Top-k classes with names and probabilities per image.
 Outcome run_predict(const EvalCommand& command);
-/// Latency (batch 1) and throughput (batch N), fp32/bf16/(fp16 on CUDA),
-/// channels_last off/on: a table, plus JSON with --json.
+/// Latency (batch 1) and throughput (batch N) per dtype (fp32 and the 16-bit
+/// types the device runs natively, unless named), channels_last off/on: a
+/// table, plus JSON with --json.
 Outcome run_benchmark(const EvalCommand& command);
 
 }  // namespace mnv2

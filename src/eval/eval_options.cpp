@@ -43,6 +43,12 @@ const FlagTable<EvalCommand>& eval_flags() {
        &C::crop_size,
        "crop_size"},
       {"img-size", "", "benchmark input size", &C::img_size, "img_size"},
+      {"dtypes",
+       "",
+       "benchmark these, e.g. fp32,bf16 (default: fp32 and the 16-bit types "
+       "the device runs natively)",
+       &C::dtypes,
+       "dtypes"},
       {"iterations",
        "",
        "benchmark iterations at batch 1",
@@ -113,9 +119,17 @@ std::vector<std::string> EvalCommand::problems() const {
                     static_cast<int>(!images.empty()) +
                     static_cast<int>(benchmark);
   p.need(modes == 1, "give exactly one of --data, --predict, --benchmark");
-  p.need(amp_dtype.empty() || amp_dtype == "fp32" || amp_dtype == "bf16" ||
-             amp_dtype == "fp16",
+  const auto is_dtype = [](const std::string& name) {
+    return name == "fp32" || name == "bf16" || name == "fp16";
+  };
+  p.need(amp_dtype.empty() || is_dtype(amp_dtype),
          "--amp-dtype must be fp32, bf16 or fp16, got '" + amp_dtype + "'");
+  for (const auto& dtype : dtypes) {
+    p.need(is_dtype(dtype),
+           "--dtypes takes fp32, bf16 and fp16, got '" + dtype + "'");
+  }
+  p.need(dtypes.empty() || amp_dtype.empty(),
+         "give --dtypes or --amp-dtype, not both");
   return std::move(p).list();
 }
 

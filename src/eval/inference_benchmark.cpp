@@ -5,6 +5,9 @@
 #include "eval/eval_setup.h"
 
 #include <mobilenetv2/atomic_file.h>
+#ifdef MNV2_WITH_ONEDNN
+#include <mobilenetv2/onednn_mobilenet_v2.h>
+#endif
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -55,6 +58,26 @@ double seconds_of(const Prepared& p,
       .count();
 }
 
+// The oneDNN library behind the "onednn" engine, where built with it.
+std::string onednn_library() {
+#ifdef MNV2_WITH_ONEDNN
+  return onednn_version();
+#else
+  return "";
+#endif
+}
+
+// Whether the device computes in this dtype natively (a CPU without the
+// 16-bit instructions emulates them, 10-25x slower).
+bool native(const torch::Device& device,
+            const std::optional<c10::ScalarType>& amp) {
+  if (!amp || !device.is_cpu()) {
+    return true;
+  }
+  return *amp == torch::kBFloat16 ? cpu_has_native_bf16()
+                                  : cpu_has_native_fp16();
+}
+
 Case measure(Prepared& p,
              const EvalCommand& c,
              const std::string& dtype,
@@ -62,9 +85,7 @@ Case measure(Prepared& p,
   Case out{dtype, channels_last};
   const auto amp = amp_dtype_of(dtype, p.device);
   out.engine = p.device.is_cpu() ? p.model.engine_for(amp) : "eager";
-  out.emulated = amp && p.device.is_cpu() &&
-                 !(*amp == torch::kBFloat16 ? cpu_has_native_bf16()
-                                            : cpu_has_native_fp16());
+  out.emulated = !native(p.device, amp);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
                                     : torch::MemoryFormat::Contiguous;
   const auto one = torch::randn({1, 3, c.img_size, c.img_size})
@@ -105,12 +126,22 @@ Outcome run_benchmark(const EvalCommand& c) {
   auto contiguous = c;
   contiguous.channels_last = false;
   auto p = prepare(contiguous);
-  std::vector<std::string> dtypes = {"fp32", "bf16"};
-  if (p.device.is_cuda()) {
-    dtypes.push_back("fp16");
-  }
+  // Unless named, fp32 and the 16-bit types the device runs natively (an
+  // emulated bf16 row took minutes on an AVX2 CPU and says nothing useful).
+  std::vector<std::string> dtypes = c.dtypes;
   if (!c.amp_dtype.empty()) {
     dtypes = {c.amp_dtype};
+  }
+  if (dtypes.empty()) {
+    dtypes = {"fp32", "bf16"};
+    if (p.device.is_cuda()) {
+      dtypes.push_back("fp16");
+    } else if (!cpu_has_native_bf16()) {
+      dtypes.pop_back();
+      std::cout << "skipped bf16: this CPU has no native bf16 instructions "
+                   "(emulated, 10-25x slower); --dtypes fp32,bf16 measures "
+                   "it\n";
+    }
   }
   std::vector<Case> cases;
   for (const auto& dtype : dtypes) {
@@ -154,14 +185,24 @@ Outcome run_benchmark(const EvalCommand& c) {
       })) {
     std::cout << "* emulated: this CPU has no native instructions for it\n";
   }
+  const bool on_onednn =
+      std::any_of(cases.begin(), cases.end(), [](const Case& r) {
+        return r.engine == "onednn";
+      });
+  if (on_onednn) {
+    std::cout << "onednn: oneDNN " << onednn_library()
+              << " primitives called directly\n";
+  }
   if (!c.json.empty()) {
-    const nlohmann::json j = {{"weights", c.weights},
-                              {"kind", p.model.kind()},
-                              {"device", p.device.str()},
-                              {"threads", at::get_num_threads()},
-                              {"img_size", c.img_size},
-                              {"iterations", c.iterations},
-                              {"cases", rows}};
+    const nlohmann::json j = {
+        {"weights", c.weights},
+        {"kind", p.model.kind()},
+        {"device", p.device.str()},
+        {"threads", at::get_num_threads()},
+        {"img_size", c.img_size},
+        {"iterations", c.iterations},
+        {"onednn_version", on_onednn ? onednn_library() : ""},
+        {"cases", rows}};
     write_file_atomically(c.json, j.dump(1) + "\n");
   }
   return Outcome::kDone;

@@ -45,6 +45,11 @@ TEST_CASE("mnv2-eval's problems(): weights, exactly one mode, sizes",
   CHECK(c.problems() ==
         std::vector<std::string>{
             "--amp-dtype must be fp32, bf16 or fp16, got 'int8'"});
+  c.amp_dtype = "bf16";
+  c.dtypes = {"fp32", "int4"};
+  CHECK(c.problems() == std::vector<std::string>{
+                            "--dtypes takes fp32, bf16 and fp16, got 'int4'",
+                            "give --dtypes or --amp-dtype, not both"});
 }
 
 TEST_CASE("mnv2-eval's flags: one entry each, --raw clears ema", "[eval]") {

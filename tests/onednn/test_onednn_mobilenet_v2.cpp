@@ -11,6 +11,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <set>
+
 namespace {
 
 mnv2::MobileNetV2 trained_model(const mnv2::MobileNetV2Options& options) {
@@ -60,11 +64,13 @@ TEST_CASE("OneDnnMobileNetV2 computes what the eager model does", "[onednn]") {
   }
 }
 
-TEST_CASE("the oneDNN executor with and without depthwise fusion", "[onednn]") {
+TEST_CASE("the oneDNN executor in both layouts, with and without fusion",
+          "[onednn]") {
   // BatchNorm as after training, where many activations reach ReLU6's
   // bound: oneDNN 2.6's fused kernel in NHWC got these wrong (a trained
   // model's top-1 fell from 19% to 11% in programs.train_eval_export) while
   // the milder BatchNorm of trained_model() hid it.
+  using Layout = mnv2::OneDnnNetwork::Layout;
   torch::manual_seed(5);
   torch::NoGradGuard no_grad;
   mnv2::MobileNetV2 model(small());
@@ -77,23 +83,67 @@ TEST_CASE("the oneDNN executor with and without depthwise fusion", "[onednn]") {
     }
   }
   model->eval();
+  const auto plain = mnv2::to_plain_network(mnv2::fold_batchnorm(model));
   for (const auto& [batch, size] :
        std::vector<std::pair<int64_t, int64_t>>{{64, 32}, {8, 96}, {2, 224}}) {
     const auto images = torch::randn({batch, 3, size, size});
     // The eager model's pooled features: its trunk, then the mean.
     const auto expected = model->features->forward(images).mean({2, 3});
-    for (const bool fuse : {true, false}) {
-      INFO(batch << "x" << size << ", fuse_depthwise " << fuse);
-      const mnv2::OneDnnNetwork network(
-          mnv2::to_plain_network(mnv2::fold_batchnorm(model)), fuse);
-      REQUIRE(network.features() == 1280);
-      auto features = torch::empty({batch, 1280});
-      network.forward(images.data_ptr<float>(),
-                      {batch, 3, size, size},
-                      false,
-                      features.data_ptr<float>());
-      CHECK(mnv2::test::relative_error(features, expected) < 1e-4);
+    for (const auto layout : {Layout::kBlocked, Layout::kNhwc}) {
+      for (const bool fuse : {true, false}) {
+        INFO(batch << "x" << size << ", fuse_depthwise " << fuse
+                   << (layout == Layout::kNhwc ? ", NHWC" : ", blocked"));
+        const mnv2::OneDnnNetwork network(plain, fuse, layout);
+        REQUIRE(network.features() == 1280);
+        auto features = torch::empty({batch, 1280});
+        network.forward(images.data_ptr<float>(),
+                        {batch, 3, size, size},
+                        false,
+                        features.data_ptr<float>());
+        CHECK(mnv2::test::relative_error(features, expected) < 1e-4);
+      }
     }
+  }
+}
+
+TEST_CASE("the oneDNN add-on runs on the oneDNN the build found", "[onednn]") {
+  // Not another libdnnl.so.3 that the loader happened to find first.
+  CHECK(mnv2::onednn_version() == MNV2_FOUND_ONEDNN);
+  CHECK_THAT(mnv2::onednn_version(), Catch::StartsWith("3."));
+}
+
+TEST_CASE("one OpenMP runtime and one oneDNN library in the process",
+          "[onednn]") {
+  // What the loader mapped (/proc/self/maps): oneDNN must run on LibTorch's
+  // OpenMP, not a second runtime beside it, whatever order it found them in.
+  namespace fs = std::filesystem;
+  std::set<fs::path> openmp, onednn;
+  fs::path torch_dir;
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) {
+      continue;
+    }
+    const fs::path file = line.substr(slash);
+    const auto name = file.filename().string();
+    if (name.find("libgomp") == 0 || name.find("libiomp") == 0 ||
+        name.find("libomp") == 0) {
+      openmp.insert(file);
+    } else if (name.find("libdnnl") == 0) {
+      onednn.insert(file);
+    } else if (name.find("libtorch_cpu") == 0) {
+      torch_dir = file.parent_path();
+    }
+  }
+  INFO("OpenMP: "
+       << Catch::Detail::stringify(std::vector(openmp.begin(), openmp.end()))
+       << ", oneDNN: "
+       << Catch::Detail::stringify(std::vector(onednn.begin(), onednn.end())));
+  REQUIRE(openmp.size() == 1);
+  CHECK(onednn.size() == 1);
+  if (fs::exists(torch_dir / "libgomp.so.1")) {
+    CHECK(openmp.begin()->parent_path() == torch_dir);
   }
 }
 

@@ -511,6 +511,25 @@ def case_distributed(bin_dir, work):
         check(intact["epoch"] >= 1, f"the last checkpoint survives a {how} rank")
 
 
+def case_benchmark_dtypes(bin_dir, work):
+    """mnv2-eval --benchmark measures only the dtypes the CPU runs natively
+    unless told; ONEDNN_MAX_CPU_ISA=AVX2 makes any CPU one without bf16."""
+    weights = work / "small.pth"
+    torch.save(torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=10).state_dict(), weights)
+    bench = [bin_dir / "mnv2-eval", "--weights", weights, "--benchmark", "--img-size", 32,
+             "--batch-size", 2, "--iterations", 2, "--threads", 2]
+    capped = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    for env, dtypes, told in [(capped, [], True), (capped, ["--dtypes", "fp32,bf16"], False)]:
+        report = work / f"bench{len(dtypes)}.json"
+        result = run([*bench, *dtypes, "--json", report], env=env)
+        rows = json.loads(report.read_text())["cases"]
+        measured = sorted({(r["dtype"], r["emulated"]) for r in rows})
+        wanted = [("fp32", False)] + ([] if told else [("bf16", True)])
+        check(measured == wanted, f"benchmark {' '.join(dtypes) or 'by default'} without native bf16: {measured}")
+        check(("skipped bf16" in result.stdout) == told,
+              f"the skip is {'told' if told else 'silent when bf16 is named'}")
+
+
 def main():
     case, bin_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     shutil.rmtree(work, ignore_errors=True)

@@ -3,6 +3,7 @@
 #include <mobilenetv2/mobilenet_v2.h>
 
 #include <memory>
+#include <string>
 
 namespace mnv2 {
 
@@ -17,10 +18,10 @@ class OneDnnNetwork;
 /// README gives measured figures); logits equal the eager model's in eval mode
 /// to about 1e-6 relative.
 ///
-/// Part of the optional library MobileNetV2::onednn, built where oneDNN 2.x
-/// (Debian's libdnnl-dev) is found. It runs on the intra-op threads LibTorch
-/// is set to (at::set_num_threads). forward() may be called from several
-/// threads; calls run one at a time.
+/// Part of the optional library MobileNetV2::onednn, built where oneDNN 3.x
+/// is found (scripts/setup.sh installs it; dnnl_DIR points at another). It runs
+/// on the intra-op threads LibTorch is set to (at::set_num_threads). forward()
+/// may be called from several threads; calls run one at a time.
 class OneDnnMobileNetV2 {
  public:
   /// `model` must be on the CPU and in eval mode; its weights are copied.
@@ -41,5 +42,9 @@ class OneDnnMobileNetV2 {
   torch::Tensor fc_bias_;
   int64_t in_channels_ = 0;
 };
+
+/// The version of the oneDNN library the add-on runs on ("3.2.0"), as the
+/// loaded library reports it.
+std::string onednn_version();
 
 }  // namespace mnv2

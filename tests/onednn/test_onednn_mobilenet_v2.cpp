@@ -11,6 +11,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <link.h>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -145,6 +147,27 @@ TEST_CASE("one OpenMP runtime and one oneDNN library in the process",
   if (fs::exists(torch_dir / "libgomp.so.1")) {
     CHECK(openmp.begin()->parent_path() == torch_dir);
   }
+}
+
+TEST_CASE("LibTorch is loaded before oneDNN", "[onednn]") {
+  // Both export the same C++ template instantiations and the first loaded
+  // serves both: libdnnl's first made LibTorch's oneDNN Graph abort in
+  // free() (mnv2-eval --engine graph). dl_iterate_phdr walks load order.
+  std::vector<std::string> order;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        const auto name =
+            std::filesystem::path(info->dlpi_name).filename().string();
+        if (name.rfind("libtorch_cpu", 0) == 0 ||
+            name.rfind("libdnnl", 0) == 0) {
+          static_cast<std::vector<std::string>*>(out)->push_back(name);
+        }
+        return 0;
+      },
+      &order);
+  INFO(Catch::Detail::stringify(order));
+  REQUIRE(order.size() == 2);
+  CHECK(order.front().rfind("libtorch_cpu", 0) == 0);
 }
 
 TEST_CASE("OneDnnMobileNetV2 keeps answering as input shapes change",

@@ -528,6 +528,12 @@ def case_benchmark_dtypes(bin_dir, work):
         check(measured == wanted, f"benchmark {' '.join(dtypes) or 'by default'} without native bf16: {measured}")
         check(("skipped bf16" in result.stdout) == told,
               f"the skip is {'told' if told else 'silent when bf16 is named'}")
+    # LibTorch's oneDNN Graph engine in the program that also loads the oneDNN
+    # add-on's library (it aborted when that library was loaded first).
+    report = work / "graph.json"
+    result = run([*bench, "--engine", "graph", "--dtypes", "fp32", "--json", report], expect=None)
+    engines = {r["engine"] for r in json.loads(report.read_text())["cases"]} if result.returncode == 0 else set()
+    check(engines == {"graph"}, f"the oneDNN Graph engine runs beside the add-on (exit {result.returncode})")
 
 
 def main():

@@ -1,6 +1,7 @@
 // mnv2-bench-onednn: the oneDNN executor's activation layouts (blocked,
-// NHWC) with and without the 1x1 + depthwise fusion, side by side in one
-// process (MobileNetV2 1.0, fp32, the features up to pooling). Rounds
+// NHWC) with and without the 1x1 + depthwise fusion, and the public
+// OneDnnMobileNetV2 (input checks, output tensor), side by side in one
+// process (MobileNetV2 1.0, 1000 classes, fp32, NCHW input). Rounds
 // alternate the variants; the best of each is kept, so a shared VM's noise
 // hits every variant alike. Prints one JSON object.
 //   mnv2-bench-onednn [--size 224] [--batch 32] [--iterations 30]
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <map>
 
@@ -27,19 +29,26 @@ using Layout = mnv2::OneDnnNetwork::Layout;
 
 struct Variant {
   std::string name;
-  std::unique_ptr<mnv2::OneDnnNetwork> network;
+  std::function<void(const torch::Tensor&)> run;
   double b1_ms = 1e9;
   double bn_images_per_second = 0;
 };
 
-double seconds_of(const mnv2::OneDnnNetwork& network,
-                  const torch::Tensor& x,
-                  torch::Tensor& features) {
+// The executor alone.
+std::function<void(const torch::Tensor&)> logits_of(
+    std::shared_ptr<mnv2::OneDnnNetwork> network) {
+  return [network](const torch::Tensor& x) {
+    auto logits = torch::empty({x.size(0), network->outputs()});
+    network->forward(x.data_ptr<float>(),
+                     {x.size(0), x.size(1), x.size(2), x.size(3)},
+                     false,
+                     logits.data_ptr<float>());
+  };
+}
+
+double seconds_of(const Variant& v, const torch::Tensor& x) {
   const auto start = std::chrono::steady_clock::now();
-  network.forward(x.data_ptr<float>(),
-                  {x.size(0), x.size(1), x.size(2), x.size(3)},
-                  false,
-                  features.data_ptr<float>());
+  v.run(x);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
 }
@@ -68,36 +77,39 @@ int main(int argc, char** argv) {
     mnv2::MobileNetV2 model(mnv2::MobileNetV2Options{});
     model->eval();
     const auto plain = mnv2::to_plain_network(mnv2::fold_batchnorm(model));
+    // The public class as mnv2-eval runs it.
+    const mnv2::OneDnnMobileNetV2 logits(model);
     std::vector<Variant> variants;
+    variants.push_back({"OneDnnMobileNetV2 logits",
+                        [&](const torch::Tensor& x) { logits.forward(x); }});
     for (const auto& [layout, layout_name] :
          {std::pair{Layout::kBlocked, "blocked"},
           std::pair{Layout::kNhwc, "nhwc"}}) {
       for (const bool fuse : {true, false}) {
         variants.push_back(
             {std::string(layout_name) + (fuse ? " fused" : " unfused"),
-             std::make_unique<mnv2::OneDnnNetwork>(plain, fuse, layout)});
+             logits_of(
+                 std::make_shared<mnv2::OneDnnNetwork>(plain, fuse, layout))});
       }
     }
     const auto one = torch::randn({1, 3, size, size});
     const auto many = torch::randn({batch, 3, size, size});
-    auto one_out = torch::empty({1, variants[0].network->features()});
-    auto many_out = torch::empty({batch, variants[0].network->features()});
     for (int round = 0; round < f["rounds"].as<int>(); ++round) {
       for (auto& v : variants) {
         for (int i = 0; i < 5; ++i) {
-          seconds_of(*v.network, one, one_out);
+          seconds_of(v, one);
         }
         std::vector<double> times;
         for (int i = 0; i < iterations; ++i) {
-          times.push_back(seconds_of(*v.network, one, one_out));
+          times.push_back(seconds_of(v, one));
         }
         std::sort(times.begin(), times.end());
         v.b1_ms = std::min(v.b1_ms, 1000 * times[times.size() / 2]);
-        seconds_of(*v.network, many, many_out);
+        seconds_of(v, many);
         double total = 0;
         const int passes = std::max(3, iterations / 5);
         for (int i = 0; i < passes; ++i) {
-          total += seconds_of(*v.network, many, many_out);
+          total += seconds_of(v, many);
         }
         v.bn_images_per_second =
             std::max(v.bn_images_per_second,

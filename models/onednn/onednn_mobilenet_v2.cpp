@@ -18,8 +18,6 @@ OneDnnMobileNetV2::OneDnnMobileNetV2(const MobileNetV2& model) {
   auto network = to_plain_network(folded);
   in_channels_ = network.blocks.front().convs.front().weight_shape[1];
   network_ = std::make_unique<OneDnnNetwork>(std::move(network));
-  fc_weight_ = folded.fc_weight.contiguous();
-  fc_bias_ = folded.fc_bias.contiguous();
 }
 
 OneDnnMobileNetV2::~OneDnnMobileNetV2() = default;
@@ -39,7 +37,7 @@ torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
               "OneDnnMobileNetV2: empty images ",
               images.sizes());
   if (images.size(0) == 0) {
-    return torch::empty({0, fc_weight_.size(0)});
+    return torch::empty({0, network_->outputs()});
   }
   const bool channels_last =
       !images.is_contiguous() &&
@@ -48,13 +46,13 @@ torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
   // oneDNN runs on the calling thread's OpenMP thread count: make it
   // LibTorch's intra-op setting, as ATen's own parallel regions do.
   at::init_num_threads();
-  auto features = torch::empty({x.size(0), network_->features()});
+  // Dropout is identity at inference.
+  auto logits = torch::empty({x.size(0), network_->outputs()});
   network_->forward(x.data_ptr<float>(),
                     {x.size(0), x.size(1), x.size(2), x.size(3)},
                     channels_last,
-                    features.data_ptr<float>());
-  // The classifier (dropout is identity at inference).
-  return torch::addmm(fc_bias_, features, fc_weight_.t());
+                    logits.data_ptr<float>());
+  return logits;
 }
 
 std::string onednn_version() {

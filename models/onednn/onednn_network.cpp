@@ -46,7 +46,7 @@ struct Plan {
   std::vector<Step> steps;
   std::vector<std::pair<memory, int>> slotted;       // memories in the buffers
   memory input;                                      // the caller's images
-  memory features;                                   // the caller's output
+  memory output;                                     // the caller's output
   std::array<size_t, kActivationSlots + 1> bytes{};  // needed per buffer
   uint64_t bound_to = 0;  // the buffers' generation the slots point into
 };
@@ -66,6 +66,7 @@ struct OneDnnNetwork::Impl {
   // Reordered weights per convolution, per layout.
   std::vector<std::vector<std::pair<memory::desc, memory>>> weights;
   std::vector<memory> biases;
+  memory classifier_bias;
   std::list<Plan> plans;  // most recently used first
   std::array<std::unique_ptr<void, FreeDeleter>, kActivationSlots + 1> buffers;
   std::array<size_t, kActivationSlots + 1> capacity{};
@@ -81,7 +82,10 @@ struct OneDnnNetwork::Impl {
     for (const auto& block : net.blocks) {
       convs += block.convs.size();
     }
-    weights.resize(convs);
+    weights.resize(convs + 1);  // the classifier's last
+    if (net.classes > 0) {
+      classifier_bias = bias(net.fc_bias);
+    }
   }
 
   memory reordered(const memory::desc& plain_md,
@@ -348,8 +352,9 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
     }
   }
 
-  // Global average pooling, then the features copied out as [n, c] (the
-  // caller runs the classifier).
+  // Global average pooling, then the classifier (an inner product on the
+  // pooled features as they lie) into the caller's [n, classes]; without a
+  // classifier the features are copied out as [n, c].
   const dnnl::pooling_forward::primitive_desc pool_pd(
       engine,
       dnnl::prop_kind::forward_inference,
@@ -365,11 +370,32 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
   need(kPooledSlot, pool_pd.dst_desc());
   plan.steps.push_back({dnnl::pooling_forward(pool_pd),
                         {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}});
-  plan.features = memory(
-      memory::desc({n, c, 1, 1}, kF32, Tag::nchw), engine, DNNL_MEMORY_NONE);
-  plan.steps.push_back(
-      {dnnl::reorder(pooled, plan.features),
-       {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, plan.features}}});
+  if (net.classes == 0) {
+    plan.output = memory(
+        memory::desc({n, c, 1, 1}, kF32, Tag::nchw), engine, DNNL_MEMORY_NONE);
+    plan.steps.push_back(
+        {dnnl::reorder(pooled, plan.output),
+         {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, plan.output}}});
+    return plan;
+  }
+  const Dims fc_weights{net.classes, c, 1, 1};
+  const dnnl::inner_product_forward::primitive_desc fc_pd(
+      engine,
+      dnnl::prop_kind::forward_inference,
+      pool_pd.dst_desc(),
+      memory::desc(fc_weights, kF32, Tag::any),
+      memory::desc({net.classes}, kF32, Tag::x),
+      memory::desc({n, net.classes}, kF32, Tag::nc));
+  plan.output = memory(fc_pd.dst_desc(), engine, DNNL_MEMORY_NONE);
+  plan.steps.push_back({dnnl::inner_product_forward(fc_pd),
+                        {{DNNL_ARG_SRC, pooled},
+                         {DNNL_ARG_WEIGHTS,
+                          weights_for(weights.size() - 1,
+                                      {fc_weights, kF32, Tag::oihw},
+                                      net.fc_weight,
+                                      fc_pd.weights_desc())},
+                         {DNNL_ARG_BIAS, classifier_bias},
+                         {DNNL_ARG_DST, plan.output}}});
   return plan;
 }
 
@@ -423,20 +449,20 @@ OneDnnNetwork::OneDnnNetwork(plain::Network network,
 
 OneDnnNetwork::~OneDnnNetwork() = default;
 
-int64_t OneDnnNetwork::features() const {
-  return impl_->net.features;
+int64_t OneDnnNetwork::outputs() const {
+  return impl_->net.classes > 0 ? impl_->net.classes : impl_->net.features;
 }
 
 void OneDnnNetwork::forward(const float* images,
                             const std::array<int64_t, 4>& sizes,
                             bool channels_last,
-                            float* features) const {
+                            float* output) const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   try {
     auto& plan = impl_->plan_for(sizes, channels_last);
     impl_->bind(plan);
     plan.input.set_data_handle(const_cast<float*>(images));
-    plan.features.set_data_handle(features);
+    plan.output.set_data_handle(output);
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       try {
         plan.steps[i].primitive.execute(impl_->stream, plan.steps[i].args);

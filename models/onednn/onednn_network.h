@@ -13,12 +13,13 @@
 
 namespace mnv2 {
 
-/// MobileNetV2's features for CPU inference in fp32 as a chain of oneDNN
-/// primitives: each convolution with its bias, ReLU6 and residual add fused
-/// (the add in place into the block's input), activations in the layout
-/// oneDNN prefers in three reused buffers, weights reordered once, global
-/// average pooling last. The classifier is left to the caller. Compared with
-/// oneDNN Graph under TorchScript, it drops LibTorch's per-partition work.
+/// MobileNetV2 for CPU inference in fp32 as a chain of oneDNN primitives:
+/// each convolution with its bias, ReLU6 and residual add fused (the add in
+/// place into the block's input), activations in three reused buffers,
+/// weights reordered once, global average pooling and the classifier last.
+/// Compared with oneDNN Graph under TorchScript, it drops LibTorch's
+/// per-partition work; computing the classifier here rather than in LibTorch
+/// saves a dispatched gemm per call.
 /// Uses the calling thread's OpenMP thread count. Calls are serialised. The
 /// engine of mnv2::OneDnnMobileNetV2.
 class OneDnnNetwork {
@@ -43,16 +44,17 @@ class OneDnnNetwork {
   OneDnnNetwork& operator=(const OneDnnNetwork&) = delete;
 
   /// `images`: [batch, channels, height, width] fp32, densely packed as NCHW
-  /// or (channels_last) NHWC. Writes the pooled [batch, features()]. Plans for
+  /// or (channels_last) NHWC. Writes [batch, outputs()]. Plans for
   /// the last few input shapes are kept. Throws std::runtime_error (oneDNN's
   /// message) for a shape it cannot run.
   void forward(const float* images,
                const std::array<int64_t, 4>& sizes,
                bool channels_last,
-               float* features) const;
+               float* output) const;
 
-  /// Channels of the last convolution (the classifier's inputs).
-  int64_t features() const;
+  /// Values per image: the logits where the network has a classifier
+  /// (classes > 0), else the pooled features.
+  int64_t outputs() const;
 
  private:
   struct Impl;

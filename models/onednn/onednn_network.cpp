@@ -1,6 +1,5 @@
 #include "onednn_network.h"
-
-#include <mobilenetv2/tf_same_padding.h>
+#include "onednn_layers.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -126,87 +125,7 @@ struct OneDnnNetwork::Impl {
 
 namespace {
 
-// Post-ops: the residual add into the destination, ReLU6, and optionally a
-// 3x3 depthwise convolution (stride `dw_stride`, padding 1) with its ReLU6
-// computed from the result while it is still in cache.
-dnnl::primitive_attr fused_ops(bool add_to_destination,
-                               bool relu6,
-                               const plain::Conv* depthwise = nullptr) {
-  dnnl::post_ops ops;
-  if (add_to_destination) {
-    ops.append_sum(1.f);
-  }
-  if (relu6) {
-    ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
-  }
-  if (depthwise != nullptr) {
-    ops.append_dw(kF32, kF32, kF32, 3, depthwise->stride, 1);
-    if (depthwise->relu6) {
-      ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
-    }
-  }
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(ops);
-  return attr;
-}
-
-// Whether oneDNN's fused-depthwise post-op can compute `next` after
-// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.
-bool fusable(const plain::Conv& conv, const plain::Conv& next) {
-  return conv.groups == 1 && conv.weight_shape[2] == 1 && conv.stride == 1 &&
-         next.groups == next.weight_shape[0] &&
-         next.groups == conv.weight_shape[0] && next.weight_shape[2] == 3 &&
-         next.padding == 1 && !next.same_padding &&
-         (next.stride == 1 || next.stride == 2);
-}
-
-struct ConvGeometry {
-  Dims weights;  // oihw, or goihw when grouped
-  Tag weights_tag;
-  Dims pad_l, pad_r;
-  memory::dim out, oh, ow;
-};
-
-ConvGeometry geometry(const plain::Conv& conv,
-                      memory::dim c,
-                      memory::dim h,
-                      memory::dim w) {
-  ConvGeometry g;
-  g.out = conv.weight_shape[0];
-  const memory::dim k = conv.weight_shape[2];
-  const memory::dim s = conv.stride;
-  g.weights =
-      conv.groups == 1
-          ? Dims{g.out, c, k, k}
-          : Dims{conv.groups, g.out / conv.groups, c / conv.groups, k, k};
-  g.weights_tag = conv.groups == 1 ? Tag::oihw : Tag::goihw;
-  g.pad_l = {conv.padding, conv.padding};
-  g.pad_r = g.pad_l;
-  if (conv.same_padding) {
-    const auto rows = tf_same_padding(h, k, s);
-    const auto cols = tf_same_padding(w, k, s);
-    g.pad_l = {rows[0], cols[0]};
-    g.pad_r = {rows[1], cols[1]};
-  }
-  g.oh = (h + g.pad_l[0] + g.pad_r[0] - k) / s + 1;
-  g.ow = (w + g.pad_l[1] + g.pad_r[1] - k) / s + 1;
-  return g;
-}
-
-// The activations' format tag: NHWC, or oneDNN's blocked layout for the
-// CPU's vector width.
-Tag activation_tag(OneDnnNetwork::Layout layout) {
-  if (layout == OneDnnNetwork::Layout::kNhwc) {
-    return Tag::nhwc;
-  }
-  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
-  return (isa & avx512) == avx512 ? Tag::nChw16c : Tag::nChw8c;
-}
-
-bool is_reference(const dnnl::primitive_desc_base& pd) {
-  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
-}
+using namespace onednn_layers;
 
 // The activation buffer for a layer's output: neither its input's nor the
 // block input's (kept for the residual add).

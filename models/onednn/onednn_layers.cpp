@@ -1,0 +1,82 @@
+#include "onednn_layers.h"
+
+#include <mobilenetv2/tf_same_padding.h>
+
+#include <string>
+
+namespace mnv2::onednn_layers {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+constexpr auto kF32 = dnnl::memory::data_type::f32;
+
+dnnl::primitive_attr fused_ops(bool add_to_destination,
+                               bool relu6,
+                               const plain::Conv* depthwise) {
+  dnnl::post_ops ops;
+  if (add_to_destination) {
+    ops.append_sum(1.f);
+  }
+  if (relu6) {
+    ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+  }
+  if (depthwise != nullptr) {
+    ops.append_dw(kF32, kF32, kF32, 3, depthwise->stride, 1);
+    if (depthwise->relu6) {
+      ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+    }
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+bool fusable(const plain::Conv& conv, const plain::Conv& next) {
+  return conv.groups == 1 && conv.weight_shape[2] == 1 && conv.stride == 1 &&
+         next.groups == next.weight_shape[0] &&
+         next.groups == conv.weight_shape[0] && next.weight_shape[2] == 3 &&
+         next.padding == 1 && !next.same_padding &&
+         (next.stride == 1 || next.stride == 2);
+}
+
+ConvGeometry geometry(const plain::Conv& conv,
+                      memory::dim c,
+                      memory::dim h,
+                      memory::dim w) {
+  ConvGeometry g;
+  g.out = conv.weight_shape[0];
+  const memory::dim k = conv.weight_shape[2];
+  const memory::dim s = conv.stride;
+  g.weights =
+      conv.groups == 1
+          ? Dims{g.out, c, k, k}
+          : Dims{conv.groups, g.out / conv.groups, c / conv.groups, k, k};
+  g.weights_tag = conv.groups == 1 ? Tag::oihw : Tag::goihw;
+  g.pad_l = {conv.padding, conv.padding};
+  g.pad_r = g.pad_l;
+  if (conv.same_padding) {
+    const auto rows = tf_same_padding(h, k, s);
+    const auto cols = tf_same_padding(w, k, s);
+    g.pad_l = {rows[0], cols[0]};
+    g.pad_r = {rows[1], cols[1]};
+  }
+  g.oh = (h + g.pad_l[0] + g.pad_r[0] - k) / s + 1;
+  g.ow = (w + g.pad_l[1] + g.pad_r[1] - k) / s + 1;
+  return g;
+}
+
+Tag activation_tag(OneDnnNetwork::Layout layout) {
+  if (layout == OneDnnNetwork::Layout::kNhwc) {
+    return Tag::nhwc;
+  }
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  return (isa & avx512) == avx512 ? Tag::nChw16c : Tag::nChw8c;
+}
+
+bool is_reference(const dnnl::primitive_desc_base& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+}  // namespace mnv2::onednn_layers

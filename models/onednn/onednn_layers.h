@@ -1,0 +1,45 @@
+#pragma once
+
+// The oneDNN executor's per-layer pieces: post-ops, which convolution pairs
+// fuse, convolution geometry, the activations' layout. Sees no LibTorch
+// header (see onednn_network.h).
+
+#include "onednn_network.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace mnv2::onednn_layers {
+
+/// Post-ops: the residual add into the destination, ReLU6, and optionally a
+/// 3x3 depthwise convolution (padding 1, the depthwise layer's stride) with
+/// its ReLU6, computed from the result while it is still in cache.
+dnnl::primitive_attr fused_ops(bool add_to_destination,
+                               bool relu6,
+                               const plain::Conv* depthwise = nullptr);
+
+/// Whether oneDNN's fused-depthwise post-op can compute `next` after
+/// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.
+bool fusable(const plain::Conv& conv, const plain::Conv& next);
+
+/// A convolution's weights shape and tag, padding (TF "SAME" resolved for
+/// this input) and output size.
+struct ConvGeometry {
+  dnnl::memory::dims weights;  ///< oihw, or goihw when grouped
+  dnnl::memory::format_tag weights_tag;
+  dnnl::memory::dims pad_l, pad_r;
+  dnnl::memory::dim out, oh, ow;
+};
+
+ConvGeometry geometry(const plain::Conv& conv,
+                      dnnl::memory::dim c,
+                      dnnl::memory::dim h,
+                      dnnl::memory::dim w);
+
+/// The activations' format tag: NHWC, or oneDNN's blocked layout for the
+/// CPU's vector width (nChw16c on AVX-512, nChw8c otherwise).
+dnnl::memory::format_tag activation_tag(OneDnnNetwork::Layout layout);
+
+/// Whether oneDNN chose its slow reference implementation.
+bool is_reference(const dnnl::primitive_desc_base& pd);
+
+}  // namespace mnv2::onednn_layers

@@ -130,6 +130,7 @@ std::vector<std::string> EvalCommand::problems() const {
   }
   p.need(dtypes.empty() || amp_dtype.empty(),
          "give --dtypes or --amp-dtype, not both");
+  p.need(dtypes.empty() || benchmark, "--dtypes is for --benchmark");
   return std::move(p).list();
 }
 

@@ -49,7 +49,13 @@ TEST_CASE("mnv2-eval's problems(): weights, exactly one mode, sizes",
   c.dtypes = {"fp32", "int4"};
   CHECK(c.problems() == std::vector<std::string>{
                             "--dtypes takes fp32, bf16 and fp16, got 'int4'",
-                            "give --dtypes or --amp-dtype, not both"});
+                            "give --dtypes or --amp-dtype, not both",
+                            "--dtypes is for --benchmark"});
+  c.amp_dtype.clear();
+  c.dtypes = {"fp32"};
+  c.data.clear();
+  c.benchmark = true;
+  CHECK(c.problems().empty());
 }
 
 TEST_CASE("mnv2-eval's flags: one entry each, --raw clears ema", "[eval]") {

@@ -21,7 +21,6 @@
 #include <chrono>
 #include <functional>
 #include <iostream>
-#include <map>
 
 namespace {
 

@@ -125,7 +125,11 @@ struct OneDnnNetwork::Impl {
 
 namespace {
 
-using namespace onednn_layers;
+using onednn_layers::activation_tag;
+using onednn_layers::fusable;
+using onednn_layers::fused_ops;
+using onednn_layers::geometry;
+using onednn_layers::is_reference;
 
 // The activation buffer for a layer's output: neither its input's nor the
 // block input's (kept for the residual add).

@@ -1,63 +1,77 @@
 #!/usr/bin/env bash
-# The whole CUDA path in one command, on a machine with NVIDIA GPUs: training
-# on the embedded digits with fp16 and bf16 AMP, eval --benchmark in fp32,
-# fp16 and bf16 on CUDA, export from a CUDA checkpoint, and data-parallel
-# training with torchrun (NCCL) over every visible GPU. Prints a summary
-# table and exits non-zero when any step fails.
+# The GPU check in one command, on a machine with NVIDIA GPUs that has only
+# LibTorch (a Python `torch` package), a C++ compiler, nvcc and CMake: it
+# builds tests/gpu alone (the model library and the engine's step core; no
+# OpenCV, HDF5, MPI or other packages), never calls apt or pip, and runs it:
+# CUDA against the CPU in fp32/fp64, AMP fp16 (loss scaling) and bf16,
+# inference paths, NCCL over every visible GPU, and images/s side by side
+# with the machine's own PyTorch. Prints a table; exits non-zero when a check
+# fails, or with one line naming what is missing.
 #
-#   scripts/gpu-check.sh            (sets up first, like the other scripts)
+#   scripts/gpu-check.sh                 on a GPU machine
+#   scripts/gpu-check.sh --device cpu    the CPU mode (NCCL, throughput skipped)
+#
+# Table and logs go to $OUT when set, else build-gpu-check/out. MNV2_PYTHON
+# names the Python whose torch is used (default python3); Torch_DIR a LibTorch
+# instead; MNV2_GPU_BUILD_DIR the build tree (default ./build-gpu-check).
+# Other options go to mnv2-gpu-check (--short, --device).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if ! gpus=$(nvidia-smi -L 2>/dev/null) || [ -z "$gpus" ]; then
-  echo "gpu-check: no NVIDIA GPU visible (nvidia-smi -L lists none)" >&2
+build=${MNV2_GPU_BUILD_DIR:-$root/build-gpu-check}
+out=${OUT:-$build/out}
+python=${MNV2_PYTHON:-python3}
+start=$(date +%s)
+say() { printf '[gpu-check] %s\n' "$*"; }
+
+# What the build needs, all checked before anything runs.
+missing=()
+command -v cmake >/dev/null || missing+=("cmake")
+cxx=${CXX:-}
+[ -n "$cxx" ] || cxx=$(command -v c++ || command -v g++ || command -v clang++ || true)
+[ -n "$cxx" ] || missing+=("a C++ compiler (c++, g++ or clang++)")
+if command -v ninja >/dev/null; then generator=Ninja
+elif command -v make >/dev/null; then generator="Unix Makefiles"
+else missing+=("ninja or make"); fi
+if [ -n "${Torch_DIR:-}" ]; then
+  torch_arg="-DTorch_DIR=$Torch_DIR"
+  torch_cuda=unknown
+elif prefix=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null); then
+  torch_arg="-DCMAKE_PREFIX_PATH=$prefix"
+  torch_cuda=$("$python" -c 'import torch; print(torch.version.cuda or "")' 2>/dev/null)
+else
+  missing+=("a Python with torch ($python has none: set MNV2_PYTHON, or Torch_DIR)")
+  torch_cuda=""
+fi
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="/usr/local/cuda/bin:$PATH"
+fi
+if [ -n "$torch_cuda" ] && ! command -v nvcc >/dev/null; then
+  missing+=("nvcc (the CUDA toolkit; a CUDA LibTorch needs it to configure)")
+fi
+if ((${#missing[@]})); then
+  echo "gpu-check: missing: $(IFS=';'; echo "${missing[*]}" | sed 's/;/; /g')" >&2
   exit 1
 fi
-"$root/scripts/setup.sh" || exit 1
-bin=${MNV2_BUILD_DIR:-$root/build}/apps
-python=${MNV2_CACHE:-$HOME/.cache/mnv2}/venv-torch$(sed -n 's/^TORCH_VERSION=//p' "$root/scripts/setup.sh")/bin/python
-data=$root/data/digits
-out=$(mktemp -d /tmp/mnv2-gpu-check.XXXXXX)
-count=$(echo "$gpus" | wc -l)
-echo "gpu-check: $count GPU(s); logs in $out"
-echo "$gpus"
 
-rows=()
-failed=0
-# step NAME COMMAND...: runs it, keeps its log, records status, seconds and
-# the last images/s figure it printed.
-step() {
-  local name=$1
-  shift
-  local start end status rate
-  start=$(date +%s.%N)
-  if "$@" >"$out/$name.log" 2>&1; then status=ok; else status=FAILED; failed=1; fi
-  end=$(date +%s.%N)
-  rate=$(grep -oE '[0-9.]+ img/s' "$out/$name.log" | tail -1)
-  rows+=("$(printf '%-28s %-7s %8.1f s   %s' "$name" "$status" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "${rate:--}")")
+mkdir -p "$out"
+command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | sed 's/^/[gpu-check] /'
+say "configuring $build (LibTorch only; log: $out/configure.log)"
+cmake -S "$root" -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_COMPILER="$cxx" -DMNV2_GPU_CHECK_ONLY=ON "$torch_arg" \
+  >"$out/configure.log" 2>&1 || {
+  tail -n 20 "$out/configure.log" >&2
+  echo "gpu-check: the configure failed (log: $out/configure.log)" >&2
+  exit 1
 }
-
-train=("$bin/mnv2-train" --data "$data" --recipe digits --epochs 3 --device cuda)
-step train_fp16 "${train[@]}" --amp --amp-dtype fp16 --output "$out/fp16"
-step train_bf16 "${train[@]}" --amp --amp-dtype bf16 --output "$out/bf16"
-for dtype in fp32 fp16 bf16; do
-  step "eval_benchmark_$dtype" "$bin/mnv2-eval" --weights "$out/fp16/checkpoint.pth" \
-    --benchmark --device cuda --amp-dtype "$dtype" --batch-size 64
-done
-step eval_accuracy_cuda "$bin/mnv2-eval" --weights "$out/fp16/checkpoint.pth" \
-  --data "$data/val" --device cuda --json "$out/eval/eval.json"
-step export_torchscript "$bin/mnv2-export" --weights "$out/fp16/checkpoint.pth" \
-  --format torchscript --output "$out/model.pt"
-step export_onnx "$bin/mnv2-export" --weights "$out/fp16/checkpoint.pth" \
-  --format onnx --output "$out/model.onnx"
-step "torchrun_nccl_x$count" "$python" -m torch.distributed.run --nproc_per_node="$count" \
-  --no-python "$bin/mnv2-train" --data "$data" --recipe digits --epochs 3 \
-  --device cuda --amp --output "$out/ddp"
-
-echo
-printf '%-28s %-7s %10s   %s\n' step status time throughput
-printf '%s\n' "${rows[@]}"
-if ((failed)); then
-  echo "gpu-check: FAILED (see the logs in $out)" >&2
+say "building mnv2-gpu-check (log: $out/build.log)"
+cmake --build "$build" --target mnv2-gpu-check --parallel "$(nproc)" \
+  >"$out/build.log" 2>&1 || {
+  grep -E 'error|Error' "$out/build.log" | head -n 20 >&2
+  echo "gpu-check: the build failed (log: $out/build.log)" >&2
   exit 1
-fi
-echo "gpu-check: all steps passed"
+}
+say "built in $(($(date +%s) - start)) s; running"
+"$build/tests/gpu/mnv2-gpu-check" --out "$out" --python "$python" "$@" 2>&1 | tee "$out/run.log"
+status=${PIPESTATUS[0]}
+say "done in $(($(date +%s) - start)) s (table: $out/gpu-check.txt)"
+exit "$status"

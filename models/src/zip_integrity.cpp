@@ -1,13 +1,18 @@
 #include "zip_integrity.h"
 
-#include <zlib.h>
-
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
 namespace mnv2 {
 
 namespace {
+
+// CRC-32 from LibTorch's own headers (what its zip writer uses), so the model
+// library needs no zlib. The header defines its functions with external
+// linkage: included here, inside this file's anonymous namespace, they stay
+// private to it.
+#include <caffe2/serialize/crc_alt.h>
 
 constexpr uint32_t kEndOfCentralDirectory = 0x06054b50;
 constexpr uint32_t kZip64EndOfCentralDirectory = 0x06064b50;
@@ -128,15 +133,7 @@ std::string zip_integrity_problem(std::string_view archive) {
         return "record '" + name + "' is cut short (truncated?)";
       }
       const auto bytes = zip.slice(data, size);
-      uLong actual = crc32(0L, Z_NULL, 0);
-      // zlib takes 32-bit lengths: feed large records in pieces.
-      for (size_t done = 0; done < bytes.size();) {
-        const auto n =
-            static_cast<uInt>(std::min<size_t>(bytes.size() - done, 1u << 30));
-        actual = crc32(
-            actual, reinterpret_cast<const Bytef*>(bytes.data() + done), n);
-        done += n;
-      }
+      const uint32_t actual = crc32_fast(bytes.data(), bytes.size());
       if (actual != crc) {
         return "record '" + name + "' fails its checksum (corrupt data)";
       }

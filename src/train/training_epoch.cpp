@@ -1,11 +1,10 @@
-#include "common/autocast.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
 #include "eval/evaluate.h"
 #include "train/distributed_eval.h"
-#include "train/mixup.h"
+#include "train/train_step.h"
 #include "train/training.h"
 
 #include <torch/torch.h>
@@ -14,7 +13,6 @@
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
-#include <random>
 
 namespace fs = std::filesystem;
 
@@ -58,9 +56,21 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
   model_->train();
   train_loader_->start_epoch(epoch, progress_.batch_in_epoch);
   const auto steps = train_loader_->batches_per_epoch();
-  const auto classes = static_cast<int64_t>(info_.class_names.size());
-  const bool mixing = c_.mixup_alpha > 0 || c_.cutmix_alpha > 0;
-  const auto params = optimizer_->parameters();
+  TrainStepParts parts{model_,
+                       optimizer_.get(),
+                       scaler_.get(),
+                       ema_ ? &*ema_ : nullptr,
+                       data_parallel_.get()};
+  const TrainStepSettings settings{
+      device_,
+      amp_dtype_,
+      static_cast<int64_t>(info_.class_names.size()),
+      c_.label_smoothing,
+      c_.mixup_alpha,
+      c_.cutmix_alpha,
+      c_.clip_grad_norm,
+      c_.seed,
+      c_.accumulate_steps};
   Progress bar(
       "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c_.epochs),
       steps,
@@ -81,58 +91,21 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
     const int64_t micro = progress_.batch_in_epoch % accumulate;
     const bool step_now =
         micro == accumulate - 1 || progress_.batch_in_epoch + 1 == steps;
-    auto x = normalize_images(
+    const auto x = normalize_images(
         batch->images, device_, c_.channels_last, info_.normalization);
     const auto y = batch->labels.to(device_, /*non_blocking=*/true);
-    torch::Tensor loss;
-    if (data_parallel_) {
-      data_parallel_->before_forward(step_now);
-    }
-    {
-      AutocastGuard autocast(device_.type(),
-                             amp_dtype_.value_or(torch::kFloat),
-                             amp_dtype_.has_value());
-      if (mixing) {
-        std::seed_seq seeds{static_cast<uint32_t>(c_.seed),
-                            static_cast<uint32_t>(progress_.global_step)};
-        std::mt19937_64 rng(seeds);
-        const auto mixed =
-            mix_batch(x, y, classes, c_.mixup_alpha, c_.cutmix_alpha, rng);
-        loss = soft_cross_entropy(
-            model_->forward(mixed.images), mixed.targets, c_.label_smoothing);
-      } else {
-        loss = torch::nn::functional::cross_entropy(
-            model_->forward(x).to(torch::kFloat),
-            y,
-            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
-                c_.label_smoothing));
-      }
-    }
-    if (data_parallel_) {
-      data_parallel_->after_forward(step_now);
-    }
-    if (micro == 0) {
-      optimizer_->zero_grad();
-    }
-    scaler_
-        ->scale(accumulate > 1 ? loss / static_cast<double>(accumulate) : loss)
-        .backward();
+    const double lr = schedule_.at(progress_.global_step);
+    const auto loss = train_micro_batch(
+        parts,
+        settings,
+        x,
+        y,
+        {micro, step_now, progress_.global_step, lr, epoch < c_.warmup_epochs});
     if (step_now) {
-      // Gradients are averaged across ranks by now: every rank sees the same
-      // inf/NaN check, clipping and step.
-      scaler_->unscale(params);
-      if (c_.clip_grad_norm > 0) {
-        clip_grad_norm(params, c_.clip_grad_norm);
-      }
-      last_lr_ = schedule_.at(progress_.global_step);
-      optimizer_->step(last_lr_, scaler_->skip_step());
-      scaler_->update();
+      last_lr_ = lr;
       ++progress_.global_step;
-      if (ema_) {
-        ema_->after_step(progress_.global_step, epoch < c_.warmup_epochs);
-      }
     }
-    loss_sum += loss.detach().to(torch::kFloat);
+    loss_sum += loss.to(torch::kFloat);
     ++done;
     ++progress_.batch_in_epoch;
     images += batch->labels.size(0);

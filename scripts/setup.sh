@@ -25,7 +25,7 @@ DATA_PACKAGES=("numpy" "scikit-learn")
 ONEDNN_VERSION=2023.2.0
 ONEDNN_PACKAGES=("onednn-cpu-gomp==${ONEDNN_VERSION}" "onednn-devel-cpu-gomp==${ONEDNN_VERSION}")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
-  pkg-config libopencv-dev libspdlog-dev libcxxopts-dev catch2
+  pkg-config libopencv-dev libturbojpeg0-dev libwebp-dev libtiff-dev libspdlog-dev libcxxopts-dev catch2
   nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format
   libopenmpi-dev openmpi-bin libhdf5-dev)
 

@@ -134,7 +134,13 @@ struct DataLoader::State {
   Prepared load_sample(int64_t index) {
     const auto& sample = dataset.samples[static_cast<size_t>(index)];
     try {
-      const cv::Mat bgr = decode_bgr(sample.path);
+      const cv::Mat bgr =
+          decode_bgr(sample.path, [this](int64_t width, int64_t height) {
+            return options.train ? train_jpeg_reduction(
+                                       width, height, options.train_transform)
+                                 : eval_jpeg_reduction(
+                                       width, height, options.eval_transform);
+          });
       if (!options.train) {
         return {eval_transform(bgr, options.eval_transform), std::nullopt};
       }

@@ -1,10 +1,12 @@
 #include "data/image_decode.h"
 
 #include "common/errors.h"
+#include "data/image_header.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +14,8 @@
 namespace mnv2 {
 
 namespace {
+
+std::atomic<int64_t> budget{kDefaultMaxImagePixels};
 
 std::string read_file(const std::string& path) {
   std::error_code ec;
@@ -31,30 +35,76 @@ std::string read_file(const std::string& path) {
 // warning; PIL refuses such files. A complete JPEG ends with EOI (FF D9),
 // possibly followed by padding.
 bool jpeg_is_truncated(const std::string& bytes) {
-  if (bytes.size() < 4 || static_cast<unsigned char>(bytes[0]) != 0xFF ||
-      static_cast<unsigned char>(bytes[1]) != 0xD8) {
-    return false;
-  }
   const auto tail_start = bytes.size() > 64 ? bytes.size() - 64 : 0;
   return bytes.find("\xFF\xD9", tail_start) == std::string::npos;
 }
 
+std::string over_budget(const std::string& path,
+                        const ImageHeader& header,
+                        int64_t limit) {
+  return "image '" + path + "' has " + std::to_string(header.width) + "x" +
+         std::to_string(header.height) + " pixels, over the budget of " +
+         std::to_string(limit) +
+         " (a decompression bomb?); --max-image-pixels raises it";
+}
+
+int imread_flags(int reduction) {
+  switch (reduction) {
+    case 2:
+      return cv::IMREAD_REDUCED_COLOR_2;
+    case 4:
+      return cv::IMREAD_REDUCED_COLOR_4;
+    case 8:
+      return cv::IMREAD_REDUCED_COLOR_8;
+    default:
+      return cv::IMREAD_COLOR;
+  }
+}
+
 }  // namespace
 
-cv::Mat decode_bgr(const std::string& path) {
+void set_max_image_pixels(int64_t pixels) {
+  if (pixels < 1) {
+    throw ConfigError("--max-image-pixels must be at least 1, got " +
+                      std::to_string(pixels));
+  }
+  budget = pixels;
+}
+
+int64_t max_image_pixels() {
+  return budget;
+}
+
+cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce) {
   const std::string bytes = read_file(path);
   if (bytes.empty()) {
     throw DataError("image '" + path + "' is empty (0 bytes)");
   }
-  if (jpeg_is_truncated(bytes)) {
+  const bool jpeg = bytes.size() >= 4 &&
+                    static_cast<unsigned char>(bytes[0]) == 0xFF &&
+                    static_cast<unsigned char>(bytes[1]) == 0xD8;
+  if (jpeg && jpeg_is_truncated(bytes)) {
     throw DataError("image '" + path + "' is a truncated JPEG");
+  }
+  int flags = cv::IMREAD_COLOR;  // 8-bit, 3 channels, EXIF orientation
+  if (const auto header = read_image_header(bytes)) {
+    const int64_t limit = budget;
+    if (header->width * header->height > limit) {
+      throw DataError(over_budget(path, *header, limit));
+    }
+    if (header->format == ImageFormat::kJpeg && reduce && header->width > 0) {
+      flags = imread_flags(reduce(header->width, header->height));
+    }
   }
   cv::Mat decoded;
   try {
-    // IMREAD_COLOR: 8-bit, 3 channels, EXIF orientation applied.
-    decoded = cv::imdecode(
-        cv::_InputArray(bytes.data(), static_cast<int>(bytes.size())),
-        cv::IMREAD_COLOR);
+    // Unsigned bytes: OpenCV 4.6's WebP decoder refuses a signed (char)
+    // buffer, which is what an _InputArray over std::string data makes.
+    const cv::Mat raw(1,
+                      static_cast<int>(bytes.size()),
+                      CV_8UC1,
+                      const_cast<char*>(bytes.data()));
+    decoded = cv::imdecode(raw, flags);
   } catch (const cv::Exception& e) {
     throw DataError("image '" + path + "' cannot be decoded: " + e.msg);
   }
@@ -64,9 +114,9 @@ cv::Mat decode_bgr(const std::string& path) {
   return decoded;
 }
 
-cv::Mat decode_rgb(const std::string& path) {
+cv::Mat decode_rgb(const std::string& path, const JpegReduction& reduce) {
   cv::Mat rgb;
-  cv::cvtColor(decode_bgr(path), rgb, cv::COLOR_BGR2RGB);
+  cv::cvtColor(decode_bgr(path, reduce), rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
 

@@ -2,19 +2,38 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 namespace mnv2 {
 
+/// PIL's default decompression-bomb limit (Image.MAX_IMAGE_PIXELS).
+constexpr int64_t kDefaultMaxImagePixels = 178956970;
+
+/// The pixel budget of this process: images whose header declares more
+/// pixels (width x height) are refused before anything is decoded. Headers
+/// are read for JPEG, PNG, WebP, BMP, TIFF and PNM (every format the loader
+/// takes); other formats keep OpenCV's own limit of 2^30 pixels. Throws
+/// ConfigError for a budget under 1.
+void set_max_image_pixels(int64_t pixels);
+int64_t max_image_pixels();
+
+/// Given a JPEG's stored width and height, the libjpeg reduction to decode it
+/// at (1, 2, 4 or 8: libjpeg scales in the DCT, so a 1/2 decode costs about a
+/// quarter of the full one). Other formats always decode at full size.
+using JpegReduction = std::function<int(int64_t width, int64_t height)>;
+
 /// Decodes any image OpenCV reads (JPEG, PNG, BMP, WebP, TIFF, ...) into an
 /// 8-bit RGB matrix: grayscale is replicated, alpha dropped (as PIL's
 /// convert("RGB")), 16-bit scaled to 8-bit, palettes expanded, and the EXIF
-/// orientation applied. Throws DataError naming the file when it is missing,
-/// empty, truncated or not an image.
-cv::Mat decode_rgb(const std::string& path);
+/// orientation applied. A JPEG is decoded at the reduction `reduce` picks
+/// (none by default). Throws DataError naming the file when it is missing,
+/// empty, truncated, not an image, or over the pixel budget.
+cv::Mat decode_rgb(const std::string& path, const JpegReduction& reduce = {});
 
 /// As decode_rgb, in OpenCV's BGR channel order (the loader converts to RGB
 /// when it writes the batch, after the image has been cropped and resized).
-cv::Mat decode_bgr(const std::string& path);
+cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce = {});
 
 }  // namespace mnv2

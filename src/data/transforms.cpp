@@ -112,6 +112,43 @@ cv::Mat resize_image(const cv::Mat& image, int height, int width) {
   return out;
 }
 
+namespace {
+
+// The largest reduction whose output keeps `shorter` at least `needed`
+// (libjpeg rounds reduced sizes up).
+int largest_reduction(double shorter, double needed) {
+  for (const int reduction : {8, 4, 2}) {
+    if (std::ceil(shorter / reduction) >= needed) {
+      return reduction;
+    }
+  }
+  return 1;
+}
+
+}  // namespace
+
+int eval_jpeg_reduction(int64_t width,
+                        int64_t height,
+                        const EvalTransformOptions& options) {
+  const int needed = options.policy == ResizePolicy::kSquash
+                         ? options.crop_size
+                         : options.resize_size;
+  return largest_reduction(static_cast<double>(std::min(width, height)),
+                           needed);
+}
+
+int train_jpeg_reduction(int64_t width,
+                         int64_t height,
+                         const TrainTransformOptions& options) {
+  // A crop of area a and aspect ratio r is sqrt(a r) x sqrt(a / r): its
+  // shorter side is at least sqrt(a min(r, 1/r)).
+  const double extreme = std::min(options.ratio_min, 1.0 / options.ratio_max);
+  const double smallest_crop =
+      std::sqrt(options.scale_min * static_cast<double>(width) *
+                static_cast<double>(height) * std::min(extreme, 1.0));
+  return largest_reduction(smallest_crop, options.size);
+}
+
 cv::Mat train_transform(const cv::Mat& rgb,
                         const TrainTransformOptions& options,
                         std::mt19937_64& rng) {

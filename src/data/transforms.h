@@ -74,6 +74,22 @@ cv::Mat train_transform(const cv::Mat& rgb,
 /// the policy says (channel order is kept).
 cv::Mat eval_transform(const cv::Mat& rgb, const EvalTransformOptions& options);
 
+/// The libjpeg reduction (1, 2, 4 or 8) a `width` x `height` JPEG can be
+/// decoded at for evaluation: the shorter side still at least the resize
+/// target (resize_size, or crop_size when squashing), so that the resize only
+/// shrinks, as it would from the full image.
+int eval_jpeg_reduction(int64_t width,
+                        int64_t height,
+                        const EvalTransformOptions& options);
+
+/// The same for training: even the smallest crop RandomResizedCrop can draw
+/// (scale_min of the area, at the most extreme aspect ratio) keeps at least
+/// `size` pixels on its shorter side. The crop is then drawn on the reduced
+/// image.
+int train_jpeg_reduction(int64_t width,
+                         int64_t height,
+                         const TrainTransformOptions& options);
+
 /// Resampling: area averaging when shrinking (close to PIL's antialiased
 /// bilinear, which torchvision uses), bilinear when enlarging.
 cv::Mat resize_image(const cv::Mat& image, int height, int width);

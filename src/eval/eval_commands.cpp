@@ -28,6 +28,7 @@ namespace fs = std::filesystem;
 namespace mnv2 {
 
 Outcome run_eval(const EvalCommand& c) {
+  set_max_image_pixels(c.max_image_pixels);
   if (!c.data.empty()) {
     return run_eval_on_data(c);
   }
@@ -125,7 +126,12 @@ Outcome run_predict(const EvalCommand& c) {
   const auto amp = amp_dtype_of(c.amp_dtype, p.device);
   nlohmann::json all = nlohmann::json::array();
   for (const auto& path : c.images) {
-    const auto image = eval_transform(decode_rgb(path), p.transform);
+    const auto image = eval_transform(
+        decode_rgb(path,
+                   [&](int64_t width, int64_t height) {
+                     return eval_jpeg_reduction(width, height, p.transform);
+                   }),
+        p.transform);
     auto nhwc = torch::from_blob(
         image.data, {1, image.rows, image.cols, 3}, torch::kUInt8);
     const auto x = normalize_images(nhwc.permute({0, 3, 1, 2}),

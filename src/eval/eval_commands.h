@@ -33,6 +33,9 @@ struct EvalCommand {
   std::string json;        ///< summary JSON path
   std::string report_dir;  ///< confusion CSV/PNG folder (default: beside json)
   bool strict_data = false;
+  /// Images declaring more pixels are refused before decoding (PIL's
+  /// default).
+  int64_t max_image_pixels = 178956970;
 
   // --predict
   std::vector<std::string> images;

@@ -91,6 +91,11 @@ const FlagTable<EvalCommand>& eval_flags() {
        &C::strict_data,
        "strict_data",
        FlagKind::kSwitch},
+      {"max-image-pixels",
+       "",
+       "refuse images whose header declares more pixels, before decoding",
+       &C::max_image_pixels,
+       "max_image_pixels"},
   };
   return table;
 }
@@ -98,6 +103,7 @@ const FlagTable<EvalCommand>& eval_flags() {
 std::vector<std::string> EvalCommand::problems() const {
   Problems p;
   p.need(!weights.empty(), "--weights is required");
+  p.need(max_image_pixels >= 1, "--max-image-pixels must be at least 1");
   p.need(
       batch_size >= 1 && topk >= 1 && iterations >= 1 && img_size >= 16,
       "--batch-size, --topk and --iterations must be >= 1, --img-size >= 16");

@@ -12,6 +12,7 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(!data.empty(), "--data is required");
   p.need(!output.empty(), "--output is required");
   p.need(epochs >= 1, "--epochs must be at least 1");
+  p.need(max_image_pixels >= 1, "--max-image-pixels must be at least 1");
   p.need(batch_size >= 1, "--batch-size must be at least 1");
   p.need(img_size >= 16 && img_size <= 4096,
          "--img-size must be in [16, 4096]");

@@ -24,6 +24,9 @@ struct TrainConfig {
   double random_erase = 0.0;
   bool trivial_augment = false;
   bool strict_data = false;
+  /// Images declaring more pixels are skipped (refused with --strict-data)
+  /// before decoding; PIL's default.
+  int64_t max_image_pixels = 178956970;
   int workers = 0;  ///< <= 0: available cores
 
   // Model

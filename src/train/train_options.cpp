@@ -69,6 +69,11 @@ FlagTable<TrainConfig> make_train_flags() {
        "image decoding threads (0: all cores)",
        &C::workers,
        ""},
+      {"max-image-pixels",
+       "Data",
+       "skip images whose header declares more pixels, before decoding",
+       &C::max_image_pixels,
+       ""},
       // Model
       {"width-mult", "Model", "width multiplier", &C::width_mult, "width_mult"},
       {"dropout",

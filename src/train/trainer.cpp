@@ -9,6 +9,7 @@
 #include "common/runtime.h"
 #include "common/stop_signal.h"
 #include "data/data_loader.h"
+#include "data/image_decode.h"
 #include "eval/evaluate.h"
 #include "train/curves_plot.h"
 #include "train/ema.h"
@@ -237,6 +238,7 @@ Outcome Training::run() {
   if (!problems.empty()) {
     throw ConfigError(problems.front());
   }
+  set_max_image_pixels(c_.max_image_pixels);
   launch_ = detect_launch();
   if (launch_.distributed()) {
     // Processes on one machine share its cores unless told otherwise.

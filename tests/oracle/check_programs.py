@@ -10,9 +10,11 @@ import math
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -397,6 +399,52 @@ def case_errors(bin_dir, work):
                  expect=None)
     check(result.returncode == 1 and "is a folder" in result.stderr,
           f"--predict on a folder says so ({result.stderr.strip()[:120]})")
+
+    # A decompression bomb: 2.6 MB of PNG that is 30000x30000 pixels (2.7 GB
+    # decoded) is refused from its header, within 1 GB of memory.
+    bomb = work / "bomb.png"
+    write_png_bomb(bomb, 30000)
+    # Its peak memory, measured alone: a Python in between waits for it only.
+    peak_of = [sys.executable, "-c",
+               "import resource, subprocess, sys\n"
+               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "sys.stderr.write(r.stderr)\n"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+               "sys.exit(r.returncode)"]
+    result = run(peak_of + [bin_dir / "mnv2-eval", "--weights", work / "four.pth",
+                            "--predict", bomb], expect=None)
+    peak_mb = int(result.stdout.split()[-1]) / 1024
+    check(result.returncode == 1 and "over the budget of 178956970" in result.stderr
+          and len(result.stderr.strip().splitlines()) == 1,
+          f"a 30000x30000 PNG is refused in one line ({result.stderr.strip()[:140]})")
+    check(peak_mb < 1024, f"... within 1 GB (peak {peak_mb:.0f} MB)")
+    # Training skips an image over the budget with a warning naming it.
+    budget = work / "budget"
+    shutil.copytree(subset, budget / "train")
+    shutil.copytree(subset, budget / "val")
+    big = Image.new("RGB", (300, 200))
+    big.save(budget / "train" / "1" / "big.png")
+    result = run(tiny_train_args(bin_dir, budget, work / "budget_run", 1,
+                                 ["--max-image-pixels", "59999"]), expect=None)
+    check(result.returncode == 0 and "big.png' has 300x200 pixels, over the budget of 59999"
+          in result.stderr, "training skips an image over --max-image-pixels with a warning")
+    result = run(tiny_train_args(bin_dir, budget, work / "budget_strict", 1,
+                                 ["--max-image-pixels", "59999", "--strict-data"]), expect=None)
+    check(result.returncode == 1 and "over the budget" in result.stderr,
+          "... and stops on it with --strict-data")
+
+
+def write_png_bomb(path, side):
+    """An RGB PNG of side x side black pixels, compressed row by row."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + side * 3)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
 
 
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

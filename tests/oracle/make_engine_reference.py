@@ -126,6 +126,10 @@ def special_images(out):
     made["lossless.webp"] = base
     Image.fromarray(base).save(folder / "plain.tiff")
     made["plain.tiff"] = base
+    Image.fromarray(base).save(folder / "plain.bmp")
+    made["plain.bmp"] = base
+    Image.fromarray(base).save(folder / "plain.ppm")
+    made["plain.ppm"] = base
     # EXIF orientation 6: rotate 90 degrees clockwise to display.
     exif = Image.Exif()
     exif[0x0112] = 6

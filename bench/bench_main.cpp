@@ -36,6 +36,7 @@ nlohmann::json bench_data(const cxxopts::ParseResult& f) {
   o.shuffle = true;
   o.train = true;
   o.train_transform.size = f["size"].as<int>();
+  o.reduced_jpeg_decode = !f.count("full-decode");
   mnv2::DataLoader loader(dataset, o);
   const int epochs = f["epochs"].as<int>();
   int64_t images = 0;
@@ -142,7 +143,8 @@ int main(int argc, char** argv) {
       "timed training steps",
       cxxopts::value<int>()->default_value("10"))(
       "threads", "intra-op threads", cxxopts::value<int>()->default_value("0"))(
-      "channels-last", "channels_last memory format");
+      "channels-last", "channels_last memory format")(
+      "full-decode", "data: decode JPEGs at full size (no reduction)");
   options.parse_positional({"mode", "data"});
   try {
     const auto flags = options.parse(argc, argv);

@@ -27,9 +27,10 @@ def write_json(path, data):
     print(f"wrote {path}")
 
 
-def photo_folder(out, copies=24):
-    """Real photographs (scikit-image's samples), resized and re-encoded as
-    JPEG into an ImageFolder of two classes."""
+def photo_folder(out, copies=24, longest=500):
+    """Real photographs (scikit-image's samples), resized (longest side about
+    `longest` pixels: 500 is ImageNet's typical size, 4000 a phone's) and
+    re-encoded as JPEG into an ImageFolder of two classes."""
     from PIL import Image, ImageOps
     from skimage import data
     out = Path(out)
@@ -45,7 +46,7 @@ def photo_folder(out, copies=24):
     for i in range(copies):
         for j, photo in enumerate(photos):
             w, h = photo.size
-            scale = 500 / max(w, h) * (0.8 + 0.05 * (i % 8))
+            scale = longest / max(w, h) * (0.8 + 0.05 * (i % 8))
             image = photo.resize((int(w * scale), int(h * scale)), Image.BILINEAR)
             if i % 2:
                 image = ImageOps.mirror(image)

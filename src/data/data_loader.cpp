@@ -136,6 +136,9 @@ struct DataLoader::State {
     try {
       const cv::Mat bgr =
           decode_bgr(sample.path, [this](int64_t width, int64_t height) {
+            if (!options.reduced_jpeg_decode) {
+              return 1;
+            }
             return options.train ? train_jpeg_reduction(
                                        width, height, options.train_transform)
                                  : eval_jpeg_reduction(

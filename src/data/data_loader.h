@@ -28,6 +28,10 @@ struct LoaderOptions {
   bool pad_shards = true;
   /// An unreadable image is an error instead of a skipped sample.
   bool strict = false;
+  /// JPEGs decoded at 1/2, 1/4 or 1/8 scale where the transform needs no
+  /// more pixels (eval_jpeg_reduction, train_jpeg_reduction); false: always
+  /// at full size (the benchmark's comparison).
+  bool reduced_jpeg_decode = true;
   /// Train transforms when true, eval transforms otherwise.
   bool train = false;
   TrainTransformOptions train_transform;

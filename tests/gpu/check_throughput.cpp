@@ -33,10 +33,10 @@ constexpr int kInferSteps = 40;  // x8 at batch 1
 const std::vector<int64_t> kTrainBatches = {128, 256};
 const std::vector<int64_t> kInferBatches = {1, 256};
 
-#ifdef MNV2_WITH_CUDA
 // Seconds for `steps` calls after `warmup` untimed ones, between two CUDA
 // events (as the peer times).
 double timed(const std::function<void()>& step, int warmup, int steps) {
+#ifdef MNV2_WITH_CUDA
   for (int i = 0; i < warmup; ++i) {
     step();
   }
@@ -49,8 +49,13 @@ double timed(const std::function<void()>& step, int warmup, int steps) {
   end.record();
   end.synchronize();
   return start.elapsed_time(end) / 1000.0;
-}
+#else
+  static_cast<void>(step);
+  static_cast<void>(warmup);
+  static_cast<void>(steps);
+  throw std::runtime_error("this LibTorch has no CUDA");
 #endif
+}
 
 std::pair<torch::Tensor, torch::Tensor> batch(int64_t size,
                                               const torch::Device& device) {
@@ -62,7 +67,6 @@ std::pair<torch::Tensor, torch::Tensor> batch(int64_t size,
 }
 
 double train_images_per_second(int64_t size, const torch::Device& device) {
-#ifdef MNV2_WITH_CUDA
   torch::manual_seed(0);
   MobileNetV2 model;
   model->to(device);
@@ -85,15 +89,9 @@ double train_images_per_second(int64_t size, const torch::Device& device) {
       kWarmup,
       kTrainSteps);
   return static_cast<double>(size * kTrainSteps) / seconds;
-#else
-  static_cast<void>(size);
-  static_cast<void>(device);
-  throw std::runtime_error("this LibTorch has no CUDA");
-#endif
 }
 
 double infer_images_per_second(int64_t size, const torch::Device& device) {
-#ifdef MNV2_WITH_CUDA
   torch::manual_seed(0);
   MobileNetV2 model;
   model->to(device);
@@ -110,11 +108,6 @@ double infer_images_per_second(int64_t size, const torch::Device& device) {
       kWarmup,
       steps);
   return static_cast<double>(size * steps) / seconds;
-#else
-  static_cast<void>(size);
-  static_cast<void>(device);
-  throw std::runtime_error("this LibTorch has no CUDA");
-#endif
 }
 
 std::string join(const std::vector<int64_t>& values) {

@@ -31,6 +31,44 @@ bool has_image_extension(const std::string& path) {
          extensions.end();
 }
 
+ImageList list_images(const std::vector<std::string>& arguments) {
+  ImageList list;
+  for (const auto& argument : arguments) {
+    std::error_code ec;
+    if (!fs::is_directory(argument, ec)) {
+      if (!fs::exists(argument, ec)) {
+        throw DataError("image '" + argument + "' does not exist");
+      }
+      list.paths.push_back(argument);
+      list.in_folder.push_back(false);
+      continue;
+    }
+    std::vector<std::string> images;
+    for (const auto& entry : fs::recursive_directory_iterator(
+             argument, fs::directory_options::follow_directory_symlink, ec)) {
+      if (!entry.is_regular_file()) {
+        continue;
+      }
+      if (has_image_extension(entry.path().string())) {
+        images.push_back(entry.path().string());
+      } else {
+        ++list.other_files;
+      }
+    }
+    if (ec) {
+      throw DataError("folder '" + argument +
+                      "' cannot be read: " + ec.message());
+    }
+    if (images.empty()) {
+      throw DataError("folder '" + argument + "' holds no image");
+    }
+    std::sort(images.begin(), images.end());
+    list.paths.insert(list.paths.end(), images.begin(), images.end());
+    list.in_folder.resize(list.paths.size(), true);
+  }
+  return list;
+}
+
 Dataset load_image_folder(const std::string& root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {

@@ -21,6 +21,18 @@ struct Dataset {
 /// torchvision's IMG_EXTENSIONS, compared case-blind.
 bool has_image_extension(const std::string& path);
 
+/// The images named on a command line: files as given, folders searched
+/// recursively (in sorted order) for files with an image extension.
+struct ImageList {
+  std::vector<std::string> paths;
+  std::vector<bool> in_folder;  ///< found in a folder (not named)
+  int64_t other_files = 0;      ///< files in the folders that are not images
+};
+
+/// Throws DataError naming a path that does not exist or a folder holding
+/// no image.
+ImageList list_images(const std::vector<std::string>& arguments);
+
 /// `root/<class>/<image>`: classes sorted as torchvision sorts them (by code
 /// point), so class indices agree with `torchvision.datasets.ImageFolder`.
 /// Files inside a class folder are found recursively and sorted. Throws

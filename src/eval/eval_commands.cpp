@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -121,17 +122,49 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   return Outcome::kDone;
 }
 
+namespace {
+
+// A CSV field, quoted when it holds a comma, quote or line break.
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n\r") == std::string::npos) {
+    return text;
+  }
+  std::string quoted = "\"";
+  for (const char ch : text) {
+    quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  }
+  return quoted + "\"";
+}
+
+}  // namespace
+
 Outcome run_predict(const EvalCommand& c) {
+  const auto list = list_images(c.images);
   auto p = prepare(c);
   const auto amp = amp_dtype_of(c.amp_dtype, p.device);
   nlohmann::json all = nlohmann::json::array();
-  for (const auto& path : c.images) {
-    const auto image = eval_transform(
-        decode_rgb(path,
-                   [&](int64_t width, int64_t height) {
-                     return eval_jpeg_reduction(width, height, p.transform);
-                   }),
-        p.transform);
+  std::string csv = "image,rank,class,name,probability\n";
+  int64_t unreadable = 0;
+  for (size_t n = 0; n < list.paths.size(); ++n) {
+    const auto& path = list.paths[n];
+    cv::Mat image;
+    try {
+      image = eval_transform(decode_rgb(path,
+                                        [&](int64_t width, int64_t height) {
+                                          return eval_jpeg_reduction(
+                                              width, height, p.transform);
+                                        }),
+                             p.transform);
+    } catch (const DataError& e) {
+      // A named file must be readable; one found in a folder is skipped, as
+      // --data skips it (unless --strict-data).
+      if (!list.in_folder[n] || c.strict_data) {
+        throw;
+      }
+      log::warn(log::cat("skipping unreadable image: ", e.what()));
+      ++unreadable;
+      continue;
+    }
     auto nhwc = torch::from_blob(
         image.data, {1, image.rows, image.cols, 3}, torch::kUInt8);
     const auto x = normalize_images(nhwc.permute({0, 3, 1, 2}),
@@ -146,17 +179,29 @@ Outcome run_predict(const EvalCommand& c) {
     for (int64_t i = 0; i < k; ++i) {
       const auto index = indices[i].item<int64_t>();
       const double probability = values[i].item<double>();
+      const auto& name = p.class_names.at(index);
       std::cout << "  " << std::fixed << std::setprecision(2) << std::setw(6)
-                << 100 * probability << "%  " << p.class_names.at(index) << " ("
-                << index << ")\n";
-      entry["top"].push_back({{"class", index},
-                              {"name", p.class_names.at(index)},
-                              {"probability", probability}});
+                << 100 * probability << "%  " << name << " (" << index << ")\n";
+      entry["top"].push_back(
+          {{"class", index}, {"name", name}, {"probability", probability}});
+      std::ostringstream row;
+      row << csv_field(path) << "," << i + 1 << "," << index << ","
+          << csv_field(name) << "," << std::setprecision(9) << probability
+          << "\n";
+      csv += row.str();
     }
     all.push_back(entry);
   }
+  if (list.other_files > 0 || unreadable > 0) {
+    std::cout << all.size() << " images classified; skipped "
+              << list.other_files << " files that are not images and "
+              << unreadable << " unreadable images\n";
+  }
   if (!c.json.empty()) {
     write_file_atomically(c.json, all.dump(1) + "\n");
+  }
+  if (!c.csv.empty()) {
+    write_file_atomically(c.csv, csv);
   }
   return Outcome::kDone;
 }

@@ -38,7 +38,8 @@ struct EvalCommand {
   int64_t max_image_pixels = 178956970;
 
   // --predict
-  std::vector<std::string> images;
+  std::vector<std::string> images;  ///< files, or folders searched for them
+  std::string csv;                  ///< the top-k of every image as CSV rows
   int64_t topk = 5;
 
   // --benchmark

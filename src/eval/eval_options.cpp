@@ -10,14 +10,27 @@ const FlagTable<EvalCommand>& eval_flags() {
   static const FlagTable<EvalCommand> table = {
       {"weights", "", "weights file", &C::weights, "weights"},
       {"data", "", "ImageFolder or list file to evaluate on", &C::data, "data"},
-      {"predict", "", "classify these images", &C::images, "predict"},
+      {"predict",
+       "",
+       "classify these images (files, or folders searched recursively)",
+       &C::images,
+       "predict"},
       {"benchmark",
        "",
        "measure latency and throughput",
        &C::benchmark,
        "benchmark",
        FlagKind::kSwitch},
-      {"json", "", "write a JSON summary here", &C::json, ""},
+      {"json",
+       "",
+       "write a JSON summary here (--predict: every image's top-k)",
+       &C::json,
+       ""},
+      {"csv",
+       "",
+       "--predict: write every image's top-k here as CSV rows",
+       &C::csv,
+       ""},
       {"report-dir",
        "",
        "folder for the confusion matrix CSV and PNG (default: the JSON's "
@@ -137,6 +150,7 @@ std::vector<std::string> EvalCommand::problems() const {
   p.need(dtypes.empty() || amp_dtype.empty(),
          "give --dtypes or --amp-dtype, not both");
   p.need(dtypes.empty() || benchmark, "--dtypes is for --benchmark");
+  p.need(csv.empty() || !images.empty(), "--csv is for --predict");
   return std::move(p).list();
 }
 

@@ -395,10 +395,7 @@ def case_errors(bin_dir, work):
     run(tiny_train_args(bin_dir, data, finished, 1, ["--overwrite"]))
     check(len((finished / "metrics.jsonl").read_text().splitlines()) == 1,
           "--overwrite starts over")
-    result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--predict", work],
-                 expect=None)
-    check(result.returncode == 1 and "is a folder" in result.stderr,
-          f"--predict on a folder says so ({result.stderr.strip()[:120]})")
+    check_predict_folders(bin_dir, work, data)
 
     # A decompression bomb: 2.6 MB of PNG that is 30000x30000 pixels (2.7 GB
     # decoded) is refused from its header, within 1 GB of memory.
@@ -432,6 +429,47 @@ def case_errors(bin_dir, work):
                                  ["--max-image-pixels", "59999", "--strict-data"]), expect=None)
     check(result.returncode == 1 and "over the budget" in result.stderr,
           "... and stops on it with --strict-data")
+
+
+def check_predict_folders(bin_dir, work, data):
+    """--predict on folders: images found recursively in sorted order, other
+    files skipped and counted, unreadable images skipped (an error when named
+    or with --strict-data); JSON and CSV hold what a per-file run prints."""
+    predict = [bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--topk", 3]
+    shots = work / "shots"
+    (shots / "nested").mkdir(parents=True, exist_ok=True)
+    picks = (sorted((data / "val" / "3").glob("*.png"))[:2]
+             + sorted((data / "val" / "7").glob("*.png"))[:1])
+    names = ["a.png", "nested/b.png", "nested/c.png"]
+    for pick, name in zip(picks, names):
+        (shots / name).write_bytes(pick.read_bytes())
+    (shots / "notes.txt").write_text("not an image")
+    (shots / "nested" / "broken.png").write_bytes(b"not a png at all")
+    result = run(predict + ["--predict", shots, "--json", work / "shots.json",
+                            "--csv", work / "shots.csv"], expect=None)
+    check(result.returncode == 0 and "3 images classified; skipped 1 files that are not images "
+          "and 1 unreadable images" in result.stdout and "broken.png" in result.stderr,
+          f"--predict on a folder classifies its images ({result.stderr.strip()[:160]})")
+    folder_run = json.loads((work / "shots.json").read_text())
+    check([e["image"] for e in folder_run] == [str(shots / n) for n in names],
+          "... recursively, in sorted order")
+    rows = (work / "shots.csv").read_text().splitlines()
+    check(rows[0] == "image,rank,class,name,probability" and len(rows) == 1 + 3 * 3
+          and all(abs(float(row.split(",")[4]) - e["top"][int(row.split(",")[1]) - 1]
+                      ["probability"]) < 1e-6
+                  for row, e in zip(rows[1:], [e for e in folder_run for _ in range(3)])),
+          "... and its CSV rows hold the JSON's top-3")
+    run(predict + ["--predict", *[shots / n for n in names], "--json", work / "files.json"])
+    check(json.loads((work / "files.json").read_text()) == folder_run,
+          "... exactly what naming the files gives")
+    result = run(predict + ["--predict", shots, "--strict-data"], expect=None)
+    check(result.returncode == 1 and "broken.png" in result.stderr,
+          "... and stops on the unreadable image with --strict-data")
+    (work / "no_images").mkdir(exist_ok=True)
+    (work / "no_images" / "readme.txt").write_text("nothing to see")
+    result = run(predict + ["--predict", work / "no_images"], expect=None)
+    check(result.returncode == 1 and "holds no image" in result.stderr,
+          "a folder without images is an error naming it")
 
 
 def write_png_bomb(path, side):

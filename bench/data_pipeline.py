@@ -57,8 +57,7 @@ def pillow_simd_python():
     venv = cache / "venv-pillow-simd"
     python = venv / "bin" / "python"
     if not (venv / ".complete").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-        subprocess.run([python, "-m", "ensurepip", "-q"], check=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         subprocess.run([python, "-m", "pip", "install", "-q", PILLOW_SIMD], check=True)
         own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()

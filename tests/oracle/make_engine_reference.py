@@ -124,6 +124,8 @@ def special_images(out):
     made["grey16.png"] = np.stack([base[:, :, 0]] * 3, axis=-1)
     Image.fromarray(base).save(folder / "lossless.webp", lossless=True)
     made["lossless.webp"] = base
+    Image.fromarray(base).save(folder / "lossy.webp", quality=90)
+    made["lossy.webp"] = np.asarray(Image.open(folder / "lossy.webp").convert("RGB"))
     Image.fromarray(base).save(folder / "plain.tiff")
     made["plain.tiff"] = base
     Image.fromarray(base).save(folder / "plain.bmp")

@@ -80,10 +80,7 @@ cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce) {
   if (bytes.empty()) {
     throw DataError("image '" + path + "' is empty (0 bytes)");
   }
-  const bool jpeg = bytes.size() >= 4 &&
-                    static_cast<unsigned char>(bytes[0]) == 0xFF &&
-                    static_cast<unsigned char>(bytes[1]) == 0xD8;
-  if (jpeg && jpeg_is_truncated(bytes)) {
+  if (image_format(bytes) == ImageFormat::kJpeg && jpeg_is_truncated(bytes)) {
     throw DataError("image '" + path + "' is a truncated JPEG");
   }
   int flags = cv::IMREAD_COLOR;  // 8-bit, 3 channels, EXIF orientation
@@ -92,7 +89,7 @@ cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce) {
     if (header->width * header->height > limit) {
       throw DataError(over_budget(path, *header, limit));
     }
-    if (header->format == ImageFormat::kJpeg && reduce && header->width > 0) {
+    if (header->format == ImageFormat::kJpeg && reduce) {
       flags = imread_flags(reduce(header->width, header->height));
     }
   }

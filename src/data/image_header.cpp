@@ -212,27 +212,47 @@ std::optional<ImageHeader> tiff(std::string_view bytes) {
 
 }  // namespace
 
-std::optional<ImageHeader> read_image_header(std::string_view bytes) {
+ImageFormat image_format(std::string_view bytes) {
   if (starts_with(bytes, "\xFF\xD8")) {
-    return jpeg(bytes);
+    return ImageFormat::kJpeg;
   }
   if (starts_with(bytes, "\x89PNG\r\n\x1A\n")) {
-    return png(bytes);
+    return ImageFormat::kPng;
   }
   if (bytes.size() >= 12 && starts_with(bytes, "RIFF") &&
       bytes.substr(8, 4) == "WEBP") {
-    return webp(bytes);
+    return ImageFormat::kWebp;
   }
   if (starts_with(bytes, "BM")) {
-    return bmp(bytes);
+    return ImageFormat::kBmp;
   }
   if (starts_with(bytes, std::string_view("II*\0", 4)) ||
       starts_with(bytes, std::string_view("MM\0*", 4))) {
-    return tiff(bytes);
+    return ImageFormat::kTiff;
   }
   if (bytes.size() > 2 && bytes[0] == 'P' && bytes[1] >= '1' &&
       bytes[1] <= '6') {
-    return pnm(bytes);
+    return ImageFormat::kPnm;
+  }
+  return ImageFormat::kOther;
+}
+
+std::optional<ImageHeader> read_image_header(std::string_view bytes) {
+  switch (image_format(bytes)) {
+    case ImageFormat::kJpeg:
+      return jpeg(bytes);
+    case ImageFormat::kPng:
+      return png(bytes);
+    case ImageFormat::kWebp:
+      return webp(bytes);
+    case ImageFormat::kBmp:
+      return bmp(bytes);
+    case ImageFormat::kTiff:
+      return tiff(bytes);
+    case ImageFormat::kPnm:
+      return pnm(bytes);
+    case ImageFormat::kOther:
+      break;
   }
   return std::nullopt;
 }

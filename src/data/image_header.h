@@ -17,6 +17,9 @@ struct ImageHeader {
   int64_t height = 0;  ///< as stored (before any EXIF rotation)
 };
 
+/// The format from the leading bytes (magic numbers) alone.
+ImageFormat image_format(std::string_view bytes);
+
 /// The format from the leading bytes and, for JPEG (libjpeg-turbo's
 /// TurboJPEG), WebP (libwebp), TIFF (libtiff, first page), PNG, BMP and
 /// PNM, the stored size. Nothing for other formats and for headers that do

@@ -5,6 +5,7 @@
 #include "common/runtime.h"
 #include "data/image_decode.h"
 #include "data/sampler.h"
+#include "data/shards.h"
 #include "data/trivial_augment.h"
 
 #include <torch/torch.h>
@@ -91,7 +92,13 @@ struct DataLoader::State {
   Dataset dataset;
   LoaderOptions options;
 
-  std::vector<int64_t> order;
+  std::vector<int64_t> order;  // files: the epoch's dataset indices
+  // Shards: the epoch's sample stream, read in batch order by the worker
+  // whose turn it is (so the order does not depend on the worker count).
+  std::unique_ptr<ShardStream> stream;
+  std::mutex stream_mutex;
+  std::condition_variable stream_turn;
+  int64_t stream_batch = 0;  // the batch whose samples are read next
   int64_t epoch = 0;
   int64_t num_batches = 0;
 
@@ -113,6 +120,74 @@ struct DataLoader::State {
     std::optional<cv::Rect> erase;
   };
 
+  // A sample to load: a file (its path in `name`) or a shard member's bytes.
+  struct Item {
+    int64_t index = 0;
+    int64_t label = 0;
+    std::string name;
+    std::optional<std::string> bytes;
+  };
+
+  bool sharded() const {
+    return !dataset.shards.empty();
+  }
+
+  int64_t samples_in_epoch() const {
+    if (sharded()) {
+      return shard_samples_of_rank(
+          dataset, options.rank, options.world_size, options.pad_shards);
+    }
+    const auto n = dataset.size();
+    if (!options.pad_shards) {
+      return (n - options.rank + options.world_size - 1) / options.world_size;
+    }
+    return options.drop_last
+               ? n / options.world_size
+               : (n + options.world_size - 1) / options.world_size;
+  }
+
+  // Reported once per message; an error instead when strict.
+  void report(const std::string& message) {
+    if (options.strict) {
+      throw DataError(message + " (--strict-data)");
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    if (warned.insert(message).second) {
+      log::warn(message);
+    }
+  }
+
+  std::vector<Item> items_of_batch(int64_t batch) {
+    std::vector<Item> items;
+    if (sharded()) {
+      std::unique_lock<std::mutex> lock(stream_mutex);
+      stream_turn.wait(lock, [&] { return stream_batch == batch; });
+      try {
+        for (auto& sample : stream->take(options.batch_size)) {
+          items.push_back({sample.index,
+                           sample.label,
+                           std::move(sample.name),
+                           std::move(sample.image)});
+        }
+      } catch (...) {
+        ++stream_batch;
+        stream_turn.notify_all();
+        throw;
+      }
+      ++stream_batch;
+      stream_turn.notify_all();
+      return items;
+    }
+    const auto begin = static_cast<size_t>(batch * options.batch_size);
+    const auto end =
+        std::min(order.size(), begin + static_cast<size_t>(options.batch_size));
+    for (size_t i = begin; i < end; ++i) {
+      const auto& sample = dataset.samples[static_cast<size_t>(order[i])];
+      items.push_back({order[i], sample.label, sample.path, std::nullopt});
+    }
+    return items;
+  }
+
   int64_t image_size() const {
     return options.train ? options.train_transform.size
                          : options.eval_transform.crop_size;
@@ -131,19 +206,21 @@ struct DataLoader::State {
   }
 
   // The transformed image of one sample (BGR), or an empty one when skipped.
-  Prepared load_sample(int64_t index) {
-    const auto& sample = dataset.samples[static_cast<size_t>(index)];
+  Prepared load_sample(const Item& item) {
+    const auto index = item.index;
     try {
+      const auto reduction = [this](int64_t width, int64_t height) {
+        if (!options.reduced_jpeg_decode) {
+          return 1;
+        }
+        return options.train
+                   ? train_jpeg_reduction(
+                         width, height, options.train_transform)
+                   : eval_jpeg_reduction(width, height, options.eval_transform);
+      };
       const cv::Mat bgr =
-          decode_bgr(sample.path, [this](int64_t width, int64_t height) {
-            if (!options.reduced_jpeg_decode) {
-              return 1;
-            }
-            return options.train ? train_jpeg_reduction(
-                                       width, height, options.train_transform)
-                                 : eval_jpeg_reduction(
-                                       width, height, options.eval_transform);
-          });
+          item.bytes ? decode_bgr_bytes(item.name, *item.bytes, reduction)
+                     : decode_bgr(item.name, reduction);
       if (!options.train) {
         return {eval_transform(bgr, options.eval_transform), std::nullopt};
       }
@@ -168,7 +245,7 @@ struct DataLoader::State {
       }
       std::lock_guard<std::mutex> lock(mutex);
       ++skipped;
-      if (warned.insert(sample.path).second) {
+      if (warned.insert(item.name).second) {
         log::warn(log::cat("skipping unreadable image: ", e.what()));
       }
       return {};
@@ -176,14 +253,12 @@ struct DataLoader::State {
   }
 
   Batch make_batch(int64_t batch) {
-    const auto begin = static_cast<size_t>(batch * options.batch_size);
-    const auto end =
-        std::min(order.size(), begin + static_cast<size_t>(options.batch_size));
     const int64_t size = image_size();
     std::vector<Prepared> images;
+    std::vector<int64_t> labels_of_images;
     Batch out;
-    for (size_t i = begin; i < end; ++i) {
-      Prepared image = load_sample(order[i]);
+    for (const auto& item : items_of_batch(batch)) {
+      Prepared image = load_sample(item);
       if (image.bgr.empty()) {
         continue;
       }
@@ -195,7 +270,8 @@ struct DataLoader::State {
                   image.bgr.cols,
                   " image");
       images.push_back(std::move(image));
-      out.indices.push_back(order[i]);
+      out.indices.push_back(item.index);
+      labels_of_images.push_back(item.label);
     }
     const auto count = static_cast<int64_t>(images.size());
     auto tensor_options = torch::TensorOptions().dtype(
@@ -226,15 +302,7 @@ struct DataLoader::State {
       }
     }
     out.images = nhwc ? storage.permute({0, 3, 1, 2}) : storage;
-    auto labels = torch::empty({count}, torch::kLong);
-    auto* label_data = labels.data_ptr<int64_t>();
-    for (int64_t i = 0; i < count; ++i) {
-      label_data[i] =
-          dataset
-              .samples[static_cast<size_t>(out.indices[static_cast<size_t>(i)])]
-              .label;
-    }
-    out.labels = labels;
+    out.labels = torch::tensor(labels_of_images, torch::kLong);
     return out;
   }
 
@@ -269,7 +337,7 @@ struct DataLoader::State {
 
 DataLoader::DataLoader(Dataset dataset, LoaderOptions options)
     : state_(std::make_unique<State>()) {
-  if (dataset.samples.empty()) {
+  if (dataset.size() == 0) {
     throw DataError("dataset '" + dataset.origin + "' has no samples");
   }
   if (options.batch_size < 1) {
@@ -296,19 +364,35 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   auto& s = *state_;
   s.stop_workers();
   const auto& o = s.options;
-  s.order = epoch_order(static_cast<int64_t>(s.dataset.samples.size()),
-                        epoch,
-                        o.seed,
-                        o.shuffle,
-                        o.rank,
-                        o.world_size,
-                        o.drop_last,
-                        o.pad_shards);
-  const auto n = static_cast<int64_t>(s.order.size());
-  s.num_batches =
-      o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+  s.num_batches = batches_per_epoch();
   s.epoch = epoch;
-  s.next_to_assign = std::clamp<int64_t>(first_batch, 0, s.num_batches);
+  first_batch = std::clamp<int64_t>(first_batch, 0, s.num_batches);
+  if (s.sharded()) {
+    ShardStreamOptions so;
+    so.epoch = epoch;
+    so.seed = o.seed;
+    so.shuffle = o.shuffle;
+    so.shuffle_buffer = o.shuffle_buffer;
+    so.rank = o.rank;
+    so.world_size = o.world_size;
+    so.length = std::min(s.samples_in_epoch(), s.num_batches * o.batch_size);
+    s.stream = std::make_unique<ShardStream>(
+        s.dataset, so, [&s](const std::string& m) { s.report(m); });
+    // Resuming: the stream is read (not decoded) up to where the epoch
+    // stopped, so the rest comes in the order the whole epoch would have.
+    s.stream->take(first_batch * o.batch_size);
+    s.stream_batch = first_batch;
+  } else {
+    s.order = epoch_order(s.dataset.size(),
+                          epoch,
+                          o.seed,
+                          o.shuffle,
+                          o.rank,
+                          o.world_size,
+                          o.drop_last,
+                          o.pad_shards);
+  }
+  s.next_to_assign = first_batch;
   s.next_to_consume = s.next_to_assign;
   s.ready.clear();
   s.error = nullptr;
@@ -352,12 +436,7 @@ int64_t DataLoader::batches_per_epoch() const {
 }
 
 int64_t DataLoader::samples_per_epoch() const {
-  const auto& o = state_->options;
-  const auto n = static_cast<int64_t>(state_->dataset.samples.size());
-  if (!o.pad_shards) {
-    return (n - o.rank + o.world_size - 1) / o.world_size;
-  }
-  return o.drop_last ? n / o.world_size : (n + o.world_size - 1) / o.world_size;
+  return state_->samples_in_epoch();
 }
 
 int64_t DataLoader::skipped_in_epoch() const {

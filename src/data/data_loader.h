@@ -19,6 +19,9 @@ struct LoaderOptions {
   /// Batches decoded ahead of the consumer.
   int prefetch_batches = 4;
   bool shuffle = false;
+  /// Shards only: samples held for shuffling (webdataset's shuffle buffer);
+  /// memory grows with it (about its size times the mean image file).
+  int64_t shuffle_buffer = 1000;
   bool drop_last = false;
   uint64_t seed = 0;
   int64_t rank = 0;
@@ -58,7 +61,9 @@ struct Batch {
 
 /// Decodes and transforms images on worker threads into batches, in a fixed
 /// order per epoch; the augmentation of a sample depends only on (seed,
-/// epoch, index), so results do not depend on the number of workers. An
+/// epoch, index), so results do not depend on the number of workers. Files
+/// are sampled as DistributedSampler does; shards are streamed as
+/// ShardStream describes (whole shards per rank, a shuffle buffer). An
 /// unreadable image is skipped with one warning (or is an error when strict);
 /// any other worker error is rethrown by `next()`.
 class DataLoader {

@@ -2,6 +2,7 @@
 
 #include "common/checkpoint.h"
 #include "common/errors.h"
+#include "data/shards.h"
 
 #include <algorithm>
 #include <cctype>
@@ -74,7 +75,7 @@ Dataset load_image_folder(const std::string& root) {
   if (!fs::is_directory(root, ec)) {
     throw DataError("dataset folder '" + root + "' does not exist");
   }
-  Dataset dataset{root, {}, {}};
+  Dataset dataset{root, {}, {}, {}};
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     if (entry.is_directory()) {
       dataset.class_names.push_back(entry.path().filename().string());
@@ -134,7 +135,7 @@ Dataset load_list_file(const std::string& list_path) {
     throw DataError("list file '" + list_path + "' cannot be read");
   }
   const auto base = fs::path(list_path).parent_path();
-  Dataset dataset{list_path, {}, {}};
+  Dataset dataset{list_path, {}, {}, {}};
   int64_t max_label = -1;
   std::string line;
   for (int line_number = 1; std::getline(in, line); ++line_number) {
@@ -172,24 +173,35 @@ Dataset load_list_file(const std::string& list_path) {
   if (dataset.samples.empty()) {
     throw DataError("list file '" + list_path + "' lists no images");
   }
-  const auto names_file = base / "classes.txt";
-  if (fs::exists(names_file)) {
-    dataset.class_names = read_class_names(names_file.string());
-    if (static_cast<int64_t>(dataset.class_names.size()) <= max_label) {
-      throw DataError("list file '" + list_path + "' has label " +
-                      std::to_string(max_label) + " but '" +
-                      names_file.string() + "' names only " +
-                      std::to_string(dataset.class_names.size()) + " classes");
-    }
-  } else {
-    for (int64_t i = 0; i <= max_label; ++i) {
-      dataset.class_names.push_back(std::to_string(i));
-    }
-  }
+  dataset.class_names = class_names_beside(
+      base.string(), max_label, "list file '" + list_path + "'");
   return dataset;
 }
 
+std::vector<std::string> class_names_beside(const std::string& folder,
+                                            int64_t max_label,
+                                            const std::string& what) {
+  const auto names_file = fs::path(folder) / "classes.txt";
+  std::vector<std::string> names;
+  if (fs::exists(names_file)) {
+    names = read_class_names(names_file.string());
+    if (static_cast<int64_t>(names.size()) <= max_label) {
+      throw DataError(what + " has label " + std::to_string(max_label) +
+                      " but '" + names_file.string() + "' names only " +
+                      std::to_string(names.size()) + " classes");
+    }
+  } else {
+    for (int64_t i = 0; i <= max_label; ++i) {
+      names.push_back(std::to_string(i));
+    }
+  }
+  return names;
+}
+
 Dataset open_dataset(const std::string& path) {
+  if (names_shards(path)) {
+    return open_shards(path);
+  }
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     return load_image_folder(path);

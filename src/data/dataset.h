@@ -11,11 +11,27 @@ struct Sample {
   int64_t label;
 };
 
-/// Images with integer labels and the class names those labels index.
+/// One WebDataset tar shard and where its samples sit in the dataset's
+/// numbering (shards in the order named, samples in the order stored).
+struct ShardFile {
+  std::string path;
+  int64_t samples = 0;      ///< complete samples: an image and a label
+  int64_t first_index = 0;  ///< dataset index of its first sample
+};
+
+/// Images with integer labels and the class names those labels index: files
+/// (`samples`, read in any order) or tar shards (`shards`, read front to
+/// back; data/shards.h).
 struct Dataset {
-  std::string origin;  ///< the folder or list file it was read from
+  std::string origin;  ///< the folder, list file or shard pattern
   std::vector<Sample> samples;
   std::vector<std::string> class_names;
+  std::vector<ShardFile> shards;
+
+  int64_t size() const {
+    return shards.empty() ? static_cast<int64_t>(samples.size())
+                          : shards.back().first_index + shards.back().samples;
+  }
 };
 
 /// torchvision's IMG_EXTENSIONS, compared case-blind.
@@ -45,7 +61,15 @@ Dataset load_image_folder(const std::string& root);
 /// DataError naming the file and line for a bad line.
 Dataset load_list_file(const std::string& list_path);
 
-/// A folder is an ImageFolder, a file a list file.
+/// Class names for labels up to `max_label`: `classes.txt` in `folder` when
+/// it exists (DataError when it names too few), else the label numbers.
+/// `what` names the data in the error.
+std::vector<std::string> class_names_beside(const std::string& folder,
+                                            int64_t max_label,
+                                            const std::string& what);
+
+/// Shards (data/shards.h: a .tar, a brace pattern, a folder of .tar files or
+/// a list of them), else a folder is an ImageFolder and a file a list file.
 Dataset open_dataset(const std::string& path);
 
 /// One class name per line (blank lines ignored). Throws DataError.

@@ -76,7 +76,12 @@ int64_t max_image_pixels() {
 }
 
 cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce) {
-  const std::string bytes = read_file(path);
+  return decode_bgr_bytes(path, read_file(path), reduce);
+}
+
+cv::Mat decode_bgr_bytes(const std::string& path,
+                         const std::string& bytes,
+                         const JpegReduction& reduce) {
   if (bytes.empty()) {
     throw DataError("image '" + path + "' is empty (0 bytes)");
   }

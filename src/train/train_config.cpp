@@ -10,7 +10,13 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(std::find(recipes.begin(), recipes.end(), recipe) != recipes.end(),
          "--recipe: unknown recipe '" + recipe + "'");
   p.need(!data.empty(), "--data is required");
-  p.need(!output.empty(), "--output is required");
+  p.need(!output.empty() || !write_shards.empty(), "--output is required");
+  p.need(shuffle_buffer >= 1 && shuffle_buffer <= 1000000,
+         "--shuffle-buffer must be in [1, 1000000]");
+  p.need(shard_max_mb >= 1 && shard_max_mb <= 1000000,
+         "--shard-max-mb must be in [1, 1000000]");
+  p.need(shard_max_side >= 0 && shard_max_side <= 65535,
+         "--shard-max-side must be in [0, 65535]");
   p.need(epochs >= 1, "--epochs must be at least 1");
   p.need(max_image_pixels >= 1, "--max-image-pixels must be at least 1");
   p.need(batch_size >= 1, "--batch-size must be at least 1");

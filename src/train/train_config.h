@@ -28,6 +28,13 @@ struct TrainConfig {
   /// before decoding; PIL's default.
   int64_t max_image_pixels = 178956970;
   int workers = 0;  ///< <= 0: available cores
+  /// Shards: samples held for shuffling (webdataset's shuffle buffer).
+  int64_t shuffle_buffer = 1000;
+  /// Pack --data into WebDataset shards at this pattern and stop (no
+  /// training): "out/train-%06d.tar".
+  std::string write_shards;
+  int64_t shard_max_mb = 1024;
+  int64_t shard_max_side = 0;  ///< 0: images kept as they are
 
   // Model
   double width_mult = 1.0;

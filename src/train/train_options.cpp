@@ -20,8 +20,9 @@ FlagTable<TrainConfig> make_train_flags() {
       // Data
       {"data",
        "Data",
-       "training data: ImageFolder (or a folder with train/ and val/) or list "
-       "file",
+       "training data: ImageFolder (or a folder with train/ and val/), list "
+       "file, or WebDataset shards (a .tar, a {000..099} pattern, a folder or "
+       "list of .tar files)",
        &C::data,
        "data"},
       {"val-data",
@@ -73,6 +74,28 @@ FlagTable<TrainConfig> make_train_flags() {
        "Data",
        "skip images whose header declares more pixels, before decoding",
        &C::max_image_pixels,
+       ""},
+      {"shuffle-buffer",
+       "Data",
+       "samples held for shuffling when the data are shards",
+       &C::shuffle_buffer,
+       "shuffle_buffer"},
+      {"write-shards",
+       "Data",
+       "pack --data into WebDataset shards at this pattern (e.g. "
+       "shards/train-%06d.tar) and stop",
+       &C::write_shards,
+       ""},
+      {"shard-max-mb",
+       "Data",
+       "--write-shards: largest shard in MiB",
+       &C::shard_max_mb,
+       ""},
+      {"shard-max-side",
+       "Data",
+       "--write-shards: re-encode larger images as JPEG at this longer side "
+       "(0: keep files as they are)",
+       &C::shard_max_side,
        ""},
       // Model
       {"width-mult", "Model", "width multiplier", &C::width_mult, "width_mult"},

@@ -50,6 +50,7 @@ LoaderOptions loader_options(const TrainConfig& c,
   o.batch_size = c.batch_size;
   o.workers = c.workers;
   o.shuffle = train;
+  o.shuffle_buffer = c.shuffle_buffer;
   o.seed = c.seed;
   o.strict = c.strict_data;
   o.train = train;
@@ -165,8 +166,7 @@ void Training::setup() {
 
   auto train_options = loader_options(c_, true, device_.is_cuda(), launch_);
   train_options.normalization = info_.normalization;
-  train_options.drop_last =
-      static_cast<int64_t>(train_set_.samples.size()) >= c_.batch_size;
+  train_options.drop_last = train_set_.size() >= c_.batch_size;
   train_loader_ = std::make_unique<DataLoader>(train_set_, train_options);
   auto val_options = loader_options(c_, false, device_.is_cuda(), launch_);
   val_options.normalization = info_.normalization;
@@ -200,15 +200,18 @@ void Training::setup() {
       count_multiply_adds(*model_, c_.img_size, c_.img_size) / 1e6,
       "M multiply-adds at ",
       c_.img_size));
-  log::info(log::cat("data: ",
-                     train_set_.samples.size(),
-                     " training images in '",
-                     train_set_.origin,
-                     "', ",
-                     val_set_.samples.size(),
-                     " validation images in '",
-                     val_set_.origin,
-                     "'"));
+  log::info(
+      log::cat("data: ",
+               train_set_.size(),
+               " training images in '",
+               train_set_.origin,
+               train_set_.shards.empty()
+                   ? "', "
+                   : log::cat("' (", train_set_.shards.size(), " shards), "),
+               val_set_.size(),
+               " validation images in '",
+               val_set_.origin,
+               "'"));
   log::info(
       log::cat("recipe ",
                c_.recipe,
@@ -340,6 +343,9 @@ Outcome Training::run() {
 }
 
 Outcome run_training(TrainConfig config) {
+  if (!config.write_shards.empty()) {
+    return pack_into_shards(config);
+  }
   return Training(std::move(config)).run();
 }
 

@@ -10,6 +10,11 @@ namespace mnv2 {
 /// weights, resumable. Returns kDone, or kInterrupted/kTerminated after
 /// SIGINT/SIGTERM (checkpoint saved). Throws ConfigError for bad settings
 /// (before anything is written), DataError, WeightsError or TrainingError.
+/// With `config.write_shards`, packs the data instead (pack_into_shards).
 Outcome run_training(TrainConfig config);
+
+/// Packs `config.data` (an ImageFolder or list file) into WebDataset shards
+/// at `config.write_shards` and logs what it wrote.
+Outcome pack_into_shards(const TrainConfig& config);
 
 }  // namespace mnv2

@@ -3,6 +3,7 @@
 #include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "data/shards.h"
 #include "weights/weights_file.h"
 
 #include <mobilenetv2/atomic_file.h>
@@ -20,7 +21,12 @@ namespace mnv2 {
 std::pair<Dataset, Dataset> open_train_and_val(const TrainConfig& c) {
   const fs::path data(c.data);
   std::error_code ec;
-  if (!fs::exists(data, ec)) {
+  if (names_shards(c.data) && !fs::is_directory(data / "train", ec)) {
+    if (c.val_data.empty()) {
+      throw ConfigError("--data '" + c.data +
+                        "' names shards: pass --val-data (shards or files)");
+    }
+  } else if (!fs::exists(data, ec)) {
     throw ConfigError("--data '" + c.data + "' does not exist");
   }
   if (fs::is_directory(data, ec) && fs::is_empty(data, ec)) {

@@ -1,0 +1,50 @@
+// mnv2-train --write-shards: packs --data into WebDataset shards and stops.
+#include "train/trainer.h"
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "data/dataset.h"
+#include "data/image_decode.h"
+#include "data/shard_writer.h"
+
+namespace mnv2 {
+
+Outcome pack_into_shards(const TrainConfig& config) {
+  set_max_image_pixels(config.max_image_pixels);
+  const auto source = open_dataset(config.data);
+  ShardWriteOptions options;
+  options.pattern = config.write_shards;
+  options.max_bytes = config.shard_max_mb * 1024 * 1024;
+  options.max_side = static_cast<int>(config.shard_max_side);
+  options.seed = config.seed;
+  options.overwrite = config.overwrite;
+  options.strict = config.strict_data;
+  log::info(log::cat("packing ",
+                     source.size(),
+                     " images of '",
+                     source.origin,
+                     "' into shards '",
+                     config.write_shards,
+                     "'"));
+  const auto report = write_shards(source, options);
+  log::info(log::cat(
+      "wrote ",
+      report.samples,
+      " samples (",
+      report.bytes / (1024.0 * 1024.0),
+      " MiB of images) into ",
+      report.shards.size(),
+      " shards, ",
+      report.shards.front(),
+      report.shards.size() > 1 ? " to " + report.shards.back() : std::string(),
+      "; ",
+      report.reencoded,
+      " re-encoded at a longer side of ",
+      config.shard_max_side,
+      ", ",
+      report.skipped,
+      " unreadable skipped; classes.txt beside them"));
+  return Outcome::kDone;
+}
+
+}  // namespace mnv2

@@ -146,13 +146,19 @@ struct DataLoader::State {
                : (n + options.world_size - 1) / options.world_size;
   }
 
-  // Reported once per message; an error instead when strict.
+  // A shard's problem: an error when strict, else a warning (once; those
+  // found when the shards were opened were logged then).
   void report(const std::string& message) {
     if (options.strict) {
       throw DataError(message + " (--strict-data)");
     }
     std::lock_guard<std::mutex> lock(mutex);
     if (warned.insert(message).second) {
+      for (const auto& shard : dataset.shards) {
+        if (std::count(shard.problems.begin(), shard.problems.end(), message)) {
+          return;
+        }
+      }
       log::warn(message);
     }
   }
@@ -347,6 +353,13 @@ DataLoader::DataLoader(Dataset dataset, LoaderOptions options)
       options.eval_transform.resize_size < options.eval_transform.crop_size) {
     throw std::invalid_argument(
         "the resize size must not be smaller than the crop size");
+  }
+  if (options.strict) {
+    for (const auto& shard : dataset.shards) {
+      if (!shard.problems.empty()) {
+        throw DataError(shard.problems.front() + " (--strict-data)");
+      }
+    }
   }
   if (options.workers <= 0) {
     options.workers = default_thread_count();

@@ -17,6 +17,8 @@ struct ShardFile {
   std::string path;
   int64_t samples = 0;      ///< complete samples: an image and a label
   int64_t first_index = 0;  ///< dataset index of its first sample
+  /// What opening it found and logged: samples skipped, an early end.
+  std::vector<std::string> problems;
 };
 
 /// Images with integer labels and the class names those labels index: files

@@ -173,8 +173,8 @@ void check_pattern(const ShardWriteOptions& options) {
                       "' needs one integer field and a .tar name, e.g. "
                       "shards/train-%06d.tar");
   }
-  if (options.max_bytes < 1024 * 1024) {
-    throw ConfigError("--shard-max-mb must be at least 1");
+  if (options.max_bytes < 64 * 1024) {
+    throw ConfigError("--write-shards: a shard must hold at least 64 KiB");
   }
   std::error_code ec;
   const auto first = shard_path(options.pattern, 0);

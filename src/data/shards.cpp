@@ -400,14 +400,18 @@ Dataset open_shards(const std::string& spec) {
   int64_t max_label = -1;
   int64_t next_index = 0;
   for (const auto& path : expand_shards(spec)) {
-    ShardFile shard{path, 0, next_index};
-    ShardReader reader(shard,
-                       [](const std::string& message) { log::warn(message); });
+    ShardFile shard{path, 0, next_index, {}};
+    std::vector<std::string> problems;
+    ShardReader reader(shard, [&problems](const std::string& message) {
+      log::warn(message);
+      problems.push_back(message);
+    });
     while (const auto sample = reader.next(/*read_image=*/false)) {
       ++shard.samples;
       max_label = std::max(max_label, sample->label);
     }
     next_index += shard.samples;
+    shard.problems = std::move(problems);
     dataset.shards.push_back(shard);
   }
   if (next_index == 0) {

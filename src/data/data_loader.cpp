@@ -354,6 +354,13 @@ DataLoader::DataLoader(Dataset dataset, LoaderOptions options)
     throw std::invalid_argument(
         "the resize size must not be smaller than the crop size");
   }
+  if (!dataset.shards.empty() && options.pad_shards &&
+      options.world_size > static_cast<int64_t>(dataset.shards.size())) {
+    throw DataError("'" + dataset.origin + "' has " +
+                    std::to_string(dataset.shards.size()) + " shards for " +
+                    std::to_string(options.world_size) +
+                    " ranks: training needs at least one shard per rank");
+  }
   if (options.strict) {
     for (const auto& shard : dataset.shards) {
       if (!shard.problems.empty()) {

@@ -554,12 +554,6 @@ ShardStream::ShardStream(const Dataset& dataset,
                          ShardStreamOptions options,
                          ShardProblem problem)
     : s_(std::make_unique<State>()) {
-  if (options.world_size > static_cast<int64_t>(dataset.shards.size())) {
-    throw DataError("'" + dataset.origin + "' has " +
-                    std::to_string(dataset.shards.size()) + " shards for " +
-                    std::to_string(options.world_size) +
-                    " ranks: each rank needs at least one shard");
-  }
   s_->dataset = &dataset;
   s_->options = options;
   s_->options.shuffle_buffer = std::max<int64_t>(options.shuffle_buffer, 1);

@@ -89,14 +89,13 @@ std::vector<int64_t> indices_of(const std::vector<mnv2::Batch>& batches) {
 
 }  // namespace
 
-TEST_CASE("shard specs: brace patterns, folders and list files",
-          "[shards]") {
+TEST_CASE("shard specs: brace patterns, folders and list files", "[shards]") {
   const auto folder = (shards_oracle() / "py").string();
   CHECK(mnv2::names_shards(python_shards()));
   CHECK(mnv2::names_shards(folder));
   CHECK_FALSE(mnv2::names_shards((shards_oracle() / "source").string()));
-  CHECK_FALSE(mnv2::names_shards(
-      (shards_oracle() / "source" / "source.txt").string()));
+  CHECK_FALSE(
+      mnv2::names_shards((shards_oracle() / "source" / "source.txt").string()));
   const auto expanded = mnv2::expand_shards(python_shards());
   REQUIRE(expanded.size() == 4);
   CHECK(fs::path(expanded[3]).filename() == "py-000003.tar");
@@ -116,9 +115,9 @@ TEST_CASE("shard specs: brace patterns, folders and list files",
   CHECK(mnv2::expand_shards((dir / "a-{10..08}.tar").string()).size() == 3);
   CHECK(fs::path(mnv2::expand_shards((dir / "{a-08,b}.tar").string())[1])
             .filename() == "b.tar");
-  CHECK_THROWS_WITH(mnv2::expand_shards((dir / "a-{07..08}.tar").string()),
-                    Catch::Contains("a-07.tar") &&
-                        Catch::Contains("does not exist"));
+  CHECK_THROWS_WITH(
+      mnv2::expand_shards((dir / "a-{07..08}.tar").string()),
+      Catch::Contains("a-07.tar") && Catch::Contains("does not exist"));
 }
 
 TEST_CASE("shards webdataset wrote: samples, labels and bytes as written",
@@ -126,11 +125,13 @@ TEST_CASE("shards webdataset wrote: samples, labels and bytes as written",
   const auto dataset = mnv2::open_dataset(python_shards());
   const auto& expected = manifest()["shards"];
   REQUIRE(dataset.shards.size() == expected.size());
-  CHECK(dataset.class_names == manifest()["classes"].get<std::vector<std::string>>());
+  CHECK(dataset.class_names ==
+        manifest()["classes"].get<std::vector<std::string>>());
   int64_t index = 0;
   for (size_t s = 0; s < expected.size(); ++s) {
     INFO("shard " << dataset.shards[s].path);
-    CHECK(dataset.shards[s].samples == static_cast<int64_t>(expected[s].size()));
+    CHECK(dataset.shards[s].samples ==
+          static_cast<int64_t>(expected[s].size()));
     CHECK(dataset.shards[s].first_index == index);
     std::vector<std::string> problems;
     mnv2::ShardReader reader(dataset.shards[s], [&](const std::string& m) {
@@ -151,8 +152,9 @@ TEST_CASE("shards webdataset wrote: samples, labels and bytes as written",
     // The unlabelled sample is the one problem (shard 1); __meta__ is none.
     CHECK(problems.size() == (s == 1 ? 1u : 0u));
     for (const auto& p : problems) {
-      CHECK_THAT(p, Catch::Contains("unlabelled/photo") &&
-                        Catch::Contains("no label"));
+      CHECK_THAT(
+          p,
+          Catch::Contains("unlabelled/photo") && Catch::Contains("no label"));
     }
   }
   CHECK(dataset.size() == index);
@@ -163,8 +165,8 @@ TEST_CASE("a truncated shard yields its complete samples, then stops",
   const auto cut = (shards_oracle() / "truncated" / "cut.tar").string();
   std::vector<std::string> problems;
   mnv2::ShardFile shard{cut, 0, 0, {}};
-  mnv2::ShardReader reader(shard,
-                           [&](const std::string& m) { problems.push_back(m); });
+  mnv2::ShardReader reader(
+      shard, [&](const std::string& m) { problems.push_back(m); });
   int64_t read = 0;
   while (reader.next()) {
     ++read;
@@ -307,10 +309,15 @@ TEST_CASE("ranks read disjoint whole shards and agree on the epoch's length",
   o.pad_shards = false;
   CHECK(mnv2::DataLoader(dataset, o).samples_per_epoch() ==
         dataset.shards[1].samples + dataset.shards[3].samples);
+  // More ranks than shards: evaluation leaves a rank idle, training refuses.
   o.world_size = 5;
   o.rank = 4;
-  mnv2::DataLoader too_many(dataset, o);
-  CHECK_THROWS_WITH(too_many.start_epoch(0),
+  mnv2::DataLoader idle(dataset, o);
+  CHECK(idle.samples_per_epoch() == 0);
+  CHECK(whole_epoch(idle, 0).empty());
+  auto t = train_options(4);
+  t.world_size = 5;
+  CHECK_THROWS_WITH(mnv2::DataLoader(dataset, t),
                     Catch::Contains("4 shards for 5 ranks"));
 }
 
@@ -348,8 +355,9 @@ TEST_CASE("writing shards: what webdataset reads (oracle/check_written_shards)",
   }
   CHECK(static_cast<int64_t>(found.size()) == source.size());
   // Existing shards are not replaced without --overwrite.
-  CHECK_THROWS_WITH(mnv2::write_shards(source, options),
-                    Catch::Contains("exists") && Catch::Contains("--overwrite"));
+  CHECK_THROWS_WITH(
+      mnv2::write_shards(source, options),
+      Catch::Contains("exists") && Catch::Contains("--overwrite"));
   options.pattern = (out / "small" / "small-%03d.tar").string();
   options.max_side = 64;
   const auto small = mnv2::write_shards(source, options);

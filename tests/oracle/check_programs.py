@@ -597,6 +597,73 @@ def case_distributed(bin_dir, work):
         check(intact["epoch"] >= 1, f"the last checkpoint survives a {how} rank")
 
 
+def case_shards(bin_dir, work):
+    """WebDataset shards as a user makes and uses them: packed by
+    mnv2-train --write-shards, read by webdataset, trained on in one process
+    and under mpirun, evaluated exactly as the folder they came from."""
+    import webdataset as wds
+    data = digits(work)
+    shards = work / "shards"
+    result = run([bin_dir / "mnv2-train", "--data", data / "train", "--write-shards",
+                  shards / "train" / "digits-%04d.tar", "--shard-max-mb", 1])
+    tars = sorted((shards / "train").glob("digits-*.tar"))
+    check(len(tars) == 3 and "wrote 1437 samples" in result.stderr,
+          f"--write-shards packs 1437 training images into {len(tars)} shards of at most 1 MiB")
+    run([bin_dir / "mnv2-train", "--data", data / "val", "--write-shards",
+         shards / "val" / "digits-val-%04d.tar"])
+    samples = list(wds.WebDataset([str(t) for t in tars], shardshuffle=False, empty_check=False))
+    check(len(samples) == 1437 and all(set(x) >= {"png", "cls"} for x in samples),
+          "webdataset reads every sample back (png + cls)")
+
+    pattern = str(shards / "train" / "digits-{0000..0002}.tar")
+    out = work / "run"
+    result = run(tiny_train_args(bin_dir, pattern, out, 2, ["--val-data", shards / "val"]))
+    rows = metrics_rows(out)
+    check([r["epoch"] for r in rows] == [1, 2] and "1437 training images in" in result.stderr
+          and "(3 shards)" in result.stderr, "mnv2-train trains from a brace pattern of shards")
+
+    # mnv2-eval reads shards: the same figures as the folder they came from.
+    figures = []
+    for val in (shards / "val", data / "val"):
+        report = work / f"eval-{len(figures)}.json"
+        run([bin_dir / "mnv2-eval", "--weights", out / "checkpoint.pth", "--data", val,
+             "--json", report, "--threads", 2])
+        figures.append(json.loads(report.read_text()))
+    check(all(figures[0][k] == figures[1][k] for k in ("samples", "top1", "top5", "loss")),
+          f"mnv2-eval on shards equals the folder ({figures[0]['top1']} / {figures[1]['top1']})")
+
+    # Two ranks, each reading its own shards.
+    two = work / "two_ranks"
+    result = run(two_ranks(tiny_train_args(bin_dir, shards / "train", two, 1,
+                                           ["--val-data", shards / "val"])), env=MPI_ENV)
+    check([r["epoch"] for r in metrics_rows(two)] == [1],
+          "mnv2-train under mpirun -np 2 trains from a folder of shards")
+
+    # Mistakes: one line each.
+    result = run(tiny_train_args(bin_dir, str(shards / "train" / "digits-{0000..0005}.tar"),
+                                 work / "bad", 1, ["--val-data", shards / "val"]), expect=None)
+    check(result.returncode != 0 and "digits-0003.tar" in result.stderr
+          and "does not exist" in result.stderr and "Traceback" not in result.stderr,
+          "a pattern naming a missing shard is refused, naming it")
+    result = run(tiny_train_args(bin_dir, pattern, work / "bad", 1), expect=None)
+    check(result.returncode == 2 and "--val-data" in result.stderr,
+          "shards without --val-data: a usage error saying so")
+    result = run([bin_dir / "mnv2-train", "--data", data / "val", "--write-shards",
+                  shards / "val" / "digits-val-%04d.tar"], expect=None)
+    check(result.returncode == 2 and "--overwrite" in result.stderr,
+          "--write-shards does not replace existing shards without --overwrite")
+    result = run([bin_dir / "mnv2-train", "--data", data / "val", "--write-shards",
+                  shards / "val.tar"], expect=None)
+    check(result.returncode == 2 and "integer field" in result.stderr,
+          "--write-shards without a number field is a usage error")
+    (shards / "cut").mkdir()
+    (shards / "cut" / "cut.tar").write_bytes(tars[0].read_bytes()[:300000])
+    result = run(tiny_train_args(bin_dir, shards / "cut", work / "cut", 1,
+                                 ["--val-data", shards / "val", "--strict-data"]), expect=None)
+    check(result.returncode == 1 and "cut.tar" in result.stderr and "truncated" in result.stderr,
+          "--strict-data: a truncated shard stops training, naming it")
+
+
 def case_benchmark_dtypes(bin_dir, work):
     """mnv2-eval --benchmark measures only the dtypes the CPU runs natively
     unless told; ONEDNN_MAX_CPU_ISA=AVX2 makes any CPU one without bf16."""

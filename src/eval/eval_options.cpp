@@ -9,7 +9,11 @@ const FlagTable<EvalCommand>& eval_flags() {
   using C = EvalCommand;
   static const FlagTable<EvalCommand> table = {
       {"weights", "", "weights file", &C::weights, "weights"},
-      {"data", "", "ImageFolder or list file to evaluate on", &C::data, "data"},
+      {"data",
+       "",
+       "ImageFolder, list file or WebDataset shards to evaluate on",
+       &C::data,
+       "data"},
       {"predict",
        "",
        "classify these images (files, or folders searched recursively)",

@@ -143,7 +143,9 @@ TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
                                       "ddp_bucket_mb",
                                       "ddp_comm_hook",
                                       // With pretrained weights from Keras:
-                                      "padding"};
+                                      "padding",
+                                      // With sharded data:
+                                      "shuffle_buffer"};
   std::set<std::string> got;
   for (const auto& item : json.items()) {
     got.insert(item.key());

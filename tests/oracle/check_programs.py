@@ -278,7 +278,7 @@ def case_finetune_amp(bin_dir, work):
                 (small / split / digit_dir.name / f.name).write_bytes(f.read_bytes())
     flags = Path("/proc/cpuinfo").read_text()
     native_bf16 = " avx512_bf16" in flags or " amx_bf16" in flags
-    # A run capped below AVX-512 BF16 (as README's AVX2-host check does) has
+    # A run capped below AVX-512 BF16 (as the docs' AVX2-host check does) has
     # bf16 emulated like a CPU without it.
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
     if not (isa == "ALL" or isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_FP16",

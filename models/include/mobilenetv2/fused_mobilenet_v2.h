@@ -16,8 +16,8 @@ namespace mnv2 {
 /// A trained MobileNetV2 made fast for CPU inference: BatchNorm folded into
 /// the convolutions, then a frozen TorchScript graph in which oneDNN Graph
 /// fuses each convolution with its bias, ReLU6 and residual add (about 2x
-/// the eager model on CPU; README gives measured figures). Its logits equal
-/// the eager model's in eval mode to about 1e-6 relative.
+/// the eager model on CPU; docs/benchmarks.md gives measured figures). Its
+/// logits equal the eager model's in eval mode to about 1e-6 relative.
 ///
 /// Building one turns on oneDNN Graph fusion for TorchScript in this
 /// process, as Python's `torch.jit.enable_onednn_fusion(True)` does.

@@ -16,8 +16,8 @@ class OneDnnNetwork;
 /// for the CPU at hand, weights reordered once, pooling and the classifier
 /// in oneDNN too.
 /// Faster than mnv2::FusedMobileNetV2 in fp32 (no per-partition LibTorch work;
-/// README gives measured figures); logits equal the eager model's in eval mode
-/// to about 1e-6 relative.
+/// docs/benchmarks.md gives measured figures); logits equal the eager model's
+/// in eval mode to about 1e-6 relative.
 ///
 /// Part of the optional library MobileNetV2::onednn, built where oneDNN 3.x
 /// is found (scripts/setup.sh installs it; dnnl_DIR points at another). It runs

@@ -20,7 +20,8 @@ struct LoaderOptions {
   int prefetch_batches = 4;
   bool shuffle = false;
   /// Shards only: samples held for shuffling (webdataset's shuffle buffer);
-  /// memory grows with it (about its size times the mean image file).
+  /// memory grows with it (its size times the mean image file, filling
+  /// stops at 1 GiB of images).
   int64_t shuffle_buffer = 1000;
   bool drop_last = false;
   uint64_t seed = 0;

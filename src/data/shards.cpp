@@ -157,7 +157,12 @@ std::optional<int64_t> parse_json_label(const std::string& text) {
 }
 
 constexpr int64_t kMaxLabelMemberBytes = 1 << 20;
+// An image member larger than this is skipped (PIL's pixel budget as an
+// uncompressed 8-bit RGB image is about 512 MiB).
 constexpr int64_t kMaxImageMemberBytes = int64_t{1} << 30;
+// The shuffle buffer stops filling at this many bytes of images, whatever
+// --shuffle-buffer says, so its memory is bounded.
+constexpr int64_t kShuffleBufferBytes = int64_t{1} << 30;
 
 }  // namespace
 
@@ -225,6 +230,7 @@ struct ShardReader::State {
     std::string image_name;
     std::string image;
     bool has_image = false;
+    bool too_large = false;  // reported when met
     std::optional<int64_t> label;
   };
   std::optional<Group> group;
@@ -273,6 +279,13 @@ struct ShardReader::State {
     if (is_image_extension(ext) && !g.has_image) {
       g.has_image = true;
       g.image_name = path;
+      if (size > kMaxImageMemberBytes && size <= file_size) {
+        g.too_large = true;
+        problem(where() + ": sample '" + g.key + "' is skipped: its image " +
+                path + " takes " + std::to_string(size) +
+                " bytes, over the 1 GiB an image may take");
+        return archive_read_data_skip(reader) == ARCHIVE_OK || skip_failed();
+      }
       if (read_image) {
         return read_member(size, kMaxImageMemberBytes, g.image);
       }
@@ -305,6 +318,9 @@ struct ShardReader::State {
 
   // The finished group as a sample, or nullopt (reported) when incomplete.
   std::optional<ShardSample> finish(Group g) {
+    if (g.too_large) {
+      return std::nullopt;
+    }
     if (!g.has_image || !g.label) {
       problem(where() + ": sample '" + g.key + "' is skipped: it has no " +
               (g.has_image ? "label (.cls or .json)" : "image member"));
@@ -373,7 +389,7 @@ std::optional<ShardSample> ShardReader::next(bool read_image) {
       s.group.reset();
     }
     if (!s.group) {
-      s.group = State::Group{key, {}, {}, false, std::nullopt};
+      s.group = State::Group{key, {}, {}, false, false, std::nullopt};
     }
     if (!s.add_member(
             *s.group, path, ext, archive_entry_size(entry), read_image)) {
@@ -470,6 +486,7 @@ struct ShardStream::State {
   bool pass_done = true;
   int64_t pass_samples = 0;
   std::vector<ShardSample> buffer;
+  int64_t buffer_bytes = 0;
   std::mt19937_64 rng;
   int64_t emitted = 0;
 
@@ -530,11 +547,13 @@ struct ShardStream::State {
         start_pass();
         continue;
       }
-      while (static_cast<int64_t>(buffer.size()) < options.shuffle_buffer) {
+      while (static_cast<int64_t>(buffer.size()) < options.shuffle_buffer &&
+             buffer_bytes < kShuffleBufferBytes) {
         auto sample = read_next();
         if (!sample) {
           break;
         }
+        buffer_bytes += static_cast<int64_t>(sample->image.size());
         buffer.push_back(std::move(*sample));
       }
       if (buffer.empty()) {
@@ -545,6 +564,7 @@ struct ShardStream::State {
       std::swap(buffer[pick(rng)], buffer.back());
       ShardSample out = std::move(buffer.back());
       buffer.pop_back();
+      buffer_bytes -= static_cast<int64_t>(out.image.size());
       return out;
     }
   }

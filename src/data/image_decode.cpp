@@ -17,7 +17,9 @@ namespace {
 
 std::atomic<int64_t> budget{kDefaultMaxImagePixels};
 
-std::string read_file(const std::string& path) {
+}  // namespace
+
+std::string read_image_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     throw DataError("image '" + path + "' is a folder, not an image file");
@@ -30,6 +32,8 @@ std::string read_file(const std::string& path) {
   bytes << in.rdbuf();
   return bytes.str();
 }
+
+namespace {
 
 // libjpeg returns a grey-filled image for a truncated JPEG with only a
 // warning; PIL refuses such files. A complete JPEG ends with EOI (FF D9),
@@ -76,7 +80,7 @@ int64_t max_image_pixels() {
 }
 
 cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce) {
-  return decode_bgr_bytes(path, read_file(path), reduce);
+  return decode_bgr_bytes(path, read_image_file(path), reduce);
 }
 
 cv::Mat decode_bgr_bytes(const std::string& path,

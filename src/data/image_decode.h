@@ -36,6 +36,10 @@ cv::Mat decode_rgb(const std::string& path, const JpegReduction& reduce = {});
 /// when it writes the batch, after the image has been cropped and resized).
 cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce = {});
 
+/// The bytes of an image file; DataError naming it when it is a folder or
+/// cannot be opened.
+std::string read_image_file(const std::string& path);
+
 /// As decode_bgr, for an image already in memory (a member of a tar shard);
 /// `name` is what the errors call it.
 cv::Mat decode_bgr_bytes(const std::string& name,

@@ -57,23 +57,13 @@ std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw DataError("image '" + path + "' cannot be opened");
-  }
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 Packed pack_sample(const Sample& sample,
                    int64_t index,
                    const ShardWriteOptions& options) {
   char key[16];
   std::snprintf(key, sizeof key, "%09lld", static_cast<long long>(index));
   Packed out{key, lower_extension(sample.path), {}, sample.label};
-  out.image = read_bytes(sample.path);
+  out.image = read_image_file(sample.path);
   if (options.max_side <= 0) {
     return out;
   }

@@ -1,5 +1,14 @@
 # Installs the project into a scratch prefix, then configures, builds and runs
-# tests/consumer against it with find_package(MobileNetV2 CONFIG REQUIRED).
+# a project against it with find_package(MobileNetV2 CONFIG REQUIRED), as a
+# user's project would: PROJECT (default tests/consumer) and RUN, the program
+# and its arguments (default consumer; each must exit 0).
+if(NOT PROJECT)
+  set(PROJECT tests/consumer)
+endif()
+if(NOT RUN)
+  set(RUN consumer)
+endif()
+separate_arguments(RUN)
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
 
@@ -11,9 +20,10 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
-run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer" -B "${WORK_DIR}/build"
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/${PROJECT}" -B "${WORK_DIR}/build"
     -G Ninja -DCMAKE_BUILD_TYPE=Release
     "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}"
     "-Ddnnl_DIR=${DNNL_DIR}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
-run("${WORK_DIR}/build/consumer")
+list(POP_FRONT RUN program)
+run("${WORK_DIR}/build/${program}" ${RUN})

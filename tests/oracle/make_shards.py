@@ -4,7 +4,7 @@ for the C++ reader's tests (tests/data/test_shards.cpp).
 OUT/source/: real photographs (scikit-image's) as JPEG, PNG and WebP, and
   source.txt, a list file of them (`<path> <label>`) with classes.txt.
 OUT/py/py-%06d.tar: ShardWriter shards, 5 samples each, of every source
-  image (labels in `.cls`, or in `.json` for every third sample), plus a
+  image (labels in `.cls`, one ending with a newline, or in `.json` for every third sample), plus a
   sample whose image is not an image (skipped when read), a sample without
   a label and a `__meta__` member (both not samples).
 OUT/truncated/cut.tar: a copy of the first shard cut inside an image.
@@ -68,6 +68,8 @@ def main():
         sample = {"__key__": f"photos/{path.stem}", path.suffix[1:]: path.read_bytes()}
         if i % 3 == 2:
             sample["json"] = {"label": label, "source": path.name}
+        elif i == 3:
+            sample["cls"] = f"{label}\n".encode()  # as some writers end it
         else:
             sample["cls"] = label
         samples.append((sample, {"key": sample["__key__"], "label": label, "source": str(path)}))

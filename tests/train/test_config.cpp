@@ -1,6 +1,6 @@
 // Recipes, problems() and the flag table of mnv2-train. Expected values are
-// the published settings (docs/training.md's recipe table) and the JSON keys that
-// checkpoints have always carried.
+// the published settings (docs/training.md's recipe table) and the JSON keys
+// that checkpoints have always carried.
 #include "common/runtime.h"
 #include "train/train_config.h"
 

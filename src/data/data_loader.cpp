@@ -3,6 +3,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/runtime.h"
+#include "data/batch_writer.h"
 #include "data/image_decode.h"
 #include "data/sampler.h"
 #include "data/shards.h"
@@ -11,7 +12,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <array>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -19,74 +19,8 @@
 #include <mutex>
 #include <set>
 #include <thread>
-#include <type_traits>
 
 namespace mnv2 {
-
-namespace {
-
-// Per output channel (RGB), the value written for each 8-bit input level.
-template <typename T>
-using ChannelTables = std::array<std::array<T, 256>, 3>;
-
-ChannelTables<float> normalising_tables(const Normalization& n) {
-  ChannelTables<float> tables{};
-  for (size_t c = 0; c < 3; ++c) {
-    const auto mean = static_cast<float>(n.mean[c]);
-    const auto stddev = static_cast<float>(n.stddev[c]);
-    for (size_t v = 0; v < 256; ++v) {
-      tables[c][v] = (static_cast<float>(v) / 255.0f - mean) / stddev;
-    }
-  }
-  return tables;
-}
-
-ChannelTables<uint8_t> identity_tables() {
-  ChannelTables<uint8_t> tables{};
-  for (size_t c = 0; c < 3; ++c) {
-    for (size_t v = 0; v < 256; ++v) {
-      tables[c][v] = static_cast<uint8_t>(v);
-    }
-  }
-  return tables;
-}
-
-// Writes one BGR image as RGB through the tables, planar (NCHW) or
-// interleaved (channels_last), then fills the erased box with what 0 is after
-// normalisation (torchvision erases after Normalize with value 0).
-template <typename T>
-void write_sample(const cv::Mat& bgr,
-                  T* out,
-                  bool channels_last,
-                  const ChannelTables<T>& tables,
-                  const std::optional<cv::Rect>& erase,
-                  const Normalization& n) {
-  const int64_t pixels = static_cast<int64_t>(bgr.rows) * bgr.cols;
-  const uint8_t* src = bgr.data;
-  // The 8-bit level nearest to the mean (what normalises to about 0).
-  const auto level = [&](size_t c) {
-    return static_cast<size_t>(std::clamp(n.mean[c] * 255 + 0.5, 0.0, 255.0));
-  };
-  const T erased[3] = {
-      tables[0][level(0)], tables[1][level(1)], tables[2][level(2)]};
-  auto inside = [&](int64_t p) {
-    const auto y = static_cast<int>(p / bgr.cols);
-    const auto x = static_cast<int>(p % bgr.cols);
-    return erase && erase->contains({x, y});
-  };
-  for (int64_t p = 0; p < pixels; ++p) {
-    const bool blank = erase && inside(p);
-    for (int64_t c = 0; c < 3; ++c) {
-      T value = tables[static_cast<size_t>(c)][src[p * 3 + 2 - c]];
-      if (blank) {
-        value = std::is_floating_point_v<T> ? T{0} : erased[c];
-      }
-      out[channels_last ? p * 3 + c : c * pixels + p] = value;
-    }
-  }
-}
-
-}  // namespace
 
 struct DataLoader::State {
   Dataset dataset;
@@ -111,14 +45,8 @@ struct DataLoader::State {
   std::exception_ptr error;
   bool stopping = false;
   int64_t skipped = 0;
-  std::set<std::string> warned;  // each unreadable file is reported once
-  ChannelTables<float> float_tables = normalising_tables(options.normalization);
-  ChannelTables<uint8_t> byte_tables = identity_tables();
-
-  struct Prepared {
-    cv::Mat bgr;
-    std::optional<cv::Rect> erase;
-  };
+  std::set<std::string> warned;       // each unreadable file is reported once
+  std::optional<BatchWriter> writer;  // made once the options are final
 
   // A sample to load: a file (its path in `name`) or a shard member's bytes.
   struct Item {
@@ -212,7 +140,7 @@ struct DataLoader::State {
   }
 
   // The transformed image of one sample (BGR), or an empty one when skipped.
-  Prepared load_sample(const Item& item) {
+  PreparedImage load_sample(const Item& item) {
     const auto index = item.index;
     try {
       const auto reduction = [this](int64_t width, int64_t height) {
@@ -235,8 +163,8 @@ struct DataLoader::State {
                           static_cast<uint32_t>(epoch),
                           static_cast<uint32_t>(index)};
       std::mt19937_64 rng(seeds);
-      Prepared out{train_transform(bgr, options.train_transform, rng),
-                   std::nullopt};
+      PreparedImage out{train_transform(bgr, options.train_transform, rng),
+                        std::nullopt};
       if (options.train_transform.trivial_augment) {
         trivial_augment_wide(out.bgr, /*bgr=*/true, rng);
       }
@@ -260,54 +188,19 @@ struct DataLoader::State {
 
   Batch make_batch(int64_t batch) {
     const int64_t size = image_size();
-    std::vector<Prepared> images;
+    std::vector<PreparedImage> images;
     std::vector<int64_t> labels_of_images;
     Batch out;
     for (const auto& item : items_of_batch(batch)) {
-      Prepared image = load_sample(item);
+      PreparedImage image = load_sample(item);
       if (image.bgr.empty()) {
         continue;
       }
-      TORCH_CHECK(image.bgr.isContinuous() && image.bgr.rows == size &&
-                      image.bgr.cols == size && image.bgr.type() == CV_8UC3,
-                  "internal: transform produced a ",
-                  image.bgr.rows,
-                  "x",
-                  image.bgr.cols,
-                  " image");
       images.push_back(std::move(image));
       out.indices.push_back(item.index);
       labels_of_images.push_back(item.label);
     }
-    const auto count = static_cast<int64_t>(images.size());
-    auto tensor_options = torch::TensorOptions().dtype(
-        options.normalize ? torch::kFloat : torch::kUInt8);
-    if (options.pin_memory) {
-      tensor_options = tensor_options.pinned_memory(true);
-    }
-    const bool nhwc = options.channels_last;
-    auto storage = nhwc ? torch::empty({count, size, size, 3}, tensor_options)
-                        : torch::empty({count, 3, size, size}, tensor_options);
-    const int64_t per_image = 3 * size * size;
-    for (int64_t i = 0; i < count; ++i) {
-      const auto& image = images[static_cast<size_t>(i)];
-      if (options.normalize) {
-        write_sample(image.bgr,
-                     storage.data_ptr<float>() + i * per_image,
-                     nhwc,
-                     float_tables,
-                     image.erase,
-                     options.normalization);
-      } else {
-        write_sample(image.bgr,
-                     storage.data_ptr<uint8_t>() + i * per_image,
-                     nhwc,
-                     byte_tables,
-                     image.erase,
-                     options.normalization);
-      }
-    }
-    out.images = nhwc ? storage.permute({0, 3, 1, 2}) : storage;
+    out.images = writer->write(images, size);
     out.labels = torch::tensor(labels_of_images, torch::kLong);
     return out;
   }
@@ -374,6 +267,10 @@ DataLoader::DataLoader(Dataset dataset, LoaderOptions options)
   options.prefetch_batches = std::max(options.prefetch_batches, 1);
   state_->dataset = std::move(dataset);
   state_->options = options;
+  state_->writer.emplace(options.normalization,
+                         options.normalize,
+                         options.channels_last,
+                         options.pin_memory);
 }
 
 DataLoader::~DataLoader() {

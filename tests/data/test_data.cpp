@@ -422,6 +422,35 @@ TEST_CASE("loader batches are deterministic and independent of workers",
   }
 }
 
+TEST_CASE("batches are normalised with the weights' mean and std", "[data]") {
+  // Solid images of level 40 * k, eval-transformed at their own size: every
+  // value of class k is (40k / 255 - mean) / std, computed here by hand.
+  const auto root = make_image_folder("normalisation", 3, 1, 24);
+  for (const auto& n : {mnv2::Normalization{}, mnv2::kInceptionNormalization}) {
+    for (const bool channels_last : {false, true}) {
+      mnv2::LoaderOptions options;
+      options.batch_size = 3;
+      options.eval_transform.resize_size = 24;
+      options.eval_transform.crop_size = 24;
+      options.normalization = n;
+      options.channels_last = channels_last;
+      mnv2::DataLoader loader(mnv2::load_image_folder(root.string()), options);
+      const auto batch = one_epoch(loader, 0).at(0);
+      for (int64_t k = 0; k < 3; ++k) {
+        for (int64_t c = 0; c < 3; ++c) {
+          const double want =
+              (40.0 * k / 255 - n.mean[static_cast<size_t>(c)]) /
+              n.stddev[static_cast<size_t>(c)];
+          const auto plane = batch.images[k][c];
+          INFO("mean " << n.mean[0] << ", class " << k << ", channel " << c);
+          CHECK(plane.min().item<double>() == Approx(want).epsilon(1e-6));
+          CHECK(plane.max().item<double>() == Approx(want).epsilon(1e-6));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("random erasing blanks a box to 0 after normalisation", "[data]") {
   const auto root = make_image_folder("erasing", 1, 4, 32);
   mnv2::LoaderOptions options;

@@ -38,10 +38,11 @@ Outcome pack_into_shards(const TrainConfig& config) {
       report.shards.front(),
       report.shards.size() > 1 ? " to " + report.shards.back() : std::string(),
       "; ",
-      report.reencoded,
-      " re-encoded at a longer side of ",
-      config.shard_max_side,
-      ", ",
+      config.shard_max_side > 0 ? log::cat(report.reencoded,
+                                           " re-encoded at a longer side of ",
+                                           config.shard_max_side,
+                                           ", ")
+                                : std::string(),
       report.skipped,
       " unreadable skipped; classes.txt beside them"));
   return Outcome::kDone;

@@ -1,19 +1,31 @@
 # `cmake --install` puts the model library, its headers and a package config
 # in the prefix, so that other LibTorch projects can write
-#   find_package(MobileNetV2 CONFIG REQUIRED)
+#   find_package(MobileNetV2 CONFIG REQUIRED [COMPONENTS vision])
 #   target_link_libraries(app PRIVATE MobileNetV2::mobilenetv2)
-# (and MobileNetV2::onednn where the oneDNN add-on was built: `if(TARGET
+# MobileNetV2::classifier (mnv2::ImageClassifier: LibTorch, libhdf5 by path)
+# always comes along; MobileNetV2::vision (OpenCV) only with the component;
+# MobileNetV2::onednn where the oneDNN add-on was built (`if(TARGET
 # MobileNetV2::onednn)`).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(MNV2_CONFIG_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/MobileNetV2")
 
-install(TARGETS mobilenetv2 mnv2_atomic_file EXPORT MobileNetV2Targets
+install(TARGETS mobilenetv2 mnv2_atomic_file mobilenetv2_classifier
+        EXPORT MobileNetV2Targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY models/include/mobilenetv2
+                  models/classifier/include/mobilenetv2
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The vision component in an export set of its own, read only when a
+# consumer asks for it (and so finds OpenCV only then).
+install(TARGETS mobilenetv2_vision EXPORT MobileNetV2VisionTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(DIRECTORY models/vision/include/mobilenetv2
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT MobileNetV2VisionTargets NAMESPACE MobileNetV2::
+        DESTINATION ${MNV2_CONFIG_DIR})
 # The optional add-on MobileNetV2::onednn, where it was built.
 if(MNV2_WITH_ONEDNN)
   install(TARGETS mobilenetv2_onednn mnv2_onednn_executor

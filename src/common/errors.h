@@ -4,21 +4,18 @@
 // Outcome; only the programs in apps/ turn them into exit statuses (and
 // only apps/ throws usage errors, where the command line is interpreted).
 
+#include <mobilenetv2/data_error.h>
+
 #include <stdexcept>
 
 namespace mnv2 {
+
+// DataError (a problem with the user's data) comes from the model library.
 
 /// A setting the engine cannot honour: a device that is not there, an output
 /// folder that cannot be written, data that does not match the weights.
 /// what() is one line naming the flag; the programs exit with status 2.
 class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// A problem with the user's data (a folder, list file or image); what() is
-/// one line naming the path.
-class DataError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

@@ -1,5 +1,7 @@
 #include "common/runtime.h"
 
+#include <mobilenetv2/image_decode.h>
+
 #include "common/errors.h"
 
 #include <charconv>
@@ -189,6 +191,28 @@ torch::Device resolve_device(const std::string& name) {
   }
   throw ConfigError("--device: expected auto, cpu, cuda or cuda:N, got '" +
                     name + "'");
+}
+
+// LibTorch's OpenMP runtime, where it has one (weak: a LibTorch on its own
+// thread pool leaves it null). Outside a parallel region it sets the calling
+// thread's own thread count.
+extern "C" __attribute__((weak)) void omp_set_num_threads(int);
+
+void run_intra_op_on_this_thread_only() {
+  // LibTorch sets a thread's OpenMP count on its first parallel call; have
+  // that happen now, so that it does not undo the count set here.
+  (void)at::get_num_threads();
+  if (omp_set_num_threads != nullptr) {
+    omp_set_num_threads(1);
+  }
+}
+
+void apply_max_image_pixels(int64_t pixels) {
+  if (pixels < 1) {
+    throw ConfigError("--max-image-pixels must be at least 1, got " +
+                      std::to_string(pixels));
+  }
+  set_max_image_pixels(pixels);
 }
 
 }  // namespace mnv2

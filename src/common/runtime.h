@@ -17,6 +17,15 @@ namespace mnv2 {
 /// default was 1 here). `threads` <= 0 means all available cores.
 void configure_runtime(int threads);
 
+/// For helper threads (the loader's workers): LibTorch operations called
+/// from this thread run on it alone instead of starting a team of intra-op
+/// threads per helper, which would compete with the network's threads.
+void run_intra_op_on_this_thread_only();
+
+/// The process's image pixel budget from --max-image-pixels; ConfigError
+/// naming the flag when it is under 1.
+void apply_max_image_pixels(int64_t pixels);
+
 /// The number of threads `configure_runtime(0)` picks (and loader workers
 /// by default): of the cores this process may use (CPU affinity capped by
 /// the cgroup's CPU quota), those other processes leave idle at start-up.

@@ -1,10 +1,10 @@
 #include "data/data_loader.h"
 
+#include <mobilenetv2/image_decode.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/runtime.h"
 #include "data/batch_writer.h"
-#include "data/image_decode.h"
 #include "data/sampler.h"
 #include "data/shards.h"
 #include "data/trivial_augment.h"
@@ -316,7 +316,10 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   s.stopping = false;
   s.skipped = 0;
   for (int i = 0; i < o.workers; ++i) {
-    s.workers.emplace_back([&s] { s.work(); });
+    s.workers.emplace_back([&s] {
+      run_intra_op_on_this_thread_only();
+      s.work();
+    });
   }
 }
 

@@ -1,6 +1,6 @@
 #include "data/dataset.h"
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
 #include "common/errors.h"
 #include "data/shards.h"
 

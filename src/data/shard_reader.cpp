@@ -2,8 +2,8 @@
 // into samples by key as webdataset groups them.
 #include "data/shards.h"
 
+#include <mobilenetv2/model_info.h>
 #include "common/errors.h"
-#include "common/model_info.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -1,8 +1,8 @@
 #include "data/shard_writer.h"
 
+#include <mobilenetv2/image_decode.h>
 #include "common/errors.h"
 #include "common/log.h"
-#include "data/image_decode.h"
 
 #include <mobilenetv2/atomic_file.h>
 

@@ -5,7 +5,10 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <torch/torch.h>
+
 #include <cmath>
+#include <cstring>
 
 namespace mnv2 {
 
@@ -75,29 +78,7 @@ CropBox random_resized_crop_box(int height,
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-std::pair<int, int> resized_shorter_side(int height, int width, int size) {
-  if (height <= width) {
-    return {size, static_cast<int>(static_cast<double>(size) * width / height)};
-  }
-  return {static_cast<int>(static_cast<double>(size) * height / width), size};
-}
-
-CropBox center_crop_box(int height,
-                        int width,
-                        int crop_height,
-                        int crop_width) {
-  if (crop_height > height || crop_width > width) {
-    throw DataError("centre crop " + std::to_string(crop_height) + "x" +
-                    std::to_string(crop_width) + " is larger than the image " +
-                    std::to_string(height) + "x" + std::to_string(width));
-  }
-  const int top =
-      static_cast<int>(std::nearbyint((height - crop_height) / 2.0));
-  const int left = static_cast<int>(std::nearbyint((width - crop_width) / 2.0));
-  return {top, left, crop_height, crop_width};
-}
-
-cv::Mat resize_image(const cv::Mat& image, int height, int width) {
+cv::Mat train_resize(const cv::Mat& image, int height, int width) {
   if (image.rows == height && image.cols == width) {
     return image.clone();
   }
@@ -112,31 +93,6 @@ cv::Mat resize_image(const cv::Mat& image, int height, int width) {
   return out;
 }
 
-namespace {
-
-// The largest reduction whose output keeps `shorter` at least `needed`
-// (libjpeg rounds reduced sizes up).
-int largest_reduction(double shorter, double needed) {
-  for (const int reduction : {8, 4, 2}) {
-    if (std::ceil(shorter / reduction) >= needed) {
-      return reduction;
-    }
-  }
-  return 1;
-}
-
-}  // namespace
-
-int eval_jpeg_reduction(int64_t width,
-                        int64_t height,
-                        const EvalTransformOptions& options) {
-  const int needed = options.policy == ResizePolicy::kSquash
-                         ? options.crop_size
-                         : options.resize_size;
-  return largest_reduction(static_cast<double>(std::min(width, height)),
-                           needed);
-}
-
 int train_jpeg_reduction(int64_t width,
                          int64_t height,
                          const TrainTransformOptions& options) {
@@ -146,7 +102,7 @@ int train_jpeg_reduction(int64_t width,
   const double smallest_crop =
       std::sqrt(options.scale_min * static_cast<double>(width) *
                 static_cast<double>(height) * std::min(extreme, 1.0));
-  return largest_reduction(smallest_crop, options.size);
+  return largest_jpeg_reduction(smallest_crop, options.size);
 }
 
 cv::Mat train_transform(const cv::Mat& rgb,
@@ -154,7 +110,7 @@ cv::Mat train_transform(const cv::Mat& rgb,
                         std::mt19937_64& rng) {
   const auto box = random_resized_crop_box(rgb.rows, rgb.cols, options, rng);
   cv::Mat out =
-      resize_image(rgb(cv::Rect(box.left, box.top, box.width, box.height)),
+      train_resize(rgb(cv::Rect(box.left, box.top, box.width, box.height)),
                    options.size,
                    options.size);
   if (uniform(rng, 0.0, 1.0) < options.hflip_prob) {
@@ -165,14 +121,18 @@ cv::Mat train_transform(const cv::Mat& rgb,
 
 cv::Mat eval_transform(const cv::Mat& rgb,
                        const EvalTransformOptions& options) {
-  if (options.policy == ResizePolicy::kSquash) {
-    return resize_image(rgb, options.crop_size, options.crop_size);
+  if (rgb.type() != CV_8UC3) {
+    throw DataError("eval_transform needs an 8-bit 3-channel image");
   }
-  const auto [h, w] =
-      resized_shorter_side(rgb.rows, rgb.cols, options.resize_size);
-  const cv::Mat resized = resize_image(rgb, h, w);
-  const auto box = center_crop_box(h, w, options.crop_size, options.crop_size);
-  return resized(cv::Rect(box.left, box.top, box.width, box.height)).clone();
+  const cv::Mat packed = rgb.isContinuous() ? rgb : rgb.clone();
+  const auto out = eval_resize_crop(
+      torch::from_blob(
+          packed.data, {packed.rows, packed.cols, 3}, torch::kUInt8),
+      options);
+  cv::Mat result(
+      static_cast<int>(out.size(0)), static_cast<int>(out.size(1)), CV_8UC3);
+  std::memcpy(result.data, out.data_ptr<uint8_t>(), out.numel());
+  return result;
 }
 
 }  // namespace mnv2

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "common/preprocessing.h"
+#include <mobilenetv2/preprocessing.h>
 
 #include <opencv2/core/mat.hpp>
 
@@ -9,15 +9,6 @@
 #include <utility>
 
 namespace mnv2 {
-
-/// A crop rectangle in pixels, as torchvision's (top, left, height, width).
-struct CropBox {
-  int top;
-  int left;
-  int height;
-  int width;
-  bool operator==(const CropBox&) const = default;
-};
 
 /// Training augmentation; defaults are torchvision's ImageNet recipe.
 struct TrainTransformOptions {
@@ -33,29 +24,12 @@ struct TrainTransformOptions {
   double random_erase_prob = 0.0;
 };
 
-/// Evaluation: resize the shorter side to `resize_size`, centre-crop
-/// `crop_size` (torchvision's 256/224; the v2 weights use 232/224).
-struct EvalTransformOptions {
-  int resize_size = 256;
-  int crop_size = 224;
-  /// Or the whole image to crop_size x crop_size (`resize_size` unused).
-  ResizePolicy policy = ResizePolicy::kShorterSideCenterCrop;
-};
-
 /// torchvision's RandomResizedCrop.get_params: up to ten tries of a random
 /// area fraction and log-uniform aspect ratio, then the centre-crop fallback.
 CropBox random_resized_crop_box(int height,
                                 int width,
                                 const TrainTransformOptions& options,
                                 std::mt19937_64& rng);
-
-/// torchvision's Resize(int): (height, width) with the shorter side `size`
-/// and the longer side truncated as int(size * long / short).
-std::pair<int, int> resized_shorter_side(int height, int width, int size);
-
-/// torchvision's CenterCrop box (offsets rounded half to even, as Python's
-/// round()); a crop larger than the image is not supported (error).
-CropBox center_crop_box(int height, int width, int crop_height, int crop_width);
 
 /// torchvision's RandomErasing.get_params (scale 0.02-0.33, ratio 0.3-3.3,
 /// ten tries) drawn with probability `probability`; nullopt for no erasing.
@@ -71,16 +45,9 @@ cv::Mat train_transform(const cv::Mat& rgb,
                         std::mt19937_64& rng);
 
 /// Resize the shorter side then centre-crop, or squash to the crop size, as
-/// the policy says (channel order is kept).
+/// the policy says (channel order is kept): mnv2::eval_resize_crop, the
+/// library's evaluation geometry, on the matrix's pixels.
 cv::Mat eval_transform(const cv::Mat& rgb, const EvalTransformOptions& options);
-
-/// The libjpeg reduction (1, 2, 4 or 8) a `width` x `height` JPEG can be
-/// decoded at for evaluation: the shorter side still at least the resize
-/// target (resize_size, or crop_size when squashing), so that the resize only
-/// shrinks, as it would from the full image.
-int eval_jpeg_reduction(int64_t width,
-                        int64_t height,
-                        const EvalTransformOptions& options);
 
 /// The same for training: even the smallest crop RandomResizedCrop can draw
 /// (scale_min of the area, at the most extreme aspect ratio) keeps at least
@@ -90,8 +57,8 @@ int train_jpeg_reduction(int64_t width,
                          int64_t height,
                          const TrainTransformOptions& options);
 
-/// Resampling: area averaging when shrinking (close to PIL's antialiased
-/// bilinear, which torchvision uses), bilinear when enlarging.
-cv::Mat resize_image(const cv::Mat& image, int height, int width);
+/// Training's resampling: area averaging when shrinking (close to PIL's
+/// antialiased bilinear, which torchvision uses), bilinear when enlarging.
+cv::Mat train_resize(const cv::Mat& image, int height, int width);
 
 }  // namespace mnv2

@@ -1,6 +1,8 @@
 #include "eval/eval_commands.h"
 
-#include "common/autocast.h"
+#include <mobilenetv2/image_decode.h>
+#include <mobilenetv2/inference_model.h>
+#include <mobilenetv2/vision.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/progress.h"
@@ -8,11 +10,9 @@
 #include "common/thread_governor.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
-#include "data/image_decode.h"
 #include "data/transforms.h"
 #include "eval/eval_report.h"
 #include "eval/eval_setup.h"
-#include "eval/inference_model.h"
 
 #include <mobilenetv2/atomic_file.h>
 
@@ -29,7 +29,7 @@ namespace fs = std::filesystem;
 namespace mnv2 {
 
 Outcome run_eval(const EvalCommand& c) {
-  set_max_image_pixels(c.max_image_pixels);
+  apply_max_image_pixels(c.max_image_pixels);
   if (!c.data.empty()) {
     return run_eval_on_data(c);
   }
@@ -40,10 +40,12 @@ Outcome run_eval(const EvalCommand& c) {
 }
 
 Outcome run_eval_on_data(const EvalCommand& c) {
-  auto p = prepare(c);
-  const auto amp = amp_dtype_of(c.amp_dtype, p.device);
+  const auto classifier = open_classifier(c);
+  const auto& info = classifier.info();
+  const auto& transform = classifier.eval_transform();
+  const auto device = classifier.device();
   auto dataset = open_dataset(c.data);
-  const auto classes = p.model.info().options.num_classes();
+  const auto classes = info.options.num_classes();
   if (static_cast<int64_t>(dataset.class_names.size()) != classes) {
     throw ConfigError("'" + c.data + "' has " +
                       std::to_string(dataset.class_names.size()) +
@@ -53,16 +55,15 @@ Outcome run_eval_on_data(const EvalCommand& c) {
   lo.batch_size = c.batch_size;
   lo.workers = c.workers;
   lo.strict = c.strict_data;
-  lo.eval_transform = p.transform;
-  lo.pin_memory = p.device.is_cuda();
-  lo.normalize = !p.device.is_cuda();
+  lo.eval_transform = transform;
+  lo.pin_memory = device.is_cuda();
+  lo.normalize = !device.is_cuda();
   lo.channels_last = c.channels_last;
-  lo.normalization = p.model.info().normalization;
+  lo.normalization = info.normalization;
   DataLoader loader(dataset, lo);
   Progress bar("eval", loader.batches_per_epoch(), 20);
   EvalOptions options;
-  options.device = p.device;
-  options.amp_dtype = amp;
+  options.device = device;
   options.channels_last = c.channels_last;
   options.normalization = lo.normalization;
   // Threads follow the idle cores during a long pass, unless chosen.
@@ -71,8 +72,9 @@ Outcome run_eval_on_data(const EvalCommand& c) {
     bar.update(done, images, "");
     threads.poll();
   };
+  // The classifier runs the network (and autocast), as for a library user.
   const auto result =
-      evaluate([&](const torch::Tensor& x) { return p.model.forward(x); },
+      evaluate([&](const torch::Tensor& x) { return classifier.logits(x); },
                loader,
                classes,
                options);
@@ -82,16 +84,17 @@ Outcome run_eval_on_data(const EvalCommand& c) {
         log::cat(loader.skipped_in_epoch(), " unreadable images were skipped"));
   }
   // Names from the data folder win over numbered defaults.
-  auto names = p.class_names;
-  if (c.labels.empty() && p.model.kind() == "state_dict" &&
+  auto names = classifier.class_names();
+  const auto& kind = classifier.model().kind();
+  if (c.labels.empty() && kind == "state_dict" &&
       !fs::exists(metadata_path_for(c.weights))) {
     names = dataset.class_names;
   }
   const auto classes_report = per_class_report(result.confusion, names);
-  std::cout << "weights " << c.weights << " (" << p.model.kind() << "), data "
-            << c.data << ", resize " << p.transform.resize_size << " crop "
-            << p.transform.crop_size << " ("
-            << resize_policy_name(p.transform.policy) << ")\n"
+  std::cout << "weights " << c.weights << " (" << kind << "), data " << c.data
+            << ", resize " << transform.resize_size << " crop "
+            << transform.crop_size << " ("
+            << resize_policy_name(transform.policy) << ")\n"
             << text_report(result, classes_report);
   if (!c.json.empty() || !c.report_dir.empty()) {
     const fs::path folder = !c.report_dir.empty()
@@ -105,12 +108,12 @@ Outcome run_eval_on_data(const EvalCommand& c) {
     if (!c.json.empty()) {
       const nlohmann::json context = {
           {"weights", c.weights},
-          {"weights_kind", p.model.kind()},
+          {"weights_kind", kind},
           {"data", c.data},
-          {"resize_size", p.transform.resize_size},
-          {"crop_size", p.transform.crop_size},
-          {"resize_policy", resize_policy_name(p.transform.policy)},
-          {"device", p.device.str()},
+          {"resize_size", transform.resize_size},
+          {"crop_size", transform.crop_size},
+          {"resize_policy", resize_policy_name(transform.policy)},
+          {"device", device.str()},
           {"amp_dtype", c.amp_dtype.empty() ? "fp32" : c.amp_dtype},
           {"config", config_json(eval_flags(), c)},
           {"skipped_images", loader.skipped_in_epoch()}};
@@ -140,21 +143,16 @@ std::string csv_field(const std::string& text) {
 
 Outcome run_predict(const EvalCommand& c) {
   const auto list = list_images(c.images);
-  auto p = prepare(c);
-  const auto amp = amp_dtype_of(c.amp_dtype, p.device);
+  const auto classifier = open_classifier(c);
   nlohmann::json all = nlohmann::json::array();
   std::string csv = "image,rank,class,name,probability\n";
   int64_t unreadable = 0;
   for (size_t n = 0; n < list.paths.size(); ++n) {
     const auto& path = list.paths[n];
-    cv::Mat image;
+    torch::Tensor image;
     try {
-      image = eval_transform(decode_rgb(path,
-                                        [&](int64_t width, int64_t height) {
-                                          return eval_jpeg_reduction(
-                                              width, height, p.transform);
-                                        }),
-                             p.transform);
+      // Read as the library's mnv2::read_image reads for this classifier.
+      image = read_image(path, classifier.eval_transform());
     } catch (const DataError& e) {
       // A named file must be readable; one found in a folder is skipped, as
       // --data skips it (unless --strict-data).
@@ -165,21 +163,13 @@ Outcome run_predict(const EvalCommand& c) {
       ++unreadable;
       continue;
     }
-    auto nhwc = torch::from_blob(
-        image.data, {1, image.rows, image.cols, 3}, torch::kUInt8);
-    const auto x = normalize_images(nhwc.permute({0, 3, 1, 2}),
-                                    p.device,
-                                    c.channels_last,
-                                    p.model.info().normalization);
-    const auto probabilities = torch::softmax(logits_of(p, x, amp), 1)[0];
-    const auto k = std::min<int64_t>(c.topk, probabilities.size(0));
-    const auto [values, indices] = probabilities.topk(k);
+    const auto top = classifier.classify(image, c.topk);
     std::cout << path << "\n";
     nlohmann::json entry = {{"image", path}};
-    for (int64_t i = 0; i < k; ++i) {
-      const auto index = indices[i].item<int64_t>();
-      const double probability = values[i].item<double>();
-      const auto& name = p.class_names.at(index);
+    for (size_t i = 0; i < top.size(); ++i) {
+      const auto index = top[i].index;
+      const double probability = top[i].probability;
+      const auto& name = top[i].name;
       std::cout << "  " << std::fixed << std::setprecision(2) << std::setw(6)
                 << 100 * probability << "%  " << name << " (" << index << ")\n";
       entry["top"].push_back(

@@ -1,6 +1,5 @@
 #include "eval/eval_setup.h"
 
-#include "common/autocast.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/runtime.h"
@@ -9,11 +8,31 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <stdexcept>
 
 namespace mnv2 {
 
 namespace {
+
 constexpr size_t kImageNetClasses = 1000;
+
+// Plain 1000-class weights (e.g. torchvision's) number their classes:
+// ImageNet's names come from data/ of the checkout the program was built in.
+std::vector<std::string> imagenet_names_if_numbered(
+    const std::vector<std::string>& names) {
+  if (names.size() != kImageNetClasses || names.front() != "0") {
+    return {};
+  }
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto list =
+      exe.parent_path() / ".." / ".." / "data" / "imagenet_classes.txt";
+  if (ec || !std::filesystem::exists(list)) {
+    return {};
+  }
+  return read_class_names(list.string());
+}
+
 }  // namespace
 
 std::optional<c10::ScalarType> amp_dtype_of(const std::string& name,
@@ -30,7 +49,7 @@ std::optional<c10::ScalarType> amp_dtype_of(const std::string& name,
 
 Prepared prepare(const EvalCommand& c) {
   configure_runtime(c.threads);
-  Prepared p{resolve_device(c.device), {}, {}, {}};
+  Prepared p{resolve_device(c.device), {}};
   p.model =
       InferenceModel::load(c.weights, c.ema, p.device, c.allow_non_finite);
   if (!p.model.conversion().empty()) {
@@ -42,55 +61,49 @@ Prepared prepare(const EvalCommand& c) {
   if (c.engine != "eager" && p.device.is_cpu()) {
     p.model.use_fused_engine(/*graph_only=*/c.engine == "graph");
   }
-  p.class_names = p.model.info().class_names;
-  if (!c.labels.empty()) {
-    p.class_names = read_class_names(c.labels);
-    if (p.class_names.size() !=
-        static_cast<size_t>(p.model.info().options.num_classes())) {
-      throw ConfigError("--labels '" + c.labels + "' names " +
-                        std::to_string(p.class_names.size()) +
-                        " classes but the model has " +
-                        std::to_string(p.model.info().options.num_classes()));
-    }
-  }
-  if (c.labels.empty() && p.class_names.size() == kImageNetClasses &&
-      p.class_names.front() == "0") {
-    // Plain 1000-class weights (e.g. torchvision's): ImageNet's names, from
-    // data/ of the checkout the program was built in.
-    std::error_code ec;
-    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    const auto list =
-        exe.parent_path() / ".." / ".." / "data" / "imagenet_classes.txt";
-    if (!ec && std::filesystem::exists(list)) {
-      p.class_names = read_class_names(list.string());
-    }
-  }
-  p.transform.resize_size = static_cast<int>(
-      c.resize_size > 0 ? c.resize_size : p.model.info().val_resize);
-  p.transform.crop_size =
-      static_cast<int>(c.crop_size > 0 ? c.crop_size : p.model.info().val_crop);
-  p.transform.policy = p.model.info().resize;
-  if (p.transform.policy == ResizePolicy::kSquash) {
-    if (c.resize_size > 0) {
-      log::warn(
-          "--resize-size is not used: these weights squash each image to "
-          "--crop-size");
-    }
-    p.transform.resize_size = p.transform.crop_size;
-  }
-  if (p.transform.resize_size < p.transform.crop_size) {
-    throw ConfigError("--resize-size must not be smaller than --crop-size");
-  }
   return p;
 }
 
-torch::Tensor logits_of(const Prepared& p,
-                        const torch::Tensor& x,
-                        const std::optional<c10::ScalarType>& amp) {
-  torch::NoGradGuard no_grad;
-  AutocastGuard autocast(
-      p.device.type(), amp.value_or(torch::kFloat), amp.has_value());
-  return p.model.forward(x).to(torch::kCPU, torch::kFloat);
+ImageClassifier open_classifier(const EvalCommand& c) {
+  configure_runtime(c.threads);
+  ClassifierOptions options;
+  options.device = resolve_device(c.device);
+  options.engine = engine_from_name(c.engine);
+  options.prefer_ema = c.ema;
+  options.channels_last = c.channels_last;
+  options.autocast = amp_dtype_of(c.amp_dtype, options.device);
+  options.max_batch = c.batch_size;
+  options.resize_size = static_cast<int>(c.resize_size);
+  options.crop_size = static_cast<int>(c.crop_size);
+  auto model = InferenceModel::load(
+      c.weights, c.ema, options.device, c.allow_non_finite);
+  if (!model.conversion().empty()) {
+    log::info(log::cat(c.weights, ": ", model.conversion()));
+  }
+  const auto classes = model.info().options.num_classes();
+  if (!c.labels.empty()) {
+    options.class_names = read_class_names(c.labels);
+    if (static_cast<int64_t>(options.class_names.size()) != classes) {
+      throw ConfigError("--labels '" + c.labels + "' names " +
+                        std::to_string(options.class_names.size()) +
+                        " classes but the model has " +
+                        std::to_string(classes));
+    }
+  } else {
+    options.class_names = imagenet_names_if_numbered(model.info().class_names);
+  }
+  if (model.info().resize == ResizePolicy::kSquash && c.resize_size > 0) {
+    log::warn(
+        "--resize-size is not used: these weights squash each image to "
+        "--crop-size");
+  }
+  const auto resize =
+      c.resize_size > 0 ? c.resize_size : model.info().val_resize;
+  const auto crop = c.crop_size > 0 ? c.crop_size : model.info().val_crop;
+  if (model.info().resize != ResizePolicy::kSquash && resize < crop) {
+    throw ConfigError("--resize-size must not be smaller than --crop-size");
+  }
+  return ImageClassifier(std::move(model), options);
 }
 
 }  // namespace mnv2

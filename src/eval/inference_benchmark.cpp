@@ -1,5 +1,5 @@
 // mnv2-eval --benchmark: latency at batch 1 and throughput at batch N.
-#include "common/autocast.h"
+#include <mobilenetv2/autocast_guard.h>
 #include "common/runtime.h"
 #include "eval/eval_commands.h"
 #include "eval/eval_setup.h"

@@ -1,11 +1,11 @@
 #include "export/export_command.h"
 
+#include <mobilenetv2/checkpoint.h>
 #include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/inference_model.h>
 #include <mobilenetv2/plain_network.h>
-#include "common/checkpoint.h"
 #include "common/errors.h"
 #include "common/runtime.h"
-#include "eval/inference_model.h"
 #include "export/onnx_writer.h"
 #include "export/torchscript_export.h"
 

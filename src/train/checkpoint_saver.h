@@ -1,6 +1,6 @@
 #pragma once
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
 
 #include <nlohmann/json.hpp>
 

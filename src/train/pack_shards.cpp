@@ -1,16 +1,17 @@
 // mnv2-train --write-shards: packs --data into WebDataset shards and stops.
 #include "train/trainer.h"
 
+#include <mobilenetv2/image_decode.h>
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/runtime.h"
 #include "data/dataset.h"
-#include "data/image_decode.h"
 #include "data/shard_writer.h"
 
 namespace mnv2 {
 
 Outcome pack_into_shards(const TrainConfig& config) {
-  set_max_image_pixels(config.max_image_pixels);
+  apply_max_image_pixels(config.max_image_pixels);
   const auto source = open_dataset(config.data);
   ShardWriteOptions options;
   options.pattern = config.write_shards;

@@ -1,6 +1,6 @@
 #include "train/train_step.h"
 
-#include "common/autocast.h"
+#include <mobilenetv2/autocast_guard.h>
 #include "train/mixup.h"
 
 #include <torch/torch.h>

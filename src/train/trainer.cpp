@@ -1,7 +1,8 @@
 #include "train/trainer.h"
 #include "train/training.h"
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/image_decode.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/memory_format.h"
@@ -9,7 +10,6 @@
 #include "common/runtime.h"
 #include "common/stop_signal.h"
 #include "data/data_loader.h"
-#include "data/image_decode.h"
 #include "eval/evaluate.h"
 #include "train/curves_plot.h"
 #include "train/ema.h"
@@ -241,7 +241,7 @@ Outcome Training::run() {
   if (!problems.empty()) {
     throw ConfigError(problems.front());
   }
-  set_max_image_pixels(c_.max_image_pixels);
+  apply_max_image_pixels(c_.max_image_pixels);
   launch_ = detect_launch();
   if (launch_.distributed()) {
     // Processes on one machine share its cores unless told otherwise.

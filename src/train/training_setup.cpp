@@ -1,10 +1,10 @@
 #include "train/training_setup.h"
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights_file.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "data/shards.h"
-#include "weights/weights_file.h"
 
 #include <mobilenetv2/atomic_file.h>
 #include <mobilenetv2/weights_io.h>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "common/preprocessing.h"
+#include <mobilenetv2/preprocessing.h>
 #include "data/dataset.h"
 #include "train/train_config.h"
 

@@ -1,7 +1,7 @@
 // The training state in and out of checkpoint.pth: resume and save.
 #include "train/training.h"
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "train/checkpoint_saver.h"

@@ -1,14 +1,13 @@
 # Installs the project into a scratch prefix, then configures, builds and runs
 # a project against it with find_package(MobileNetV2 CONFIG REQUIRED), as a
-# user's project would: PROJECT (default tests/consumer) and RUN, the program
-# and its arguments (default consumer; each must exit 0).
+# user's project would: PROJECT (default tests/consumer) and RUN, programs
+# with their arguments, separated by "|" (default consumer; each must exit 0).
 if(NOT PROJECT)
   set(PROJECT tests/consumer)
 endif()
 if(NOT RUN)
   set(RUN consumer)
 endif()
-separate_arguments(RUN)
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
 
@@ -25,5 +24,9 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/${PROJECT}" -B "${WORK_DIR}/build"
     "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}"
     "-Ddnnl_DIR=${DNNL_DIR}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
-list(POP_FRONT RUN program)
-run("${WORK_DIR}/build/${program}" ${RUN})
+string(REPLACE "|" ";" commands "${RUN}")
+foreach(command IN LISTS commands)
+  separate_arguments(command)
+  list(POP_FRONT command program)
+  run("${WORK_DIR}/build/${program}" ${command})
+endforeach()

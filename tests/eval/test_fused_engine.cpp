@@ -3,7 +3,7 @@
 // tests/model) once asked to, with the eager model's results.
 #include "test_support.h"
 
-#include "eval/inference_model.h"
+#include <mobilenetv2/inference_model.h>
 
 #include <mobilenetv2/cpu_features.h>
 #include <mobilenetv2/weights_io.h>

@@ -6,8 +6,8 @@
 // legitimate load needed.
 #include "test_support.h"
 
-#include "common/checkpoint.h"
-#include "eval/inference_model.h"
+#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/inference_model.h>
 
 #include <mobilenetv2/weights_io.h>
 

@@ -2,7 +2,7 @@
 // backward in train mode) and for every inference path.
 #include "checks.h"
 
-#include "common/autocast.h"
+#include <mobilenetv2/autocast_guard.h>
 #include "common/memory_format.h"
 
 #include <mobilenetv2/folded_network.h>

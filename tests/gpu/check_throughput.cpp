@@ -4,7 +4,7 @@
 // The rows pass when both sides ran; the ratio is the finding.
 #include "checks.h"
 
-#include "common/autocast.h"
+#include <mobilenetv2/autocast_guard.h>
 #include "common/memory_format.h"
 #include "train/grad_scaler.h"
 #include "train/optimizer.h"

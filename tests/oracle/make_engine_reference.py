@@ -10,6 +10,7 @@ Writes into OUT_DIR:
 Usage: make_engine_reference.py OUT_DIR
 """
 import json
+import shutil
 import math
 import sys
 from pathlib import Path
@@ -162,6 +163,36 @@ def pipeline_reference(out):
     return list(photo.shape)
 
 
+def classifier_reference(out):
+    """Real photographs and their evaluation inputs, computed independently of
+    our code: torchvision's v2 transforms on uint8 tensors and its classic PIL
+    pipeline (256/224, ImageNet mean/std), and Keras' way of feeding its
+    weights: load_img(path, target_size=(224, 224), interpolation="bilinear"),
+    which is PIL's open, convert("RGB") and resize, then preprocess_input's
+    "tf" mode, x / 127.5 - 1."""
+    import skimage
+    import torchvision.transforms.v2 as T2
+    folder = out / "classifier"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(skimage.__file__).parent / "data"
+    expected = {}
+    for name in ("chelsea.png", "rocket.jpg", "coffee.png"):
+        shutil.copyfile(source / name, folder / name)
+        image = Image.open(folder / name).convert("RGB")
+        stem = name.split(".")[0]
+        tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        v2 = T2.Compose([T2.Resize(256, antialias=True), T2.CenterCrop(224),
+                         T2.ToDtype(torch.float32, scale=True),
+                         T2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        expected[f"{stem}.torchvision_v2"] = v2(tensor)
+        pil = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                         T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        expected[f"{stem}.torchvision_pil"] = pil(image)
+        squashed = np.asarray(image.resize((224, 224), Image.BILINEAR), dtype=np.float32)
+        expected[f"{stem}.keras"] = torch.from_numpy(squashed / 127.5 - 1).permute(2, 0, 1)
+    torch.save(expected, folder / "expected.pth")
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +204,7 @@ def main():
         "images": special_images(out),
         "photo_shape": pipeline_reference(out),
     }
+    classifier_reference(out)
     (out / "engine_reference.json").write_text(json.dumps(reference))
     print(f"engine reference data in {out}")
 

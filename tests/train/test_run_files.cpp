@@ -3,7 +3,7 @@
 // written in by hand.
 #include "test_support.h"
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
 #include "train/checkpoint_saver.h"
 #include "train/epoch_metrics.h"
 

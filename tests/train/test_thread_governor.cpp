@@ -1,10 +1,20 @@
 // The arithmetic behind mnv2::ThreadGovernor (its effect on a busy machine
 // is measured by bench/contention.py).
+#include "common/runtime.h"
 #include "common/thread_governor.h"
 
 #include <ATen/Parallel.h>
+#include <torch/torch.h>
 
 #include <catch2/catch.hpp>
+
+#include <thread>
+
+namespace {
+double torch_sum_for_test() {
+  return torch::ones({1 << 20}).sum().item<double>();
+}
+}  // namespace
 
 TEST_CASE("other processes' cores come from CPU-time readings", "[train]") {
   // 2 s of wall time; the machine's CPUs were busy 3.0 s, ours 1.9 s.
@@ -39,4 +49,22 @@ TEST_CASE("a disabled governor leaves the threads alone", "[train]") {
   governor.poll();
   CHECK(at::get_num_threads() == 2);
   CHECK(reports == 0);
+}
+
+TEST_CASE("a loader worker's LibTorch calls stay on its own thread",
+          "[train]") {
+  at::set_num_threads(2);
+  int worker_threads = 0;
+  int fresh_threads = 0;
+  std::thread([&] {
+    mnv2::run_intra_op_on_this_thread_only();
+    // A parallel ATen call afterwards must not restore the count.
+    (void)torch_sum_for_test();
+    worker_threads = at::get_num_threads();
+  }).join();
+  std::thread([&] { fresh_threads = at::get_num_threads(); }).join();
+  CHECK(worker_threads == 1);
+  // Other threads, the caller's included, keep theirs.
+  CHECK(fresh_threads == 2);
+  CHECK(at::get_num_threads() == 2);
 }

@@ -2,7 +2,7 @@
 // autocast, EMA, mixup.
 #include "test_support.h"
 
-#include "common/autocast.h"
+#include <mobilenetv2/autocast_guard.h>
 #include "train/ema.h"
 #include "train/grad_scaler.h"
 #include "train/lr_schedule.h"

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "common/model_info.h"
+#include <mobilenetv2/model_info.h>
 
 #include <mobilenetv2/options.h>
 #include <mobilenetv2/weights_io.h>

@@ -1,4 +1,4 @@
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
 
 #include <mobilenetv2/atomic_file.h>
 

@@ -1,4 +1,4 @@
-#include "common/model_info.h"
+#include <mobilenetv2/model_info.h>
 
 #include <mobilenetv2/weights_io.h>
 #include <torch/torch.h>

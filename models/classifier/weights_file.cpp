@@ -1,7 +1,7 @@
-#include "weights/weights_file.h"
+#include <mobilenetv2/weights_file.h>
 
-#include "weights/hdf5_file.h"
-#include "weights/keras_weights.h"
+#include <mobilenetv2/keras_weights.h>
+#include "hdf5_file.h"
 
 namespace mnv2 {
 

@@ -1,6 +1,6 @@
-#include "weights/keras_weights.h"
+#include <mobilenetv2/keras_weights.h>
 
-#include "weights/hdf5_file.h"
+#include "hdf5_file.h"
 
 #include <mobilenetv2/weights_io.h>
 

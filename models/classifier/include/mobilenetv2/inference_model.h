@@ -1,6 +1,6 @@
 #pragma once
 
-#include "common/checkpoint.h"
+#include <mobilenetv2/checkpoint.h>
 
 #include <mobilenetv2/fused_mobilenet_v2.h>
 

@@ -1,7 +1,7 @@
-#include "data/image_decode.h"
+#include <mobilenetv2/image_decode.h>
 
-#include "common/errors.h"
-#include "data/image_header.h"
+#include <mobilenetv2/data_error.h>
+#include <mobilenetv2/image_header.h>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 namespace mnv2 {
 
@@ -69,8 +70,8 @@ int imread_flags(int reduction) {
 
 void set_max_image_pixels(int64_t pixels) {
   if (pixels < 1) {
-    throw ConfigError("--max-image-pixels must be at least 1, got " +
-                      std::to_string(pixels));
+    throw std::invalid_argument("the pixel budget must be at least 1, got " +
+                                std::to_string(pixels));
   }
   budget = pixels;
 }

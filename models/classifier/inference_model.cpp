@@ -1,7 +1,6 @@
-#include "eval/inference_model.h"
+#include <mobilenetv2/inference_model.h>
 
-#include "common/memory_format.h"
-#include "weights/weights_file.h"
+#include <mobilenetv2/weights_file.h>
 
 #ifdef MNV2_WITH_ONEDNN
 #include <mobilenetv2/onednn_mobilenet_v2.h>
@@ -118,7 +117,13 @@ void InferenceModel::use_fused_engine(bool graph_only) {
 
 void InferenceModel::to_channels_last() {
   if (eager_) {
-    use_channels_last(*eager_);
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : eager_->parameters()) {
+      if (parameter.dim() == 4) {
+        parameter.set_data(
+            parameter.contiguous(torch::MemoryFormat::ChannelsLast));
+      }
+    }
   }
 }
 

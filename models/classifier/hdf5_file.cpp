@@ -1,4 +1,4 @@
-#include "weights/hdf5_file.h"
+#include "hdf5_file.h"
 
 #include <mobilenetv2/weights_io.h>
 

@@ -1,4 +1,4 @@
-#include "common/autocast.h"
+#include <mobilenetv2/autocast_guard.h>
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>

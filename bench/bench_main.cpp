@@ -2,7 +2,7 @@
 // with their PyTorch peers. Prints one JSON object.
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
-#include "common/memory_format.h"
+#include <mobilenetv2/memory_format.h>
 #include "common/runtime.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"

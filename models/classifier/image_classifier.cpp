@@ -22,6 +22,24 @@ struct ImageClassifier::State {
   mutable std::mutex network;
 };
 
+namespace {
+
+// Runs `network` on the device under the options' autocast, one call at a
+// time, without gradients.
+template <typename Network>
+auto run_serialised(const ClassifierOptions& options,
+                    std::mutex& mutex,
+                    const Network& network) {
+  torch::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> lock(mutex);
+  AutocastGuard autocast(options.device.type(),
+                         options.autocast.value_or(torch::kFloat),
+                         options.autocast.has_value());
+  return network();
+}
+
+}  // namespace
+
 Engine engine_from_name(const std::string& name) {
   if (name == "fused") {
     return Engine::kFused;
@@ -178,12 +196,9 @@ torch::Tensor ImageClassifier::logits(const torch::Tensor& batch) const {
                           ? torch::MemoryFormat::ChannelsLast
                           : torch::MemoryFormat::Contiguous;
   const auto x = batch.to(s.options.device).contiguous(format);
-  torch::NoGradGuard no_grad;
-  std::lock_guard<std::mutex> lock(s.network);
-  AutocastGuard autocast(s.options.device.type(),
-                         s.options.autocast.value_or(torch::kFloat),
-                         s.options.autocast.has_value());
-  return s.model.forward(x).to(torch::kCPU, torch::kFloat);
+  return run_serialised(s.options, s.network, [&] {
+    return s.model.forward(x).to(torch::kCPU, torch::kFloat);
+  });
 }
 
 torch::Tensor ImageClassifier::probabilities(
@@ -257,12 +272,9 @@ torch::Tensor ImageClassifier::embed(const std::vector<torch::Tensor>& images,
   const auto& s = *state_;
   auto eager = eager_for("embed()");
   const auto batch = stack(images, order).to(s.options.device);
-  torch::NoGradGuard no_grad;
-  std::lock_guard<std::mutex> lock(s.network);
-  AutocastGuard autocast(s.options.device.type(),
-                         s.options.autocast.value_or(torch::kFloat),
-                         s.options.autocast.has_value());
-  return eager->forward_embedding(batch).to(torch::kCPU, torch::kFloat);
+  return run_serialised(s.options, s.network, [&] {
+    return eager->forward_embedding(batch).to(torch::kCPU, torch::kFloat);
+  });
 }
 
 std::vector<FeatureMap> ImageClassifier::feature_maps(
@@ -270,16 +282,13 @@ std::vector<FeatureMap> ImageClassifier::feature_maps(
   const auto& s = *state_;
   auto eager = eager_for("feature_maps()");
   const auto batch = preprocess(image, order).unsqueeze(0).to(s.options.device);
-  torch::NoGradGuard no_grad;
-  std::lock_guard<std::mutex> lock(s.network);
-  AutocastGuard autocast(s.options.device.type(),
-                         s.options.autocast.value_or(torch::kFloat),
-                         s.options.autocast.has_value());
-  auto maps = eager->forward_feature_maps(batch);
-  for (auto& map : maps) {
-    map.tensor = map.tensor.to(torch::kFloat);
-  }
-  return maps;
+  return run_serialised(s.options, s.network, [&] {
+    auto maps = eager->forward_feature_maps(batch);
+    for (auto& map : maps) {
+      map.tensor = map.tensor.to(torch::kFloat);
+    }
+    return maps;
+  });
 }
 
 }  // namespace mnv2

@@ -1,4 +1,5 @@
 #include <mobilenetv2/inference_model.h>
+#include <mobilenetv2/memory_format.h>
 
 #include <mobilenetv2/weights_file.h>
 
@@ -117,13 +118,9 @@ void InferenceModel::use_fused_engine(bool graph_only) {
 
 void InferenceModel::to_channels_last() {
   if (eager_) {
-    torch::NoGradGuard no_grad;
-    for (auto& parameter : eager_->parameters()) {
-      if (parameter.dim() == 4) {
-        parameter.set_data(
-            parameter.contiguous(torch::MemoryFormat::ChannelsLast));
-      }
-    }
+    // As training converts its model, so that evaluation here computes what
+    // training's evaluation computed.
+    use_channels_last(*eager_);
   }
 }
 

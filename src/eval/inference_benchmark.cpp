@@ -152,14 +152,15 @@ Outcome run_benchmark(const EvalCommand& c) {
       cases.push_back(measure(p, c, dtype, channels_last));
     }
   }
-  std::cout << "MobileNetV2 (" << p.model.kind() << ") on " << p.device.str()
-            << ", " << at::get_num_threads() << " threads, " << c.img_size
-            << "x" << c.img_size << ", " << c.iterations << " iterations\n"
-            << std::left << std::setw(7) << "dtype" << std::setw(7) << "engine"
-            << std::setw(15) << "memory" << std::right << std::setw(10)
-            << "b1 p50 ms" << std::setw(10) << "p90 ms" << std::setw(10)
-            << "p99 ms" << std::setw(16)
-            << ("b" + std::to_string(c.batch_size) + " img/s") << "\n";
+  std::cout
+      << "MobileNetV2 (" << p.model.kind() << ") on " << p.device.str() << ", "
+      << at::get_num_threads() << " threads, " << c.img_size << "x"
+      << c.img_size << ", " << c.iterations << " iterations\n"
+      << std::left << std::setw(7) << "dtype" << std::setw(7) << "engine"
+      << std::setw(15) << "memory" << std::right << std::setw(10) << "b1 p50 ms"
+      << std::setw(10) << "p90 ms" << std::setw(10) << "p99 ms" << std::setw(16)
+      << std::string("b").append(std::to_string(c.batch_size)).append(" img/s")
+      << "\n";
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& r : cases) {
     std::cout << std::left << std::setw(7)

@@ -3,9 +3,9 @@
 
 #include <mobilenetv2/checkpoint.h>
 #include <mobilenetv2/image_decode.h>
+#include <mobilenetv2/memory_format.h>
 #include "common/errors.h"
 #include "common/log.h"
-#include "common/memory_format.h"
 #include "common/progress.h"
 #include "common/runtime.h"
 #include "common/stop_signal.h"

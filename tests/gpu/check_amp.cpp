@@ -3,7 +3,7 @@
 // task that must be learnt under fp16 (with the EMA) and bf16.
 #include "checks.h"
 
-#include "common/memory_format.h"
+#include <mobilenetv2/memory_format.h>
 #include "train/ema.h"
 #include "train/grad_scaler.h"
 #include "train/optimizer.h"

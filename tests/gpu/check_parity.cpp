@@ -3,7 +3,7 @@
 #include "checks.h"
 
 #include <mobilenetv2/autocast_guard.h>
-#include "common/memory_format.h"
+#include <mobilenetv2/memory_format.h>
 
 #include <mobilenetv2/folded_network.h>
 #include <mobilenetv2/mobilenet_v2.h>

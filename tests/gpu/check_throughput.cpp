@@ -5,7 +5,7 @@
 #include "checks.h"
 
 #include <mobilenetv2/autocast_guard.h>
-#include "common/memory_format.h"
+#include <mobilenetv2/memory_format.h>
 #include "train/grad_scaler.h"
 #include "train/optimizer.h"
 #include "train/train_step.h"

@@ -4,7 +4,8 @@ independent references: a numpy forward pass written from Keras' definition
 PyTorch on the exported TorchScript.
 
 Usage: check_pretrained.py CASE BIN_DIR WORK_DIR PRETRAINED_DIR
-CASE: keras_reference | keras_layouts | keras_finetune | pretrained_files
+CASE: keras_reference | keras_layouts | keras_finetune | pretrained_files |
+      classifier_api (MNV2_EXAMPLES_BIN: the examples built against the package)
 """
 import json
 import os
@@ -375,6 +376,59 @@ def pretrained_files(bin_dir, work, pretrained):
                   f"{lines[0] if lines else 'no message'}")
 
 
+def api_top5(example, weights, photos):
+    """The classify_photos example's answers: {photo: [(index, probability)]}."""
+    result = run([example, weights, *photos])
+    answers, current = {}, None
+    for line in result.stdout.splitlines()[1:]:
+        if not line.startswith("  "):
+            current = line
+            answers[current] = []
+        else:
+            probability = float(line.split()[0])
+            index = int(line.rsplit("(", 1)[1].rstrip(")"))
+            answers[current].append((index, probability))
+    return answers
+
+
+def classifier_api(bin_dir, work, pretrained):
+    """mnv2::ImageClassifier, through the classify_photos example built against
+    the installed package, gives mnv2-eval --predict's top-5 on real photos,
+    for every kind of weights file."""
+    import torch
+    import torchvision
+
+    example = Path(os.environ["MNV2_EXAMPLES_BIN"]) / "classify_photos"
+    keras = pretrained / KERAS_FILE
+    photos = [str(PHOTOS[name]) for name in ("coffee", "rocket", "chelsea", "grace_hopper")]
+    kinds = {"Keras .h5": keras}
+    for fmt, out in (("pth", work / "keras.pth"), ("torchscript", work / "keras.pt")):
+        run([bin_dir / "mnv2-export", "--weights", keras, "--format", fmt, "--output", out])
+    kinds["its .pth + .json (mnv2-export)"] = work / "keras.pth"
+    kinds["its TorchScript export"] = work / "keras.pt"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v2().eval().state_dict(), work / "torchvision.pth")
+    kinds["a torchvision-written state_dict"] = work / "torchvision.pth"
+    run([bin_dir / "mnv2-train", "--data", ROOT / "data" / "digits" / "train",
+         "--val-data", ROOT / "data" / "digits" / "val", "--output", work / "run",
+         "--recipe", "digits", "--epochs", 1, "--img-size", 32, "--val-resize", 36,
+         "--val-crop", 32, "--width-mult", 0.35, "--threads", 2])
+    kinds["an mnv2-train checkpoint"] = work / "run" / "checkpoint.pth"
+    for label, weights in kinds.items():
+        out = work / "predict.json"
+        run([bin_dir / "mnv2-eval", "--weights", weights, "--predict", *photos,
+             "--topk", 5, "--json", out, "--threads", 2])
+        programs = {entry["image"]: [(top["class"], top["probability"]) for top in entry["top"]]
+                    for entry in json.loads(out.read_text())}
+        api = api_top5(example, weights, photos)
+        same_classes = all([i for i, _ in api[p]] == [i for i, _ in programs[p]] for p in photos)
+        largest = max(abs(a[1] - b[1]) for p in photos for a, b in zip(api[p], programs[p]))
+        check(same_classes and largest < 1e-8,
+              f"{label}: the API's top-5 equals mnv2-eval --predict's on {len(photos)} photos "
+              f"(max |p_api - p_eval| {largest:.1e}; top-1 of coffee "
+              f"{api[photos[0]][0][0]})")
+
+
 def main():
     case, bin_dir, work, pretrained = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), \
         Path(sys.argv[4])
@@ -384,7 +438,8 @@ def main():
     work.mkdir(parents=True)
     {"keras_reference": keras_reference, "keras_layouts": keras_layouts,
      "keras_finetune": keras_finetune,
-     "pretrained_files": pretrained_files}[case](bin_dir, work, pretrained)
+     "pretrained_files": pretrained_files,
+     "classifier_api": classifier_api}[case](bin_dir, work, pretrained)
     if FAILURES:
         raise SystemExit(f"{len(FAILURES)} check(s) failed")
 

@@ -1,4 +1,4 @@
-#include "common/memory_format.h"
+#include <mobilenetv2/memory_format.h>
 
 #include <torch/torch.h>
 

@@ -78,20 +78,28 @@ CropBox random_resized_crop_box(int height,
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-cv::Mat train_resize(const cv::Mat& image, int height, int width) {
-  if (image.rows == height && image.cols == width) {
-    return image.clone();
+namespace {
+
+// An 8-bit 3-channel matrix (a region of interest too) as an HWC tensor over
+// its pixels, and a packed tensor back as a matrix (copied).
+torch::Tensor view_of(const cv::Mat& image) {
+  if (image.type() != CV_8UC3) {
+    throw DataError("the transforms need 8-bit 3-channel images");
   }
-  const bool shrinking = height < image.rows && width < image.cols;
-  cv::Mat out;
-  cv::resize(image,
-             out,
-             cv::Size(width, height),
-             0,
-             0,
-             shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+  return torch::from_blob(image.data,
+                          {image.rows, image.cols, 3},
+                          {static_cast<int64_t>(image.step[0]), 3, 1},
+                          torch::kUInt8);
+}
+
+cv::Mat mat_of(const torch::Tensor& hwc) {
+  cv::Mat out(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)),
+              CV_8UC3);
+  std::memcpy(out.data, hwc.data_ptr<uint8_t>(), hwc.numel());
   return out;
 }
+
+}  // namespace
 
 int train_jpeg_reduction(int64_t width,
                          int64_t height,
@@ -109,10 +117,12 @@ cv::Mat train_transform(const cv::Mat& rgb,
                         const TrainTransformOptions& options,
                         std::mt19937_64& rng) {
   const auto box = random_resized_crop_box(rgb.rows, rgb.cols, options, rng);
-  cv::Mat out =
-      train_resize(rgb(cv::Rect(box.left, box.top, box.width, box.height)),
-                   options.size,
-                   options.size);
+  // The library's resampling, as evaluation's: antialiased bilinear, as
+  // torchvision's (PIL's) RandomResizedCrop.
+  cv::Mat out = mat_of(resize_image(
+      view_of(rgb(cv::Rect(box.left, box.top, box.width, box.height))),
+      options.size,
+      options.size));
   if (uniform(rng, 0.0, 1.0) < options.hflip_prob) {
     cv::flip(out, out, 1);
   }
@@ -121,18 +131,7 @@ cv::Mat train_transform(const cv::Mat& rgb,
 
 cv::Mat eval_transform(const cv::Mat& rgb,
                        const EvalTransformOptions& options) {
-  if (rgb.type() != CV_8UC3) {
-    throw DataError("eval_transform needs an 8-bit 3-channel image");
-  }
-  const cv::Mat packed = rgb.isContinuous() ? rgb : rgb.clone();
-  const auto out = eval_resize_crop(
-      torch::from_blob(
-          packed.data, {packed.rows, packed.cols, 3}, torch::kUInt8),
-      options);
-  cv::Mat result(
-      static_cast<int>(out.size(0)), static_cast<int>(out.size(1)), CV_8UC3);
-  std::memcpy(result.data, out.data_ptr<uint8_t>(), out.numel());
-  return result;
+  return mat_of(eval_resize_crop(view_of(rgb), options));
 }
 
 }  // namespace mnv2

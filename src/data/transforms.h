@@ -39,7 +39,8 @@ std::optional<cv::Rect> random_erase_box(int height,
                                          double probability,
                                          std::mt19937_64& rng);
 
-/// Crop then resize to size x size, then flip (channel order is kept).
+/// Crop then resize to size x size (mnv2::resize_image: antialiased bilinear,
+/// as evaluation and torchvision), then flip (channel order is kept).
 cv::Mat train_transform(const cv::Mat& rgb,
                         const TrainTransformOptions& options,
                         std::mt19937_64& rng);
@@ -56,9 +57,5 @@ cv::Mat eval_transform(const cv::Mat& rgb, const EvalTransformOptions& options);
 int train_jpeg_reduction(int64_t width,
                          int64_t height,
                          const TrainTransformOptions& options);
-
-/// Training's resampling: area averaging when shrinking (close to PIL's
-/// antialiased bilinear, which torchvision uses), bilinear when enlarging.
-cv::Mat train_resize(const cv::Mat& image, int height, int width);
 
 }  // namespace mnv2

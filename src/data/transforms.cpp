@@ -93,8 +93,8 @@ torch::Tensor view_of(const cv::Mat& image) {
 }
 
 cv::Mat mat_of(const torch::Tensor& hwc) {
-  cv::Mat out(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)),
-              CV_8UC3);
+  cv::Mat out(
+      static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3);
   std::memcpy(out.data, hwc.data_ptr<uint8_t>(), hwc.numel());
   return out;
 }

@@ -4,22 +4,18 @@
 
 #include <torch/torch.h>
 
-#include <cstring>
-
 namespace mnv2 {
 
 namespace {
 
-// An 8-bit 3-channel matrix as a packed tensor, copied.
+// An 8-bit 3-channel matrix as a packed tensor, copied: the classifier's own
+// ImageView copy, with the matrix's row stride.
 torch::Tensor packed_copy(const cv::Mat& image) {
-  auto out = torch::empty({image.rows, image.cols, 3}, torch::kUInt8);
-  const auto row_bytes = static_cast<size_t>(image.cols) * 3;
-  for (int row = 0; row < image.rows; ++row) {
-    std::memcpy(out.data_ptr<uint8_t>() + row * row_bytes,
-                image.ptr<uint8_t>(row),
-                row_bytes);
-  }
-  return out;
+  return image_view_to_tensor({image.data,
+                               image.rows,
+                               image.cols,
+                               3,
+                               static_cast<int64_t>(image.step[0])});
 }
 
 }  // namespace

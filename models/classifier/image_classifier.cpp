@@ -203,10 +203,12 @@ torch::Tensor ImageClassifier::logits(const torch::Tensor& batch) const {
 
 torch::Tensor ImageClassifier::probabilities(
     const std::vector<torch::Tensor>& images, ColorOrder order) const {
+  if (images.empty()) {
+    throw DataError("no images given");
+  }
   const auto max_batch = static_cast<size_t>(state_->options.max_batch);
   std::vector<torch::Tensor> parts;
-  for (size_t start = 0; start < images.size() || parts.empty();
-       start += max_batch) {
+  for (size_t start = 0; start < images.size(); start += max_batch) {
     const auto end = std::min(images.size(), start + max_batch);
     const std::vector<torch::Tensor> chunk(
         images.begin() + static_cast<std::ptrdiff_t>(start),

@@ -1,6 +1,7 @@
 #include <mobilenetv2/checkpoint.h>
 
 #include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/quantized_network.h>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -138,6 +139,10 @@ void refuse_non_finite(const StateDict& state, const std::string& path) {
 
 namespace {
 LoadedWeights read_weights(const std::string& path, bool prefer_ema);
+// Class names "0".."n-1", replaced by `<stem>.json`'s where it has as many.
+void add_names_and_metadata(ModelInfo& info,
+                            const std::string& path,
+                            bool width_from_shapes);
 }  // namespace
 
 LoadedWeights load_weights_file(const std::string& path,
@@ -182,6 +187,14 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
     return out;
   }
   out.state = state_dict_from_ivalue(value, path);
+  if (is_quantized_state_dict(out.state)) {
+    // Checked whole here, so that every reader refuses a bad file alike.
+    const auto net = quantized_from_state_dict(out.state, path);
+    out.kind = "int8";
+    out.info.options.num_classes(net.network.fc_weight.size(0));
+    add_names_and_metadata(out.info, path, false);
+    return out;
+  }
   out.kind = "state_dict";
   if (is_community_layout(out.state)) {
     CommunityLayoutReport report;
@@ -198,22 +211,32 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
                       "features only (no classifier)";
   }
   out.info.options = infer_options(out.state, path);
-  for (int64_t i = 0; i < out.info.options.num_classes(); ++i) {
-    out.info.class_names.push_back(std::to_string(i));
+  add_names_and_metadata(out.info, path, true);
+  return out;
+}
+
+void add_names_and_metadata(ModelInfo& info,
+                            const std::string& path,
+                            bool width_from_shapes) {
+  for (int64_t i = 0; i < info.options.num_classes(); ++i) {
+    info.class_names.push_back(std::to_string(i));
   }
   const auto meta_path = metadata_path_for(path);
   if (std::filesystem::exists(meta_path)) {
     std::ifstream in(meta_path);
     const std::string json{std::istreambuf_iterator<char>(in), {}};
     auto meta = model_info_from_json(json, meta_path);
-    // The shapes decide the architecture; the file adds names and sizes.
-    meta.options.num_classes(out.info.options.num_classes())
-        .width_mult(out.info.options.width_mult());
-    if (meta.class_names.size() == out.info.class_names.size()) {
-      out.info = meta;
+    // The shapes decide the architecture; the file adds names and sizes
+    // (and the width of a quantized network, whose shapes are not
+    // torchvision's).
+    meta.options.num_classes(info.options.num_classes());
+    if (width_from_shapes) {
+      meta.options.width_mult(info.options.width_mult());
+    }
+    if (meta.class_names.size() == info.class_names.size()) {
+      info = meta;
     }
   }
-  return out;
 }
 
 }  // namespace

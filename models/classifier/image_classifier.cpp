@@ -264,7 +264,7 @@ MobileNetV2 ImageClassifier::eager_for(const char* what) const {
   if (!eager) {
     throw WeightsError(std::string(what) +
                        " needs a weights file (a checkpoint, state_dict or "
-                       "Keras .h5), not a TorchScript export");
+                       "Keras .h5), not a TorchScript or int8 export");
   }
   return eager;
 }

@@ -1,6 +1,7 @@
 #include <mobilenetv2/inference_model.h>
 #include <mobilenetv2/memory_format.h>
 
+#include <mobilenetv2/quantized_network.h>
 #include <mobilenetv2/weights_file.h>
 
 #ifdef MNV2_WITH_ONEDNN
@@ -59,6 +60,20 @@ InferenceModel InferenceModel::load(const std::string& path,
     return model;
   }
   auto weights = load_any_weights_file(path, prefer_ema, allow_non_finite);
+  if (weights.kind == "int8") {
+    if (!device.is_cpu()) {
+      throw WeightsError("'" + path +
+                         "' holds int8 weights, which run on the CPU only");
+    }
+    model.info_ = weights.info;
+    model.kind_ = weights.kind;
+    model.quantized_ = std::make_shared<const QuantizedNetwork>(
+        quantized_from_state_dict(weights.state, path));
+#ifdef MNV2_WITH_ONEDNN
+    model.onednn_ = std::make_shared<OneDnnMobileNetV2>(*model.quantized_);
+#endif
+    return model;
+  }
   if (!has_classifier(weights.state)) {
     throw WeightsError("'" + path +
                        "' holds MobileNetV2 features without a classifier: "
@@ -76,6 +91,9 @@ InferenceModel InferenceModel::load(const std::string& path,
 
 std::string InferenceModel::engine_for(
     const std::optional<c10::ScalarType>& autocast) const {
+  if (quantized_) {
+    return onednn_ ? "onednn-int8" : "int8-simulated";
+  }
   if (onednn_ && !autocast) {
     return "onednn";
   }
@@ -88,6 +106,13 @@ bool InferenceModel::runs_fused(
 }
 
 torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
+  if (quantized_) {
+#ifdef MNV2_WITH_ONEDNN
+    return onednn_->forward(images.to(torch::kFloat));
+#else
+    return simulate_quantized(*quantized_, images);
+#endif
+  }
   if (fused_ && images.device().is_cpu()) {
 #ifdef MNV2_WITH_ONEDNN
     if (onednn_ && !at::autocast::is_autocast_enabled(c10::DeviceType::CPU)) {

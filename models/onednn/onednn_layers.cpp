@@ -13,10 +13,11 @@ constexpr auto kF32 = dnnl::memory::data_type::f32;
 
 dnnl::primitive_attr fused_ops(bool add_to_destination,
                                bool relu6,
-                               const plain::Conv* depthwise) {
+                               const plain::Conv* depthwise,
+                               float sum_scale) {
   dnnl::post_ops ops;
   if (add_to_destination) {
-    ops.append_sum(1.f);
+    ops.append_sum(sum_scale);
   }
   if (relu6) {
     ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);

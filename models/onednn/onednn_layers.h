@@ -10,12 +10,14 @@
 
 namespace mnv2::onednn_layers {
 
-/// Post-ops: the residual add into the destination, ReLU6, and optionally a
-/// 3x3 depthwise convolution (padding 1, the depthwise layer's stride) with
-/// its ReLU6, computed from the result while it is still in cache.
+/// Post-ops: the residual add into the destination (scaled by `sum_scale`:
+/// an int8 destination's code step), ReLU6, and optionally a 3x3 depthwise
+/// convolution (padding 1, the depthwise layer's stride) with its ReLU6,
+/// computed from the result while it is still in cache.
 dnnl::primitive_attr fused_ops(bool add_to_destination,
                                bool relu6,
-                               const plain::Conv* depthwise = nullptr);
+                               const plain::Conv* depthwise = nullptr,
+                               float sum_scale = 1.f);
 
 /// Whether oneDNN's fused-depthwise post-op can compute `next` after
 /// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.

@@ -2,6 +2,7 @@
 
 #include <mobilenetv2/folded_network.h>
 #include <mobilenetv2/plain_network.h>
+#include <mobilenetv2/quantized_network.h>
 
 #include "onednn_network.h"
 
@@ -18,6 +19,12 @@ OneDnnMobileNetV2::OneDnnMobileNetV2(const MobileNetV2& model) {
   auto network = to_plain_network(folded);
   in_channels_ = network.blocks.front().convs.front().weight_shape[1];
   network_ = std::make_unique<OneDnnNetwork>(std::move(network));
+}
+
+OneDnnMobileNetV2::OneDnnMobileNetV2(const QuantizedNetwork& network) {
+  auto plain = to_plain_network(network);
+  in_channels_ = plain.blocks.front().convs.front().weight_shape[1];
+  network_ = std::make_unique<OneDnnNetwork>(std::move(plain));
 }
 
 OneDnnMobileNetV2::~OneDnnMobileNetV2() = default;

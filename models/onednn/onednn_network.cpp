@@ -26,6 +26,8 @@ using dnnl::memory;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
+constexpr auto kS8 = memory::data_type::s8;
+constexpr auto kU8 = memory::data_type::u8;
 
 // The executor's buffers: three for activations, one for the pooled
 // features; kInputSlot stands for the caller's images.
@@ -66,6 +68,11 @@ struct OneDnnNetwork::Impl {
   std::vector<std::vector<std::pair<memory::desc, memory>>> weights;
   std::vector<memory> biases;
   memory classifier_bias;
+  // int8 networks: each convolution's scales as oneDNN reads them, and the
+  // codes as passed (doubled where the source is s8, see prepare_int8()).
+  std::vector<memory> source_scales, weight_scales, output_scales;
+  std::vector<std::vector<int8_t>> codes;
+  memory input_scale;
   std::list<Plan> plans;  // most recently used first
   std::array<std::unique_ptr<void, FreeDeleter>, kActivationSlots + 1> buffers;
   std::array<size_t, kActivationSlots + 1> capacity{};
@@ -85,12 +92,51 @@ struct OneDnnNetwork::Impl {
     if (net.classes > 0) {
       classifier_bias = bias(net.fc_bias);
     }
+    if (int8()) {
+      // oneDNN's depthwise post-op cannot take the per-layer scales here.
+      fuse_depthwise = false;
+      input_scale = bias({net.input_scale});
+      prepare_int8();
+    }
+  }
+
+  bool int8() const {
+    return net.input_scale > 0;
+  }
+
+  void prepare_int8() {
+    float step = net.input_scale;
+    bool signed_source = true;
+    for (const auto& block : net.blocks) {
+      for (const auto& conv : block.convs) {
+        // Without VNNI, oneDNN multiplies an s8 source by halved weights
+        // (and compensates): doubled codes with halved scales keep that
+        // exact. Depthwise kernels widen to 16 bits and need no such care.
+        const bool dense =
+            !(conv.groups > 1 && conv.groups == conv.weight_shape[0]);
+        const float factor = signed_source && dense ? 2.f : 1.f;
+        std::vector<int8_t> passed(conv.codes);
+        for (auto& c : passed) {
+          c = static_cast<int8_t>(c * factor);
+        }
+        std::vector<float> scales(conv.weight_scales);
+        for (auto& v : scales) {
+          v /= factor;
+        }
+        codes.push_back(std::move(passed));
+        weight_scales.push_back(bias(scales));
+        source_scales.push_back(bias({step}));
+        output_scales.push_back(bias({conv.output_scale}));
+        step = conv.output_scale;
+        signed_source = !conv.relu6;
+      }
+    }
   }
 
   memory reordered(const memory::desc& plain_md,
-                   const float* values,
+                   const void* values,
                    const memory::desc& wanted) {
-    memory source(plain_md, engine, const_cast<float*>(values));
+    memory source(plain_md, engine, const_cast<void*>(values));
     memory target(wanted, engine);
     dnnl::reorder(source, target).execute(stream, source, target);
     stream.wait();
@@ -100,14 +146,14 @@ struct OneDnnNetwork::Impl {
   // The weights of layer `index` in the layout a primitive asked for.
   memory weights_for(size_t index,
                      const memory::desc& plain_md,
-                     const std::vector<float>& values,
+                     const void* values,
                      const memory::desc& wanted) {
     for (const auto& [md, mem] : weights[index]) {
       if (md == wanted) {
         return mem;
       }
     }
-    auto mem = reordered(plain_md, values.data(), wanted);
+    auto mem = reordered(plain_md, values, wanted);
     weights[index].emplace_back(wanted, mem);
     return mem;
   }
@@ -119,6 +165,16 @@ struct OneDnnNetwork::Impl {
   }
 
   Plan build(const std::array<int64_t, 4>& sizes, bool channels_last);
+
+  // A reorder that scales by the step of its source or destination
+  // (`scaled`: DNNL_ARG_SRC or DNNL_ARG_DST).
+  dnnl::reorder::primitive_desc scaled_reorder(const memory::desc& from,
+                                               const memory::desc& to,
+                                               int scaled) const {
+    dnnl::primitive_attr attr;
+    attr.set_scales_mask(scaled, 0);
+    return {engine, from, engine, to, attr};
+  }
   Plan& plan_for(const std::array<int64_t, 4>& sizes, bool channels_last);
   void bind(Plan& plan);
 };
@@ -146,7 +202,8 @@ int free_slot(int input, int block_input) {
 Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
                                 bool channels_last) {
   using dnnl::convolution_forward;
-  const Tag activations = activation_tag(layout);
+  // int8 kernels read and write channels last.
+  const Tag activations = int8() ? Tag::nhwc : activation_tag(layout);
   Plan plan;
   plan.sizes = sizes;
   plan.channels_last = channels_last;
@@ -167,39 +224,66 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
   memory::desc current_md = input_md;
   memory current = plan.input;
   int current_slot = kInputSlot;
+  float current_scale = net.input_scale;  // int8: the activation's code step
+  if (int8()) {
+    // The images as s8 codes.
+    const memory::desc codes_md({n, c, h, w}, kS8, activations);
+    memory codes_mem = slotted(codes_md, 0);
+    need(0, codes_md);
+    plan.steps.push_back(
+        {dnnl::reorder(scaled_reorder(input_md, codes_md, DNNL_ARG_DST)),
+         {{DNNL_ARG_FROM, current},
+          {DNNL_ARG_TO, codes_mem},
+          {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, input_scale}}});
+    current = codes_mem;
+    current_md = codes_md;
+    current_slot = 0;
+  }
   size_t layer = 0;
   for (const auto& block : net.blocks) {
     const int block_slot = current_slot;
     const memory::desc block_md = current_md;
     const memory block_input = current;
+    const float block_scale = current_scale;
     for (size_t i = 0; i < block.convs.size(); ++i, ++layer) {
       const auto& conv = block.convs[i];
       const bool residual = block.residual && i + 1 == block.convs.size();
       const auto g = geometry(conv, c, h, w);
+      const auto weights_dt = int8() ? kS8 : kF32;
+      const auto dst_dt = !int8() ? kF32 : conv.relu6 ? kU8 : kS8;
       // The destination: the block input for the residual add in place,
       // otherwise `dst_tag` (with a depthwise convolution fused, the
       // primitive's dst_desc() is the depthwise one's output).
       auto make = [&](const memory::desc& src_md,
                       const plain::Conv* fused,
                       Tag dst_tag) {
+        // An int8 sum adds the block input's codes times their step.
+        auto attr = fused_ops(
+            residual, conv.relu6, fused, int8() ? block_scale : 1.f);
+        if (int8()) {
+          attr.set_scales_mask(DNNL_ARG_SRC, 0);
+          attr.set_scales_mask(DNNL_ARG_WEIGHTS, conv.groups > 1 ? 3 : 1);
+          attr.set_scales_mask(DNNL_ARG_DST, 0);
+        }
         return convolution_forward::primitive_desc(
             engine,
             dnnl::prop_kind::forward_inference,
             dnnl::algorithm::convolution_direct,
             src_md,
-            memory::desc(g.weights, kF32, Tag::any),
+            memory::desc(g.weights, weights_dt, Tag::any),
             memory::desc({g.out}, kF32, Tag::x),
             residual ? block_md
-                     : memory::desc({n, g.out, g.oh, g.ow}, kF32, dst_tag),
+                     : memory::desc({n, g.out, g.oh, g.ow}, dst_dt, dst_tag),
             {conv.stride, conv.stride},
             g.pad_l,
             g.pad_r,
-            fused_ops(residual, conv.relu6, fused));
+            attr);
       };
       // The input layout is the caller's (the first layer reads it where a
       // kernel can); later ones are the blocked activations. Where no
       // optimised kernel reads a layout, reorder it first.
-      const memory::desc any_src({n, c, h, w}, kF32, Tag::any);
+      const memory::desc any_src(
+          {n, c, h, w}, current_md.get_data_type(), Tag::any);
       const auto& src_md = current_slot == kInputSlot ? any_src : current_md;
       const plain::Conv* depthwise = fuse_depthwise &&
                                              i + 1 < block.convs.size() &&
@@ -243,15 +327,25 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
           residual ? block_slot : free_slot(current_slot, block_slot);
       memory dst = residual ? block_input : slotted(pd->dst_desc(), dst_slot);
       need(dst_slot, pd->dst_desc());
+      const void* weight_values =
+          int8() ? static_cast<const void*>(codes[layer].data())
+                 : conv.weight.data();
       Step step{convolution_forward(*pd),
                 {{DNNL_ARG_SRC, current},
                  {DNNL_ARG_WEIGHTS,
                   weights_for(layer,
-                              {g.weights, kF32, g.weights_tag},
-                              conv.weight,
+                              {g.weights, weights_dt, g.weights_tag},
+                              weight_values,
                               pd->weights_desc())},
                  {DNNL_ARG_BIAS, biases[layer]},
                  {DNNL_ARG_DST, dst}}};
+      if (int8()) {
+        step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC] = source_scales[layer];
+        step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS] =
+            weight_scales[layer];
+        step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST] = output_scales[layer];
+        current_scale = conv.output_scale;
+      }
       if (depthwise != nullptr) {
         ++i;
         ++layer;
@@ -260,7 +354,7 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
         step.args[kDw | DNNL_ARG_WEIGHTS] = weights_for(
             layer,
             {dw.weights, kF32, dw.weights_tag},
-            depthwise->weight,
+            depthwise->weight.data(),
             pd->query_md(dnnl::query::exec_arg_md, kDw | DNNL_ARG_WEIGHTS));
         step.args[kDw | DNNL_ARG_BIAS] = biases[layer];
       }
@@ -275,6 +369,21 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
     }
   }
 
+  if (int8()) {
+    // The last activation's codes back to real values for the fp32 head.
+    const memory::desc real_md({n, c, h, w}, kF32, Tag::nhwc);
+    const int slot = free_slot(current_slot, kInputSlot);
+    memory real = slotted(real_md, slot);
+    need(slot, real_md);
+    plan.steps.push_back(
+        {dnnl::reorder(scaled_reorder(current_md, real_md, DNNL_ARG_SRC)),
+         {{DNNL_ARG_FROM, current},
+          {DNNL_ARG_TO, real},
+          {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}});
+    current = real;
+    current_md = real_md;
+    current_slot = slot;
+  }
   // Global average pooling, then the classifier (an inner product on the
   // pooled features as they lie) into the caller's [n, classes]; without a
   // classifier the features are copied out as [n, c].
@@ -315,7 +424,7 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
                          {DNNL_ARG_WEIGHTS,
                           weights_for(weights.size() - 1,
                                       {fc_weights, kF32, Tag::oihw},
-                                      net.fc_weight,
+                                      net.fc_weight.data(),
                                       fc_pd.weights_desc())},
                          {DNNL_ARG_BIAS, classifier_bias},
                          {DNNL_ARG_DST, plan.output}}});

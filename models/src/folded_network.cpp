@@ -1,6 +1,7 @@
 #include <mobilenetv2/folded_network.h>
 
 #include <mobilenetv2/conv_bn_activation.h>
+#include <mobilenetv2/tf_same_padding.h>
 
 #include <torch/torch.h>
 
@@ -60,6 +61,23 @@ FoldedNetwork fold_batchnorm(const MobileNetV2& model) {
   net.fc_weight = linear->weight.detach().clone();
   net.fc_bias = linear->bias.detach().clone();
   return net;
+}
+
+torch::Tensor apply_conv(const FoldedConv& conv, const torch::Tensor& x) {
+  auto input = x;
+  if (conv.same_padding) {
+    const auto k = conv.weight.size(2);
+    const auto rows = tf_same_padding(x.size(-2), k, conv.stride);
+    const auto cols = tf_same_padding(x.size(-1), k, conv.stride);
+    input = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
+  }
+  return torch::conv2d(input,
+                       conv.weight,
+                       conv.bias,
+                       conv.stride,
+                       conv.padding,
+                       /*dilation=*/1,
+                       conv.groups);
 }
 
 }  // namespace mnv2

@@ -1,6 +1,7 @@
 #include <mobilenetv2/plain_network.h>
 
 #include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/quantized_network.h>
 
 namespace mnv2 {
 
@@ -19,14 +20,16 @@ plain::Network to_plain_network(const FoldedNetwork& folded) {
     plain::Block b;
     b.residual = block.residual;
     for (const auto& conv : block.convs) {
-      b.convs.push_back({values_of(conv.weight),
-                         conv.weight.sizes().vec(),
-                         values_of(conv.bias),
-                         conv.stride,
-                         conv.padding,
-                         conv.same_padding,
-                         conv.groups,
-                         conv.relu6});
+      plain::Conv c;
+      c.weight = values_of(conv.weight);
+      c.weight_shape = conv.weight.sizes().vec();
+      c.bias = values_of(conv.bias);
+      c.stride = conv.stride;
+      c.padding = conv.padding;
+      c.same_padding = conv.same_padding;
+      c.groups = conv.groups;
+      c.relu6 = conv.relu6;
+      b.convs.push_back(std::move(c));
     }
     net.blocks.push_back(std::move(b));
   }
@@ -34,6 +37,23 @@ plain::Network to_plain_network(const FoldedNetwork& folded) {
   net.fc_bias = values_of(folded.fc_bias);
   net.classes = folded.fc_weight.size(0);
   net.features = folded.fc_weight.size(1);
+  return net;
+}
+
+plain::Network to_plain_network(const QuantizedNetwork& quantized) {
+  auto net = to_plain_network(quantized.network);
+  size_t n = 0;
+  for (auto& block : net.blocks) {
+    for (auto& conv : block.convs) {
+      const auto& q = quantized.convs.at(n++);
+      const auto codes = q.codes.to(torch::kChar).contiguous();
+      conv.codes.assign(codes.data_ptr<int8_t>(),
+                        codes.data_ptr<int8_t>() + codes.numel());
+      conv.weight_scales = values_of(q.weight_scale);
+      conv.output_scale = static_cast<float>(q.output_scale);
+    }
+  }
+  net.input_scale = static_cast<float>(quantized.input_scale);
   return net;
 }
 

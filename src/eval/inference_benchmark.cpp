@@ -83,7 +83,8 @@ Case measure(Prepared& p,
              const std::string& dtype,
              bool channels_last) {
   Case out{dtype, channels_last};
-  const auto amp = amp_dtype_of(dtype, p.device);
+  // An int8 file computes in int8 whatever the autocast.
+  const auto amp = dtype == "int8" ? std::nullopt : amp_dtype_of(dtype, p.device);
   out.engine = p.device.is_cpu() ? p.model.engine_for(amp) : "eager";
   out.emulated = !native(p.device, amp);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
@@ -132,7 +133,9 @@ Outcome run_benchmark(const EvalCommand& c) {
   if (!c.amp_dtype.empty()) {
     dtypes = {c.amp_dtype};
   }
-  if (dtypes.empty()) {
+  if (p.model.quantized() != nullptr) {
+    dtypes = {"int8"};
+  } else if (dtypes.empty()) {
     dtypes = {"fp32", "bf16"};
     if (p.device.is_cuda()) {
       dtypes.push_back("fp16");
@@ -156,7 +159,7 @@ Outcome run_benchmark(const EvalCommand& c) {
       << "MobileNetV2 (" << p.model.kind() << ") on " << p.device.str() << ", "
       << at::get_num_threads() << " threads, " << c.img_size << "x"
       << c.img_size << ", " << c.iterations << " iterations\n"
-      << std::left << std::setw(7) << "dtype" << std::setw(7) << "engine"
+      << std::left << std::setw(7) << "dtype" << std::setw(13) << "engine"
       << std::setw(15) << "memory" << std::right << std::setw(10) << "b1 p50 ms"
       << std::setw(10) << "p90 ms" << std::setw(10) << "p99 ms" << std::setw(16)
       << std::string("b").append(std::to_string(c.batch_size)).append(" img/s")
@@ -164,7 +167,7 @@ Outcome run_benchmark(const EvalCommand& c) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& r : cases) {
     std::cout << std::left << std::setw(7)
-              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(7) << r.engine
+              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(13) << r.engine
               << std::setw(15)
               << (r.channels_last ? "channels_last" : "contiguous")
               << std::right << std::fixed << std::setprecision(2)
@@ -188,7 +191,7 @@ Outcome run_benchmark(const EvalCommand& c) {
   }
   const bool on_onednn =
       std::any_of(cases.begin(), cases.end(), [](const Case& r) {
-        return r.engine == "onednn";
+        return r.engine.rfind("onednn", 0) == 0;
       });
   if (on_onednn) {
     std::cout << "onednn: oneDNN " << onednn_library()

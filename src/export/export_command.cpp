@@ -1,4 +1,5 @@
 #include "export/export_command.h"
+#include "export/int8_export.h"
 
 #include <mobilenetv2/checkpoint.h>
 #include <mobilenetv2/folded_network.h>
@@ -59,15 +60,18 @@ Outcome run_export(const ExportCommand& c) {
   const auto model =
       InferenceModel::load(c.weights, c.ema, torch::kCPU, c.allow_non_finite);
   if (!model.eager()) {
-    throw ConfigError("--weights '" + c.weights +
-                      "' is a TorchScript file; export needs a checkpoint or "
-                      "a state_dict");
+    throw ConfigError("--weights '" + c.weights + "' is a " + model.kind() +
+                      " file; export needs a checkpoint, a state_dict or "
+                      "Keras .h5");
   }
   const auto& info = model.info();
   if (c.width_mult > 0 && c.width_mult != info.options.width_mult()) {
     throw ConfigError("--width-mult " + std::to_string(c.width_mult) +
                       " does not match the weights' width " +
                       std::to_string(info.options.width_mult()));
+  }
+  if (c.format == "int8") {
+    return export_int8(c, model);
   }
   const int64_t size = c.img_size > 0 ? c.img_size : info.val_crop;
   torch::manual_seed(0);

@@ -12,7 +12,7 @@ namespace mnv2 {
 /// What mnv2-export was asked.
 struct ExportCommand {
   std::string weights;
-  std::string format;  ///< torchscript | onnx | pth
+  std::string format;  ///< torchscript | onnx | pth | int8
   std::string output;
   int64_t img_size = 0;   ///< verification input size; 0: the weights' crop
   double width_mult = 0;  ///< 0: from the weights; else must match them
@@ -22,6 +22,13 @@ struct ExportCommand {
   /// offered: in LibTorch 2.13 its output cannot be saved and loaded again.)
   bool freeze = false;
   double tolerance = 1e-4;  ///< max relative difference accepted
+  // --format int8: post-training quantization.
+  std::string calibration_data;  ///< a folder of images (searched recursively)
+  int64_t calibration_images = 300;  ///< at most this many, sampled
+  int64_t calibration_batch = 32;
+  std::string calibration_method = "mse";  ///< mse | percentile | minmax
+  double percentile = 99.99;
+  bool no_bias_correction = false;
 
   /// One-line reasons the command cannot run; empty when it can.
   std::vector<std::string> problems() const;

@@ -9,7 +9,7 @@ const FlagTable<ExportCommand>& export_flags() {
   using C = ExportCommand;
   static const FlagTable<ExportCommand> table = {
       {"weights", "", "weights file", &C::weights, "weights"},
-      {"format", "", "torchscript, onnx or pth", &C::format, "format"},
+      {"format", "", "torchscript, onnx, pth or int8", &C::format, "format"},
       {"output", "", "file to write", &C::output, "output"},
       {"img-size",
        "",
@@ -31,9 +31,40 @@ const FlagTable<ExportCommand>& export_flags() {
       allow_non_finite_flag<C>(),
       {"tolerance",
        "",
-       "max relative difference accepted",
+       "max relative difference accepted (int8: at least 1e-2)",
        &C::tolerance,
        "tolerance"},
+      {"calibration-data",
+       "",
+       "int8: folder of calibration images (searched recursively)",
+       &C::calibration_data,
+       "calibration_data"},
+      {"calibration-images",
+       "",
+       "int8: images sampled from the folder, at most",
+       &C::calibration_images,
+       "calibration_images"},
+      {"calibration-batch",
+       "",
+       "int8: images per calibration batch (the folder needs one batch)",
+       &C::calibration_batch,
+       "calibration_batch"},
+      {"calibration-method",
+       "",
+       "int8: activation ranges by mse, percentile or minmax",
+       &C::calibration_method,
+       "calibration_method"},
+      {"percentile",
+       "",
+       "int8: the percentile of --calibration-method percentile",
+       &C::percentile,
+       "percentile"},
+      {"no-bias-correction",
+       "",
+       "int8: keep the biases as trained",
+       &C::no_bias_correction,
+       "no_bias_correction",
+       FlagKind::kSwitch},
   };
   return table;
 }
@@ -44,8 +75,23 @@ std::vector<std::string> ExportCommand::problems() const {
   p.need(!format.empty(), "--format is required");
   p.need(!output.empty(), "--output is required");
   p.need(format.empty() || format == "torchscript" || format == "onnx" ||
-             format == "pth",
-         "--format must be torchscript, onnx or pth, got '" + format + "'");
+             format == "pth" || format == "int8",
+         "--format must be torchscript, onnx, pth or int8, got '" + format +
+             "'");
+  p.need(format != "int8" || !calibration_data.empty(),
+         "--format int8 needs --calibration-data (a folder of images)");
+  p.need(format == "int8" || calibration_data.empty(),
+         "--calibration-data is for --format int8");
+  p.need(calibration_images >= 1 && calibration_images <= 100000,
+         "--calibration-images must be in [1, 100000]");
+  p.need(calibration_batch >= 1 && calibration_batch <= 1024,
+         "--calibration-batch must be in [1, 1024]");
+  p.need(calibration_method == "mse" || calibration_method == "percentile" ||
+             calibration_method == "minmax",
+         "--calibration-method must be mse, percentile or minmax, got '" +
+             calibration_method + "'");
+  p.need(percentile > 0 && percentile <= 100,
+         "--percentile must be in (0, 100]");
   // Only the check's input: the exported model takes any size.
   p.need(img_size == 0 || (img_size >= kMinImageSize && img_size <= 1024),
          "--img-size must be in [16, 1024] (the size of the check's input; "

@@ -39,4 +39,8 @@ struct FoldedNetwork {
 /// eps).
 FoldedNetwork fold_batchnorm(const MobileNetV2& model);
 
+/// The convolution with its bias (and TensorFlow SAME padding where it has
+/// it), without the activation.
+torch::Tensor apply_conv(const FoldedConv& conv, const torch::Tensor& x);
+
 }  // namespace mnv2

@@ -11,6 +11,7 @@
 namespace mnv2 {
 
 struct FoldedNetwork;
+struct QuantizedNetwork;
 
 namespace plain {
 
@@ -25,6 +26,10 @@ struct Conv {
   bool same_padding = false;
   int64_t groups = 1;
   bool relu6 = true;
+  // Quantized networks only (Network::input_scale > 0):
+  std::vector<int8_t> codes;          ///< the weight's codes, its layout
+  std::vector<float> weight_scales;   ///< per output channel
+  float output_scale = 0;  ///< u8 code step after ReLU6, else s8
 };
 
 struct Block {
@@ -38,6 +43,8 @@ struct Network {
   std::vector<float> fc_bias;
   int64_t classes = 0;
   int64_t features = 0;
+  /// > 0 for an int8 network: the s8 code step of the input image.
+  float input_scale = 0;
 };
 
 }  // namespace plain
@@ -45,5 +52,8 @@ struct Network {
 /// Copies a folded network (any device, any float dtype) into plain fp32
 /// vectors.
 plain::Network to_plain_network(const FoldedNetwork& folded);
+/// The same for a quantized network: codes and scales besides the fp32
+/// weights.
+plain::Network to_plain_network(const QuantizedNetwork& quantized);
 
 }  // namespace mnv2

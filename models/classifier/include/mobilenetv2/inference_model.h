@@ -14,11 +14,14 @@
 namespace mnv2 {
 
 class OneDnnMobileNetV2;
+struct QuantizedNetwork;
 
 /// Any weights mnv2-eval and mnv2-export accept, ready for inference: one of
 /// our training checkpoints (raw or EMA weights), a torchvision-compatible
 /// state_dict (torchvision's published files work; `<stem>.json` beside it
-/// adds class names and sizes), or a TorchScript file from mnv2-export.
+/// adds class names and sizes), a TorchScript file from mnv2-export, or an
+/// int8 file from `mnv2-export --format int8` (CPU only: the int8 oneDNN
+/// engine where the add-on is built, else its LibTorch simulation).
 class InferenceModel {
  public:
   /// Throws WeightsError naming the file.
@@ -37,14 +40,18 @@ class InferenceModel {
   const std::string& conversion() const {
     return conversion_;
   }
-  /// "checkpoint", "checkpoint-ema", "state_dict", "keras-h5", ... or
-  /// "torchscript".
+  /// "checkpoint", "checkpoint-ema", "state_dict", "keras-h5", ...,
+  /// "torchscript" or "int8".
   const std::string& kind() const {
     return kind_;
   }
-  /// The eager model (null for TorchScript files).
+  /// The eager model (null for TorchScript and int8 files).
   const MobileNetV2& eager() const {
     return eager_;
+  }
+  /// The quantized network of an int8 file, else null.
+  const QuantizedNetwork* quantized() const {
+    return quantized_.get();
   }
   void to_channels_last();
 
@@ -60,7 +67,8 @@ class InferenceModel {
     return fused_ != nullptr;
   }
   /// Which engine runs CPU batches under this autocast dtype (nullopt:
-  /// none): "onednn", "graph" or "eager".
+  /// none): "onednn", "graph" or "eager"; for int8 files "onednn-int8" or
+  /// "int8-simulated", whatever the autocast.
   std::string engine_for(const std::optional<c10::ScalarType>& autocast) const;
   /// Whether CPU batches under this autocast dtype (nullopt: none) run
   /// through a fused network.
@@ -74,6 +82,7 @@ class InferenceModel {
   std::shared_ptr<torch::jit::Module> script_;
   std::shared_ptr<FusedMobileNetV2> fused_;
   std::shared_ptr<OneDnnMobileNetV2> onednn_;  // null without the add-on
+  std::shared_ptr<const QuantizedNetwork> quantized_;
 };
 
 /// Whether a file is a TorchScript archive (as opposed to a torch.save one).

@@ -8,6 +8,7 @@
 namespace mnv2 {
 
 class OneDnnNetwork;
+struct QuantizedNetwork;
 
 /// A trained MobileNetV2 for fp32 CPU inference as a chain of oneDNN
 /// primitives, called directly: BatchNorm folded, each convolution fused
@@ -27,6 +28,13 @@ class OneDnnMobileNetV2 {
  public:
   /// `model` must be on the CPU and in eval mode; its weights are copied.
   explicit OneDnnMobileNetV2(const MobileNetV2& model);
+  /// An int8 network (mnv2::quantize_network, or read from a quantized
+  /// weights file): int8 convolutions with per-channel weight scales, ReLU6
+  /// and the residual add fused, activations as u8/s8 codes channels last,
+  /// the pooling and the classifier in fp32. Computes what integer
+  /// arithmetic gives on any x86 CPU, with or without VNNI (the codes'
+  /// ranges keep oneDNN's 16-bit pair sums from saturating).
+  explicit OneDnnMobileNetV2(const QuantizedNetwork& network);
   ~OneDnnMobileNetV2();
   OneDnnMobileNetV2(OneDnnMobileNetV2&&) noexcept;
   OneDnnMobileNetV2& operator=(OneDnnMobileNetV2&&) noexcept;

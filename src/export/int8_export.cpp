@@ -1,0 +1,165 @@
+#include "export/int8_export.h"
+
+#include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/image_classifier.h>
+#include <mobilenetv2/quantize.h>
+#include <mobilenetv2/vision.h>
+#include "common/log.h"
+#include "data/dataset.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace mnv2 {
+
+namespace {
+
+// The engine computes integer arithmetic; the simulation computes it in
+// fp32, one code off where fp32 rounding crosses a rounding boundary.
+constexpr double kInt8Tolerance = 1e-2;
+
+// A fixed sample of the folder, so that a rerun writes the same file.
+std::vector<torch::Tensor> calibration_batches(const ExportCommand& c,
+                                               const ImageClassifier& model,
+                                               int64_t& used) {
+  auto paths = list_images({c.calibration_data}).paths;
+  std::mt19937_64 rng(0);
+  std::shuffle(paths.begin(), paths.end(), rng);
+  std::vector<torch::Tensor> batches;
+  std::vector<torch::Tensor> pending;
+  int64_t unreadable = 0;
+  used = 0;
+  for (const auto& path : paths) {
+    if (used == c.calibration_images) {
+      break;
+    }
+    try {
+      pending.push_back(
+          model.preprocess(read_image(path, model.eval_transform())));
+    } catch (const DataError& e) {
+      log::warn(log::cat("skipping unreadable image: ", e.what()));
+      ++unreadable;
+      continue;
+    }
+    ++used;
+    if (static_cast<int64_t>(pending.size()) == c.calibration_batch) {
+      batches.push_back(torch::stack(pending));
+      pending.clear();
+    }
+  }
+  if (used < c.calibration_batch) {
+    throw ConfigError("--calibration-data '" + c.calibration_data + "': " +
+                      std::to_string(used) + " readable images (" +
+                      std::to_string(unreadable) +
+                      " unreadable), fewer than one --calibration-batch of " +
+                      std::to_string(c.calibration_batch));
+  }
+  if (!pending.empty()) {
+    batches.push_back(torch::stack(pending));
+  }
+  return batches;
+}
+
+double input_max_abs(const Normalization& n) {
+  double out = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    out = std::max({out,
+                    std::abs(n.mean[i] / n.stddev[i]),
+                    std::abs((1 - n.mean[i]) / n.stddev[i])});
+  }
+  return out;
+}
+
+std::string quantization_json(const ExportCommand& c,
+                              const QuantizeOptions& q,
+                              int64_t images) {
+  std::ostringstream json;
+  json << "{\"quantization\": {\"method\": \""
+       << calibration_method_name(q.method) << "\", \"percentile\": "
+       << q.percentile << ", \"bias_correction\": "
+       << (q.bias_correction ? "true" : "false")
+       << ", \"calibration_images\": " << images
+       << ", \"weights\": \"per-channel symmetric, dense 7-bit, depthwise "
+          "8-bit\", \"activations\": \"per-tensor, u8 after ReLU6, s8 "
+          "otherwise\", \"from\": \""
+       << fs::path(c.weights).filename().string() << "\"}}";
+  return json.str();
+}
+
+}  // namespace
+
+Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
+  std::error_code ec;
+  if (!fs::is_directory(c.calibration_data, ec)) {
+    throw ConfigError("--calibration-data '" + c.calibration_data +
+                      "' is not a folder");
+  }
+  ClassifierOptions eager;
+  eager.engine = Engine::kEager;
+  const ImageClassifier fp32(model, eager);
+  int64_t images = 0;
+  const auto batches = calibration_batches(c, fp32, images);
+  QuantizeOptions q;
+  q.method = calibration_method_from_name(c.calibration_method);
+  q.percentile = c.percentile;
+  q.bias_correction = !c.no_bias_correction;
+  q.input_max_abs = input_max_abs(model.info().normalization);
+  const auto quantized =
+      quantize_network(fold_batchnorm(model.eager()), batches, q);
+  write_state_dict(quantized_to_state_dict(quantized), c.output);
+  write_weights_metadata(model.info(), c.output, quantization_json(c, q, images));
+  std::cout << "wrote " << c.output << " (int8, calibrated on " << images
+            << " images of '" << c.calibration_data << "', "
+            << calibration_method_name(q.method) << " ranges, bias correction "
+            << (q.bias_correction ? "on" : "off") << ")\n";
+
+  // The file as a user loads it, on the engine this build runs it with.
+  const auto reloaded = InferenceModel::load(c.output, false, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  int64_t agree = 0;
+  double kl = 0;
+  double max_abs = 0, relative = 0;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const auto reference = model.forward(batches[b]);
+    const auto int8 = reloaded.forward(batches[b]);
+    agree += (int8.argmax(1) == reference.argmax(1)).sum().item<int64_t>();
+    kl += torch::kl_div(torch::log_softmax(int8, 1),
+                        torch::log_softmax(reference, 1),
+                        at::Reduction::Sum,
+                        /*log_target=*/true)
+              .item<double>();
+    if (b == 0) {
+      const auto simulated = simulate_quantized(quantized, batches[b]);
+      max_abs = (int8 - simulated).abs().max().item<double>();
+      relative = max_abs /
+                 std::max(simulated.abs().max().item<double>(), 1e-12);
+    }
+  }
+  const double tolerance = std::max(c.tolerance, kInt8Tolerance);
+  const bool ok = relative <= tolerance;
+  std::cout << "int8 vs fp32 on the calibration images: top-1 agreement "
+            << 100.0 * agree / images << "% (" << agree << "/" << images
+            << "), mean KL divergence " << kl / images << "\n"
+            << "verified with mnv2-eval's engine (" << reloaded.engine_for({})
+            << ") against the quantized network's LibTorch simulation on "
+            << batches.front().size(0) << " images: max abs diff " << max_abs
+            << ", max relative diff " << relative << " (tolerance "
+            << tolerance << "): " << (ok ? "ok" : "FAILED") << "\n";
+  if (!ok) {
+    fs::remove(c.output, ec);
+    fs::remove(metadata_path_for(c.output), ec);
+    std::cerr << "mnv2-export: verification failed; '" << c.output
+              << "' removed\n";
+    return Outcome::kCheckFailed;
+  }
+  return Outcome::kDone;
+}
+
+}  // namespace mnv2

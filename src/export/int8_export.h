@@ -1,0 +1,15 @@
+#pragma once
+
+#include <mobilenetv2/inference_model.h>
+#include "export/export_command.h"
+
+namespace mnv2 {
+
+/// mnv2-export --format int8: calibrates on the images of
+/// --calibration-data (the weights' evaluation preprocessing), quantizes,
+/// writes the int8 file and its `<stem>.json`, reloads it and checks the
+/// int8 engine against the quantized network's LibTorch simulation; prints
+/// how often int8 and fp32 agree on the calibration images.
+Outcome export_int8(const ExportCommand& command, const InferenceModel& model);
+
+}  // namespace mnv2

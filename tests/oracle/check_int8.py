@@ -1,0 +1,166 @@
+"""The int8 path as a user runs it, against an integer simulation written here.
+
+mnv2-export --format int8 quantizes Keras' ImageNet MobileNetV2 on real photos;
+mnv2-eval --predict runs the file on the int8 engine. This script reads the
+quantized file with torch.load alone and computes the network in integers
+(float64 convolutions of 8-bit codes are exact; scales applied in fp32 as the
+file says), then compares every class probability. Run once as the CPU is and
+once with oneDNN capped to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2): without VNNI,
+oneDNN sums u8 x s8 pairs in 16 bits, and a saturating engine misses this
+oracle by far more than the tolerance.
+
+usage: check_int8.py BIN_DIR WORK_DIR PRETRAINED_DIR
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import skimage
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+KERAS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+SKIMAGE = Path(skimage.__file__).parent / "data"
+CALIBRATION = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "horse.png",
+               "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
+               "retina.jpg", "ihc.png", "color.png", "logo.png"]
+GRACE = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+# The photos whose fp32 answer is confident (checked below): int8 must agree.
+TEST_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "grace_hopper"]
+# Probabilities: this simulation rounds as the engine does (measured: 3e-7
+# apart); a code moved by one step in a uniform region shifted them by 5e-3,
+# a saturating sum moves them further.
+TOLERANCE = 1e-5
+FAILURES = []
+
+
+def check(condition, message):
+    print(("ok   " if condition else "FAIL ") + message)
+    if not condition:
+        FAILURES.append(message)
+
+
+def run(args):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:])
+        raise SystemExit(f"{args[0]} exited {result.returncode}")
+    return result.stdout
+
+
+def tf_same_pad(x, k, s):
+    h, w = x.shape[2:]
+    ph = max((math.ceil(h / s) - 1) * s + k - h, 0)
+    pw = max((math.ceil(w / s) - 1) * s + k - w, 0)
+    return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+
+
+def integer_network(state, images):
+    """Logits of the quantized network from its file's codes and scales."""
+    f32 = torch.float32
+    step = state["quantization.input_scale"].to(f32)
+    codes = torch.clamp(torch.round(images * (1 / step)), -128, 127).to(torch.int64)
+    residual = state["quantization.residual"].tolist()
+    n = 0
+    block = -1
+    while f"convs.{n}.codes" in state:
+        b, stride, padding, same, groups, relu6 = state[f"convs.{n}.geometry"].tolist()
+        if b != block:
+            block, block_codes, block_step = b, codes, step
+        w = state[f"convs.{n}.codes"]
+        x = codes.to(torch.float64)
+        if same:
+            x = tf_same_pad(x, w.shape[2], stride)
+        accumulated = F.conv2d(x, w.to(torch.float64), None, stride, padding, 1, groups)
+        assert accumulated.abs().max() < 2 ** 31, "int32 accumulation overflows"
+        multiplier = state[f"convs.{n}.weight_scale"].to(f32) * step
+        y = (accumulated.to(f32) * multiplier.view(1, -1, 1, 1)
+             + state[f"convs.{n}.bias"].view(1, -1, 1, 1))
+        if relu6:
+            y = y.clamp(0, 6)
+        last_of_block = f"convs.{n + 1}.codes" not in state or \
+            state[f"convs.{n + 1}.geometry"][0].item() != b
+        if residual[b] and last_of_block:
+            # The engine adds the block input in one fused multiply-add
+            # (one rounding: float64 holds the product exactly).
+            y = (y.double() + block_codes.double() * block_step.double()).to(f32)
+        step = state[f"convs.{n}.output_scale"].to(f32)
+        low, high = (0, 255) if relu6 else (-128, 127)
+        codes = torch.clamp(torch.round(y * (1 / step)), low, high).to(torch.int64)
+        n += 1
+    pooled = (codes.to(f32) * step).mean((2, 3))
+    return pooled @ state["classifier.weight"].T + state["classifier.bias"]
+
+
+def probabilities_by_photo(prediction_json, classes):
+    out = {}
+    for entry in json.loads(Path(prediction_json).read_text()):
+        p = np.zeros(classes)
+        for top in entry["top"]:
+            p[top["class"]] = top["probability"]
+        out[Path(entry["image"]).stem] = p
+    return out
+
+
+def main():
+    bin_dir, work, pretrained = (Path(a) for a in sys.argv[1:4])
+    keras = pretrained / KERAS_FILE
+    if not keras.exists():
+        raise SystemExit(f"{keras} is missing: run scripts/get-pretrained.sh")
+    photos = work / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    # At the weights' 224x224 (their resize squashes), so that the programs'
+    # resize is the identity and both sides read the same pixels.
+    for path in [SKIMAGE / name for name in CALIBRATION] + [GRACE]:
+        Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR).save(
+            photos / (path.stem + ".png"))
+    int8_file = work / "keras_int8.pth"
+    print(run([bin_dir / "mnv2-export", "--weights", keras, "--format", "int8",
+               "--calibration-data", photos, "--calibration-batch", "4",
+               "--output", int8_file]))
+    run([bin_dir / "mnv2-eval", "--weights", int8_file, "--predict", photos,
+         "--topk", "1000", "--json", work / "int8.json"])
+    run([bin_dir / "mnv2-eval", "--weights", keras, "--predict", photos,
+         "--topk", "1000", "--json", work / "fp32.json"])
+    engine = probabilities_by_photo(work / "int8.json", 1000)
+    fp32 = probabilities_by_photo(work / "fp32.json", 1000)
+
+    state = torch.load(int8_file, weights_only=True)
+    meta = json.loads(int8_file.with_suffix(".json").read_text())
+    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(meta["std"], dtype=torch.float32).view(3, 1, 1)
+    worst = 0.0
+    for name, p in sorted(engine.items()):
+        pixels = torch.from_numpy(np.asarray(Image.open(photos / f"{name}.png"))).permute(2, 0, 1)
+        image = ((pixels.to(torch.float32) / 255.0 - mean) / std).unsqueeze(0)
+        with torch.no_grad():
+            reference = torch.softmax(integer_network(state, image).double(), 1)[0].numpy()
+        diff = float(np.abs(p - reference).max())
+        worst = max(worst, diff)
+        check(diff <= TOLERANCE and p.argmax() == reference.argmax(),
+              f"{name}: int8 engine vs integer oracle max |p - p_ref| {diff:.2e}, "
+              f"top-1 {p.argmax()} vs {reference.argmax()}")
+    print(f"worst probability difference {worst:.2e} (tolerance {TOLERANCE}), "
+          f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}")
+    for name in TEST_PHOTOS:
+        check(engine[name].argmax() == fp32[name].argmax() and fp32[name].max() > 0.05,
+              f"{name}: int8 top-1 {engine[name].argmax()} "
+              f"({engine[name].max():.3f}) = fp32 top-1 {fp32[name].argmax()} "
+              f"({fp32[name].max():.3f})")
+    kl = np.mean([float(np.sum(fp32[n] * np.log(np.maximum(fp32[n], 1e-12)
+                                                / np.maximum(engine[n], 1e-12))))
+                  for n in TEST_PHOTOS])
+    print(f"mean KL(fp32 || int8) over the test photos {kl:.4f}")
+    if FAILURES:
+        raise SystemExit(f"{len(FAILURES)} checks failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -140,8 +140,10 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
       typed_entry(state, "quantization.version", origin, torch::kLong, 1);
   if (version.numel() != 1 || version.item<int64_t>() != kFormatVersion) {
     refuse(origin,
-           "format version " + c10::str(version) + " is not " +
-               std::to_string(kFormatVersion));
+           "format version " +
+               (version.numel() == 1 ? std::to_string(version.item<int64_t>())
+                                     : c10::str(version.sizes())) +
+               " is not " + std::to_string(kFormatVersion));
   }
   QuantizedNetwork net;
   net.input_scale =

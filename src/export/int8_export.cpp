@@ -54,6 +54,11 @@ std::vector<torch::Tensor> calibration_batches(const ExportCommand& c,
       pending.clear();
     }
   }
+  if (used == 0) {
+    throw ConfigError("--calibration-data '" + c.calibration_data +
+                      "': no readable image (" + std::to_string(unreadable) +
+                      " unreadable)");
+  }
   if (used < c.calibration_batch) {
     throw ConfigError("--calibration-data '" + c.calibration_data + "': " +
                       std::to_string(used) + " readable images (" +

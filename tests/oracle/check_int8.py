@@ -99,6 +99,51 @@ def integer_network(state, images):
     return pooled @ state["classifier.weight"].T + state["classifier.bias"]
 
 
+def error_lines(stderr):
+    return [line for line in stderr.splitlines()
+            if line and "libpng warning" not in line and "] warning " not in line]
+
+
+def check_refused(args, expected_status, expected_text, what):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    lines = error_lines(result.stderr)
+    check(result.returncode == expected_status and len(lines) == 1
+          and expected_text in lines[0],
+          f"{what}: exit {result.returncode}, {lines}")
+
+
+def check_bad_inputs(bin_dir, work, keras, photos, int8_file):
+    unreadable = work / "unreadable"
+    unreadable.mkdir(exist_ok=True)
+    (unreadable / "photo.png").write_text("not an image")
+    export = [bin_dir / "mnv2-export", "--weights", keras, "--format", "int8",
+              "--output", work / "refused.pth", "--calibration-data"]
+    check_refused(export + [unreadable], 2, "no readable image", "no readable image")
+    few = work / "few"
+    few.mkdir(exist_ok=True)
+    for name in ["coffee", "rocket"]:
+        (few / f"{name}.png").write_bytes((photos / f"{name}.png").read_bytes())
+    check_refused(export + [few, "--calibration-batch", "4"], 2,
+                  "fewer than one --calibration-batch", "fewer images than the batch")
+    check(not (work / "refused.pth").exists(), "nothing written for refused calibrations")
+    state = torch.load(int8_file, weights_only=True)
+    for key, value, text in [("convs.7.weight_scale", 0.0, "not positive"),
+                             ("convs.9.output_scale", -1.0, "not positive"),
+                             ("quantization.input_scale", float("nan"), "not positive")]:
+        bad = {k: v.clone() for k, v in state.items()}
+        bad[key][0] = value
+        path = work / "bad_scale.pth"
+        torch.save(bad, path)
+        check_refused([bin_dir / "mnv2-eval", "--weights", path, "--predict",
+                       photos / "coffee.png"], 1, key, f"{key} = {value}")
+    bad = {k: v.clone() for k, v in state.items()}
+    bad["convs.3.weight_scale"] = bad["convs.3.weight_scale"][:-1]
+    torch.save(bad, work / "bad_scale.pth")
+    check_refused([bin_dir / "mnv2-eval", "--weights", work / "bad_scale.pth",
+                   "--predict", photos / "coffee.png"], 1, "scales for",
+                  "a weight scale missing")
+
+
 def probabilities_by_photo(prediction_json, classes):
     out = {}
     for entry in json.loads(Path(prediction_json).read_text()):
@@ -158,6 +203,8 @@ def main():
                                                 / np.maximum(engine[n], 1e-12))))
                   for n in TEST_PHOTOS])
     print(f"mean KL(fp32 || int8) over the test photos {kl:.4f}")
+    if "ONEDNN_MAX_CPU_ISA" not in os.environ:
+        check_bad_inputs(bin_dir, work, keras, photos, int8_file)
     if FAILURES:
         raise SystemExit(f"{len(FAILURES)} checks failed")
 

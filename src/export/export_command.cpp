@@ -25,6 +25,20 @@ namespace {
 
 constexpr int64_t kVerifyBatch = 4;
 
+void check_output_path(const std::string& output) {
+  const auto parent = fs::absolute(output).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) {
+    throw ConfigError("--output '" + output + "': folder '" + parent.string() +
+                      "' does not exist");
+  }
+  if (fs::is_directory(output, ec)) {
+    throw ConfigError("--output '" + output + "' is a folder");
+  }
+}
+
+}  // namespace
+
 torch::Tensor run_with_opencv(const std::string& path, const torch::Tensor& x) {
   auto net = cv::dnn::readNetFromONNX(path);
   const auto input = x.contiguous();
@@ -40,25 +54,14 @@ torch::Tensor run_with_opencv(const std::string& path, const torch::Tensor& x) {
       .clone();
 }
 
-void check_output_path(const std::string& output) {
-  const auto parent = fs::absolute(output).parent_path();
-  std::error_code ec;
-  if (!fs::is_directory(parent, ec)) {
-    throw ConfigError("--output '" + output + "': folder '" + parent.string() +
-                      "' does not exist");
-  }
-  if (fs::is_directory(output, ec)) {
-    throw ConfigError("--output '" + output + "' is a folder");
-  }
-}
-
-}  // namespace
-
 Outcome run_export(const ExportCommand& c) {
   check_output_path(c.output);
   configure_runtime(0);
   const auto model =
       InferenceModel::load(c.weights, c.ema, torch::kCPU, c.allow_non_finite);
+  if (model.quantized() != nullptr) {
+    return export_quantized_onnx(c, model);
+  }
   if (!model.eager()) {
     throw ConfigError("--weights '" + c.weights + "' is a " + model.kind() +
                       " file; export needs a checkpoint, a state_dict or "

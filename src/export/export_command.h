@@ -3,6 +3,8 @@
 #include "common/errors.h"
 #include "common/flag_table.h"
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,6 +35,10 @@ struct ExportCommand {
   /// One-line reasons the command cannot run; empty when it can.
   std::vector<std::string> problems() const;
 };
+
+/// The logits OpenCV's DNN module computes for `x` with the ONNX file at
+/// `path`: the consumer that checks ONNX exports.
+torch::Tensor run_with_opencv(const std::string& path, const torch::Tensor& x);
 
 /// mnv2-export's flags, each declared once (export_options.cpp).
 const FlagTable<ExportCommand>& export_flags();

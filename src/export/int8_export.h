@@ -12,4 +12,10 @@ namespace mnv2 {
 /// how often int8 and fp32 agree on the calibration images.
 Outcome export_int8(const ExportCommand& command, const InferenceModel& model);
 
+/// mnv2-export --weights INT8 --format onnx: the quantized network as QDQ
+/// ONNX (opset 13), reloaded with OpenCV's DNN module and compared with the
+/// int8 engine.
+Outcome export_quantized_onnx(const ExportCommand& command,
+                              const InferenceModel& model);
+
 }  // namespace mnv2

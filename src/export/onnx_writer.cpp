@@ -6,6 +6,11 @@
 #include <onnx/onnx_pb.h>
 
 #include <cctype>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 
 namespace mnv2::onnx_export {
@@ -26,6 +31,22 @@ class GraphBuilder {
       tensor->add_dims(d);
     }
     tensor->set_raw_data(values.data(), values.size() * sizeof(float));
+    return name;
+  }
+
+  // An integer tensor (int8, uint8 or int32 elements in `values`).
+  template <class T>
+  std::string integers(const std::string& name,
+                       onnx::TensorProto::DataType type,
+                       const std::vector<T>& values,
+                       const std::vector<int64_t>& shape) {
+    auto* tensor = graph_->add_initializer();
+    tensor->set_name(name);
+    tensor->set_data_type(type);
+    for (auto d : shape) {
+      tensor->add_dims(d);
+    }
+    tensor->set_raw_data(values.data(), values.size() * sizeof(T));
     return name;
   }
 
@@ -93,6 +114,70 @@ void describe(onnx::ValueInfoProto* value,
   }
 }
 
+// QuantizeLinear then DequantizeLinear: `x` rounded to codes of `step`
+// (u8 or s8, zero point 0) and back to real values.
+std::string quantize_dequantize(GraphBuilder& g,
+                                const std::string& x,
+                                float step,
+                                bool unsigned_codes) {
+  const auto scale = g.initializer(g.fresh("step"), {step}, {});
+  const auto zero = g.fresh("zero_point");
+  if (unsigned_codes) {
+    g.integers<uint8_t>(zero, onnx::TensorProto::UINT8, {0}, {});
+  } else {
+    g.integers<int8_t>(zero, onnx::TensorProto::INT8, {0}, {});
+  }
+  const auto codes = g.fresh("codes");
+  g.node("QuantizeLinear", {x, scale, zero}, codes);
+  const auto real = g.fresh("dequantized");
+  g.node("DequantizeLinear", {codes, scale, zero}, real);
+  return real;
+}
+
+// A quantized convolution's weights and bias as DequantizeLinear of int8
+// codes (per output channel) and of int32 codes of step input x weight
+// step, ONNX's QDQ convention (the engine adds the fp32 bias; rounding it
+// to that step moves outputs by under half a bias step).
+std::pair<std::string, std::string> dequantized_parameters(
+    GraphBuilder& g,
+    const std::string& prefix,
+    const plain::Conv& conv,
+    float input_step) {
+  const auto out = static_cast<int64_t>(conv.bias.size());
+  const auto w_scale =
+      g.initializer(prefix + ".weight_scale", conv.weight_scales, {out});
+  const auto w_zero = g.integers<int8_t>(
+      prefix + ".weight_zero_point",
+      onnx::TensorProto::INT8,
+      std::vector<int8_t>(static_cast<size_t>(out), 0),
+      {out});
+  const auto w_codes = g.integers<int8_t>(
+      prefix + ".weight_codes", onnx::TensorProto::INT8, conv.codes,
+      conv.weight_shape);
+  auto* w = g.node("DequantizeLinear", {w_codes, w_scale, w_zero},
+                   prefix + ".weight");
+  set_int(w, "axis", 0);
+  std::vector<float> bias_scale(conv.weight_scales.size());
+  std::vector<int32_t> bias_codes(conv.bias.size());
+  for (size_t c = 0; c < bias_codes.size(); ++c) {
+    bias_scale[c] = input_step * conv.weight_scales[c];
+    bias_codes[c] = static_cast<int32_t>(std::nearbyint(
+        static_cast<double>(conv.bias[c]) / bias_scale[c]));
+  }
+  const auto b_scale = g.initializer(prefix + ".bias_scale", bias_scale, {out});
+  const auto b_zero = g.integers<int32_t>(
+      prefix + ".bias_zero_point",
+      onnx::TensorProto::INT32,
+      std::vector<int32_t>(static_cast<size_t>(out), 0),
+      {out});
+  const auto b_codes = g.integers<int32_t>(
+      prefix + ".bias_codes", onnx::TensorProto::INT32, bias_codes, {out});
+  auto* b = g.node("DequantizeLinear", {b_codes, b_scale, b_zero},
+                   prefix + ".bias");
+  set_int(b, "axis", 0);
+  return {prefix + ".weight", prefix + ".bias"};
+}
+
 }  // namespace
 
 void write_onnx(
@@ -103,9 +188,10 @@ void write_onnx(
   model.set_ir_version(onnx::IR_VERSION);
   model.set_producer_name("mnv2-export");
   model.set_model_version(1);
+  const bool int8 = network.input_scale > 0;
   auto* opset = model.add_opset_import();
   opset->set_domain("");
-  opset->set_version(kOpset);
+  opset->set_version(int8 ? kInt8Opset : kOpset);
   for (const auto& [key, value] : metadata) {
     auto* entry = model.add_metadata_props();
     entry->set_key(key);
@@ -115,6 +201,10 @@ void write_onnx(
   graph->set_name("mobilenet_v2");
   GraphBuilder g(graph);
   std::string x = "input";
+  float step = network.input_scale;
+  if (int8) {
+    x = quantize_dequantize(g, x, step, false);
+  }
   for (size_t b = 0; b < network.blocks.size(); ++b) {
     const auto& block = network.blocks[b];
     std::string y = x;
@@ -122,11 +212,15 @@ void write_onnx(
       const auto& conv = block.convs[c];
       const std::string prefix =
           "features." + std::to_string(b) + ".conv" + std::to_string(c);
-      const auto w =
-          g.initializer(prefix + ".weight", conv.weight, conv.weight_shape);
-      const auto bias = g.initializer(prefix + ".bias",
-                                      conv.bias,
-                                      {static_cast<int64_t>(conv.bias.size())});
+      const auto [w, bias] =
+          int8 ? dequantized_parameters(g, prefix, conv, step)
+               : std::pair{g.initializer(
+                               prefix + ".weight", conv.weight,
+                               conv.weight_shape),
+                           g.initializer(
+                               prefix + ".bias",
+                               conv.bias,
+                               {static_cast<int64_t>(conv.bias.size())})};
       const auto out = g.fresh("conv");
       auto* node = g.node("Conv", {y, w, bias}, out);
       const int64_t k = conv.weight_shape[2];
@@ -148,16 +242,30 @@ void write_onnx(
       y = out;
       if (conv.relu6) {
         const auto clipped = g.fresh("relu6");
-        auto* clip = g.node("Clip", {y}, clipped);
-        set_float(clip, "min", 0.0f);
-        set_float(clip, "max", 6.0f);
+        if (int8) {
+          // Opset 13: the bounds are inputs.
+          g.node("Clip",
+                 {y,
+                  g.initializer(g.fresh("min"), {0.f}, {}),
+                  g.initializer(g.fresh("max"), {6.f}, {})},
+                 clipped);
+        } else {
+          auto* clip = g.node("Clip", {y}, clipped);
+          set_float(clip, "min", 0.0f);
+          set_float(clip, "max", 6.0f);
+        }
         y = clipped;
       }
-    }
-    if (block.residual) {
-      const auto sum = g.fresh("add");
-      g.node("Add", {x, y}, sum);
-      y = sum;
+      if (block.residual && c + 1 == block.convs.size()) {
+        const auto sum = g.fresh("add");
+        g.node("Add", {x, y}, sum);
+        y = sum;
+      }
+      if (int8) {
+        // Each activation as the engine keeps it: codes of its step.
+        step = conv.output_scale;
+        y = quantize_dequantize(g, y, step, conv.relu6);
+      }
     }
     x = y;
   }
@@ -186,6 +294,67 @@ void write_onnx(
     throw std::runtime_error("cannot serialise the ONNX model");
   }
   write_file_atomically(path, bytes);
+}
+
+namespace {
+
+template <class T>
+bool same_bytes(const onnx::TensorProto& tensor, const std::vector<T>& values) {
+  const auto& raw = tensor.raw_data();
+  return raw.size() == values.size() * sizeof(T) &&
+         std::memcmp(raw.data(), values.data(), raw.size()) == 0;
+}
+
+}  // namespace
+
+int64_t verify_int8_onnx(const plain::Network& network,
+                         const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  onnx::ModelProto model;
+  if (!in || !model.ParseFromString(bytes.str())) {
+    throw std::runtime_error("cannot read '" + path + "' back as ONNX");
+  }
+  onnx::checker::check_model(model);
+  std::map<std::string, const onnx::TensorProto*> tensors;
+  for (const auto& t : model.graph().initializer()) {
+    tensors[t.name()] = &t;
+  }
+  std::vector<float> steps;  // every activation step, in order
+  for (const auto& node : model.graph().node()) {
+    if (node.op_type() == "QuantizeLinear") {
+      const auto* step = tensors.at(node.input(1));
+      float value = 0;
+      std::memcpy(&value, step->raw_data().data(), sizeof(float));
+      steps.push_back(value);
+    }
+  }
+  std::vector<float> expected_steps{network.input_scale};
+  int64_t compared = 0;
+  for (size_t b = 0; b < network.blocks.size(); ++b) {
+    for (size_t c = 0; c < network.blocks[b].convs.size(); ++c) {
+      const auto& conv = network.blocks[b].convs[c];
+      const std::string prefix =
+          "features." + std::to_string(b) + ".conv" + std::to_string(c);
+      const auto codes = tensors.find(prefix + ".weight_codes");
+      const auto scales = tensors.find(prefix + ".weight_scale");
+      if (codes == tensors.end() || scales == tensors.end() ||
+          !same_bytes(*codes->second, conv.codes) ||
+          !same_bytes(*scales->second, conv.weight_scales)) {
+        throw std::runtime_error("'" + path + "': " + prefix +
+                                 " differs from the quantized network");
+      }
+      compared += 2;
+      expected_steps.push_back(conv.output_scale);
+    }
+  }
+  if (steps != expected_steps) {
+    throw std::runtime_error("'" + path +
+                             "': the activation steps differ from the "
+                             "quantized network's");
+  }
+  return compared + static_cast<int64_t>(steps.size());
 }
 
 }  // namespace mnv2::onnx_export

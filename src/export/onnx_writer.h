@@ -16,6 +16,10 @@ namespace mnv2::onnx_export {
 /// onnxruntime and OpenCV 4.6's DNN module load (OpenCV rejects opset-11 Clip
 /// with bounds as inputs).
 constexpr int64_t kOpset = 10;
+/// An int8 network (plain::Network::input_scale > 0) is written with
+/// QuantizeLinear/DequantizeLinear around each activation and per-channel
+/// DequantizeLinear weights, which need opset 13.
+constexpr int64_t kInt8Opset = 13;
 
 /// Writes the network as an ONNX model with input "input" [batch, 3, H, W]
 /// (batch, height and width dynamic) and output "logits" [batch, classes];
@@ -25,5 +29,11 @@ void write_onnx(
     const plain::Network& network,
     const std::vector<std::pair<std::string, std::string>>& metadata,
     const std::string& path);
+
+/// Reads an int8 file written by write_onnx back (protobuf parse, the ONNX
+/// checker) and compares every convolution's weight codes, weight steps and
+/// activation step with `network`'s, bit for bit. Returns the number of
+/// tensors compared; throws std::runtime_error naming the first that differs.
+int64_t verify_int8_onnx(const plain::Network& network, const std::string& path);
 
 }  // namespace mnv2::onnx_export

@@ -1,8 +1,9 @@
 """INT8 benchmark, side by side in one run: our int8 engine (mnv2-export
---format int8, then mnv2-eval --benchmark) against our fp32 engine, and
-onnxruntime fp32 on our ONNX export and int8 on that export quantized by
-onnxruntime itself (quantize_static: QDQ, per-channel, MinMax, opset 13,
-calibrated on the same photos). Keras' ImageNet MobileNetV2 1.0/224.
+--format int8, then mnv2-eval --benchmark) against our fp32 engine; onnxruntime
+and OpenVINO on our QDQ ONNX export of the same int8 file, on our fp32 ONNX,
+and onnxruntime on that fp32 export quantized by onnxruntime itself
+(quantize_static: QDQ, per-channel, MinMax, opset 13, calibrated on the same
+photos). Keras' ImageNet MobileNetV2 1.0/224.
 Ours also runs with oneDNN capped to AVX2, as a CPU without VNNI runs it.
 
 Accuracy: on the embedded digits (a trained checkpoint, --digits WEIGHTS),
@@ -138,6 +139,8 @@ def main():
                "--calibration-data", folder, "--calibration-batch", "4", "--output", int8_file]))
     run([BUILD / "apps" / "mnv2-export", "--weights", KERAS, "--format", "onnx",
          "--output", work / "fp32.onnx"])
+    run([BUILD / "apps" / "mnv2-export", "--weights", int8_file, "--format", "onnx",
+         "--output", work / "ours_qdq.onnx"])
 
     import onnx
     import onnxruntime
@@ -159,7 +162,15 @@ def main():
     options.intra_op_num_threads = args.threads
     sessions = {name: onnxruntime.InferenceSession(str(work / f), options,
                                                    providers=["CPUExecutionProvider"])
-                for name, f in [("fp32", "fp32.onnx"), ("int8", "ort_int8.onnx")]}
+                for name, f in [("fp32", "fp32.onnx"), ("int8", "ort_int8.onnx"),
+                                ("ours_qdq", "ours_qdq.onnx")]}
+    import openvino
+    core = openvino.Core()
+    core.set_property("CPU", {"INFERENCE_NUM_THREADS": args.threads})
+    # OpenVINO computes in bf16 by default where the CPU has it: f32 asked.
+    vino = {name: core.compile_model(str(work / f), "CPU",
+                                     {"INFERENCE_PRECISION_HINT": "f32"})
+            for name, f in [("fp32", "fp32.onnx"), ("ours_qdq", "ours_qdq.onnx")]}
 
     avx2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     systems = {
@@ -167,8 +178,14 @@ def main():
         "ours fp32": lambda: ours(KERAS, args, work),
         "ours int8, oneDNN capped to AVX2": lambda: ours(int8_file, args, work, avx2),
         "ours fp32, oneDNN capped to AVX2": lambda: ours(KERAS, args, work, avx2),
-        "onnxruntime int8 (its QDQ of our ONNX)": lambda: timed_python(
+        "onnxruntime on our QDQ ONNX": lambda: timed_python(
+            lambda x: sessions["ours_qdq"].run(None, {"input": x}), args.batch, args.iterations),
+        "onnxruntime int8 (its own QDQ of our ONNX)": lambda: timed_python(
             lambda x: sessions["int8"].run(None, {"input": x}), args.batch, args.iterations),
+        "OpenVINO on our QDQ ONNX": lambda: timed_python(
+            lambda x: vino["ours_qdq"](x), args.batch, args.iterations),
+        "OpenVINO fp32 (our ONNX)": lambda: timed_python(
+            lambda x: vino["fp32"](x), args.batch, args.iterations),
         "onnxruntime fp32 (our ONNX)": lambda: timed_python(
             lambda x: sessions["fp32"].run(None, {"input": x}), args.batch, args.iterations),
     }
@@ -189,7 +206,7 @@ def main():
     print(json.dumps(accuracy, indent=1))
     write_json(Path(__file__).parent / args.out, {
         "host": host_label(), "threads": args.threads, "batch": args.batch,
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__,
         "systems": {k: {"batch1_p50_ms": v[0], "images_per_second": v[1]}
                     for k, v in best.items()},
         "accuracy": accuracy})

@@ -258,8 +258,8 @@ Plan OneDnnNetwork::Impl::build(const std::array<int64_t, 4>& sizes,
                       const plain::Conv* fused,
                       Tag dst_tag) {
         // An int8 sum adds the block input's codes times their step.
-        auto attr = fused_ops(
-            residual, conv.relu6, fused, int8() ? block_scale : 1.f);
+        auto attr =
+            fused_ops(residual, conv.relu6, fused, int8() ? block_scale : 1.f);
         if (int8()) {
           attr.set_scales_mask(DNNL_ARG_SRC, 0);
           attr.set_scales_mask(DNNL_ARG_WEIGHTS, conv.groups > 1 ? 3 : 1);

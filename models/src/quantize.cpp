@@ -24,12 +24,12 @@ struct ActivationStats {
 
 // Runs the fp32 network conv by conv; `visit(n, conv, input, output)` sees
 // each convolution's input and its output after ReLU6 and the residual add.
-void walk_fp32(const FoldedNetwork& net,
-          const torch::Tensor& images,
-          const std::function<void(size_t,
-                                   const FoldedConv&,
-                                   const torch::Tensor&,
-                                   const torch::Tensor&)>& visit) {
+void walk_fp32(
+    const FoldedNetwork& net,
+    const torch::Tensor& images,
+    const std::function<void(
+        size_t, const FoldedConv&, const torch::Tensor&, const torch::Tensor&)>&
+        visit) {
   auto x = images;
   size_t n = 0;
   for (const auto& block : net.blocks) {
@@ -90,13 +90,12 @@ double choose_clip(const ActivationStats& stats,
   // clipped, values below are rounded (uniform error, step^2 / 12).
   const auto centers =
       (torch::arange(kHistogramBins, torch::kDouble) + 0.5) * bin;
-  const auto clips =
-      torch::linspace(stats.max / kMseCandidates, stats.max, kMseCandidates,
-                      torch::kDouble);
+  const auto clips = torch::linspace(
+      stats.max / kMseCandidates, stats.max, kMseCandidates, torch::kDouble);
   const auto over = (centers.unsqueeze(0) - clips.unsqueeze(1)).clamp_min(0);
   const auto clipped_error = (over.square() * counts.unsqueeze(0)).sum(1);
-  const auto inside = (centers.unsqueeze(0) <= clips.unsqueeze(1)).to(
-      torch::kDouble);
+  const auto inside =
+      (centers.unsqueeze(0) <= clips.unsqueeze(1)).to(torch::kDouble);
   const auto step = clips / levels;
   const auto rounding_error =
       (inside * counts.unsqueeze(0)).sum(1) * step.square() / 12;
@@ -152,8 +151,8 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
   for (auto& block : out.network.blocks) {
     for (auto& conv : block.convs) {
       auto q = quantize_weights(conv);
-      const auto dequantized = q.codes.to(torch::kFloat) *
-                               q.weight_scale.view({-1, 1, 1, 1});
+      const auto dequantized =
+          q.codes.to(torch::kFloat) * q.weight_scale.view({-1, 1, 1, 1});
       weight_error.push_back(conv.weight.to(torch::kFloat) - dequantized);
       conv.weight = dequantized;
       conv.bias = conv.bias.to(torch::kFloat).clone();
@@ -164,39 +163,46 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
   // First pass: each activation's largest magnitude, and the mean output
   // shift each convolution's weight rounding causes.
   for (const auto& images : batches) {
-    walk_fp32(network,
-         images.to(torch::kFloat),
-         [&](size_t n, const FoldedConv& conv, const torch::Tensor& input,
-             const torch::Tensor& output) {
-           auto& s = stats[n];
-           s.max = std::max(s.max, output.abs().max().item<double>());
-           if (options.bias_correction) {
-             FoldedConv error = conv;
-             error.weight = weight_error[n];
-             error.bias = torch::zeros_like(conv.bias);
-             const auto shift = apply_conv(error, input).sum({0, 2, 3});
-             s.bias_shift_sum = s.bias_shift_sum.defined()
-                                    ? s.bias_shift_sum + shift
-                                    : shift;
-             s.positions += output.size(0) * output.size(2) * output.size(3);
-           }
-         });
+    walk_fp32(
+        network,
+        images.to(torch::kFloat),
+        [&](size_t n,
+            const FoldedConv& conv,
+            const torch::Tensor& input,
+            const torch::Tensor& output) {
+          auto& s = stats[n];
+          s.max = std::max(s.max, output.abs().max().item<double>());
+          if (options.bias_correction) {
+            FoldedConv error = conv;
+            error.weight = weight_error[n];
+            error.bias = torch::zeros_like(conv.bias);
+            const auto shift = apply_conv(error, input).sum({0, 2, 3});
+            s.bias_shift_sum =
+                s.bias_shift_sum.defined() ? s.bias_shift_sum + shift : shift;
+            s.positions += output.size(0) * output.size(2) * output.size(3);
+          }
+        });
   }
   // Second pass: histograms over each activation's range.
   for (const auto& images : batches) {
     walk_fp32(network,
-         images.to(torch::kFloat),
-         [&](size_t n, const FoldedConv&, const torch::Tensor&,
-             const torch::Tensor& output) {
-           auto& s = stats[n];
-           if (s.max <= 0) {
-             return;
-           }
-           const auto magnitudes = output.abs().flatten();
-           const auto h = torch::histc(magnitudes.masked_select(magnitudes > 0),
-                                       kHistogramBins, 0, s.max);
-           s.histogram = s.histogram.defined() ? s.histogram + h : h;
-         });
+              images.to(torch::kFloat),
+              [&](size_t n,
+                  const FoldedConv&,
+                  const torch::Tensor&,
+                  const torch::Tensor& output) {
+                auto& s = stats[n];
+                if (s.max <= 0) {
+                  return;
+                }
+                const auto magnitudes = output.abs().flatten();
+                const auto h =
+                    torch::histc(magnitudes.masked_select(magnitudes > 0),
+                                 kHistogramBins,
+                                 0,
+                                 s.max);
+                s.histogram = s.histogram.defined() ? s.histogram + h : h;
+              });
   }
   size_t n = 0;
   for (auto& block : out.network.blocks) {

@@ -2,7 +2,6 @@
 
 #include <torch/torch.h>
 
-
 namespace mnv2 {
 
 namespace {
@@ -32,10 +31,10 @@ torch::Tensor scalar_tensor(double value) {
 }
 
 const torch::Tensor& typed_entry(const StateDict& state,
-                           const std::string& key,
-                           const std::string& origin,
-                           c10::ScalarType dtype,
-                           int64_t dims) {
+                                 const std::string& key,
+                                 const std::string& origin,
+                                 c10::ScalarType dtype,
+                                 int64_t dims) {
   const auto* t = state.find(key);
   if (t == nullptr) {
     refuse(origin, "no '" + key + "'");
@@ -44,8 +43,7 @@ const torch::Tensor& typed_entry(const StateDict& state,
     refuse(origin,
            "'" + key + "' must be a " + std::to_string(dims) + "-D " +
                c10::toString(dtype) + " tensor, got " +
-               c10::toString(t->scalar_type()) + " " +
-               c10::str(t->sizes()));
+               c10::toString(t->scalar_type()) + " " + c10::str(t->sizes()));
   }
   return *t;
 }
@@ -146,8 +144,7 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
                " is not " + std::to_string(kFormatVersion));
   }
   QuantizedNetwork net;
-  net.input_scale =
-      positive_scale(state, "quantization.input_scale", origin);
+  net.input_scale = positive_scale(state, "quantization.input_scale", origin);
   const auto residual =
       typed_entry(state, "quantization.residual", origin, torch::kLong, 1);
   int64_t channels = 3;
@@ -157,8 +154,9 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
     const auto& geometry =
         typed_entry(state, conv_key(n, "geometry"), origin, torch::kLong, 1);
     if (geometry.numel() != kGeometryFields) {
-      refuse(origin, "'" + conv_key(n, "geometry") + "' must hold " +
-                         std::to_string(kGeometryFields) + " values");
+      refuse(origin,
+             "'" + conv_key(n, "geometry") + "' must hold " +
+                 std::to_string(kGeometryFields) + " values");
     }
     const auto g = geometry.accessor<int64_t, 1>();
     FoldedConv conv;
@@ -169,11 +167,11 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
     conv.relu6 = g[kRelu6] != 0;
     const int64_t out = codes.size(0);
     const int64_t k = codes.size(2);
-    const bool geometry_ok =
-        (conv.stride == 1 || conv.stride == 2) && conv.padding >= 0 &&
-        conv.padding <= k / 2 && conv.groups >= 1 && k == codes.size(3) &&
-        (k == 1 || k == 3) && out % conv.groups == 0 &&
-        codes.size(1) * conv.groups == channels;
+    const bool geometry_ok = (conv.stride == 1 || conv.stride == 2) &&
+                             conv.padding >= 0 && conv.padding <= k / 2 &&
+                             conv.groups >= 1 && k == codes.size(3) &&
+                             (k == 1 || k == 3) && out % conv.groups == 0 &&
+                             codes.size(1) * conv.groups == channels;
     if (!geometry_ok) {
       refuse(origin,
              "convolution " + std::to_string(n) + " (" +
@@ -281,10 +279,9 @@ torch::Tensor simulate_quantized(const QuantizedNetwork& net,
   // Codes as float64, whose convolutions of 8-bit values are exact; scales
   // applied in fp32 as the int8 engine applies them.
   const float input_scale = static_cast<float>(net.input_scale);
-  auto codes = saturate_codes(images.to(torch::kFloat).contiguous(),
-                              input_scale,
-                              false)
-                   .to(torch::kDouble);
+  auto codes =
+      saturate_codes(images.to(torch::kFloat).contiguous(), input_scale, false)
+          .to(torch::kDouble);
   float step = input_scale;
   size_t n = 0;
   for (const auto& block : net.network.blocks) {
@@ -305,7 +302,8 @@ torch::Tensor simulate_quantized(const QuantizedNetwork& net,
       }
       if (block.residual && i + 1 == block.convs.size()) {
         // One rounding, as oneDNN's sum post-op (a fused multiply-add).
-        y = (y.to(torch::kDouble) + block_codes * static_cast<double>(block_step))
+        y = (y.to(torch::kDouble) +
+             block_codes * static_cast<double>(block_step))
                 .to(torch::kFloat);
       }
       step = static_cast<float>(q.output_scale);

@@ -84,7 +84,8 @@ Case measure(Prepared& p,
              bool channels_last) {
   Case out{dtype, channels_last};
   // An int8 file computes in int8 whatever the autocast.
-  const auto amp = dtype == "int8" ? std::nullopt : amp_dtype_of(dtype, p.device);
+  const auto amp =
+      dtype == "int8" ? std::nullopt : amp_dtype_of(dtype, p.device);
   out.engine = p.device.is_cpu() ? p.model.engine_for(amp) : "eager";
   out.emulated = !native(p.device, amp);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
@@ -167,8 +168,8 @@ Outcome run_benchmark(const EvalCommand& c) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& r : cases) {
     std::cout << std::left << std::setw(7)
-              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(13) << r.engine
-              << std::setw(15)
+              << (r.dtype + (r.emulated ? "*" : "")) << std::setw(13)
+              << r.engine << std::setw(15)
               << (r.channels_last ? "channels_last" : "contiguous")
               << std::right << std::fixed << std::setprecision(2)
               << std::setw(10) << r.p50_ms << std::setw(10) << r.p90_ms

@@ -74,10 +74,10 @@ std::vector<std::string> ExportCommand::problems() const {
   p.need(!weights.empty(), "--weights is required");
   p.need(!format.empty(), "--format is required");
   p.need(!output.empty(), "--output is required");
-  p.need(format.empty() || format == "torchscript" || format == "onnx" ||
-             format == "pth" || format == "int8",
-         "--format must be torchscript, onnx, pth or int8, got '" + format +
-             "'");
+  p.need(
+      format.empty() || format == "torchscript" || format == "onnx" ||
+          format == "pth" || format == "int8",
+      "--format must be torchscript, onnx, pth or int8, got '" + format + "'");
   p.need(format != "int8" || !calibration_data.empty(),
          "--format int8 needs --calibration-data (a folder of images)");
   p.need(format == "int8" || calibration_data.empty(),

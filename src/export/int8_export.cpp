@@ -63,8 +63,8 @@ std::vector<torch::Tensor> calibration_batches(const ExportCommand& c,
                       " unreadable)");
   }
   if (used < c.calibration_batch) {
-    throw ConfigError("--calibration-data '" + c.calibration_data + "': " +
-                      std::to_string(used) + " readable images (" +
+    throw ConfigError("--calibration-data '" + c.calibration_data +
+                      "': " + std::to_string(used) + " readable images (" +
                       std::to_string(unreadable) +
                       " unreadable), fewer than one --calibration-batch of " +
                       std::to_string(c.calibration_batch));
@@ -90,9 +90,9 @@ std::string quantization_json(const ExportCommand& c,
                               int64_t images) {
   std::ostringstream json;
   json << "{\"quantization\": {\"method\": \""
-       << calibration_method_name(q.method) << "\", \"percentile\": "
-       << q.percentile << ", \"bias_correction\": "
-       << (q.bias_correction ? "true" : "false")
+       << calibration_method_name(q.method)
+       << "\", \"percentile\": " << q.percentile
+       << ", \"bias_correction\": " << (q.bias_correction ? "true" : "false")
        << ", \"calibration_images\": " << images
        << ", \"weights\": \"per-channel symmetric, dense 7-bit, depthwise "
           "8-bit\", \"activations\": \"per-tensor, u8 after ReLU6, s8 "
@@ -122,7 +122,8 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
   const auto quantized =
       quantize_network(fold_batchnorm(model.eager()), batches, q);
   write_state_dict(quantized_to_state_dict(quantized), c.output);
-  write_weights_metadata(model.info(), c.output, quantization_json(c, q, images));
+  write_weights_metadata(
+      model.info(), c.output, quantization_json(c, q, images));
   std::cout << "wrote " << c.output << " (int8, calibrated on " << images
             << " images of '" << c.calibration_data << "', "
             << calibration_method_name(q.method) << " ranges, bias correction "
@@ -146,8 +147,8 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
     if (b == 0) {
       const auto simulated = simulate_quantized(quantized, batches[b]);
       max_abs = (int8 - simulated).abs().max().item<double>();
-      relative = max_abs /
-                 std::max(simulated.abs().max().item<double>(), 1e-12);
+      relative =
+          max_abs / std::max(simulated.abs().max().item<double>(), 1e-12);
     }
   }
   const double tolerance = std::max(c.tolerance, kInt8Tolerance);
@@ -158,8 +159,8 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
             << "verified with mnv2-eval's engine (" << reloaded.engine_for({})
             << ") against the quantized network's LibTorch simulation on "
             << batches.front().size(0) << " images: max abs diff " << max_abs
-            << ", max relative diff " << relative << " (tolerance "
-            << tolerance << "): " << (ok ? "ok" : "FAILED") << "\n";
+            << ", max relative diff " << relative << " (tolerance " << tolerance
+            << "): " << (ok ? "ok" : "FAILED") << "\n";
   if (!ok) {
     fs::remove(c.output, ec);
     fs::remove(metadata_path_for(c.output), ec);

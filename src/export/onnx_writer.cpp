@@ -146,34 +146,35 @@ std::pair<std::string, std::string> dequantized_parameters(
   const auto out = static_cast<int64_t>(conv.bias.size());
   const auto w_scale =
       g.initializer(prefix + ".weight_scale", conv.weight_scales, {out});
-  const auto w_zero = g.integers<int8_t>(
-      prefix + ".weight_zero_point",
-      onnx::TensorProto::INT8,
-      std::vector<int8_t>(static_cast<size_t>(out), 0),
-      {out});
-  const auto w_codes = g.integers<int8_t>(
-      prefix + ".weight_codes", onnx::TensorProto::INT8, conv.codes,
-      conv.weight_shape);
-  auto* w = g.node("DequantizeLinear", {w_codes, w_scale, w_zero},
-                   prefix + ".weight");
+  const auto w_zero =
+      g.integers<int8_t>(prefix + ".weight_zero_point",
+                         onnx::TensorProto::INT8,
+                         std::vector<int8_t>(static_cast<size_t>(out), 0),
+                         {out});
+  const auto w_codes = g.integers<int8_t>(prefix + ".weight_codes",
+                                          onnx::TensorProto::INT8,
+                                          conv.codes,
+                                          conv.weight_shape);
+  auto* w = g.node(
+      "DequantizeLinear", {w_codes, w_scale, w_zero}, prefix + ".weight");
   set_int(w, "axis", 0);
   std::vector<float> bias_scale(conv.weight_scales.size());
   std::vector<int32_t> bias_codes(conv.bias.size());
   for (size_t c = 0; c < bias_codes.size(); ++c) {
     bias_scale[c] = input_step * conv.weight_scales[c];
-    bias_codes[c] = static_cast<int32_t>(std::nearbyint(
-        static_cast<double>(conv.bias[c]) / bias_scale[c]));
+    bias_codes[c] = static_cast<int32_t>(
+        std::nearbyint(static_cast<double>(conv.bias[c]) / bias_scale[c]));
   }
   const auto b_scale = g.initializer(prefix + ".bias_scale", bias_scale, {out});
-  const auto b_zero = g.integers<int32_t>(
-      prefix + ".bias_zero_point",
-      onnx::TensorProto::INT32,
-      std::vector<int32_t>(static_cast<size_t>(out), 0),
-      {out});
+  const auto b_zero =
+      g.integers<int32_t>(prefix + ".bias_zero_point",
+                          onnx::TensorProto::INT32,
+                          std::vector<int32_t>(static_cast<size_t>(out), 0),
+                          {out});
   const auto b_codes = g.integers<int32_t>(
       prefix + ".bias_codes", onnx::TensorProto::INT32, bias_codes, {out});
-  auto* b = g.node("DequantizeLinear", {b_codes, b_scale, b_zero},
-                   prefix + ".bias");
+  auto* b =
+      g.node("DequantizeLinear", {b_codes, b_scale, b_zero}, prefix + ".bias");
   set_int(b, "axis", 0);
   return {prefix + ".weight", prefix + ".bias"};
 }
@@ -214,13 +215,12 @@ void write_onnx(
           "features." + std::to_string(b) + ".conv" + std::to_string(c);
       const auto [w, bias] =
           int8 ? dequantized_parameters(g, prefix, conv, step)
-               : std::pair{g.initializer(
-                               prefix + ".weight", conv.weight,
-                               conv.weight_shape),
-                           g.initializer(
-                               prefix + ".bias",
-                               conv.bias,
-                               {static_cast<int64_t>(conv.bias.size())})};
+               : std::pair{
+                     g.initializer(
+                         prefix + ".weight", conv.weight, conv.weight_shape),
+                     g.initializer(prefix + ".bias",
+                                   conv.bias,
+                                   {static_cast<int64_t>(conv.bias.size())})};
       const auto out = g.fresh("conv");
       auto* node = g.node("Conv", {y, w, bias}, out);
       const int64_t k = conv.weight_shape[2];

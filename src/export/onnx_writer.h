@@ -34,6 +34,7 @@ void write_onnx(
 /// checker) and compares every convolution's weight codes, weight steps and
 /// activation step with `network`'s, bit for bit. Returns the number of
 /// tensors compared; throws std::runtime_error naming the first that differs.
-int64_t verify_int8_onnx(const plain::Network& network, const std::string& path);
+int64_t verify_int8_onnx(const plain::Network& network,
+                         const std::string& path);
 
 }  // namespace mnv2::onnx_export

@@ -69,8 +69,31 @@ TEST_CASE("mnv2-export's problems(): required flags, format, ranges",
   c.output = "m";
   CHECK(c.problems() ==
         std::vector<std::string>{
-            "--format must be torchscript, onnx or pth, got 'tflite'"});
+            "--format must be torchscript, onnx, pth or int8, got 'tflite'"});
   c.format = "onnx";
+  CHECK(c.problems().empty());
+  // int8 needs a calibration folder; the calibration flags are checked.
+  c.format = "int8";
+  CHECK(c.problems() ==
+        std::vector<std::string>{
+            "--format int8 needs --calibration-data (a folder of images)"});
+  c.calibration_data = "photos";
+  c.calibration_method = "entropy";
+  c.calibration_batch = 0;
+  c.percentile = 0;
+  CHECK(c.problems() ==
+        std::vector<std::string>{
+            "--calibration-batch must be in [1, 1024]",
+            "--calibration-method must be mse, percentile or minmax, got "
+            "'entropy'",
+            "--percentile must be in (0, 100]"});
+  c.format = "onnx";
+  c.calibration_method = "mse";
+  c.calibration_batch = 32;
+  c.percentile = 99.99;
+  CHECK(c.problems() ==
+        std::vector<std::string>{"--calibration-data is for --format int8"});
+  c.calibration_data.clear();
   CHECK(c.problems().empty());
   c.tolerance = -1;
   CHECK(c.problems() == std::vector<std::string>{"--tolerance must be >= 0"});

@@ -35,8 +35,7 @@ std::string error_of(const mnv2::StateDict& state) {
 
 }  // namespace
 
-TEST_CASE("quantized weights read back and bad ones are refused",
-          "[weights]") {
+TEST_CASE("quantized weights read back and bad ones are refused", "[weights]") {
   const auto net = small_quantized();
   const auto state = mnv2::quantized_to_state_dict(net);
   const auto back = mnv2::quantized_from_state_dict(state, "q.pth");
@@ -75,7 +74,9 @@ TEST_CASE("quantized weights read back and bad ones are refused",
        [](auto& s) { s["convs.0.codes"][0][0][0][0] = 100; },
        "'convs.0.codes' holds codes outside [-63, 63]"},
       {"codes that are not int8",
-       [](auto& s) { s["convs.1.codes"] = s["convs.1.codes"].to(torch::kFloat); },
+       [](auto& s) {
+         s["convs.1.codes"] = s["convs.1.codes"].to(torch::kFloat);
+       },
        "'convs.1.codes' must be a 4-D Char tensor"},
       {"a missing bias",
        [](auto& s) { s.erase("convs.4.bias"); },

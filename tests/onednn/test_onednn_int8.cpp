@@ -11,7 +11,8 @@
 
 namespace {
 
-mnv2::QuantizedNetwork quantized_model(const mnv2::MobileNetV2Options& options) {
+mnv2::QuantizedNetwork quantized_model(
+    const mnv2::MobileNetV2Options& options) {
   torch::manual_seed(5);
   mnv2::MobileNetV2 model(options);
   mnv2::test::randomise_batchnorm(model);
@@ -34,11 +35,12 @@ TEST_CASE("int8 engine computes the simulated quantized network", "[int8]") {
   const std::vector<std::pair<std::string, mnv2::MobileNetV2Options>> models = {
       {"0.5", mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5)},
       {"0.35", mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35)},
-      {"0.5 tf_same", mnv2::MobileNetV2Options()
-                          .num_classes(5)
-                          .width_mult(0.5)
-                          .padding(mnv2::Padding::kTfSame)
-                          .bn_eps(1e-3)}};
+      {"0.5 tf_same",
+       mnv2::MobileNetV2Options()
+           .num_classes(5)
+           .width_mult(0.5)
+           .padding(mnv2::Padding::kTfSame)
+           .bn_eps(1e-3)}};
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
       {4, 64}, {3, 97}, {1, 33}, {2, 1}};
   for (const auto& [name, options] : models) {

@@ -27,9 +27,9 @@ struct Conv {
   int64_t groups = 1;
   bool relu6 = true;
   // Quantized networks only (Network::input_scale > 0):
-  std::vector<int8_t> codes;          ///< the weight's codes, its layout
-  std::vector<float> weight_scales;   ///< per output channel
-  float output_scale = 0;  ///< u8 code step after ReLU6, else s8
+  std::vector<int8_t> codes;         ///< the weight's codes, its layout
+  std::vector<float> weight_scales;  ///< per output channel
+  float output_scale = 0;            ///< u8 code step after ReLU6, else s8
 };
 
 struct Block {

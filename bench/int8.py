@@ -19,18 +19,15 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from common import BUILD, ROOT, host_label, print_table, write_json
-
-FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+from inference import FAIR_TUNABLES, measure_python
 KERAS = Path.home() / ".cache/mnv2/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "horse.png",
           "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
@@ -49,21 +46,6 @@ def ours(weights, args, work, env=None):
          "--amp-dtype", "fp32", "--json", out], env)
     case = [c for c in json.loads(out.read_text())["cases"] if c["channels_last"]][0]
     return case["batch1_p50_ms"], case["images_per_second"]
-
-
-def timed_python(fn, batch, iterations):
-    def times(x, n):
-        for _ in range(5):
-            fn(x)
-        t = []
-        for _ in range(n):
-            start = time.perf_counter()
-            fn(x)
-            t.append(time.perf_counter() - start)
-        return t
-    b1 = times(np.random.randn(1, 3, 224, 224).astype(np.float32), iterations)
-    bn = times(np.random.randn(batch, 3, 224, 224).astype(np.float32), max(3, iterations // 5))
-    return 1000 * statistics.median(b1), batch * len(bn) / sum(bn)
 
 
 def photo_folder(work):
@@ -178,15 +160,15 @@ def main():
         "ours fp32": lambda: ours(KERAS, args, work),
         "ours int8, oneDNN capped to AVX2": lambda: ours(int8_file, args, work, avx2),
         "ours fp32, oneDNN capped to AVX2": lambda: ours(KERAS, args, work, avx2),
-        "onnxruntime on our QDQ ONNX": lambda: timed_python(
+        "onnxruntime on our QDQ ONNX": lambda: measure_python(
             lambda x: sessions["ours_qdq"].run(None, {"input": x}), args.batch, args.iterations),
-        "onnxruntime int8 (its own QDQ of our ONNX)": lambda: timed_python(
+        "onnxruntime int8 (its own QDQ of our ONNX)": lambda: measure_python(
             lambda x: sessions["int8"].run(None, {"input": x}), args.batch, args.iterations),
-        "OpenVINO on our QDQ ONNX": lambda: timed_python(
+        "OpenVINO on our QDQ ONNX": lambda: measure_python(
             lambda x: vino["ours_qdq"](x), args.batch, args.iterations),
-        "OpenVINO fp32 (our ONNX)": lambda: timed_python(
+        "OpenVINO fp32 (our ONNX)": lambda: measure_python(
             lambda x: vino["fp32"](x), args.batch, args.iterations),
-        "onnxruntime fp32 (our ONNX)": lambda: timed_python(
+        "onnxruntime fp32 (our ONNX)": lambda: measure_python(
             lambda x: sessions["fp32"].run(None, {"input": x}), args.batch, args.iterations),
     }
     best = {}

@@ -33,6 +33,31 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
   return attr;
 }
 
+Int8Operands int8_operands(const plain::Network& net) {
+  Int8Operands out;
+  float step = net.input_scale;
+  bool signed_source = true;  // the image's codes are s8
+  for (const auto& block : net.blocks) {
+    for (const auto& conv : block.convs) {
+      const bool dense =
+          !(conv.groups > 1 && conv.groups == conv.weight_shape[0]);
+      const int factor = signed_source && dense ? 2 : 1;
+      auto& codes = out.codes.emplace_back(conv.codes);
+      for (auto& c : codes) {
+        c = static_cast<int8_t>(c * factor);
+      }
+      auto& scales = out.weight_scales.emplace_back(conv.weight_scales);
+      for (auto& v : scales) {
+        v /= static_cast<float>(factor);
+      }
+      out.source_steps.push_back(step);
+      step = conv.output_scale;
+      signed_source = !conv.relu6;  // u8 codes after ReLU6
+    }
+  }
+  return out;
+}
+
 bool fusable(const plain::Conv& conv, const plain::Conv& next) {
   return conv.groups == 1 && conv.weight_shape[2] == 1 && conv.stride == 1 &&
          next.groups == next.weight_shape[0] &&

@@ -19,6 +19,19 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
                                const plain::Conv* depthwise = nullptr,
                                float sum_scale = 1.f);
 
+/// An int8 network's convolutions as oneDNN is given them, in order.
+struct Int8Operands {
+  std::vector<std::vector<int8_t>> codes;
+  std::vector<std::vector<float>> weight_scales;  ///< per output channel
+  std::vector<float> source_steps;  ///< the code step of each one's input
+};
+
+/// Without VNNI, oneDNN multiplies an s8 source by halved weights (and
+/// compensates): a dense convolution on an s8 source gets its codes doubled
+/// and its weight steps halved, which oneDNN halves back without loss.
+/// Depthwise kernels widen to 16 bits and keep the codes as they are.
+Int8Operands int8_operands(const plain::Network& net);
+
 /// Whether oneDNN's fused-depthwise post-op can compute `next` after
 /// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.
 bool fusable(const plain::Conv& conv, const plain::Conv& next);

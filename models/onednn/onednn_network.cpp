@@ -105,30 +105,15 @@ struct OneDnnNetwork::Impl {
   }
 
   void prepare_int8() {
-    float step = net.input_scale;
-    bool signed_source = true;
+    auto operands = onednn_layers::int8_operands(net);
+    codes = std::move(operands.codes);
+    size_t n = 0;
     for (const auto& block : net.blocks) {
       for (const auto& conv : block.convs) {
-        // Without VNNI, oneDNN multiplies an s8 source by halved weights
-        // (and compensates): doubled codes with halved scales keep that
-        // exact. Depthwise kernels widen to 16 bits and need no such care.
-        const bool dense =
-            !(conv.groups > 1 && conv.groups == conv.weight_shape[0]);
-        const float factor = signed_source && dense ? 2.f : 1.f;
-        std::vector<int8_t> passed(conv.codes);
-        for (auto& c : passed) {
-          c = static_cast<int8_t>(c * factor);
-        }
-        std::vector<float> scales(conv.weight_scales);
-        for (auto& v : scales) {
-          v /= factor;
-        }
-        codes.push_back(std::move(passed));
-        weight_scales.push_back(bias(scales));
-        source_scales.push_back(bias({step}));
+        weight_scales.push_back(bias(operands.weight_scales[n]));
+        source_scales.push_back(bias({operands.source_steps[n]}));
         output_scales.push_back(bias({conv.output_scale}));
-        step = conv.output_scale;
-        signed_source = !conv.relu6;
+        ++n;
       }
     }
   }

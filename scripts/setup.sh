@@ -17,7 +17,7 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
-ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "onnx" "tensorboard" "scikit-image"
+ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "openvino" "onnx" "tensorboard" "scikit-image"
   "matplotlib" "h5py" "webdataset")
 DATA_PACKAGES=("numpy" "scikit-learn")
 # oneDNN 3.x for the fast CPU engine (MobileNetV2::onednn): Intel's CPU-only

@@ -155,7 +155,7 @@ def check_qdq_onnx(bin_dir, work, int8_file, photos, mean, std, engine):
     print(run([bin_dir / "mnv2-export", "--weights", int8_file, "--format", "onnx",
                "--output", onnx_file]))
     images = torch.cat([
-        ((torch.from_numpy(np.asarray(Image.open(photos / f"{name}.png"))).permute(2, 0, 1)
+        ((torch.from_numpy(np.array(Image.open(photos / f"{name}.png"))).permute(2, 0, 1)
           .to(torch.float32) / 255.0 - mean) / std).unsqueeze(0) for name in TEST_PHOTOS]).numpy()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 2
@@ -213,7 +213,7 @@ def main():
     std = torch.tensor(meta["std"], dtype=torch.float32).view(3, 1, 1)
     worst = 0.0
     for name, p in sorted(engine.items()):
-        pixels = torch.from_numpy(np.asarray(Image.open(photos / f"{name}.png"))).permute(2, 0, 1)
+        pixels = torch.from_numpy(np.array(Image.open(photos / f"{name}.png"))).permute(2, 0, 1)
         image = ((pixels.to(torch.float32) / 255.0 - mean) / std).unsqueeze(0)
         with torch.no_grad():
             reference = torch.softmax(integer_network(state, image).double(), 1)[0].numpy()

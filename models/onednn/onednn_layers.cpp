@@ -39,8 +39,9 @@ Int8Operands int8_operands(const plain::Network& net) {
   bool signed_source = true;  // the image's codes are s8
   for (const auto& block : net.blocks) {
     for (const auto& conv : block.convs) {
-      const bool dense =
-          !(conv.groups > 1 && conv.groups == conv.weight_shape[0]);
+      // As mnv2::is_depthwise decides which convolutions keep 8-bit codes.
+      const bool dense = !(conv.groups > 1 && conv.weight_shape[1] == 1 &&
+                           conv.groups == conv.weight_shape[0]);
       const int factor = signed_source && dense ? 2 : 1;
       auto& codes = out.codes.emplace_back(conv.codes);
       for (auto& c : codes) {

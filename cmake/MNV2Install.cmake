@@ -5,7 +5,8 @@
 # MobileNetV2::classifier (mnv2::ImageClassifier: LibTorch, libhdf5 by path)
 # always comes along; MobileNetV2::vision (OpenCV) only with the component;
 # MobileNetV2::onednn where the oneDNN add-on was built (`if(TARGET
-# MobileNetV2::onednn)`).
+# MobileNetV2::onednn)`), with the oneDNN it was built with found again from
+# the folder recorded in the config (no dnnl_DIR needed).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -37,6 +38,10 @@ endif()
 install(EXPORT MobileNetV2Targets NAMESPACE MobileNetV2::
         DESTINATION ${MNV2_CONFIG_DIR})
 
+# Where the oneDNN add-on's oneDNN was found, as the config's search hint.
+if(MNV2_WITH_ONEDNN)
+  get_filename_component(MNV2_DNNL_DIR "${dnnl_DIR}" REALPATH)
+endif()
 configure_package_config_file(cmake/MobileNetV2Config.cmake.in
   "${PROJECT_BINARY_DIR}/MobileNetV2Config.cmake"
   INSTALL_DESTINATION ${MNV2_CONFIG_DIR})

@@ -1,7 +1,11 @@
 # Installs the project into a scratch prefix, then configures, builds and runs
 # a project against it with find_package(MobileNetV2 CONFIG REQUIRED), as a
-# user's project would: PROJECT (default tests/consumer) and RUN, programs
-# with their arguments, separated by "|" (default consumer; each must exit 0).
+# user's project would: only the prefix and LibTorch (TORCH_DIR) are given,
+# and DNNL_DIR as dnnl_DIR where set. PROJECT (default tests/consumer) and
+# RUN, programs with their arguments, separated by "|" (default consumer;
+# each must exit 0). With EXPECT_ERROR (a regex), the configure, given the
+# extra cache entries in CONFIGURE_ARGS ("|"-separated), must instead fail
+# with a message matching it.
 if(NOT PROJECT)
   set(PROJECT tests/consumer)
 endif()
@@ -19,10 +23,28 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
-run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/${PROJECT}" -B "${WORK_DIR}/build"
+set(configure ${CMAKE_COMMAND} -S "${SOURCE_DIR}/${PROJECT}" -B "${WORK_DIR}/build"
     -G Ninja -DCMAKE_BUILD_TYPE=Release
-    "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}"
-    "-Ddnnl_DIR=${DNNL_DIR}")
+    "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}")
+if(DNNL_DIR)
+  list(APPEND configure "-Ddnnl_DIR=${DNNL_DIR}")
+endif()
+if(CONFIGURE_ARGS)
+  string(REPLACE "|" ";" extra "${CONFIGURE_ARGS}")
+  list(APPEND configure ${extra})
+endif()
+if(EXPECT_ERROR)
+  execute_process(COMMAND ${configure} RESULT_VARIABLE rc
+                  OUTPUT_VARIABLE output ERROR_VARIABLE output)
+  if(rc EQUAL 0 OR NOT output MATCHES "${EXPECT_ERROR}")
+    message(FATAL_ERROR "expected the configure to fail with '${EXPECT_ERROR}' "
+                        "(exit ${rc}):\n${output}")
+  endif()
+  string(REGEX MATCH "${EXPECT_ERROR}[^\n]*" line "${output}")
+  message(STATUS "the configure failed as expected: ${line}")
+  return()
+endif()
+run(${configure})
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 string(REPLACE "|" ";" commands "${RUN}")
 foreach(command IN LISTS commands)

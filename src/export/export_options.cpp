@@ -46,7 +46,7 @@ const FlagTable<ExportCommand>& export_flags() {
        "calibration_images"},
       {"calibration-batch",
        "",
-       "int8: images per calibration batch (the folder needs one batch)",
+       "int8: images per calibration batch (the last may be smaller)",
        &C::calibration_batch,
        "calibration_batch"},
       {"calibration-method",

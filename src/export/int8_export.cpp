@@ -27,8 +27,12 @@ namespace {
 // The engine computes integer arithmetic; the simulation computes it in
 // fp32, one code off where fp32 rounding crosses a rounding boundary.
 constexpr double kInt8Tolerance = 1e-2;
+// Below this many images a calibration still runs, with a warning: the
+// ranges then come from few activations (the default samples 300).
+constexpr int64_t kFewCalibrationImages = 100;
 
-// A fixed sample of the folder, so that a rerun writes the same file.
+// A fixed sample of the folder, so that a rerun writes the same file; the
+// last batch holds what is left, so any non-empty folder calibrates.
 std::vector<torch::Tensor> calibration_batches(const ExportCommand& c,
                                                const ImageClassifier& model,
                                                int64_t& used) {
@@ -62,12 +66,16 @@ std::vector<torch::Tensor> calibration_batches(const ExportCommand& c,
                       "': no readable image (" + std::to_string(unreadable) +
                       " unreadable)");
   }
-  if (used < c.calibration_batch) {
-    throw ConfigError("--calibration-data '" + c.calibration_data +
-                      "': " + std::to_string(used) + " readable images (" +
-                      std::to_string(unreadable) +
-                      " unreadable), fewer than one --calibration-batch of " +
-                      std::to_string(c.calibration_batch));
+  if (used < kFewCalibrationImages) {
+    log::warn(log::cat("--calibration-data '",
+                       c.calibration_data,
+                       "': ",
+                       used,
+                       " readable images (",
+                       unreadable,
+                       " unreadable); activation ranges from fewer than ",
+                       kFewCalibrationImages,
+                       " images may clip inputs unlike them"));
   }
   if (!pending.empty()) {
     batches.push_back(torch::stack(pending));

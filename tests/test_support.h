@@ -39,6 +39,44 @@ inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   return diff / std::max(scale, 1e-12);
 }
 
+/// The documented top-1 claim of the reduced-precision engines (int8, bf16;
+/// docs/inference.md): the same top-1 as fp32 wherever fp32's top-1
+/// probability is at least 30% and at least 1.5x the runner-up's. Below that,
+/// near-tied classes may swap with the host's arithmetic.
+constexpr double kConfidentProbability = 0.30;
+constexpr double kConfidentRatio = 1.5;
+
+struct TopOneAgreement {
+  int64_t covered = 0;  // rows the claim covers
+  int64_t kept = 0;     // of those, rows with fp32's top-1
+  std::string margins;  // each row: fp32's top-1 probability and ratio
+};
+
+/// The claim, row by row, for logits of the same images.
+inline TopOneAgreement top1_agreement(const torch::Tensor& fp32_logits,
+                                      const torch::Tensor& other_logits) {
+  const auto p = torch::softmax(fp32_logits.to(torch::kDouble), 1);
+  const auto top2 = p.topk(2, 1);
+  const auto first = std::get<0>(top2).select(1, 0);
+  const auto ratio = first / std::get<0>(top2).select(1, 1).clamp_min(1e-12);
+  const auto same = std::get<1>(top2).select(1, 0) == other_logits.argmax(1);
+  TopOneAgreement out;
+  for (int64_t row = 0; row < p.size(0); ++row) {
+    const double probability = first[row].item<double>();
+    const double r = ratio[row].item<double>();
+    const bool covered =
+        probability >= kConfidentProbability && r >= kConfidentRatio;
+    const bool kept = same[row].item<bool>();
+    out.covered += covered;
+    out.kept += covered && kept;
+    out.margins += "row " + std::to_string(row) + ": " +
+                   std::to_string(probability) + ", " + std::to_string(r) +
+                   "x" + (covered ? "" : " (under the claim)") +
+                   (kept ? " same top-1\n" : " other top-1\n");
+  }
+  return out;
+}
+
 /// Calls `forward` on each input from its own thread, all at once, four
 /// times each; returns each thread's worst relative error against the
 /// eager model's logits.

@@ -27,7 +27,7 @@ mnv2::InferenceModel trained_model(const std::string& folder) {
 
 }  // namespace
 
-TEST_CASE("the inference model uses the fused engine", "[eval]") {
+TEST_CASE("the inference model uses the fused engine", "[eval][bf16]") {
   auto model = trained_model("fused-engine");
   model.to_channels_last();
   torch::NoGradGuard no_grad;

@@ -75,9 +75,15 @@ TEST_CASE("FusedMobileNetV2 answers several threads at once", "[model]") {
   }
 }
 
-TEST_CASE("FusedMobileNetV2 in bf16 where the CPU has it natively", "[model]") {
+TEST_CASE("FusedMobileNetV2 in bf16 where the CPU has it natively",
+          "[model][bf16]") {
   auto model = trained_model();
   torch::NoGradGuard no_grad;
+  // A trained head's spread of logits (the initial one's 0.01 std gives
+  // near-uniform probabilities, ties that say nothing about top-1).
+  for (const auto& p : model->classifier->parameters()) {
+    p.mul_(100);
+  }
   const auto images = torch::randn({8, 3, 64, 64});
   const auto expected = model->forward(images);
   const mnv2::FusedMobileNetV2 fused(model);  // bf16 copy where native
@@ -97,7 +103,11 @@ TEST_CASE("FusedMobileNetV2 in bf16 where the CPU has it natively", "[model]") {
                                 << eager_error);
     CHECK(fused_error < 0.05);
     CHECK(fused_error < 4 * eager_error);
-    CHECK(torch::equal(fused_bf16.argmax(1), expected.argmax(1)));
+    // The documented top-1 claim, on the rows it covers.
+    const auto top1 = mnv2::test::top1_agreement(expected, fused_bf16);
+    INFO(top1.margins);
+    CHECK(top1.covered >= 2);
+    CHECK(top1.kept == top1.covered);
   } else {
     // Emulated bf16 would be slower than fp32: the eager model answers.
     CHECK_FALSE(fused.runs_fused(torch::kBFloat16));

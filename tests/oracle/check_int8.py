@@ -4,10 +4,11 @@ mnv2-export --format int8 quantizes Keras' ImageNet MobileNetV2 on real photos;
 mnv2-eval --predict runs the file on the int8 engine. This script reads the
 quantized file with torch.load alone and computes the network in integers
 (float64 convolutions of 8-bit codes are exact; scales applied in fp32 as the
-file says), then compares every class probability. Run once as the CPU is and
-once with oneDNN capped to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2): without VNNI,
-oneDNN sums u8 x s8 pairs in 16 bits, and a saturating engine misses this
-oracle by far more than the tolerance.
+file says), then compares every class probability. Run as the CPU is and with
+oneDNN capped to AVX512_CORE_VNNI, AVX512_CORE and AVX2 (ONEDNN_MAX_CPU_ISA),
+emulating the other hosts: without VNNI, oneDNN sums u8 x s8 pairs in 16
+bits, and a saturating engine misses this oracle by far more than the
+tolerance.
 
 usage: check_int8.py BIN_DIR WORK_DIR PRETRAINED_DIR
 """
@@ -31,13 +32,30 @@ CALIBRATION = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hors
                "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
                "retina.jpg", "ihc.png", "color.png", "logo.png"]
 GRACE = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
-# The photos whose fp32 answer is confident (checked below): int8 must agree.
+# The photos run through onnxruntime and OpenVINO as well.
 TEST_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "grace_hopper"]
+# The documented claim (docs/inference.md, README): int8 keeps fp32's top-1
+# wherever fp32's top-1 probability is at least 30% and at least 1.5x the
+# runner-up's. Below that, near-tied classes swap with the host's arithmetic
+# (an AMX Xeon's calibration flipped astronaut's 7.4% / 6.1% pair).
+CONFIDENT_PROBABILITY = 0.30
+CONFIDENT_RATIO = 1.5
+# Of these 13 photos, fp32 (host-independent to 1e-6) is that confident on 7:
+# fewer covered would make the claim's check say little.
+MIN_CONFIDENT_PHOTOS = 5
 # Probabilities: this simulation rounds as the engine does (measured: 3e-7
 # apart); a code moved by one step in a uniform region shifted them by 5e-3,
 # a saturating sum moves them further.
 TOLERANCE = 1e-5
 FAILURES = []
+
+
+def confident(p):
+    """Whether probabilities p fall under the documented top-1 claim, and
+    their top-1 probability and ratio to the runner-up."""
+    first, second = np.sort(p)[-2:][::-1]
+    ratio = first / max(second, 1e-12)
+    return first >= CONFIDENT_PROBABILITY and ratio >= CONFIDENT_RATIO, first, ratio
 
 
 def check(condition, message):
@@ -119,13 +137,24 @@ def check_bad_inputs(bin_dir, work, keras, photos, int8_file):
     export = [bin_dir / "mnv2-export", "--weights", keras, "--format", "int8",
               "--output", work / "refused.pth", "--calibration-data"]
     check_refused(export + [unreadable], 2, "no readable image", "no readable image")
+    check(not (work / "refused.pth").exists(), "nothing written for a refused calibration")
+    # Fewer images than one --calibration-batch: calibrated on what there is,
+    # with a warning, and the file runs.
     few = work / "few"
     few.mkdir(exist_ok=True)
     for name in ["coffee", "rocket"]:
         (few / f"{name}.png").write_bytes((photos / f"{name}.png").read_bytes())
-    check_refused(export + [few, "--calibration-batch", "4"], 2,
-                  "fewer than one --calibration-batch", "fewer images than the batch")
-    check(not (work / "refused.pth").exists(), "nothing written for refused calibrations")
+    few_file = work / "few_int8.pth"
+    result = subprocess.run([str(a) for a in export[:-3]] +
+                            ["--output", str(few_file), "--calibration-data", str(few)],
+                            capture_output=True, text=True)
+    warned = [line for line in result.stderr.splitlines() if "2 readable images" in line]
+    check(result.returncode == 0 and len(warned) == 1 and "calibrated on 2 images" in result.stdout,
+          f"2 images with the default --calibration-batch of 32: exit {result.returncode}, "
+          f"warning {warned}")
+    if result.returncode == 0:
+        out = run([bin_dir / "mnv2-eval", "--weights", few_file, "--predict", photos / "coffee.png"])
+        check("coffee" in out, "the file calibrated on 2 images runs")
     state = torch.load(int8_file, weights_only=True)
     for key, value, text in [("convs.7.weight_scale", 0.0, "not positive"),
                              ("convs.9.output_scale", -1.0, "not positive"),
@@ -167,11 +196,13 @@ def check_qdq_onnx(bin_dir, work, int8_file, photos, mean, std, engine):
         p = torch.softmax(torch.from_numpy(np.asarray(logits)).double(), 1).numpy()
         for i, name in enumerate(TEST_PHOTOS):
             diff = float(np.abs(p[i] - engine[name]).max())
-            # astronaut's top-1 holds 7% (fp32): a flip there says nothing.
-            confident = engine[name].max() > 0.3
-            check((p[i].argmax() == engine[name].argmax() or not confident) and diff < 0.1,
+            # The top-1 claim's rule, on our int8 answer (astronaut's 7% is a
+            # near-tie: a flip there says nothing).
+            covered, first, ratio = confident(engine[name])
+            check((p[i].argmax() == engine[name].argmax() or not covered) and diff < 0.1,
                   f"{runtime} on the QDQ ONNX, {name}: top-1 {p[i].argmax()} vs ours "
-                  f"{engine[name].argmax()}, max |p - p_ours| {diff:.3f}")
+                  f"{engine[name].argmax()} ({first:.3f}, {ratio:.2f}x the runner-up"
+                  f"{'' if covered else ', under the claim'}), max |p - p_ours| {diff:.3f}")
 
 
 def probabilities_by_photo(prediction_json, classes):
@@ -224,11 +255,23 @@ def main():
               f"top-1 {p.argmax()} vs {reference.argmax()}")
     print(f"worst probability difference {worst:.2e} (tolerance {TOLERANCE}), "
           f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}")
-    for name in TEST_PHOTOS:
-        check(engine[name].argmax() == fp32[name].argmax() and fp32[name].max() > 0.05,
-              f"{name}: int8 top-1 {engine[name].argmax()} "
-              f"({engine[name].max():.3f}) = fp32 top-1 {fp32[name].argmax()} "
-              f"({fp32[name].max():.3f})")
+    covered_photos = 0
+    for name in sorted(fp32):
+        covered, first, ratio = confident(fp32[name])
+        covered_photos += covered
+        same = engine[name].argmax() == fp32[name].argmax()
+        margin = f"fp32 top-1 {fp32[name].argmax()} at {first:.3f}, {ratio:.2f}x the runner-up"
+        if covered:
+            check(same, f"{name}: int8 top-1 {engine[name].argmax()} "
+                  f"({engine[name].max():.3f}) = {margin}")
+        else:
+            print(f"     {name}: under the claim ({margin}); int8 top-1 "
+                  f"{engine[name].argmax()} ({engine[name].max():.3f}), "
+                  f"{'the same' if same else 'another'}")
+    check(covered_photos >= MIN_CONFIDENT_PHOTOS,
+          f"the top-1 claim (>= {CONFIDENT_PROBABILITY:.0%} and >= {CONFIDENT_RATIO}x the "
+          f"runner-up) covers {covered_photos} of {len(fp32)} photos "
+          f"(at least {MIN_CONFIDENT_PHOTOS})")
     kl = np.mean([float(np.sum(fp32[n] * np.log(np.maximum(fp32[n], 1e-12)
                                                 / np.maximum(engine[n], 1e-12))))
                   for n in TEST_PHOTOS])

@@ -157,7 +157,8 @@ TEST_CASE("GradScaler skips a step with inf/NaN gradients and backs off",
   CHECK(p[0].item<double>() == Approx(1.0 - 0.1 - 0.1 * 1.9));
 }
 
-TEST_CASE("bf16 autocast on CPU runs convolutions in bf16", "[train][amp]") {
+TEST_CASE("bf16 autocast on CPU runs convolutions in bf16",
+          "[train][amp][bf16]") {
   mnv2::MobileNetV2 model(mnv2::MobileNetV2Options().num_classes(4));
   model->eval();
   torch::NoGradGuard no_grad;

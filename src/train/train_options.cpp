@@ -118,7 +118,8 @@ FlagTable<TrainConfig> make_train_flags() {
        "pretrained"},
       {"freeze-features",
        "Model",
-       "train the classifier only",
+       "train the classifier only (features' weights and BatchNorm "
+       "statistics stay as loaded)",
        &C::freeze_features,
        "freeze_features",
        kSwitch},

@@ -54,6 +54,11 @@ std::string Training::epoch_summary(const EpochMetrics& metrics) const {
 
 int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
   model_->train();
+  if (c_.freeze_features) {
+    // Frozen features keep their BatchNorm statistics as well as their
+    // weights: the pretrained network computes as it did.
+    model_->features->eval();
+  }
   train_loader_->start_epoch(epoch, progress_.batch_in_epoch);
   const auto steps = train_loader_->batches_per_epoch();
   TrainStepParts parts{model_,

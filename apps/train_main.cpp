@@ -1,5 +1,6 @@
 // mnv2-train: the flags (train_options.cpp) over a recipe, then the trainer.
 #include "app_support.h"
+#include "train/resumed_config.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 
@@ -17,9 +18,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     mnv2::TrainConfig config;
-    flags->apply(config);  // to learn --recipe
-    mnv2::apply_recipe(config, config.recipe);
-    flags->apply(config);  // explicit flags override the recipe
+    flags->apply(config);  // to learn --recipe and --resume
+    if (config.resume.empty()) {
+      mnv2::apply_recipe(config, config.recipe);
+      flags->apply(config);  // explicit flags override the recipe
+    } else {
+      // The run's own configuration, from its checkpoint, under the flags
+      // given now.
+      config = mnv2::resumed_config(
+          config.resume, [&](mnv2::TrainConfig& c) { flags->apply(c); });
+    }
     // With --pretrained the weights set the width unless it is given.
     config.width_from_pretrained = !flags->given("width-mult");
     mnv2::refuse_problems(config.problems());

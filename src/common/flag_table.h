@@ -59,6 +59,40 @@ nlohmann::json config_json(const FlagTable<Config>& table,
   return out;
 }
 
+/// Writes into `config` each echoed flag's field found in `echo` (what
+/// config_json wrote); throws nlohmann::json::type_error for a value of
+/// another type.
+template <class Config>
+void config_from_json(const FlagTable<Config>& table,
+                      const nlohmann::json& echo,
+                      Config& config) {
+  for (const auto& flag : table) {
+    if (!flag.json_key.empty() && echo.contains(flag.json_key)) {
+      std::visit(
+          [&](auto member) { echo.at(flag.json_key).get_to(config.*member); },
+          flag.field);
+    }
+  }
+}
+
+/// The echoed flags whose values differ between two configurations, with
+/// both values: "--name VALUE_A -> VALUE_B".
+template <class Config>
+std::vector<std::string> changed_flags(const FlagTable<Config>& table,
+                                       const Config& from,
+                                       const Config& to) {
+  const auto a = config_json(table, from);
+  const auto b = config_json(table, to);
+  std::vector<std::string> out;
+  for (const auto& flag : table) {
+    if (!flag.json_key.empty() && a[flag.json_key] != b[flag.json_key]) {
+      out.push_back("--" + flag.name + " " + a[flag.json_key].dump() + " -> " +
+                    b[flag.json_key].dump());
+    }
+  }
+  return out;
+}
+
 /// Collects the one-line reasons a configuration cannot run, in order (what
 /// each config's `problems()` returns).
 class Problems {

@@ -191,6 +191,19 @@ def case_resume(bin_dir, work):
     check(a["global_step"] == b["global_step"], "same step count")
     lines = (resumed / "metrics.jsonl").read_text().splitlines()
     check([json.loads(l)["epoch"] for l in lines] == [1, 2], "resumed metrics continue the file")
+    # README's form: the checkpoint's own configuration (recipe, width,
+    # sizes, EMA, ...) with only --data, --output and a longer --epochs given.
+    readme = work / "readme"
+    run(tiny_train_args(bin_dir, data, readme, 1, common))
+    result = run([bin_dir / "mnv2-train", "--resume", readme / "checkpoint.pth", "--data", data,
+                  "--output", readme, "--epochs", 2])
+    c = torch.load(readme / "checkpoint.pth", weights_only=True)
+    check(all(torch.equal(a["model"][k], c["model"][k]) for k in a["model"]),
+          "resume with only --data/--output/--epochs continues the run's own settings "
+          "(identical to 2 epochs straight)")
+    warned = [l for l in result.stderr.splitlines() if "--resume: --epochs" in l]
+    check(len(warned) == 1 and "1 -> 2" in warned[0],
+          f"a flag given on resume that differs from the checkpoint's is named: {warned}")
 
 
 def wait_for(condition, seconds):

@@ -189,3 +189,30 @@ TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
     }
   }
 }
+
+TEST_CASE("the stored configuration reads back, and changed flags are named",
+          "[train]") {
+  mnv2::TrainConfig run;
+  REQUIRE(mnv2::apply_recipe(run, "digits"));
+  run.epochs = 7;
+  run.ema = true;
+  run.data = "folder with spaces";
+  run.lr = 0.0125;
+  const auto echo = nlohmann::json::parse(mnv2::to_json(run));
+  mnv2::TrainConfig back;
+  mnv2::config_from_json(mnv2::train_flags(), echo, back);
+  CHECK(mnv2::to_json(back) == mnv2::to_json(run));
+  CHECK(back.recipe == "digits");
+  CHECK(back.data == "folder with spaces");
+  CHECK(mnv2::changed_flags(mnv2::train_flags(), run, back).empty());
+
+  back.epochs = 9;
+  back.lr = 0.5;
+  CHECK(mnv2::changed_flags(mnv2::train_flags(), run, back) ==
+        std::vector<std::string>{"--epochs 7 -> 9", "--lr 0.0125 -> 0.5"});
+
+  auto wrong_type = echo;
+  wrong_type["epochs"] = "seven";
+  CHECK_THROWS_AS(mnv2::config_from_json(mnv2::train_flags(), wrong_type, back),
+                  nlohmann::json::type_error);
+}

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
     if (config.resume.empty()) {
       mnv2::apply_recipe(config, config.recipe);
       flags->apply(config);  // explicit flags override the recipe
+      mnv2::follow_training_size(
+          config, flags->given("val-resize"), flags->given("val-crop"));
     } else {
       // The run's own configuration, from its checkpoint, under the flags
       // given now.

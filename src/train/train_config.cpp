@@ -1,8 +1,30 @@
 #include "train/train_config.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace mnv2 {
+
+void follow_training_size(TrainConfig& config,
+                          bool resize_given,
+                          bool crop_given) {
+  TrainConfig recipe;
+  apply_recipe(recipe, config.recipe);
+  if (config.img_size == recipe.img_size) {
+    return;
+  }
+  const double ratio = static_cast<double>(config.img_size) /
+                       static_cast<double>(recipe.img_size);
+  const auto scaled = [&](int64_t size) {
+    return static_cast<int64_t>(std::lround(static_cast<double>(size) * ratio));
+  };
+  if (!crop_given) {
+    config.val_crop = scaled(recipe.val_crop);
+  }
+  if (!resize_given) {
+    config.val_resize = std::max(scaled(recipe.val_resize), config.val_crop);
+  }
+}
 
 std::vector<std::string> TrainConfig::problems() const {
   Problems p;

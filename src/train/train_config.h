@@ -105,6 +105,15 @@ std::vector<std::string> recipe_names();
 /// and changes nothing for an unknown name (which `problems()` reports).
 bool apply_recipe(TrainConfig& config, const std::string& name);
 
+/// With a training size other than its recipe's and a validation size not
+/// given (`*_given` false), sets that validation size to the recipe's scaled
+/// by the ratio of the training sizes, so that evaluation follows training
+/// as the recipe has it (digits at 64: validation 64/64; torchvision-v1 at
+/// 32: 37/32).
+void follow_training_size(TrainConfig& config,
+                          bool resize_given,
+                          bool crop_given);
+
 /// mnv2-train's flags, each declared once (train_options.cpp).
 const FlagTable<TrainConfig>& train_flags();
 

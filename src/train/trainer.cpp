@@ -211,7 +211,12 @@ void Training::setup() {
                val_set_.size(),
                " validation images in '",
                val_set_.origin,
-               "'"));
+               "'; training crops ",
+               c_.img_size,
+               ", validation resize ",
+               c_.val_resize,
+               " crop ",
+               c_.val_crop));
   log::info(
       log::cat("recipe ",
                c_.recipe,

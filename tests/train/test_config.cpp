@@ -216,3 +216,38 @@ TEST_CASE("the stored configuration reads back, and changed flags are named",
   CHECK_THROWS_AS(mnv2::config_from_json(mnv2::train_flags(), wrong_type, back),
                   nlohmann::json::type_error);
 }
+
+TEST_CASE("validation sizes follow --img-size by the recipe's ratio",
+          "[train]") {
+  mnv2::TrainConfig digits;
+  mnv2::apply_recipe(digits, "digits");
+  digits.img_size = 64;
+  mnv2::follow_training_size(digits, false, false);
+  CHECK(digits.val_resize == 64);
+  CHECK(digits.val_crop == 64);
+
+  mnv2::TrainConfig v1;  // torchvision-v1: 224, 256/224
+  v1.img_size = 32;
+  mnv2::follow_training_size(v1, false, false);
+  CHECK(v1.val_resize == 37);  // 256 * 32 / 224 = 36.6
+  CHECK(v1.val_crop == 32);
+
+  mnv2::TrainConfig v2;  // torchvision-v2 trains at 176, validates 232/224
+  mnv2::apply_recipe(v2, "torchvision-v2");
+  v2.img_size = 88;
+  mnv2::follow_training_size(v2, false, false);
+  CHECK(v2.val_resize == 116);
+  CHECK(v2.val_crop == 112);
+
+  mnv2::TrainConfig given;  // a given size stays; resize stays >= crop
+  given.img_size = 32;
+  given.val_crop = 100;
+  mnv2::follow_training_size(given, false, true);
+  CHECK(given.val_crop == 100);
+  CHECK(given.val_resize == 100);
+
+  mnv2::TrainConfig unchanged;  // the recipe's own training size
+  unchanged.val_resize = 300;
+  mnv2::follow_training_size(unchanged, false, false);
+  CHECK(unchanged.val_resize == 300);
+}

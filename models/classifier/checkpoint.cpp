@@ -139,8 +139,10 @@ void refuse_non_finite(const StateDict& state, const std::string& path) {
 
 namespace {
 LoadedWeights read_weights(const std::string& path, bool prefer_ema);
-// Class names "0".."n-1", replaced by `<stem>.json`'s where it has as many.
-void add_names_and_metadata(ModelInfo& info,
+// The model information `<stem>.json` beside the weights gives (names,
+// sizes, preprocessing); refuses one that describes another class count,
+// and notes in `weights.warnings` what is assumed where there is none.
+void add_names_and_metadata(LoadedWeights& weights,
                             const std::string& path,
                             bool width_from_shapes);
 }  // namespace
@@ -192,7 +194,7 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
     const auto net = quantized_from_state_dict(out.state, path);
     out.kind = "int8";
     out.info.options.num_classes(net.network.fc_weight.size(0));
-    add_names_and_metadata(out.info, path, false);
+    add_names_and_metadata(out, path, false);
     return out;
   }
   out.kind = "state_dict";
@@ -211,32 +213,56 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
                       "features only (no classifier)";
   }
   out.info.options = infer_options(out.state, path);
-  add_names_and_metadata(out.info, path, true);
+  add_names_and_metadata(out, path, true);
   return out;
 }
 
-void add_names_and_metadata(ModelInfo& info,
+void add_names_and_metadata(LoadedWeights& weights,
                             const std::string& path,
                             bool width_from_shapes) {
-  for (int64_t i = 0; i < info.options.num_classes(); ++i) {
+  auto& info = weights.info;
+  const int64_t classes = info.options.num_classes();
+  for (int64_t i = 0; i < classes; ++i) {
     info.class_names.push_back(std::to_string(i));
   }
   const auto meta_path = metadata_path_for(path);
-  if (std::filesystem::exists(meta_path)) {
-    std::ifstream in(meta_path);
-    const std::string json{std::istreambuf_iterator<char>(in), {}};
-    auto meta = model_info_from_json(json, meta_path);
-    // The shapes decide the architecture; the file adds names and sizes
-    // (and the width of a quantized network, whose shapes are not
-    // torchvision's).
-    meta.options.num_classes(info.options.num_classes());
-    if (width_from_shapes) {
-      meta.options.width_mult(info.options.width_mult());
-    }
-    if (meta.class_names.size() == info.class_names.size()) {
-      info = meta;
-    }
+  if (!std::filesystem::exists(meta_path)) {
+    weights.warnings.push_back(
+        "no '" + meta_path + "' beside the weights: ImageNet's evaluation " +
+        "preprocessing is assumed (resize " + std::to_string(info.val_resize) +
+        ", crop " + std::to_string(info.val_crop) +
+        ", ImageNet's mean and std) and the classes are numbered 0-" +
+        std::to_string(classes - 1));
+    return;
   }
+  std::ifstream in(meta_path);
+  const std::string json{std::istreambuf_iterator<char>(in), {}};
+  auto meta = model_info_from_json(json, meta_path);
+  // A sidecar of other weights (a copied or stale <stem>.json) would give
+  // this file another model's preprocessing: refused, not ignored.
+  const auto raw = nlohmann::json::parse(json);
+  const auto stated = raw.value("num_classes", classes);
+  const auto named = raw.contains("class_names")
+                         ? static_cast<int64_t>(raw["class_names"].size())
+                         : int64_t{0};
+  if (stated != classes || (named != 0 && named != classes)) {
+    throw WeightsError("'" + meta_path + "' describes " +
+                       std::to_string(stated != classes ? stated : named) +
+                       " classes but the weights '" + path + "' have " +
+                       std::to_string(classes) +
+                       ": it belongs to other weights (remove or replace it)");
+  }
+  // The shapes decide the architecture; the file adds names and sizes
+  // (and the width of a quantized network, whose shapes are not
+  // torchvision's).
+  meta.options.num_classes(classes);
+  if (width_from_shapes) {
+    meta.options.width_mult(info.options.width_mult());
+  }
+  meta.class_names = named != 0
+                         ? raw["class_names"].get<std::vector<std::string>>()
+                         : info.class_names;
+  info = meta;
 }
 
 }  // namespace

@@ -60,6 +60,7 @@ InferenceModel InferenceModel::load(const std::string& path,
     return model;
   }
   auto weights = load_any_weights_file(path, prefer_ema, allow_non_finite);
+  model.warnings_ = weights.warnings;
   if (weights.kind == "int8") {
     if (!device.is_cpu()) {
       throw WeightsError("'" + path +

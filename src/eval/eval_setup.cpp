@@ -33,6 +33,16 @@ std::vector<std::string> imagenet_names_if_numbered(
   return read_class_names(list.string());
 }
 
+// What reading the weights converted (info) and assumed (warnings).
+void log_weights_notes(const std::string& path, const InferenceModel& model) {
+  if (!model.conversion().empty()) {
+    log::info(log::cat(path, ": ", model.conversion()));
+  }
+  for (const auto& warning : model.warnings()) {
+    log::warn(log::cat(path, ": ", warning));
+  }
+}
+
 }  // namespace
 
 std::optional<c10::ScalarType> amp_dtype_of(const std::string& name,
@@ -52,9 +62,7 @@ Prepared prepare(const EvalCommand& c) {
   Prepared p{resolve_device(c.device), {}};
   p.model =
       InferenceModel::load(c.weights, c.ema, p.device, c.allow_non_finite);
-  if (!p.model.conversion().empty()) {
-    log::info(log::cat(c.weights, ": ", p.model.conversion()));
-  }
+  log_weights_notes(c.weights, p.model);
   if (c.channels_last) {
     p.model.to_channels_last();
   }
@@ -77,9 +85,7 @@ ImageClassifier open_classifier(const EvalCommand& c) {
   options.crop_size = static_cast<int>(c.crop_size);
   auto model = InferenceModel::load(
       c.weights, c.ema, options.device, c.allow_non_finite);
-  if (!model.conversion().empty()) {
-    log::info(log::cat(c.weights, ": ", model.conversion()));
-  }
+  log_weights_notes(c.weights, model);
   const auto classes = model.info().options.num_classes();
   if (!c.labels.empty()) {
     options.class_names = read_class_names(c.labels);

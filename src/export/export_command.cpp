@@ -6,6 +6,7 @@
 #include <mobilenetv2/inference_model.h>
 #include <mobilenetv2/plain_network.h>
 #include "common/errors.h"
+#include "common/log.h"
 #include "common/runtime.h"
 #include "export/onnx_writer.h"
 #include "export/torchscript_export.h"
@@ -59,6 +60,9 @@ Outcome run_export(const ExportCommand& c) {
   configure_runtime(0);
   const auto model =
       InferenceModel::load(c.weights, c.ema, torch::kCPU, c.allow_non_finite);
+  for (const auto& warning : model.warnings()) {
+    log::warn(log::cat(c.weights, ": ", warning));
+  }
   if (model.quantized() != nullptr) {
     return export_quantized_onnx(c, model);
   }

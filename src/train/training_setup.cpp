@@ -98,6 +98,9 @@ TrainingModel build_training_model(const TrainConfig& c, int64_t num_classes) {
     if (!weights->conversion.empty()) {
       log::info(log::cat("--pretrained: ", weights->conversion));
     }
+    for (const auto& assumed : weights->warnings) {
+      log::info(log::cat("--pretrained: ", assumed));
+    }
     const auto report = load_weights(
         *out.model, weights->state, LoadMode::kNonStrict, c.pretrained);
     log::info(log::cat("pretrained weights from ",

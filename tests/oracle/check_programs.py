@@ -402,6 +402,21 @@ def case_errors(bin_dir, work):
     result = run([bin_dir / "mnv2-eval", "--weights", work / "nan.pth", "--predict", image,
                   "--allow-non-finite"], expect=None)
     check(result.returncode == 0, "--allow-non-finite loads them for debugging")
+    # The weights' sidecar: none is warned about with the sizes assumed; one
+    # describing other weights (a stale or copied <stem>.json) is refused.
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "four.pth", "--predict", image])
+    warned = [l for l in result.stderr.splitlines() if "four.json" in l]
+    check(len(warned) == 1 and "] warning " in warned[0] and "resize 256, crop 224" in warned[0],
+          f"no sidecar: one warning with the sizes assumed ({warned})")
+    (work / "stale.pth").write_bytes((work / "four.pth").read_bytes())
+    (work / "stale.json").write_text(json.dumps({"num_classes": 10, "val_resize": 48,
+                                                 "val_crop": 48}))
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "stale.pth", "--predict", image],
+                 expect=None)
+    errors = [l for l in result.stderr.strip().splitlines() if "] warning " not in l]
+    check(result.returncode == 1 and len(errors) == 1 and "stale.json' describes 10 classes"
+          in errors[0] and "have 4" in errors[0],
+          f"a sidecar of other weights is refused in one line ({errors})")
     finished = work / "finished"
     run(tiny_train_args(bin_dir, data, finished, 1))
     result = run(tiny_train_args(bin_dir, data, finished, 1), expect=None)
@@ -426,8 +441,11 @@ def case_errors(bin_dir, work):
     result = run(peak_of + [bin_dir / "mnv2-eval", "--weights", work / "four.pth",
                             "--predict", bomb], expect=None)
     peak_mb = int(result.stdout.split()[-1]) / 1024
+    # four.pth has no four.json: a warning says what is assumed; the refusal
+    # itself is one line.
+    errors = [l for l in result.stderr.strip().splitlines() if "] warning " not in l]
     check(result.returncode == 1 and "over the budget of 178956970" in result.stderr
-          and len(result.stderr.strip().splitlines()) == 1,
+          and len(errors) == 1,
           f"a 30000x30000 PNG is refused in one line ({result.stderr.strip()[:140]})")
     check(peak_mb < 1024, f"... within 1 GB (peak {peak_mb:.0f} MB)")
     # Training skips an image over the budget with a warning naming it.

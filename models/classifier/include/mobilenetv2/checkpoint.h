@@ -59,6 +59,9 @@ struct LoadedWeights {
   std::string kind;
   /// What was converted on reading (a layout mapping), for the log; or "".
   std::string conversion;
+  /// What was assumed on reading, for a warning (no `<stem>.json`: ImageNet's
+  /// preprocessing and numbered classes).
+  std::vector<std::string> warnings;
 };
 /// Throws WeightsError naming the first tensor that holds NaN or inf values.
 void refuse_non_finite(const StateDict& state, const std::string& path);

@@ -40,6 +40,11 @@ class InferenceModel {
   const std::string& conversion() const {
     return conversion_;
   }
+  /// What was assumed when reading the file (no `<stem>.json` beside it),
+  /// for the caller to show.
+  const std::vector<std::string>& warnings() const {
+    return warnings_;
+  }
   /// "checkpoint", "checkpoint-ema", "state_dict", "keras-h5", ...,
   /// "torchscript" or "int8".
   const std::string& kind() const {
@@ -78,6 +83,7 @@ class InferenceModel {
   ModelInfo info_;
   std::string kind_;
   std::string conversion_;
+  std::vector<std::string> warnings_;
   mutable MobileNetV2 eager_{nullptr};  // forward() is logically const
   std::shared_ptr<torch::jit::Module> script_;
   std::shared_ptr<FusedMobileNetV2> fused_;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 
@@ -52,10 +53,11 @@ void walk_fp32(
 QuantizedConv quantize_weights(const FoldedConv& conv) {
   const auto w = conv.weight.to(torch::kFloat);
   auto max = w.abs().amax({1, 2, 3});
-  // A channel of zeros gets codes 0 with a unit step (a zero step is
-  // refused on reading).
+  // A channel of zeros (at int8's resolution) gets codes 0 with a unit step;
+  // steps stay in the range a reader accepts.
+  const auto step = max / static_cast<double>(code_max(conv));
   const auto scale =
-      torch::where(max > 0, max / static_cast<double>(code_max(conv)), 1.0)
+      torch::where(step >= kMinScale, step.clamp_max(kMaxScale), 1.0)
           .to(torch::kFloat);
   const auto limit = static_cast<double>(code_max(conv));
   const auto codes =
@@ -210,7 +212,9 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
       const double levels = conv.relu6 ? kU8Levels : kS8Levels;
       const double clip = choose_clip(stats[n], levels, options);
       // Scales are kept as the fp32 values the engines multiply with.
-      out.convs[n].output_scale = static_cast<float>(clip / levels);
+      const double step = clip / levels;
+      out.convs[n].output_scale = static_cast<float>(
+          step < kMinScale ? 1.0 : std::min(step, kMaxScale));
       if (options.bias_correction && stats[n].positions > 0) {
         conv.bias += stats[n].bias_shift_sum / stats[n].positions;
       }

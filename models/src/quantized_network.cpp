@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <sstream>
+
 namespace mnv2 {
 
 namespace {
@@ -48,18 +50,29 @@ const torch::Tensor& typed_entry(const StateDict& state,
   return *t;
 }
 
-// Scales must be positive and finite: a zero or NaN step would turn every
-// code into garbage without any error.
+// Scales must be positive, finite and in the range a calibration writes: a
+// zero, NaN, denormal or huge step would turn every code into garbage
+// without any error.
 void check_scales(const torch::Tensor& scales,
                   const std::string& key,
                   const std::string& origin) {
-  const auto bad = torch::logical_not(torch::isfinite(scales) & (scales > 0));
-  if (bad.any().item<bool>()) {
-    const auto i = bad.nonzero()[0][0].item<int64_t>();
+  // Compared as the fp32 the file holds: rounding a calibrated step in
+  // [kMinScale, kMaxScale] to fp32 keeps it within their fp32 roundings.
+  const auto s = scales.to(torch::kFloat);
+  const auto bad = torch::logical_not(torch::isfinite(s) & (s > 0));
+  const auto out_of_range =
+      (s < static_cast<float>(kMinScale)) | (s > static_cast<float>(kMaxScale));
+  const auto refused = bad | out_of_range;
+  if (refused.any().item<bool>()) {
+    const auto i = refused.nonzero()[0][0].item<int64_t>();
+    std::ostringstream value;
+    value << s.flatten()[i].item<double>();
     refuse(origin,
-           "'" + key + "' holds a scale that is not positive and finite (" +
-               std::to_string(scales.flatten()[i].item<double>()) +
-               " at index " + std::to_string(i) + ")");
+           "'" + key + "' holds a scale that is " +
+               (bad[i].item<bool>() ? std::string("not positive and finite")
+                                    : "outside [1e-12, 1e+06], the steps a "
+                                      "calibration writes") +
+               " (" + value.str() + " at index " + std::to_string(i) + ")");
   }
 }
 

@@ -65,6 +65,12 @@ TEST_CASE("quantized weights read back and bad ones are refused", "[weights]") {
       {"NaN input scale",
        [&](auto& s) { s["quantization.input_scale"][0] = nan; },
        "'quantization.input_scale' holds a scale that is not positive"},
+      {"denormal weight scale (products flush to zero)",
+       [](auto& s) { s["convs.6.weight_scale"][1] = 1e-45f; },
+       "'convs.6.weight_scale' holds a scale that is outside [1e-12, 1e+06]"},
+      {"huge output scale (codes overflow to inf)",
+       [](auto& s) { s["convs.8.output_scale"][0] = 1e38f; },
+       "'convs.8.output_scale' holds a scale that is outside [1e-12, 1e+06]"},
       {"wrong count of weight scales",
        [](auto& s) {
          s["convs.2.weight_scale"] = s["convs.2.weight_scale"].narrow(0, 0, 3);

@@ -158,13 +158,16 @@ def check_bad_inputs(bin_dir, work, keras, photos, int8_file):
     state = torch.load(int8_file, weights_only=True)
     for key, value, text in [("convs.7.weight_scale", 0.0, "not positive"),
                              ("convs.9.output_scale", -1.0, "not positive"),
-                             ("quantization.input_scale", float("nan"), "not positive")]:
+                             ("quantization.input_scale", float("nan"), "not positive"),
+                             ("convs.11.weight_scale", 1e-45, "outside [1e-12, 1e+06]"),
+                             ("convs.12.output_scale", 1e38, "outside [1e-12, 1e+06]")]:
         bad = {k: v.clone() for k, v in state.items()}
         bad[key][0] = value
         path = work / "bad_scale.pth"
         torch.save(bad, path)
         check_refused([bin_dir / "mnv2-eval", "--weights", path, "--predict",
-                       photos / "coffee.png"], 1, key, f"{key} = {value}")
+                       photos / "coffee.png"], 1, f"'{key}' holds a scale that is {text}",
+                      f"{key} = {value}")
     bad = {k: v.clone() for k, v in state.items()}
     bad["convs.3.weight_scale"] = bad["convs.3.weight_scale"][:-1]
     torch.save(bad, work / "bad_scale.pth")

@@ -18,6 +18,14 @@ namespace mnv2 {
 constexpr int64_t kDenseCodeMax = 63;
 constexpr int64_t kDepthwiseCodeMax = 127;
 
+/// The steps (weight and activation scales) a calibration writes and a
+/// reader accepts: a step of 1e-45 (denormal, products flush to zero) or
+/// 1e38 (codes overflow to inf) runs but computes garbage. A weight channel
+/// or an activation whose range would need a smaller step is all zeros at
+/// int8's resolution and gets a unit step; larger ones are saturated.
+constexpr double kMinScale = 1e-12;
+constexpr double kMaxScale = 1e6;
+
 /// One convolution's int8 form.
 struct QuantizedConv {
   torch::Tensor codes;         ///< int8, the weight's shape
@@ -55,8 +63,8 @@ StateDict quantized_to_state_dict(const QuantizedNetwork& net);
 bool is_quantized_state_dict(const StateDict& state);
 
 /// Reads and checks a quantized network: shapes that chain, codes in range,
-/// scales positive and finite, counts that match. Throws WeightsError naming
-/// `origin` and the entry.
+/// scales in [kMinScale, kMaxScale], counts that match. Throws WeightsError
+/// naming `origin` and the entry.
 QuantizedNetwork quantized_from_state_dict(const StateDict& state,
                                            const std::string& origin);
 

@@ -8,6 +8,7 @@ CASE: train_eval_export | resume | signals | finetune_amp | errors | distributed
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import struct
@@ -739,6 +740,14 @@ def case_benchmark_dtypes(bin_dir, work):
         check(measured == wanted, f"benchmark {' '.join(dtypes) or 'by default'} without native bf16: {measured}")
         check(("skipped bf16" in result.stdout) == told,
               f"the skip is {'told' if told else 'silent when bf16 is named'}")
+    # --threads beyond the cores: capped with a warning (1024 threads on 2
+    # cores ran three training steps in 120 s).
+    result = run([bin_dir / "mnv2-eval", "--weights", weights, "--benchmark", "--img-size", 32,
+                  "--batch-size", 2, "--iterations", 2, "--threads", 1024, "--dtypes", "fp32"])
+    capped = re.search(r"--threads 1024 is more than the (\d+) cores .*: using (\d+)", result.stderr)
+    check(capped is not None and capped.group(1) == capped.group(2)
+          and f", {capped.group(2)} threads," in result.stdout,
+          f"--threads 1024 is capped at the cores, with a warning ({result.stderr.strip()[:120]})")
     # LibTorch's oneDNN Graph engine in the program that also loads the oneDNN
     # add-on's library (it aborted when that library was loaded first).
     report = work / "graph.json"

@@ -8,11 +8,26 @@
 #include "data/dataset.h"
 #include "data/shard_writer.h"
 
+#include <filesystem>
+
 namespace mnv2 {
 
 Outcome pack_into_shards(const TrainConfig& config) {
   apply_max_image_pixels(config.max_image_pixels);
-  const auto source = open_dataset(config.data);
+  // A folder holding train/ (and val/) is read as training reads --data:
+  // its train/ split, not train and val as two classes.
+  std::string data = config.data;
+  std::error_code ec;
+  if (std::filesystem::is_directory(std::filesystem::path(data) / "train",
+                                    ec)) {
+    data = (std::filesystem::path(data) / "train").string();
+    log::info(log::cat("'",
+                       config.data,
+                       "' holds train/: packing '",
+                       data,
+                       "'; pack val/ with its own --data and --write-shards"));
+  }
+  const auto source = open_dataset(data);
   ShardWriteOptions options;
   options.pattern = config.write_shards;
   options.max_bytes = config.shard_max_mb * 1024 * 1024;

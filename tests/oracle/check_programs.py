@@ -645,6 +645,13 @@ def case_shards(bin_dir, work):
           f"--write-shards packs 1437 training images into {len(tars)} shards of at most 1 MiB")
     run([bin_dir / "mnv2-train", "--data", data / "val", "--write-shards",
          shards / "val" / "digits-val-%04d.tar"])
+    # The folder holding train/ and val/, as --data takes it: its train/
+    # split with the 10 digit classes (not "train" and "val" as 2 classes).
+    result = run([bin_dir / "mnv2-train", "--data", data, "--write-shards",
+                  shards / "root" / "digits-%04d.tar"])
+    classes = (shards / "root" / "classes.txt").read_text().split()
+    check(classes == [str(d) for d in range(10)] and "wrote 1437 samples" in result.stderr,
+          f"--write-shards from a folder with train/ and val/ packs train/ ({classes[:3]}...)")
     samples = list(wds.WebDataset([str(t) for t in tars], shardshuffle=False, empty_check=False))
     check(len(samples) == 1437 and all(set(x) >= {"png", "cls"} for x in samples),
           "webdataset reads every sample back (png + cls)")

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 
@@ -24,6 +26,47 @@ ResizePolicy resize_policy_from_name(const std::string& name) {
       "resize policy must be shorter_side_center_crop "
       "or squash, got '" +
       name + "'");
+}
+
+namespace {
+
+std::atomic<int64_t> pixel_budget{kDefaultMaxImagePixels};
+
+}  // namespace
+
+void set_max_image_pixels(int64_t pixels) {
+  if (pixels < 1) {
+    throw std::invalid_argument("the pixel budget must be at least 1, got " +
+                                std::to_string(pixels));
+  }
+  pixel_budget = pixels;
+}
+
+int64_t max_image_pixels() {
+  return pixel_budget;
+}
+
+void check_resize_budget(int64_t height,
+                         int64_t width,
+                         const EvalTransformOptions& options,
+                         const std::string& what) {
+  if (options.policy == ResizePolicy::kSquash || height < 1 || width < 1) {
+    return;  // squashed to the crop; empty images are refused elsewhere
+  }
+  // The resized image is bounded like a decoded one: an extreme aspect
+  // ratio would otherwise make the shorter-side resize explode.
+  const double size = options.resize_size;
+  const double longer = static_cast<double>(std::max(height, width));
+  const double shorter = static_cast<double>(std::min(height, width));
+  const double pixels = size * std::floor(size * longer / shorter);
+  if (pixels > static_cast<double>(max_image_pixels())) {
+    throw DataError(
+        what + ": " + std::to_string(height) + "x" + std::to_string(width) +
+        " resized to a shorter side of " + std::to_string(options.resize_size) +
+        " would be " + std::to_string(static_cast<int64_t>(pixels)) +
+        " pixels, over the budget of " + std::to_string(max_image_pixels()) +
+        " (--max-image-pixels)");
+  }
 }
 
 std::pair<int, int> resized_shorter_side(int height, int width, int size) {
@@ -114,6 +157,7 @@ torch::Tensor eval_resize_crop(const torch::Tensor& hwc,
   if (options.policy == ResizePolicy::kSquash) {
     return resize_image(hwc, options.crop_size, options.crop_size);
   }
+  check_resize_budget(hwc.size(0), hwc.size(1), options, "the image");
   const auto [h, w] = resized_shorter_side(static_cast<int>(hwc.size(0)),
                                            static_cast<int>(hwc.size(1)),
                                            options.resize_size);

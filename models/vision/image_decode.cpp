@@ -6,7 +6,6 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -14,11 +13,7 @@
 
 namespace mnv2 {
 
-namespace {
-
-std::atomic<int64_t> budget{kDefaultMaxImagePixels};
-
-}  // namespace
+namespace {}  // namespace
 
 std::string read_image_file(const std::string& path) {
   std::error_code ec;
@@ -68,18 +63,6 @@ int imread_flags(int reduction) {
 
 }  // namespace
 
-void set_max_image_pixels(int64_t pixels) {
-  if (pixels < 1) {
-    throw std::invalid_argument("the pixel budget must be at least 1, got " +
-                                std::to_string(pixels));
-  }
-  budget = pixels;
-}
-
-int64_t max_image_pixels() {
-  return budget;
-}
-
 cv::Mat decode_bgr(const std::string& path, const JpegReduction& reduce) {
   return decode_bgr_bytes(path, read_image_file(path), reduce);
 }
@@ -95,7 +78,7 @@ cv::Mat decode_bgr_bytes(const std::string& path,
   }
   int flags = cv::IMREAD_COLOR;  // 8-bit, 3 channels, EXIF orientation
   if (const auto header = read_image_header(bytes)) {
-    const int64_t limit = budget;
+    const int64_t limit = max_image_pixels();
     if (header->width * header->height > limit) {
       throw DataError(over_budget(path, *header, limit));
     }

@@ -22,9 +22,12 @@ torch::Tensor packed_copy(const cv::Mat& image) {
 
 torch::Tensor read_image(const std::string& path,
                          const EvalTransformOptions& transform) {
-  return packed_copy(decode_rgb(path, [&](int64_t width, int64_t height) {
+  auto image = packed_copy(decode_rgb(path, [&](int64_t width, int64_t height) {
     return eval_jpeg_reduction(width, height, transform);
   }));
+  check_resize_budget(
+      image.size(0), image.size(1), transform, "image '" + path + "'");
+  return image;
 }
 
 torch::Tensor mat_to_tensor(const cv::Mat& image) {

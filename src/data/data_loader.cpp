@@ -156,6 +156,10 @@ struct DataLoader::State {
           item.bytes ? decode_bgr_bytes(item.name, *item.bytes, reduction)
                      : decode_bgr(item.name, reduction);
       if (!options.train) {
+        check_resize_budget(bgr.rows,
+                            bgr.cols,
+                            options.eval_transform,
+                            "image '" + item.name + "'");
         return {eval_transform(bgr, options.eval_transform), std::nullopt};
       }
       std::seed_seq seeds{static_cast<uint32_t>(options.seed),

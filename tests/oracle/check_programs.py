@@ -449,6 +449,19 @@ def case_errors(bin_dir, work):
           and len(errors) == 1,
           f"a 30000x30000 PNG is refused in one line ({result.stderr.strip()[:140]})")
     check(peak_mb < 1024, f"... within 1 GB (peak {peak_mb:.0f} MB)")
+    # A strip of 1 x 200000 pixels (under the budget, a few hundred bytes)
+    # whose shorter-side resize to 256 would be 13 billion pixels (39 GB).
+    strip = work / "strip.png"
+    write_png_bomb(strip, 200000, 1)
+    result = run(peak_of + [bin_dir / "mnv2-eval", "--weights", work / "four.pth",
+                            "--predict", strip], expect=None)
+    peak_mb = int(result.stdout.split()[-1]) / 1024
+    errors = [l for l in result.stderr.strip().splitlines() if "] warning " not in l]
+    check(result.returncode == 1 and len(errors) == 1 and "strip.png" in errors[0]
+          and "1x200000 resized to a shorter side of 256 would be" in errors[0]
+          and "over the budget of 178956970" in errors[0] and peak_mb < 1024,
+          f"a {strip.stat().st_size}-byte 1x200000 PNG is refused in one line, peak "
+          f"{peak_mb:.0f} MB ({errors})")
     # Training skips an image over the budget with a warning naming it.
     budget = work / "budget"
     shutil.copytree(subset, budget / "train")
@@ -463,6 +476,16 @@ def case_errors(bin_dir, work):
                                  ["--max-image-pixels", "59999", "--strict-data"]), expect=None)
     check(result.returncode == 1 and "over the budget" in result.stderr,
           "... and stops on it with --strict-data")
+    # ... and a validation image whose resize would exceed the budget (the
+    # 1 x 200000 strip decodes within 300000 pixels; resized to 16 it is 51M).
+    (budget / "train" / "1" / "big.png").unlink()
+    shutil.copy(work / "strip.png", budget / "val" / "1" / "strip.png")
+    result = run(tiny_train_args(bin_dir, budget, work / "budget_resize", 1,
+                                 ["--max-image-pixels", "300000"]), expect=None)
+    check(result.returncode == 0 and "strip.png" in result.stderr
+          and "resized to a shorter side of 16 would be 51200000 pixels" in result.stderr,
+          f"training skips a validation image whose resize exceeds the budget, naming it "
+          f"(exit {result.returncode})")
 
 
 def check_predict_folders(bin_dir, work, data):
@@ -506,16 +529,18 @@ def check_predict_folders(bin_dir, work, data):
           "a folder without images is an error naming it")
 
 
-def write_png_bomb(path, side):
-    """An RGB PNG of side x side black pixels, compressed row by row."""
+def write_png_bomb(path, side, height=None):
+    """An RGB PNG of side x side (or side x height) black pixels, compressed
+    row by row."""
+    height = side if height is None else height
     def chunk(kind, data):
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
     packer = zlib.compressobj(9)
     row = b"\x00" * (1 + side * 3)
-    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
     path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                     + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", side, height, 8, 2, 0, 0, 0))
                      + chunk(b"IDAT", data) + chunk(b"IEND", b""))
 
 

@@ -61,6 +61,26 @@ struct CropBox {
   bool operator==(const CropBox&) const = default;
 };
 
+/// PIL's default decompression-bomb limit (Image.MAX_IMAGE_PIXELS).
+constexpr int64_t kDefaultMaxImagePixels = 178956970;
+
+/// The pixel budget of this process (default kDefaultMaxImagePixels): an
+/// image whose header declares more pixels (width x height) is refused
+/// before it is decoded (mobilenetv2/image_decode.h), and one whose
+/// evaluation resize would make more is refused before resizing
+/// (eval_resize_crop: a 1 x 200000 strip resized to a shorter side of 256
+/// is 13 billion pixels). Throws std::invalid_argument for a budget under 1.
+void set_max_image_pixels(int64_t pixels);
+int64_t max_image_pixels();
+
+/// Throws DataError, naming `what`, when the evaluation resize of a `height`
+/// x `width` image would exceed the pixel budget (eval_resize_crop calls it;
+/// mnv2::read_image too, so that the error names the file).
+void check_resize_budget(int64_t height,
+                         int64_t width,
+                         const EvalTransformOptions& options,
+                         const std::string& what);
+
 /// torchvision's Resize(int): (height, width) with the shorter side `size`
 /// and the longer side truncated as int(size * long / short).
 std::pair<int, int> resized_shorter_side(int height, int width, int size);
@@ -89,7 +109,8 @@ torch::Tensor resize_image(const torch::Tensor& hwc, int height, int width);
 
 /// The evaluation geometry (resize then centre crop, or squash) of an 8-bit
 /// height x width x 3 image; channel order is kept. Throws DataError for an
-/// image that is not 8-bit HWC with 3 channels, or is empty.
+/// image that is not 8-bit HWC with 3 channels, is empty, or whose resize
+/// would exceed the pixel budget.
 torch::Tensor eval_resize_crop(const torch::Tensor& hwc,
                                const EvalTransformOptions& options);
 

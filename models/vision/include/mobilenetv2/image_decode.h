@@ -1,5 +1,7 @@
 #pragma once
 
+#include <mobilenetv2/preprocessing.h>
+
 #include <opencv2/core/mat.hpp>
 
 #include <cstdint>
@@ -8,16 +10,11 @@
 
 namespace mnv2 {
 
-/// PIL's default decompression-bomb limit (Image.MAX_IMAGE_PIXELS).
-constexpr int64_t kDefaultMaxImagePixels = 178956970;
-
-/// The pixel budget of this process: images whose header declares more
-/// pixels (width x height) are refused before anything is decoded. Headers
-/// are read for JPEG, PNG, WebP, BMP, TIFF and PNM (every format the loader
-/// takes); other formats keep OpenCV's own limit of 2^30 pixels. Throws
-/// ConfigError for a budget under 1.
-void set_max_image_pixels(int64_t pixels);
-int64_t max_image_pixels();
+// The pixel budget (set_max_image_pixels, max_image_pixels) is the
+// classifier's (mobilenetv2/preprocessing.h): it bounds the decoded image
+// here, from its header, and the resized one there. Headers are read for
+// JPEG, PNG, WebP, BMP, TIFF and PNM (every format the loader takes); other
+// formats keep OpenCV's own limit of 2^30 pixels.
 
 /// Given a JPEG's stored width and height, the libjpeg reduction to decode it
 /// at (1, 2, 4 or 8: libjpeg scales in the DCT, so a 1/2 decode costs about a

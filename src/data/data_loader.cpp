@@ -19,8 +19,17 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_set>
 
 namespace mnv2 {
+
+namespace {
+
+// Problems met while loading that opening the shards did not find (a shard
+// changed since) are named up to this many, then counted silently.
+constexpr size_t kNewProblemsNamed = 3;
+
+}  // namespace
 
 struct DataLoader::State {
   Dataset dataset;
@@ -46,6 +55,10 @@ struct DataLoader::State {
   bool stopping = false;
   int64_t skipped = 0;
   std::set<std::string> warned;       // each unreadable file is reported once
+  // What opening the shards found and logged (summarised), looked up per
+  // problem the stream meets again.
+  std::unordered_set<std::string> known_problems;
+  size_t new_shard_problems = 0;
   std::optional<BatchWriter> writer;  // made once the options are final
 
   // A sample to load: a file (its path in `name`) or a shard member's bytes.
@@ -81,13 +94,14 @@ struct DataLoader::State {
       throw DataError(message + " (--strict-data)");
     }
     std::lock_guard<std::mutex> lock(mutex);
-    if (warned.insert(message).second) {
-      for (const auto& shard : dataset.shards) {
-        if (std::count(shard.problems.begin(), shard.problems.end(), message)) {
-          return;
-        }
-      }
+    if (known_problems.count(message) || !warned.insert(message).second) {
+      return;
+    }
+    ++new_shard_problems;
+    if (new_shard_problems <= kNewProblemsNamed) {
       log::warn(message);
+    } else if (new_shard_problems == kNewProblemsNamed + 1) {
+      log::warn("further problems in the shards are not named");
     }
   }
 
@@ -269,6 +283,9 @@ DataLoader::DataLoader(Dataset dataset, LoaderOptions options)
     options.workers = default_thread_count();
   }
   options.prefetch_batches = std::max(options.prefetch_batches, 1);
+  for (const auto& shard : dataset.shards) {
+    state_->known_problems.insert(shard.problems.begin(), shard.problems.end());
+  }
   state_->dataset = std::move(dataset);
   state_->options = options;
   state_->writer.emplace(options.normalization,

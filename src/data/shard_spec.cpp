@@ -161,6 +161,10 @@ std::vector<std::string> expand_shards(const std::string& spec) {
   return paths;
 }
 
+// A shard with many incomplete samples (a folder of stray files packed
+// beside the images) logs this many of its problems, then their count.
+constexpr size_t kProblemsNamedPerShard = 3;
+
 Dataset open_shards(const std::string& spec) {
   Dataset dataset;
   dataset.origin = spec;
@@ -170,12 +174,20 @@ Dataset open_shards(const std::string& spec) {
     ShardFile shard{path, 0, next_index, {}};
     std::vector<std::string> problems;
     ShardReader reader(shard, [&problems](const std::string& message) {
-      log::warn(message);
+      if (problems.size() < kProblemsNamedPerShard) {
+        log::warn(message);
+      }
       problems.push_back(message);
     });
     while (const auto sample = reader.next(/*read_image=*/false)) {
       ++shard.samples;
       max_label = std::max(max_label, sample->label);
+    }
+    if (problems.size() > kProblemsNamedPerShard) {
+      log::warn("shard '" + path + "': " + std::to_string(problems.size()) +
+                " problems in all (samples skipped, the first " +
+                std::to_string(kProblemsNamedPerShard) + " named above); " +
+                std::to_string(shard.samples) + " complete samples");
     }
     next_index += shard.samples;
     shard.problems = std::move(problems);

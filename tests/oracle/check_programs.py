@@ -732,6 +732,22 @@ def case_shards(bin_dir, work):
     check([r["epoch"] for r in metrics_rows(two)] == [1],
           "mnv2-train under mpirun -np 2 trains from a folder of shards")
 
+    # A shard whose 120 samples sit among 40,000 stray members (samples with
+    # no image): each epoch reads it in linear time (the loader looked every
+    # skip up in a list of them all: 17 s for one epoch at 60,000), and the
+    # log names the first few skips and counts the rest.
+    strays = work / "strays"
+    strays.mkdir()
+    write_shard_with_strays(tars[0], strays / "strays.tar", samples=120, strays=40000)
+    shutil.copy(shards / "train" / "classes.txt", strays)
+    result = run(tiny_train_args(bin_dir, strays, work / "strays_run", 2,
+                                 ["--val-data", shards / "val"]))
+    warnings = [line for line in result.stderr.splitlines() if "] warning " in line]
+    check(len(warnings) == 4 and "40000 problems in all" in warnings[-1]
+          and "120 complete samples" in warnings[-1],
+          f"40,000 stray members: {len(warnings)} warning lines, the last counting them "
+          f"({warnings[-1][-90:] if warnings else ''})")
+
     # Mistakes: one line each.
     result = run(tiny_train_args(bin_dir, str(shards / "train" / "digits-{0000..0005}.tar"),
                                  work / "bad", 1, ["--val-data", shards / "val"]), expect=None)
@@ -755,6 +771,21 @@ def case_shards(bin_dir, work):
                                  ["--val-data", shards / "val", "--strict-data"]), expect=None)
     check(result.returncode == 1 and "cut.tar" in result.stderr and "truncated" in result.stderr,
           "--strict-data: a truncated shard stops training, naming it")
+
+
+def write_shard_with_strays(source, path, samples, strays):
+    """A shard holding `samples` samples of `source` followed by `strays`
+    one-byte members that are samples without an image."""
+    import io
+    import tarfile
+    with tarfile.open(source) as tar, tarfile.open(path, "w") as out:
+        members = [m for m in tar.getmembers() if m.isfile()][:2 * samples]
+        for member in members:
+            out.addfile(member, tar.extractfile(member))
+        for i in range(strays):
+            info = tarfile.TarInfo(f"stray{i:06d}.txt")
+            info.size = 1
+            out.addfile(info, io.BytesIO(b"x"))
 
 
 def case_benchmark_dtypes(bin_dir, work):

@@ -54,7 +54,7 @@ struct DataLoader::State {
   std::exception_ptr error;
   bool stopping = false;
   int64_t skipped = 0;
-  std::set<std::string> warned;       // each unreadable file is reported once
+  std::set<std::string> warned;  // each unreadable file is reported once
   // What opening the shards found and logged (summarised), looked up per
   // problem the stream meets again.
   std::unordered_set<std::string> known_problems;

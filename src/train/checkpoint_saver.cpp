@@ -46,6 +46,23 @@ int RunFolder::prepare() const {
   return removed;
 }
 
+void RunFolder::remove_previous_run(const std::string& own_events,
+                                    bool keep_best) const {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("events.out.tfevents.", 0) == 0 && name.ends_with(".mnv2") &&
+        entry.path() != fs::path(own_events)) {
+      fs::remove(entry.path(), ec);
+    }
+  }
+  fs::remove(curves, ec);
+  if (!keep_best) {
+    fs::remove(best_weights, ec);
+    fs::remove(metadata_path_for(best_weights), ec);
+  }
+}
+
 CheckpointSaver::CheckpointSaver(RunFolder folder,
                                  double best_top1,
                                  bool writes)
@@ -70,6 +87,7 @@ bool CheckpointSaver::save_if_best(double top1,
   }
   write_state_dict(state_dict_of(model), folder_.best_weights);
   write_weights_metadata(info, folder_.best_weights, extra.dump());
+  wrote_best_ = true;
   return true;
 }
 

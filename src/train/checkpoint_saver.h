@@ -24,6 +24,11 @@ struct RunFolder {
   /// removes the temporary files a killed run left beside the run's files;
   /// returns how many. Throws ConfigError naming the folder (it is --output).
   int prepare() const;
+
+  /// Removes what a previous run left that a new one (not resumed) has not
+  /// replaced by its first checkpoint: its TensorBoard event files (all but
+  /// `own_events`), curves.png and, unless `keep_best`, its best weights.
+  void remove_previous_run(const std::string& own_events, bool keep_best) const;
 };
 
 /// The checkpoint policy of a run (as timm's CheckpointSaver): writes the
@@ -50,6 +55,10 @@ class CheckpointSaver {
   double best_top1() const {
     return best_top1_;
   }
+  /// Whether this saver has written best weights.
+  bool wrote_best() const {
+    return wrote_best_;
+  }
   const RunFolder& folder() const {
     return folder_;
   }
@@ -58,6 +67,7 @@ class CheckpointSaver {
   RunFolder folder_;
   double best_top1_;
   bool writes_;
+  bool wrote_best_ = false;
 };
 
 }  // namespace mnv2

@@ -27,7 +27,13 @@ struct EpochMetrics {
 /// resume.
 class MetricsLog {
  public:
+  /// Reads the rows of epochs before `first_epoch` from the files (a
+  /// resumed run's); writes nothing yet.
   MetricsLog(std::string jsonl_path, std::string csv_path, int64_t first_epoch);
+  /// Rewrites both files to the rows read: called once the run has its
+  /// first checkpoint, so a run that fails before it leaves them untouched.
+  void start();
+  /// Appends an epoch's row (starting the files first if need be).
   void write(const EpochMetrics& metrics);
   const std::vector<EpochMetrics>& history() const {
     return history_;
@@ -37,6 +43,7 @@ class MetricsLog {
   std::string jsonl_path_;
   std::string csv_path_;
   std::vector<EpochMetrics> history_;
+  bool started_ = false;
 };
 
 }  // namespace mnv2

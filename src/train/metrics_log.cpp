@@ -84,6 +84,10 @@ MetricsLog::MetricsLog(std::string jsonl_path,
       // A line cut short by a kill: dropped with the rest of that epoch.
     }
   }
+}
+
+void MetricsLog::start() {
+  started_ = true;
   std::string jsonl;
   std::string csv = kCsvHeader;
   for (const auto& m : history_) {
@@ -95,6 +99,9 @@ MetricsLog::MetricsLog(std::string jsonl_path,
 }
 
 void MetricsLog::write(const EpochMetrics& metrics) {
+  if (!started_) {
+    start();
+  }
   history_.push_back(metrics);
   std::ofstream(jsonl_path_, std::ios::app) << to_json(metrics).dump() << "\n";
   std::ofstream(csv_path_, std::ios::app) << csv_row(metrics);

@@ -88,7 +88,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& folder) {
   path_ = (std::filesystem::path(folder) /
            ("events.out.tfevents." +
             std::to_string(static_cast<int64_t>(wall_time())) + "." +
-            host.data() + ".mnv2"))
+            host.data() + "." + std::to_string(::getpid()) + ".mnv2"))
               .string();
   out_.open(path_, std::ios::binary | std::ios::app);
   if (!out_) {

@@ -11,7 +11,8 @@ namespace mnv2 {
 /// read. The few protobuf fields needed are encoded directly.
 class TensorBoardWriter {
  public:
-  /// Creates `folder/events.out.tfevents.<time>.<host>.mnv2`.
+  /// Creates `folder/events.out.tfevents.<time>.<host>.<pid>.mnv2` (the
+  /// process id keeps two runs in one second apart).
   explicit TensorBoardWriter(const std::string& folder);
   void add_scalar(const std::string& tag, double value, int64_t step);
   void flush();

@@ -269,7 +269,7 @@ FlagTable<TrainConfig> make_train_flags() {
       {"overwrite",
        "Execution",
        "start over in an --output folder that holds a run (its files are "
-       "replaced)",
+       "replaced once the new run saves its first checkpoint)",
        &C::overwrite,
        "",
        FlagKind::kSwitch},

@@ -294,13 +294,11 @@ Outcome Training::run() {
   saver_.emplace(run_folder_, progress_.best_top1, writer());
   install_stop_signal_handlers();
   // Rank 0 alone writes the run's files.
-  std::optional<MetricsLog> metrics_log;
-  std::optional<TensorBoardWriter> board;
   if (writer()) {
-    metrics_log.emplace(run_folder_.metrics_jsonl,
-                        run_folder_.metrics_csv,
-                        progress_.epoch + 1);
-    board.emplace(c_.output);
+    metrics_log_.emplace(run_folder_.metrics_jsonl,
+                         run_folder_.metrics_csv,
+                         progress_.epoch + 1);
+    board_.emplace(c_.output);
   }
   for (int64_t epoch = progress_.epoch; epoch < c_.epochs; ++epoch) {
     EpochMetrics metrics;
@@ -330,7 +328,7 @@ Outcome Training::run() {
     save_best(metrics);
     save_checkpoint();
     if (writer()) {
-      record_epoch(metrics, *metrics_log, *board);
+      record_epoch(metrics, *metrics_log_, *board_);
     }
     log::info(epoch_summary(metrics));
     if (const int signal = agreed_stop_signal()) {
@@ -338,7 +336,7 @@ Outcome Training::run() {
     }
   }
   if (writer()) {
-    write_curves_plot(metrics_log->history(), run_folder_.curves);
+    write_curves_plot(metrics_log_->history(), run_folder_.curves);
   }
   log::info(log::cat("done: best val top-1 ",
                      fixed(progress_.best_top1, 2),

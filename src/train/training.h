@@ -18,6 +18,7 @@
 #include "train/grad_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
+#include "train/tensorboard_writer.h"
 #include "train/train_config.h"
 
 #include <memory>
@@ -59,6 +60,9 @@ class Training {
   double mean_loss(const torch::Tensor& loss_sum, int64_t batches);
   int64_t optimizer_steps_per_epoch() const;
   void save_checkpoint();
+  /// After the run's first checkpoint: its metrics files start over from
+  /// the resumed rows, and a new run removes the previous run's leftovers.
+  void take_over_run_files();
   void save_best(const EpochMetrics& metrics);
 
   TrainConfig c_;
@@ -67,6 +71,11 @@ class Training {
   std::unique_ptr<DataParallel> data_parallel_;
   RunFolder run_folder_;
   std::optional<CheckpointSaver> saver_;  // once the best so far is known
+  // Rank 0's metrics files and TensorBoard events, and whether they have
+  // replaced what the folder held (at the first checkpoint).
+  std::optional<MetricsLog> metrics_log_;
+  std::optional<TensorBoardWriter> board_;
+  bool run_files_taken_over_ = false;
   torch::Device device_ = torch::kCPU;
   std::optional<c10::ScalarType> amp_dtype_;
   Dataset train_set_;

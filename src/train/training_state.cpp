@@ -95,6 +95,20 @@ void Training::save_checkpoint() {
   cp.info = info_;
   cp.config_json = to_json(c_);
   saver_->save_checkpoint(cp);
+  if (!run_files_taken_over_) {
+    take_over_run_files();
+  }
+}
+
+void Training::take_over_run_files() {
+  run_files_taken_over_ = true;
+  if (!writer() || !metrics_log_) {
+    return;
+  }
+  metrics_log_->start();
+  if (c_.resume.empty()) {
+    run_folder_.remove_previous_run(board_->path(), saver_->wrote_best());
+  }
 }
 
 }  // namespace mnv2

@@ -206,6 +206,31 @@ def case_resume(bin_dir, work):
     check(len(warned) == 1 and "1 -> 2" in warned[0],
           f"a flag given on resume that differs from the checkpoint's is named: {warned}")
 
+    # --overwrite replaces nothing until the new run has its first
+    # checkpoint: a new run that fails in its first epoch (an undecodable
+    # image under --strict-data) leaves the previous run's files as they were.
+    def files(folder):
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+                if p.name != "train.log" and p.stat().st_size > 0}
+    before = files(readme)
+    broken = work / "broken"
+    shutil.copytree(data, broken)
+    (broken / "train" / "3" / "zz-broken.png").write_bytes(b"not a png")
+    result = run(tiny_train_args(bin_dir, broken, readme, 1, common + ["--overwrite",
+                                                                       "--strict-data"]),
+                 expect=None)
+    after = files(readme)
+    new_events = [n for n in after if n not in before and n.startswith("events.out")]
+    changed = [n for n in before if after.get(n) != before[n]]
+    check(result.returncode == 1 and "zz-broken.png" in result.stderr and not changed,
+          f"--overwrite with a run that fails in its first epoch changes none of the previous "
+          f"run's files (exit {result.returncode}; changed: {changed})")
+    run(tiny_train_args(bin_dir, data, readme, 1, common + ["--overwrite"]))
+    rows = [json.loads(l)["epoch"] for l in (readme / "metrics.jsonl").read_text().splitlines()]
+    events = sorted(p.name for p in readme.glob("events.out.tfevents.*"))
+    check(rows == [1] and len(events) == 1 and events[0] not in before,
+          f"a new run replaces the previous one's metrics ({rows}) and event files ({events})")
+
 
 def wait_for(condition, seconds):
     end = time.time() + seconds

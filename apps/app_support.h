@@ -92,11 +92,50 @@ std::string default_text(const T& value) {
   return out.str();
 }
 
+/// What a flag's value must be, for the error naming a value that is not.
+template <typename T>
+const char* value_kind() {
+  if constexpr (std::is_same_v<T, bool>) {
+    return "true or false";
+  } else if constexpr (std::is_integral_v<T>) {
+    return "a whole number";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return "a number";
+  } else {
+    return "a value";
+  }
+}
+
+/// cxxopts' value whose parse error names the flag (cxxopts' own says only
+/// "Argument '0.1' failed to parse").
+template <typename T>
+class NamedValue : public cxxopts::values::standard_value<T> {
+ public:
+  explicit NamedValue(std::string flag) : flag_(std::move(flag)) {}
+
+  void parse(const std::string& text) const override {
+    try {
+      cxxopts::values::standard_value<T>::parse(text);
+    } catch (const cxxopts::exceptions::exception&) {
+      throw UsageError("--" + flag_ + " must be " + value_kind<T>() +
+                       ", got '" + text + "'");
+    }
+  }
+
+  std::shared_ptr<cxxopts::Value> clone() const override {
+    return std::make_shared<NamedValue>(*this);
+  }
+
+ private:
+  std::string flag_;
+};
+
 /// The cxxopts value for one flag, with the default config's value shown.
 template <typename T>
-std::shared_ptr<cxxopts::Value> value_for(const T& default_value,
+std::shared_ptr<cxxopts::Value> value_for(const std::string& flag,
+                                          const T& default_value,
                                           FlagKind kind) {
-  auto value = cxxopts::value<T>();
+  auto value = std::make_shared<NamedValue<T>>(flag);
   if constexpr (std::is_same_v<T, bool>) {
     if (kind == FlagKind::kToggle) {
       value->default_value(default_text(default_value))->implicit_value("true");
@@ -133,7 +172,7 @@ std::optional<CommandLine<Config>> CommandLine<Config>::parse(
           options->add_options(flag.group)(
               flag.name,
               flag.help,
-              detail::value_for(defaults.*member, flag.kind));
+              detail::value_for(flag.name, defaults.*member, flag.kind));
         },
         flag.field);
   }

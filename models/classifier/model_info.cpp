@@ -5,6 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -173,29 +176,121 @@ std::string model_info_to_json(const ModelInfo& info,
   return j.dump(1) + "\n";
 }
 
+namespace {
+
+// A sidecar's field, typed: absent gives `fallback`; a value of another type,
+// or a number an integer field cannot hold exactly, is refused naming the key
+// and the value as written (nlohmann would convert 1e30 to INT64_MIN).
+class SidecarFields {
+ public:
+  SidecarFields(const nlohmann::json& j, const std::string& origin)
+      : j_(j), origin_(origin) {}
+
+  int64_t integer(const char* key, int64_t fallback) const {
+    if (!j_.contains(key)) {
+      return fallback;
+    }
+    const auto& v = j_.at(key);
+    if (v.is_number_integer()) {
+      return v.get<int64_t>();
+    }
+    const double d = v.is_number() ? v.get<double>() : 0.5;
+    if (!(d == std::floor(d) && std::abs(d) < 1e15)) {
+      refuse(key, "an integer");
+    }
+    return static_cast<int64_t>(d);
+  }
+  double number(const char* key, double fallback) const {
+    if (!j_.contains(key)) {
+      return fallback;
+    }
+    if (!j_.at(key).is_number()) {
+      refuse(key, "a number");
+    }
+    return j_.at(key).get<double>();
+  }
+  std::string text(const char* key, const std::string& fallback) const {
+    if (!j_.contains(key)) {
+      return fallback;
+    }
+    if (!j_.at(key).is_string()) {
+      refuse(key, "a string");
+    }
+    return j_.at(key).get<std::string>();
+  }
+  std::array<double, 3> three_numbers(const char* key,
+                                      const std::array<double, 3>& fallback) {
+    if (!j_.contains(key)) {
+      return fallback;
+    }
+    const auto& v = j_.at(key);
+    if (!v.is_array() || v.size() != 3 ||
+        !std::all_of(v.begin(), v.end(), [](const nlohmann::json& x) {
+          return x.is_number();
+        })) {
+      refuse(key, "a list of 3 numbers");
+    }
+    return {v[0].get<double>(), v[1].get<double>(), v[2].get<double>()};
+  }
+  std::vector<std::string> strings(const char* key) const {
+    if (!j_.contains(key)) {
+      return {};
+    }
+    const auto& v = j_.at(key);
+    if (!v.is_array() ||
+        !std::all_of(v.begin(), v.end(), [](const nlohmann::json& x) {
+          return x.is_string();
+        })) {
+      refuse(key, "a list of strings");
+    }
+    return v.get<std::vector<std::string>>();
+  }
+
+ private:
+  [[noreturn]] void refuse(const char* key, const char* expected) const {
+    auto given = j_.at(key).dump();
+    if (given.size() > 40) {
+      given = given.substr(0, 37) + "...";
+    }
+    throw WeightsError("metadata of '" + origin_ + "': \"" + key +
+                       "\" must be " + expected + ", not " + given);
+  }
+
+  const nlohmann::json& j_;
+  const std::string& origin_;
+};
+
+}  // namespace
+
 ModelInfo model_info_from_json(const std::string& json,
                                const std::string& origin) {
   ModelInfo info;
+  nlohmann::json j;
   try {
-    const auto j = nlohmann::json::parse(json);
-    info.options.num_classes(j.value("num_classes", int64_t{1000}))
-        .width_mult(j.value("width_mult", 1.0))
-        .dropout(j.value("dropout", 0.2));
-    info.img_size = j.value("img_size", info.img_size);
-    info.val_resize = j.value("val_resize", info.val_resize);
-    info.val_crop = j.value("val_crop", info.val_crop);
-    info.options.padding(padding_from_name(j.value("padding", "torch")))
-        .bn_eps(j.value("bn_eps", info.options.bn_eps()));
-    info.normalization.mean = j.value("mean", info.normalization.mean);
-    info.normalization.stddev = j.value("std", info.normalization.stddev);
-    info.resize = resize_policy_from_name(
-        j.value("resize", resize_policy_name(info.resize)));
-    if (j.contains("class_names")) {
-      info.class_names = j["class_names"].get<std::vector<std::string>>();
-    }
+    j = nlohmann::json::parse(json);
   } catch (const nlohmann::json::exception& e) {
     throw WeightsError("metadata of '" + origin +
                        "' is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) {
+    throw WeightsError("metadata of '" + origin + "' is not a JSON object");
+  }
+  SidecarFields f(j, origin);
+  try {
+    info.options.num_classes(f.integer("num_classes", 1000))
+        .width_mult(f.number("width_mult", 1.0))
+        .dropout(f.number("dropout", 0.2));
+    info.img_size = f.integer("img_size", info.img_size);
+    info.val_resize = f.integer("val_resize", info.val_resize);
+    info.val_crop = f.integer("val_crop", info.val_crop);
+    info.options.padding(padding_from_name(f.text("padding", "torch")))
+        .bn_eps(f.number("bn_eps", info.options.bn_eps()));
+    info.normalization.mean = f.three_numbers("mean", info.normalization.mean);
+    info.normalization.stddev =
+        f.three_numbers("std", info.normalization.stddev);
+    info.resize = resize_policy_from_name(
+        f.text("resize", resize_policy_name(info.resize)));
+    info.class_names = f.strings("class_names");
   } catch (const std::invalid_argument& e) {
     throw WeightsError("metadata of '" + origin + "': " + e.what());
   }

@@ -47,6 +47,22 @@ std::string read_all(const std::string& path) {
   return bytes.str();
 }
 
+// Why a file that is not a zip cannot be read: the exports users most often
+// pass back by mistake are named, with what runs them.
+std::string foreign_format_hint(const std::string& bytes,
+                                const std::string& path) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  if (ext == ".onnx") {
+    return "is an ONNX model, not weights: run it with "
+           "onnxruntime or OpenVINO, or pass the weights it was exported from";
+  }
+  if (bytes.size() >= 8 && bytes.compare(4, 4, "TFL3") == 0) {
+    return "is a TensorFlow Lite model: run it with LiteRT, or pass the "
+           "weights it was exported from";
+  }
+  return "is not a torch.save file (not a zip archive)";
+}
+
 bool is_zip(const std::string& bytes) {
   return bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0;
 }
@@ -124,7 +140,7 @@ c10::IValue read_torch_file(const std::string& path) {
       return read_legacy_archive(bytes, path);
     }
     if (!is_zip(bytes)) {
-      throw file_error(path, "is not a torch.save file (not a zip archive)");
+      throw file_error(path, foreign_format_hint(bytes, path));
     }
     if (const auto problem = zip_integrity_problem(bytes); !problem.empty()) {
       throw file_error(path, "is corrupt or truncated (" + problem + ")");

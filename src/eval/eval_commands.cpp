@@ -39,15 +39,33 @@ Outcome run_eval(const EvalCommand& c) {
   return run_benchmark(c);
 }
 
+namespace {
+
+// A folder holding train/ and val/ (as --data is given to training) is
+// evaluated on its val/ split; anything else as it is.
+std::string evaluation_split(const std::string& data) {
+  std::error_code ec;
+  const auto val = fs::path(data) / "val";
+  if (fs::is_directory(val, ec) &&
+      fs::is_directory(fs::path(data) / "train", ec)) {
+    log::info("evaluating '" + val.string() + "', the val/ split of --data");
+    return val.string();
+  }
+  return data;
+}
+
+}  // namespace
+
 Outcome run_eval_on_data(const EvalCommand& c) {
   const auto classifier = open_classifier(c);
   const auto& info = classifier.info();
   const auto& transform = classifier.eval_transform();
   const auto device = classifier.device();
-  auto dataset = open_dataset(c.data);
+  const auto data = evaluation_split(c.data);
+  auto dataset = open_dataset(data);
   const auto classes = info.options.num_classes();
   if (static_cast<int64_t>(dataset.class_names.size()) != classes) {
-    throw ConfigError("'" + c.data + "' has " +
+    throw ConfigError("'" + data + "' has " +
                       std::to_string(dataset.class_names.size()) +
                       " classes but the model has " + std::to_string(classes));
   }
@@ -91,7 +109,7 @@ Outcome run_eval_on_data(const EvalCommand& c) {
     names = dataset.class_names;
   }
   const auto classes_report = per_class_report(result.confusion, names);
-  std::cout << "weights " << c.weights << " (" << kind << "), data " << c.data
+  std::cout << "weights " << c.weights << " (" << kind << "), data " << data
             << ", resize " << transform.resize_size << " crop "
             << transform.crop_size << " ("
             << resize_policy_name(transform.policy) << ")\n"
@@ -109,7 +127,7 @@ Outcome run_eval_on_data(const EvalCommand& c) {
       const nlohmann::json context = {
           {"weights", c.weights},
           {"weights_kind", kind},
-          {"data", c.data},
+          {"data", data},
           {"resize_size", transform.resize_size},
           {"crop_size", transform.crop_size},
           {"resize_policy", resize_policy_name(transform.policy)},

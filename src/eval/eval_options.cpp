@@ -128,14 +128,15 @@ std::vector<std::string> EvalCommand::problems() const {
     return size >= kMinImageSize && size <= kMaxImageSize;
   };
   p.need(img_size <= kMaxImageSize &&
-             (resize_size <= 0 || in_range(resize_size)) &&
-             (crop_size <= 0 || in_range(crop_size)),
-         "--img-size, --resize-size and --crop-size must be in [16, 4096]");
+             (resize_size == 0 || in_range(resize_size)) &&
+             (crop_size == 0 || in_range(crop_size)),
+         "--img-size, --resize-size and --crop-size must be in [16, 4096] "
+         "(0: the weights' setting)");
   p.need(batch_size <= 65536 && topk <= 100000 && iterations <= 100000,
          "--batch-size must be at most 65536, --topk and --iterations at most "
          "100000");
-  p.need(threads <= 1024 && workers <= 1024,
-         "--threads and --workers must be at most 1024");
+  p.need(threads >= 0 && threads <= 1024 && workers >= 0 && workers <= 1024,
+         "--threads and --workers must be in [0, 1024] (0: all cores)");
   p.need(engine == "fused" || engine == "graph" || engine == "eager",
          "--engine must be fused, graph or eager, got '" + engine + "'");
   const int modes = static_cast<int>(!data.empty()) +

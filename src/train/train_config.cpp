@@ -53,8 +53,8 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(epochs <= 100000, "--epochs must be at most 100000");
   p.need(batch_size <= 65536, "--batch-size must be at most 65536");
   p.need(val_resize <= 4096, "--val-resize must be at most 4096");
-  p.need(threads <= 1024 && workers <= 1024,
-         "--threads and --workers must be at most 1024");
+  p.need(threads >= 0 && threads <= 1024 && workers >= 0 && workers <= 1024,
+         "--threads and --workers must be in [0, 1024] (0: all cores)");
   p.need(lr > 0, "--lr must be positive");
   p.need(optimizer == "sgd" || optimizer == "rmsprop" || optimizer == "adamw",
          "--optimizer must be sgd, rmsprop or adamw");

@@ -372,6 +372,48 @@ def case_errors(bin_dir, work):
         one_line = len(result.stderr.strip().splitlines()) == 1
         check(result.returncode == 2 and one_line, f"usage error exits 2 with one line: {what}"
               f" (got {result.returncode}: {result.stderr.strip()[:120]})")
+    # Every error says which flag or field and what it holds.
+    named = [
+        ([train, "--data", data, "--output", work / "x", "--epochs", "0.1"], "--epochs", "'0.1'"),
+        ([train, "--data", data, "--output", work / "x", "--lr", "abc"], "--lr", "'abc'"),
+        ([train, "--data", data, "--output", work / "x", "--workers", "-2"], "--workers", "[0, 1024]"),
+        ([bin_dir / "mnv2-eval", "--weights", work / "w.pth", "--data", data, "--threads", "-1"],
+         "--threads", "[0, 1024]"),
+        ([bin_dir / "mnv2-eval", "--weights", work / "w.pth", "--data", data, "--resize-size",
+          "-5"], "--resize-size", "[16, 4096]"),
+    ]
+    for args, flag, shown in named:
+        result = run(args, expect=None)
+        check(result.returncode == 2 and flag in result.stderr and shown in result.stderr
+              and "failed to parse" not in result.stderr,
+              f"{flag} {args[-1]}: exit 2 naming the flag ({result.stderr.strip()[:110]})")
+    ten = work / "ten.pth"
+    torch.save(torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=10).state_dict(), ten)
+    for field, value, shown in [("img_size", "abc", '"abc"'), ("val_crop", 1e30, "1e+30"),
+                                ("mean", [1, 2], "[1,2]")]:
+        sidecar = {"num_classes": 10, "width_mult": 0.35, field: value}
+        (work / "ten.json").write_text(json.dumps(sidecar))
+        result = run([bin_dir / "mnv2-eval", "--weights", ten, "--data", data / "val"], expect=None)
+        check(result.returncode == 1 and f'"{field}" must be' in result.stderr
+              and shown in result.stderr and "type_error" not in result.stderr,
+              f"a sidecar's {field} of {value!r}: named with its value ({result.stderr.strip()[:110]})")
+    (work / "ten.json").unlink()
+    run([bin_dir / "mnv2-export", "--weights", ten, "--format", "onnx", "--output",
+         work / "ten.onnx", "--img-size", 32])
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "ten.onnx", "--data", data / "val"],
+                 expect=None)
+    check(result.returncode == 1 and "ONNX model" in result.stderr and "onnxruntime" in result.stderr,
+          f"--weights model.onnx says what runs it ({result.stderr.strip()[:110]})")
+    # A folder holding train/ and val/ (as training takes --data) is
+    # evaluated on its val/, as training validates.
+    report = work / "root.json"
+    result = run([bin_dir / "mnv2-eval", "--weights", ten, "--data", data, "--resize-size", 32,
+                  "--crop-size", 32, "--json", report])
+    evaluated = json.loads(report.read_text())
+    check(evaluated["samples"] == 360 and evaluated["context"]["data"].endswith("val")
+          and "the val/ split of --data" in result.stderr,
+          f"mnv2-eval --data on a folder with train/ and val/ evaluates val/ ({evaluated['samples']})")
+
     one_class = work / "one_class"
     for split in ["train", "val"]:
         (one_class / split / "7").mkdir(parents=True)

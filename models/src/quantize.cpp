@@ -162,6 +162,13 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
     }
   }
   std::vector<ActivationStats> stats(out.convs.size());
+  const auto passes = static_cast<int64_t>(2 * batches.size());
+  int64_t passes_done = 0;
+  const auto report = [&](const torch::Tensor& images) {
+    if (options.on_batch) {
+      options.on_batch(++passes_done, passes, images.size(0));
+    }
+  };
   // First pass: each activation's largest magnitude, and the mean output
   // shift each convolution's weight rounding causes.
   for (const auto& images : batches) {
@@ -184,6 +191,7 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
             s.positions += output.size(0) * output.size(2) * output.size(3);
           }
         });
+    report(images);
   }
   // Second pass: histograms over each activation's range.
   for (const auto& images : batches) {
@@ -205,6 +213,7 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
                                  s.max);
                 s.histogram = s.histogram.defined() ? s.histogram + h : h;
               });
+    report(images);
   }
   size_t n = 0;
   for (auto& block : out.network.blocks) {

@@ -19,7 +19,8 @@ Progress::Progress(std::string label,
       interval_(log_interval),
       shown_(shown),
       terminal_(::isatty(STDERR_FILENO) == 1),
-      start_(std::chrono::steady_clock::now()) {}
+      start_(std::chrono::steady_clock::now()),
+      last_line_(start_) {}
 
 void Progress::update(int64_t step, int64_t images, const std::string& stats) {
   if (!shown_) {
@@ -28,9 +29,15 @@ void Progress::update(int64_t step, int64_t images, const std::string& stats) {
   if (!terminal_ && step % interval_ != 0 && step != total_) {
     return;
   }
-  const double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
-          .count();
+  const auto now = std::chrono::steady_clock::now();
+  if (!terminal_ && min_seconds_ > 0) {
+    if (std::chrono::duration<double>(now - last_line_).count() <
+        min_seconds_) {
+      return;
+    }
+    last_line_ = now;
+  }
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double rate = elapsed > 0 ? static_cast<double>(images) / elapsed : 0;
   const double eta = step > 0 ? elapsed / static_cast<double>(step) *
                                     static_cast<double>(total_ - step)

@@ -17,6 +17,12 @@ class Progress {
            bool shown = true);
   /// `images` processed so far in this run of the bar.
   void update(int64_t step, int64_t images, const std::string& stats);
+  /// Without a terminal, a line only when `seconds` have passed since the
+  /// last one (or the start): a step that ends soon stays silent.
+  Progress& at_most_every(double seconds) {
+    min_seconds_ = seconds;
+    return *this;
+  }
   void finish();
 
  private:
@@ -26,6 +32,8 @@ class Progress {
   bool shown_;
   bool terminal_;
   std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_line_;
+  double min_seconds_ = 0;
 };
 
 }  // namespace mnv2

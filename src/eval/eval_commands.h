@@ -46,7 +46,8 @@ struct EvalCommand {
   bool benchmark = false;
   /// dtypes measured; empty: --amp-dtype's, else those native on the device
   std::vector<std::string> dtypes;
-  int64_t img_size = 224;
+  /// input side; 0: the weights' evaluation crop (224 without metadata)
+  int64_t img_size = 0;
   int64_t iterations = 30;
 
   /// One-line reasons the command cannot run (flags missing, out of range,

@@ -59,7 +59,11 @@ const FlagTable<EvalCommand>& eval_flags() {
        "(Keras'); default: the weights' setting, else 224",
        &C::crop_size,
        "crop_size"},
-      {"img-size", "", "benchmark input size", &C::img_size, "img_size"},
+      {"img-size",
+       "",
+       "benchmark input size (0: the weights' evaluation crop size)",
+       &C::img_size,
+       "img_size"},
       {"dtypes",
        "",
        "benchmark these, e.g. fp32,bf16 (default: fp32 and the 16-bit types "
@@ -121,13 +125,12 @@ std::vector<std::string> EvalCommand::problems() const {
   Problems p;
   p.need(!weights.empty(), "--weights is required");
   p.need(max_image_pixels >= 1, "--max-image-pixels must be at least 1");
-  p.need(
-      batch_size >= 1 && topk >= 1 && iterations >= 1 && img_size >= 16,
-      "--batch-size, --topk and --iterations must be >= 1, --img-size >= 16");
+  p.need(batch_size >= 1 && topk >= 1 && iterations >= 1,
+         "--batch-size, --topk and --iterations must be >= 1");
   const auto in_range = [](int64_t size) {
     return size >= kMinImageSize && size <= kMaxImageSize;
   };
-  p.need(img_size <= kMaxImageSize &&
+  p.need((img_size == 0 || in_range(img_size)) &&
              (resize_size == 0 || in_range(resize_size)) &&
              (crop_size == 0 || in_range(crop_size)),
          "--img-size, --resize-size and --crop-size must be in [16, 4096] "

@@ -43,6 +43,23 @@ void log_weights_notes(const std::string& path, const InferenceModel& model) {
   }
 }
 
+// An int8 file computes in int8: a 16-bit type asked for is not used.
+void warn_unused_dtypes(const EvalCommand& c, const InferenceModel& model) {
+  if (model.quantized() == nullptr) {
+    return;
+  }
+  const auto is_int8 = [](const std::string& d) { return d == "int8"; };
+  if (!c.amp_dtype.empty() && c.amp_dtype != "fp32") {
+    log::warn("--amp-dtype " + c.amp_dtype + " is not used: '" + c.weights +
+              "' is an int8 file, which computes in int8");
+  }
+  if (!c.dtypes.empty() &&
+      !std::all_of(c.dtypes.begin(), c.dtypes.end(), is_int8)) {
+    log::warn("--dtypes is not used: '" + c.weights +
+              "' is an int8 file, which is measured in int8 only");
+  }
+}
+
 }  // namespace
 
 std::optional<c10::ScalarType> amp_dtype_of(const std::string& name,
@@ -63,6 +80,7 @@ Prepared prepare(const EvalCommand& c) {
   p.model =
       InferenceModel::load(c.weights, c.ema, p.device, c.allow_non_finite);
   log_weights_notes(c.weights, p.model);
+  warn_unused_dtypes(c, p.model);
   if (c.channels_last) {
     p.model.to_channels_last();
   }
@@ -86,6 +104,7 @@ ImageClassifier open_classifier(const EvalCommand& c) {
   auto model = InferenceModel::load(
       c.weights, c.ema, options.device, c.allow_non_finite);
   log_weights_notes(c.weights, model);
+  warn_unused_dtypes(c, model);
   const auto classes = model.info().options.num_classes();
   if (!c.labels.empty()) {
     options.class_names = read_class_names(c.labels);

@@ -123,11 +123,16 @@ Case measure(Prepared& p,
 
 }  // namespace
 
-Outcome run_benchmark(const EvalCommand& c) {
+Outcome run_benchmark(const EvalCommand& command) {
   // Contiguous weights first; the channels_last cases convert them.
-  auto contiguous = c;
+  auto contiguous = command;
   contiguous.channels_last = false;
   auto p = prepare(contiguous);
+  // At the size the weights are evaluated at, unless told.
+  auto c = command;
+  if (c.img_size == 0) {
+    c.img_size = p.model.info().val_crop;
+  }
   // Unless named, fp32 and the 16-bit types the device runs natively (an
   // emulated bf16 row took minutes on an AVX2 CPU and says nothing useful).
   std::vector<std::string> dtypes = c.dtypes;

@@ -64,6 +64,31 @@ def check(condition, message):
         FAILURES.append(message)
 
 
+def run_on_terminal(args):
+    """Runs with stderr on a pseudo-terminal, as a user at a shell sees it;
+    returns stdout and what the terminal showed."""
+    import pty
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE,
+                               stderr=terminal, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "2"})
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the program closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout = process.stdout.read()
+    if process.wait() != 0:
+        raise SystemExit(f"{args[0]} exited {process.returncode}: {shown[-2000:]!r}")
+    os.close(controller)
+    return stdout, shown.decode(errors="replace")
+
+
 def run(args):
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "2"})
@@ -231,13 +256,27 @@ def main():
         Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR).save(
             photos / (path.stem + ".png"))
     int8_file = work / "keras_int8.pth"
-    print(run([bin_dir / "mnv2-export", "--weights", keras, "--format", "int8",
-               "--calibration-data", photos, "--calibration-batch", "4",
-               "--output", int8_file]))
+    # On a terminal the export shows its progress: the images read, the two
+    # calibration passes over each of the 4 batches, the verification.
+    stdout, shown = run_on_terminal([bin_dir / "mnv2-export", "--weights", keras,
+                                     "--format", "int8", "--calibration-data", photos,
+                                     "--calibration-batch", "4", "--output", int8_file])
+    print(stdout)
+    steps = [f"calibration images {len(CALIBRATION) + 1}/", "calibrate 8/8", "verify 4/4"]
+    check(all(step in shown for step in steps),
+          f"the export shows its progress on a terminal ({[s for s in steps if s in shown]})")
     run([bin_dir / "mnv2-eval", "--weights", int8_file, "--predict", photos,
          "--topk", "1000", "--json", work / "int8.json"])
     run([bin_dir / "mnv2-eval", "--weights", keras, "--predict", photos,
          "--topk", "1000", "--json", work / "fp32.json"])
+    # A 16-bit type asked of an int8 file is not used, and the user is told.
+    told = subprocess.run([str(a) for a in [bin_dir / "mnv2-eval", "--weights", int8_file,
+                                            "--benchmark", "--amp-dtype", "bf16",
+                                            "--iterations", 1, "--batch-size", 1]],
+                          capture_output=True, text=True)
+    check(told.returncode == 0 and "--amp-dtype bf16 is not used" in told.stderr
+          and "int8 " in told.stdout,
+          f"--amp-dtype bf16 on an int8 file: measured in int8, with a warning saying so")
     engine = probabilities_by_photo(work / "int8.json", 1000)
     fp32 = probabilities_by_photo(work / "fp32.json", 1000)
 

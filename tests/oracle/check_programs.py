@@ -872,6 +872,17 @@ def case_benchmark_dtypes(bin_dir, work):
         check(measured == wanted, f"benchmark {' '.join(dtypes) or 'by default'} without native bf16: {measured}")
         check(("skipped bf16" in result.stdout) == told,
               f"the skip is {'told' if told else 'silent when bf16 is named'}")
+    # Without --img-size, the weights' own evaluation size (a 48-pixel
+    # digits model was benchmarked at 224).
+    meta = {"num_classes": 10, "width_mult": 0.35, "img_size": 48, "val_resize": 48,
+            "val_crop": 48}
+    (work / "small.json").write_text(json.dumps(meta))
+    report = work / "own_size.json"
+    result = run([bin_dir / "mnv2-eval", "--weights", weights, "--benchmark", "--batch-size", 2,
+                  "--iterations", 2, "--threads", 2, "--dtypes", "fp32", "--json", report])
+    check(json.loads(report.read_text())["img_size"] == 48 and "48x48" in result.stdout,
+          "--benchmark without --img-size measures at the weights' evaluation size (48)")
+    (work / "small.json").unlink()
     # --threads beyond the cores: capped with a warning (1024 threads on 2
     # cores ran three training steps in 120 s).
     result = run([bin_dir / "mnv2-eval", "--weights", weights, "--benchmark", "--img-size", 32,

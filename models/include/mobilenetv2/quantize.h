@@ -2,6 +2,8 @@
 
 #include <mobilenetv2/quantized_network.h>
 
+#include <functional>
+
 #include <string>
 #include <vector>
 
@@ -29,6 +31,9 @@ struct QuantizeOptions {
   /// normalisation's mean and std): the input's s8 range, so that images
   /// brighter or darker than the calibration set do not saturate.
   double input_max_abs = 0;
+  /// Called after each pass over a batch (two passes over every batch):
+  /// (passes done, passes in all, images in the batch), for progress.
+  std::function<void(int64_t, int64_t, int64_t)> on_batch;
 };
 
 /// Post-training quantization of a folded fp32 network: weights per output

@@ -242,9 +242,7 @@ void add_names_and_metadata(LoadedWeights& weights,
   // this file another model's preprocessing: refused, not ignored.
   const auto raw = nlohmann::json::parse(json);
   const auto stated = raw.value("num_classes", classes);
-  const auto named = raw.contains("class_names")
-                         ? static_cast<int64_t>(raw["class_names"].size())
-                         : int64_t{0};
+  const auto named = class_names_in_json(json);
   if (stated != classes || (named != 0 && named != classes)) {
     throw WeightsError("'" + meta_path + "' describes " +
                        std::to_string(stated != classes ? stated : named) +

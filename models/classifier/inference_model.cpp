@@ -49,6 +49,15 @@ InferenceModel InferenceModel::load(const std::string& path,
     const auto& metadata = extra[kMetadataExtraFile];
     if (!metadata.empty()) {
       model.info_ = model_info_from_json(metadata, path);
+      const auto named = class_names_in_json(metadata);
+      const auto classes = model.info_.options.num_classes();
+      if (named != 0 && named != classes) {
+        model.warnings_.push_back(
+            "its metadata names " + std::to_string(named) +
+            " classes but the model has " + std::to_string(classes) +
+            ": the names are not used and the classes are numbered 0-" +
+            std::to_string(classes - 1));
+      }
       return model;
     }
     // A TorchScript classifier from elsewhere: the class count from a pass.

@@ -262,6 +262,15 @@ class SidecarFields {
 
 }  // namespace
 
+int64_t class_names_in_json(const std::string& json) {
+  const auto j = nlohmann::json::parse(json, nullptr, false);
+  if (!j.is_object() || !j.contains("class_names") ||
+      !j["class_names"].is_array()) {
+    return 0;
+  }
+  return static_cast<int64_t>(j["class_names"].size());
+}
+
 ModelInfo model_info_from_json(const std::string& json,
                                const std::string& origin) {
   ModelInfo info;

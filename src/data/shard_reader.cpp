@@ -74,6 +74,7 @@ constexpr int64_t kMaxImageMemberBytes = int64_t{1} << 30;
 struct ShardReader::State {
   ShardFile shard;
   ShardProblem problem;
+  int64_t label_limit = kMaxClasses;
   archive* reader = nullptr;
   int64_t file_size = 0;
   int64_t ordinal = 0;
@@ -87,6 +88,7 @@ struct ShardReader::State {
     bool has_image = false;
     bool too_large = false;  // reported when met
     std::optional<int64_t> label;
+    std::string bad_label;  // why a label member was not taken
   };
   std::optional<Group> group;
 
@@ -153,11 +155,13 @@ struct ShardReader::State {
       }
       const auto label =
           ext == "cls" ? parse_cls(text) : parse_json_label(text);
-      if (label && *label < kMaxClasses) {
+      if (label && *label < label_limit) {
         g.label = label;
       } else if (!g.label) {
-        problem(where() + ": sample '" + g.key +
-                "' has an unreadable label in " + path);
+        g.bad_label = label ? "label " + std::to_string(*label) +
+                                  " is beyond the " +
+                                  std::to_string(label_limit) + " classes"
+                            : "its label in " + path + " is unreadable";
       }
       return true;
     }
@@ -177,8 +181,10 @@ struct ShardReader::State {
       return std::nullopt;
     }
     if (!g.has_image || !g.label) {
-      problem(where() + ": sample '" + g.key + "' is skipped: it has no " +
-              (g.has_image ? "label (.cls or .json)" : "image member"));
+      problem(where() + ": sample '" + g.key + "' is skipped: " +
+              (!g.has_image           ? "it has no image member"
+               : !g.bad_label.empty() ? g.bad_label
+                                      : "it has no label (.cls or .json)"));
       return std::nullopt;
     }
     ShardSample out;
@@ -190,10 +196,13 @@ struct ShardReader::State {
   }
 };
 
-ShardReader::ShardReader(const ShardFile& shard, ShardProblem problem)
+ShardReader::ShardReader(const ShardFile& shard,
+                         ShardProblem problem,
+                         int64_t label_limit)
     : s_(std::make_unique<State>()) {
   s_->shard = shard;
   s_->problem = std::move(problem);
+  s_->label_limit = label_limit;
   std::error_code ec;
   s_->file_size = static_cast<int64_t>(fs::file_size(shard.path, ec));
   if (ec) {
@@ -244,7 +253,7 @@ std::optional<ShardSample> ShardReader::next(bool read_image) {
       s.group.reset();
     }
     if (!s.group) {
-      s.group = State::Group{key, {}, {}, false, false, std::nullopt};
+      s.group = State::Group{key, {}, {}, false, false, std::nullopt, {}};
     }
     if (!s.add_member(
             *s.group, path, ext, archive_entry_size(entry), read_image)) {

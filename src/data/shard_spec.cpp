@@ -170,15 +170,26 @@ Dataset open_shards(const std::string& spec) {
   dataset.origin = spec;
   int64_t max_label = -1;
   int64_t next_index = 0;
-  for (const auto& path : expand_shards(spec)) {
+  const auto paths = expand_shards(spec);
+  // A label beyond classes.txt's classes is a sample skipped, as an
+  // unreadable label is (it stopped the run).
+  const auto names_file = fs::path(paths.front()).parent_path() / "classes.txt";
+  const int64_t label_limit =
+      fs::exists(names_file)
+          ? static_cast<int64_t>(read_class_names(names_file.string()).size())
+          : kMaxClasses;
+  for (const auto& path : paths) {
     ShardFile shard{path, 0, next_index, {}};
     std::vector<std::string> problems;
-    ShardReader reader(shard, [&problems](const std::string& message) {
-      if (problems.size() < kProblemsNamedPerShard) {
-        log::warn(message);
-      }
-      problems.push_back(message);
-    });
+    ShardReader reader(
+        shard,
+        [&problems](const std::string& message) {
+          if (problems.size() < kProblemsNamedPerShard) {
+            log::warn(message);
+          }
+          problems.push_back(message);
+        },
+        label_limit);
     while (const auto sample = reader.next(/*read_image=*/false)) {
       ++shard.samples;
       max_label = std::max(max_label, sample->label);

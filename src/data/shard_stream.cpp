@@ -70,7 +70,9 @@ struct ShardStream::State {
           break;
         }
         reader = std::make_unique<ShardReader>(
-            dataset->shards[order[position++]], problem);
+            dataset->shards[order[position++]],
+            problem,
+            static_cast<int64_t>(dataset->class_names.size()));
       }
       if (auto sample = reader->next()) {
         ++pass_samples;

@@ -6,6 +6,7 @@
 // extension (jpg, jpeg, png, webp, ...) and its label the integer in
 // `KEY.cls` or the "label" field of `KEY.json`.
 
+#include <mobilenetv2/model_info.h>
 #include "data/dataset.h"
 
 #include <cstdint>
@@ -52,7 +53,11 @@ using ShardProblem = std::function<void(const std::string& message)>;
 /// Reads one shard front to back, streaming (no seeking back).
 class ShardReader {
  public:
-  ShardReader(const ShardFile& shard, ShardProblem problem);
+  /// A sample whose label is `label_limit` or more (beyond the classes of
+  /// classes.txt) is skipped and reported, as an unreadable label is.
+  ShardReader(const ShardFile& shard,
+              ShardProblem problem,
+              int64_t label_limit = kMaxClasses);
   ~ShardReader();
   ShardReader(const ShardReader&) = delete;
   ShardReader& operator=(const ShardReader&) = delete;

@@ -182,6 +182,17 @@ void Training::setup() {
                c_.warmup_decay,
                c_.epochs,
                optimizer_steps_per_epoch()};
+  if (c_.warmup_epochs > 0 && c_.warmup_epochs >= c_.epochs) {
+    const auto last_step = c_.epochs * optimizer_steps_per_epoch() - 1;
+    log::warn(log::cat("--warmup-epochs ",
+                       c_.warmup_epochs,
+                       " is not shorter than --epochs ",
+                       c_.epochs,
+                       ": the learning rate rises the whole run and ends at ",
+                       schedule_.at(last_step),
+                       ", below --lr ",
+                       c_.lr));
+  }
   const int64_t global_batch =
       c_.batch_size * world_size() * c_.accumulate_steps;
   if (c_.ema) {

@@ -159,6 +159,19 @@ def case_train_eval_export(bin_dir, work):
         script = torch.jit.load(str(work / name))
         with torch.no_grad():
             close(script(x), f"TorchScript {name} in Python")
+    # A TorchScript whose metadata names 5 classes of 10: the names are not
+    # used, and a warning says so (they were dropped silently).
+    extra = {"mnv2_metadata.json": ""}
+    script = torch.jit.load(str(work / "model.pt"), _extra_files=extra)
+    meta = json.loads(extra["mnv2_metadata.json"])
+    meta["class_names"] = meta["class_names"][:5]
+    torch.jit.save(script, str(work / "five_names.pt"),
+                   _extra_files={"mnv2_metadata.json": json.dumps(meta)})
+    result = run([bin_dir / "mnv2-eval", "--weights", work / "five_names.pt", "--predict",
+                  next((data / "val" / "3").glob("*.png"))])
+    warned = [line for line in result.stderr.splitlines() if "] warning " in line]
+    check(len(warned) == 1 and "names 5 classes but the model has 10" in warned[0],
+          f"TorchScript metadata naming 5 of 10 classes is warned about ({warned})")
     import onnx
     import onnxruntime
     run([bin_dir / "mnv2-export", "--weights", out / "model_best.pth", "--format", "onnx",
@@ -195,7 +208,13 @@ def case_resume(bin_dir, work):
     # README's form: the checkpoint's own configuration (recipe, width,
     # sizes, EMA, ...) with only --data, --output and a longer --epochs given.
     readme = work / "readme"
-    run(tiny_train_args(bin_dir, data, readme, 1, common))
+    result = run(tiny_train_args(bin_dir, data, readme, 1, common))
+    # The digits recipe warms up over 2 epochs: a 1-epoch run never reaches
+    # its learning rate, and says so with the rate it ends at.
+    note = re.search(r"--warmup-epochs 2 is not shorter than --epochs 1: .* ends at ([0-9.e-]+), "
+                     r"below --lr ([0-9.e-]+)", result.stderr)
+    check(note is not None and float(note.group(1)) < float(note.group(2)),
+          f"a warm-up longer than the run is noted ({note.group(0)[:100] if note else None})")
     result = run([bin_dir / "mnv2-train", "--resume", readme / "checkpoint.pth", "--data", data,
                   "--output", readme, "--epochs", 2])
     c = torch.load(readme / "checkpoint.pth", weights_only=True)
@@ -809,11 +828,29 @@ def case_shards(bin_dir, work):
     shutil.copy(shards / "train" / "classes.txt", strays)
     result = run(tiny_train_args(bin_dir, strays, work / "strays_run", 2,
                                  ["--val-data", shards / "val"]))
-    warnings = [line for line in result.stderr.splitlines() if "] warning " in line]
+    warnings = [line for line in result.stderr.splitlines()
+                if "] warning " in line and "strays.tar" in line]
     check(len(warnings) == 4 and "40000 problems in all" in warnings[-1]
           and "120 complete samples" in warnings[-1],
           f"40,000 stray members: {len(warnings)} warning lines, the last counting them "
           f"({warnings[-1][-90:] if warnings else ''})")
+
+    # Labels that name no class: -1, abc and 15 (classes.txt names 10) are
+    # each a sample skipped with a warning (15 stopped the run).
+    relabelled = work / "relabelled"
+    relabelled.mkdir()
+    write_shard_relabelled(tars[0], relabelled / "r.tar", samples=100,
+                           labels=[b"-1", b"abc", b"15"])
+    shutil.copy(shards / "train" / "classes.txt", relabelled)
+    result = run(tiny_train_args(bin_dir, relabelled, work / "relabelled_run", 1,
+                                 ["--val-data", shards / "val"]), expect=None)
+    warnings = [line for line in result.stderr.splitlines()
+                if "] warning " in line and "r.tar" in line]
+    check(result.returncode == 0 and "97 training images" in result.stderr
+          and len(warnings) == 3 and "label 15 is beyond the 10 classes" in warnings[2]
+          and all("unreadable" in w for w in warnings[:2]),
+          f"labels -1, abc and 15 of 10 classes: 3 samples skipped alike (exit "
+          f"{result.returncode}: {[w[-60:] for w in warnings]})")
 
     # Mistakes: one line each.
     result = run(tiny_train_args(bin_dir, str(shards / "train" / "digits-{0000..0005}.tar"),
@@ -853,6 +890,23 @@ def write_shard_with_strays(source, path, samples, strays):
             info = tarfile.TarInfo(f"stray{i:06d}.txt")
             info.size = 1
             out.addfile(info, io.BytesIO(b"x"))
+
+
+def write_shard_relabelled(source, path, samples, labels):
+    """The first `samples` samples of `source`, the first len(labels) of them
+    with their .cls member replaced by the given bytes."""
+    import io
+    import tarfile
+    with tarfile.open(source) as tar, tarfile.open(path, "w") as out:
+        members = [m for m in tar.getmembers() if m.isfile()][:2 * samples]
+        keys = sorted({m.name.split(".")[0] for m in members})[:len(labels)]
+        for member in members:
+            data = tar.extractfile(member).read()
+            key, ext = member.name.split(".", 1)
+            if ext == "cls" and key in keys:
+                data = labels[keys.index(key)]
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
 
 
 def case_benchmark_dtypes(bin_dir, work):

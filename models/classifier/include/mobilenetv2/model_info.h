@@ -59,5 +59,9 @@ std::string model_info_to_json(const ModelInfo& info,
                                const std::string& extra_json_fields = "{}");
 ModelInfo model_info_from_json(const std::string& json,
                                const std::string& origin);
+/// How many class names metadata JSON lists (0 for none). model_info_from_json
+/// numbers the classes instead when the count differs from num_classes;
+/// callers compare the two to say so.
+int64_t class_names_in_json(const std::string& json);
 
 }  // namespace mnv2

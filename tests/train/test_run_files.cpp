@@ -210,6 +210,10 @@ TEST_CASE("metrics of epochs an interrupted run left are dropped on resume",
   mnv2::MetricsLog resumed(run.metrics_jsonl, run.metrics_csv, 3);
   REQUIRE(resumed.history().size() == 2);
   CHECK(resumed.history()[1].val_top1 == 20.0);
+  // The files are rewritten once the run has its first checkpoint, not
+  // before (a run that fails first leaves them as they were).
+  CHECK(lines_of(run.metrics_jsonl).size() == 4);
+  resumed.start();
   const auto jsonl = lines_of(run.metrics_jsonl);
   REQUIRE(jsonl.size() == 2);
   CHECK(nlohmann::json::parse(jsonl[1]).at("epoch") == 2);

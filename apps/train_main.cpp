@@ -1,8 +1,8 @@
 // mnv2-train: the flags (train_options.cpp) over a recipe, then the trainer.
 #include "app_support.h"
-#include "train/resumed_config.h"
-#include "train/train_config.h"
-#include "train/trainer.h"
+#include "train/config/resumed_config.h"
+#include "train/config/train_config.h"
+#include "train/run/trainer.h"
 
 int main(int argc, char** argv) {
   return mnv2::run_program("mnv2-train", [&] {

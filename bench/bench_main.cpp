@@ -9,7 +9,7 @@
 #include "distributed/data_parallel.h"
 #include "distributed/launch.h"
 #include "distributed/process_group.h"
-#include "train/optimizer.h"
+#include "train/step/optimizer.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 

@@ -3,7 +3,7 @@
 // and docs/ leads to a file that exists.
 #include "eval/eval_commands.h"
 #include "export/export_command.h"
-#include "train/train_config.h"
+#include "train/config/train_config.h"
 
 #include <catch2/catch.hpp>
 

@@ -4,10 +4,10 @@
 #include "checks.h"
 
 #include <mobilenetv2/memory_format.h>
-#include "train/ema.h"
-#include "train/grad_scaler.h"
-#include "train/optimizer.h"
-#include "train/train_step.h"
+#include "train/step/ema.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/optimizer.h"
+#include "train/step/train_step.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 

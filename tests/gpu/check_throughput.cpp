@@ -6,9 +6,9 @@
 
 #include <mobilenetv2/autocast_guard.h>
 #include <mobilenetv2/memory_format.h>
-#include "train/grad_scaler.h"
-#include "train/optimizer.h"
-#include "train/train_step.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/optimizer.h"
+#include "train/step/train_step.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 

@@ -2,7 +2,7 @@
 // the published settings (docs/training.md's recipe table) and the JSON keys
 // that checkpoints have always carried.
 #include "common/runtime.h"
-#include "train/train_config.h"
+#include "train/config/train_config.h"
 
 #include <catch2/catch.hpp>
 

@@ -4,8 +4,8 @@
 #include "test_support.h"
 
 #include <mobilenetv2/checkpoint.h>
-#include "train/checkpoint_saver.h"
-#include "train/epoch_metrics.h"
+#include "train/outputs/checkpoint_saver.h"
+#include "train/outputs/metrics_log.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 #include <mobilenetv2/weights_io.h>

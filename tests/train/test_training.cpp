@@ -3,11 +3,11 @@
 #include "test_support.h"
 
 #include <mobilenetv2/autocast_guard.h>
-#include "train/ema.h"
-#include "train/grad_scaler.h"
-#include "train/lr_schedule.h"
-#include "train/mixup.h"
-#include "train/optimizer.h"
+#include "train/step/ema.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/lr_schedule.h"
+#include "train/step/mixup.h"
+#include "train/step/optimizer.h"
 
 #include <mobilenetv2/weights_io.h>
 

@@ -7,7 +7,7 @@
 #include "data/dataset.h"
 #include "distributed/launch.h"
 #include "distributed/process_group.h"
-#include "train/distributed_eval.h"
+#include "train/run/distributed_eval.h"
 #include "two_ranks.h"
 
 #include <mobilenetv2/mobilenet_v2.h>

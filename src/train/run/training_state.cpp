@@ -1,13 +1,13 @@
 // The training state in and out of checkpoint.pth: resume and save.
-#include "train/training.h"
+#include "train/run/training.h"
 
 #include <mobilenetv2/checkpoint.h>
 #include "common/errors.h"
 #include "common/log.h"
-#include "train/checkpoint_saver.h"
-#include "train/ema.h"
-#include "train/grad_scaler.h"
-#include "train/optimizer.h"
+#include "train/outputs/checkpoint_saver.h"
+#include "train/step/ema.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/optimizer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>

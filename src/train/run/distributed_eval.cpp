@@ -1,4 +1,4 @@
-#include "train/distributed_eval.h"
+#include "train/run/distributed_eval.h"
 
 #include <torch/torch.h>
 

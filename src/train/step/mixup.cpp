@@ -1,4 +1,4 @@
-#include "train/mixup.h"
+#include "train/step/mixup.h"
 
 #include <torch/torch.h>
 

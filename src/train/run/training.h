@@ -12,14 +12,14 @@
 #include "distributed/launch.h"
 #include "distributed/process_group.h"
 #include "eval/evaluate.h"
-#include "train/checkpoint_saver.h"
-#include "train/ema.h"
-#include "train/epoch_metrics.h"
-#include "train/grad_scaler.h"
-#include "train/lr_schedule.h"
-#include "train/optimizer.h"
-#include "train/tensorboard_writer.h"
-#include "train/train_config.h"
+#include "train/config/train_config.h"
+#include "train/outputs/checkpoint_saver.h"
+#include "train/outputs/metrics_log.h"
+#include "train/outputs/tensorboard_writer.h"
+#include "train/step/ema.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/lr_schedule.h"
+#include "train/step/optimizer.h"
 
 #include <memory>
 #include <optional>

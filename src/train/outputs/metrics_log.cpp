@@ -1,4 +1,4 @@
-#include "train/epoch_metrics.h"
+#include "train/outputs/metrics_log.h"
 
 #include <mobilenetv2/atomic_file.h>
 

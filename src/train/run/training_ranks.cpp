@@ -1,8 +1,8 @@
 // What a training run does across the ranks of a distributed run (each
 // helper is a no-op or a local computation in one process).
 #include "common/stop_signal.h"
-#include "train/distributed_eval.h"
-#include "train/training.h"
+#include "train/run/distributed_eval.h"
+#include "train/run/training.h"
 
 #include <torch/torch.h>
 

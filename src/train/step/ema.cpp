@@ -1,4 +1,4 @@
-#include "train/ema.h"
+#include "train/step/ema.h"
 
 #include <mobilenetv2/weights_io.h>
 

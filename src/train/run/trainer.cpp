@@ -1,5 +1,5 @@
-#include "train/trainer.h"
-#include "train/training.h"
+#include "train/run/trainer.h"
+#include "train/run/training.h"
 
 #include <mobilenetv2/checkpoint.h>
 #include <mobilenetv2/image_decode.h>
@@ -10,16 +10,17 @@
 #include "common/runtime.h"
 #include "common/stop_signal.h"
 #include "data/data_loader.h"
+#include "data/pack_shards.h"
 #include "eval/evaluate.h"
-#include "train/curves_plot.h"
-#include "train/ema.h"
-#include "train/epoch_metrics.h"
-#include "train/grad_scaler.h"
-#include "train/lr_schedule.h"
-#include "train/mixup.h"
-#include "train/optimizer.h"
-#include "train/tensorboard_writer.h"
-#include "train/training_setup.h"
+#include "train/outputs/curves_plot.h"
+#include "train/outputs/metrics_log.h"
+#include "train/outputs/tensorboard_writer.h"
+#include "train/run/training_setup.h"
+#include "train/step/ema.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/lr_schedule.h"
+#include "train/step/mixup.h"
+#include "train/step/optimizer.h"
 
 #include <mobilenetv2/counting.h>
 
@@ -358,7 +359,16 @@ Outcome Training::run() {
 
 Outcome run_training(TrainConfig config) {
   if (!config.write_shards.empty()) {
-    return pack_into_shards(config);
+    apply_max_image_pixels(config.max_image_pixels);
+    ShardWriteOptions options;
+    options.pattern = config.write_shards;
+    options.max_bytes = config.shard_max_mb * 1024 * 1024;
+    options.max_side = static_cast<int>(config.shard_max_side);
+    options.seed = config.seed;
+    options.overwrite = config.overwrite;
+    options.strict = config.strict_data;
+    pack_into_shards(config.data, options);
+    return Outcome::kDone;
   }
   return Training(std::move(config)).run();
 }

@@ -1,4 +1,4 @@
-#include "train/curves_plot.h"
+#include "train/outputs/curves_plot.h"
 
 #include "common/log.h"
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "train/train_config.h"
+#include "train/config/train_config.h"
 
 #include <functional>
 #include <string>

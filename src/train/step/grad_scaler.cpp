@@ -1,4 +1,4 @@
-#include "train/grad_scaler.h"
+#include "train/step/grad_scaler.h"
 
 #include <torch/torch.h>
 

@@ -5,9 +5,9 @@
 // GPU check in tests/gpu drives it with synthetic tensors).
 
 #include "distributed/data_parallel.h"
-#include "train/ema.h"
-#include "train/grad_scaler.h"
-#include "train/optimizer.h"
+#include "train/step/ema.h"
+#include "train/step/grad_scaler.h"
+#include "train/step/optimizer.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 

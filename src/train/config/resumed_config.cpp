@@ -1,4 +1,4 @@
-#include "train/resumed_config.h"
+#include "train/config/resumed_config.h"
 
 #include <mobilenetv2/checkpoint.h>
 #include "common/errors.h"

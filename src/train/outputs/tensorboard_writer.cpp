@@ -1,4 +1,4 @@
-#include "train/tensorboard_writer.h"
+#include "train/outputs/tensorboard_writer.h"
 
 #include <unistd.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "train/epoch_metrics.h"
+#include "train/outputs/metrics_log.h"
 
 #include <string>
 #include <vector>

@@ -3,9 +3,9 @@
 #include "common/progress.h"
 #include "common/stop_signal.h"
 #include "eval/evaluate.h"
-#include "train/distributed_eval.h"
-#include "train/train_step.h"
-#include "train/training.h"
+#include "train/run/distributed_eval.h"
+#include "train/run/training.h"
+#include "train/step/train_step.h"
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>

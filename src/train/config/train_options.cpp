@@ -1,4 +1,4 @@
-#include "train/train_config.h"
+#include "train/config/train_config.h"
 
 namespace mnv2 {
 

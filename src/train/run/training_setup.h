@@ -2,7 +2,7 @@
 
 #include <mobilenetv2/preprocessing.h>
 #include "data/dataset.h"
-#include "train/train_config.h"
+#include "train/config/train_config.h"
 
 #include <mobilenetv2/mobilenet_v2.h>
 

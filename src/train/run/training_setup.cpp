@@ -1,4 +1,4 @@
-#include "train/training_setup.h"
+#include "train/run/training_setup.h"
 
 #include <mobilenetv2/checkpoint.h>
 #include <mobilenetv2/weights_file.h>

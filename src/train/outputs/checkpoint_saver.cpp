@@ -1,4 +1,4 @@
-#include "train/checkpoint_saver.h"
+#include "train/outputs/checkpoint_saver.h"
 
 #include "common/errors.h"
 

@@ -1,7 +1,7 @@
-#include "train/train_step.h"
+#include "train/step/train_step.h"
 
 #include <mobilenetv2/autocast_guard.h>
-#include "train/mixup.h"
+#include "train/step/mixup.h"
 
 #include <torch/torch.h>
 

@@ -2,6 +2,7 @@
 // with their PyTorch peers. Prints one JSON object.
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
+//                         [--profile TRACE.json]
 #include <mobilenetv2/memory_format.h>
 #include "common/runtime.h"
 #include "data/data_loader.h"
@@ -13,12 +14,14 @@
 
 #include <mobilenetv2/mobilenet_v2.h>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 namespace {
 
@@ -109,11 +112,19 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
     step();
   }
   const double comm_before = dist ? dist->seconds_in_collectives() : 0.0;
+  // With --profile, the timed steps under LibTorch's profiler (its legacy
+  // one: the wheel has no Kineto), written as a Chrome trace that
+  // bench/train_profile.py sums per operator.
+  std::optional<torch::autograd::profiler::RecordProfile> profile;
+  if (const auto trace = f["profile"].as<std::string>(); !trace.empty()) {
+    profile.emplace(trace);
+  }
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) {
     step();
   }
   const double s = seconds_since(start);
+  profile.reset();
   const double comm =
       (dist ? dist->seconds_in_collectives() : 0.0) - comm_before;
   return {{"ranks", launch.world_size},
@@ -144,6 +155,9 @@ int main(int argc, char** argv) {
       cxxopts::value<int>()->default_value("10"))(
       "threads", "intra-op threads", cxxopts::value<int>()->default_value("0"))(
       "channels-last", "channels_last memory format")(
+      "profile",
+      "train-step: write the timed steps' operator trace (Chrome JSON) here",
+      cxxopts::value<std::string>()->default_value(""))(
       "full-decode", "data: decode JPEGs at full size (no reduction)");
   options.parse_positional({"mode", "data"});
   try {

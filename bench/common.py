@@ -1,11 +1,48 @@
 """Shared helpers of the benchmark drivers (Python is only the peer and the
 harness here; what is measured for us is our C++ code)."""
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
+# Our programs' start-up allocator settings (src/common/runtime.cpp), given
+# to the Python peers so that they are fair.
+FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+
+
+def rerun_with_fair_allocator():
+    """Re-executes the calling script under FAIR_TUNABLES unless it already is."""
+    if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
+
+
+def torchvision_training_step(batch, size, threads, channels_last):
+    """torchvision's MobileNetV2 1.0 training step as a plain Python loop runs
+    it (SGD momentum 0.9, weight decay 4e-5, cross entropy, random data), the
+    peer of `mnv2-bench train-step`; returned warmed up by two steps."""
+    import torch
+    import torchvision
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    format_ = torch.channels_last if channels_last else torch.contiguous_format
+    model = torchvision.models.mobilenet_v2(num_classes=1000).train().to(memory_format=format_)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=format_)
+    y = torch.randint(0, 1000, (batch,))
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    return step
 
 
 def run_json(args):

@@ -29,9 +29,8 @@ import torch
 import torchvision.transforms as T
 from torchvision.datasets import ImageFolder
 
-from common import BUILD, host_label, photo_folder, print_table, run_json, write_json
+from common import FAIR_TUNABLES, BUILD, host_label, photo_folder, print_table, run_json, write_json
 
-FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
 
 
 def train_transform():

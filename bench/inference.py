@@ -27,10 +27,9 @@ import numpy as np
 import torch
 import torchvision
 
-from common import BUILD, host_label, print_table, write_json
+from common import FAIR_TUNABLES, BUILD, host_label, print_table, write_json
 
 # Our programs' start-up settings (common/runtime.cpp), for fair Python peers.
-FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
 
 
 def timed(fn, x, iterations):

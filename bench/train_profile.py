@@ -14,17 +14,14 @@ Usage: python bench/train_profile.py [--batch 32] [--size 224] [--steps 3]
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
 
 import torch
-import torchvision
 
-from common import BUILD, host_label, print_table, run_json, write_json
-
-FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+from common import (BUILD, host_label, print_table, rerun_with_fair_allocator, run_json,
+                    torchvision_training_step, write_json)
 
 
 def self_times(trace_path):
@@ -68,22 +65,7 @@ def ours(args):
 
 
 def torchvision_step(args):
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    cl = torch.channels_last
-    model = torchvision.models.mobilenet_v2(num_classes=1000).train().to(memory_format=cl)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
-    x = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=cl)
-    y = torch.randint(0, 1000, (args.batch,))
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(2):
-        step()
+    step = torchvision_training_step(args.batch, args.size, args.threads, channels_last=True)
     # The profiler our side has (the legacy one), so that both pay the same
     # overhead per operator, and the same trace reader.
     with torch.autograd.profiler.profile(use_kineto=False) as prof:
@@ -107,9 +89,7 @@ def main():
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", default="bench-results/train_profile.json")
     args = parser.parse_args()
-    if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
+    rerun_with_fair_allocator()
     sides = {"ours": ours(args), "torchvision": torchvision_step(args)}
     names = set()
     for totals, _, _ in sides.values():

@@ -9,37 +9,19 @@ JSON.
 Usage: python bench/train_throughput.py [--batch 32] [--size 224] [--steps 6]
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 
 import torch
-import torchvision
 
-from common import BUILD, host_label, print_table, run_json, write_json
-
-FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+from common import (BUILD, host_label, print_table, rerun_with_fair_allocator,
+                    run_json, torchvision_training_step, write_json)
 
 
 def python_rate(batch, size, steps, threads, channels_last):
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    format_ = torch.channels_last if channels_last else torch.contiguous_format
-    model = torchvision.models.mobilenet_v2(num_classes=1000).train().to(memory_format=format_)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=format_)
-    y = torch.randint(0, 1000, (batch,))
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(2):
-        step()
+    step = torchvision_training_step(batch, size, threads, channels_last)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -59,9 +41,7 @@ def main():
         print(python_rate(args.batch, args.size, args.steps, args.threads,
                           args.peer_only == "channels_last"))
         return
-    if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
+    rerun_with_fair_allocator()
     rates = {}
     for label, extra in [("NCHW", []), ("channels_last", ["--channels-last"])]:
         rates[f"ours, {label}"] = run_json(

@@ -42,28 +42,4 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   return SequentialImpl::forward(std::move(x));
 }
 
-std::string padding_name(Padding padding) {
-  return padding == Padding::kTfSame ? "tf_same" : "torch";
-}
-
-Padding padding_from_name(const std::string& name) {
-  if (name == "torch") {
-    return Padding::kTorch;
-  }
-  if (name == "tf_same") {
-    return Padding::kTfSame;
-  }
-  throw std::invalid_argument("padding must be torch or tf_same, got '" + name +
-                              "'");
-}
-
-std::array<int64_t, 2> tf_same_padding(int64_t size,
-                                       int64_t kernel,
-                                       int64_t stride) {
-  const int64_t out = (size + stride - 1) / stride;
-  const int64_t total =
-      std::max<int64_t>((out - 1) * stride + kernel - size, 0);
-  return {total / 2, total - total / 2};
-}
-
 }  // namespace mnv2

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,20 @@ enum class Padding {
 };
 
 /// "torch" or "tf_same".
-std::string padding_name(Padding padding);
+inline std::string padding_name(Padding padding) {
+  return padding == Padding::kTfSame ? "tf_same" : "torch";
+}
 /// Throws std::invalid_argument for other names.
-Padding padding_from_name(const std::string& name);
+inline Padding padding_from_name(const std::string& name) {
+  if (name == "torch") {
+    return Padding::kTorch;
+  }
+  if (name == "tf_same") {
+    return Padding::kTfSame;
+  }
+  throw std::invalid_argument("padding must be torch or tf_same, got '" + name +
+                              "'");
+}
 
 /// One row of the paper's architecture table: a stage of `repeats` inverted
 /// residual blocks, the first of which has stride `stride`.

@@ -194,7 +194,11 @@ class SidecarFields {
     if (v.is_number_integer()) {
       return v.get<int64_t>();
     }
-    const double d = v.is_number() ? v.get<double>() : 0.5;
+    if (!v.is_number()) {
+      refuse(key, "an integer");
+    }
+    // A whole float (48.0) is taken; 1e30 or 48.5 is not.
+    const double d = v.get<double>();
     if (!(d == std::floor(d) && std::abs(d) < 1e15)) {
       refuse(key, "an integer");
     }
@@ -218,8 +222,8 @@ class SidecarFields {
     }
     return j_.at(key).get<std::string>();
   }
-  std::array<double, 3> three_numbers(const char* key,
-                                      const std::array<double, 3>& fallback) {
+  std::array<double, 3> three_numbers(
+      const char* key, const std::array<double, 3>& fallback) const {
     if (!j_.contains(key)) {
       return fallback;
     }

@@ -22,7 +22,7 @@ set -euo pipefail
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
 ORACLE_PACKAGES=("torchvision==${TORCHVISION_VERSION}" "onnxruntime" "openvino" "onnx" "tensorboard" "scikit-image"
-  "matplotlib" "h5py" "webdataset")
+  "matplotlib" "h5py" "webdataset" "ai-edge-litert")
 DATA_PACKAGES=("numpy" "scikit-learn")
 # oneDNN 3.x for the fast CPU engine (MobileNetV2::onednn): Intel's CPU-only
 # build on GNU OpenMP, LibTorch's own runtime (no OpenCL, no second OpenMP).
@@ -30,7 +30,8 @@ ONEDNN_VERSION=2023.2.0
 ONEDNN_PACKAGES=("onednn-cpu-gomp==${ONEDNN_VERSION}" "onednn-devel-cpu-gomp==${ONEDNN_VERSION}")
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
   pkg-config libopencv-dev libturbojpeg0-dev libwebp-dev libtiff-dev libarchive-dev libspdlog-dev libcxxopts-dev catch2
-  nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler clang-format
+  nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler libflatbuffers-dev flatbuffers-compiler
+  clang-format
   libopenmpi-dev openmpi-bin libhdf5-dev)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

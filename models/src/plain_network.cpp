@@ -3,6 +3,8 @@
 #include <mobilenetv2/folded_network.h>
 #include <mobilenetv2/quantized_network.h>
 
+#include <cmath>
+
 namespace mnv2 {
 
 namespace {
@@ -38,6 +40,33 @@ plain::Network to_plain_network(const FoldedNetwork& folded) {
   net.classes = folded.fc_weight.size(0);
   net.features = folded.fc_weight.size(1);
   return net;
+}
+
+plain::IntegerConv plain::integer_conv(const Conv& conv, float input_step) {
+  // Below 2^31 with room for the sum of the products.
+  constexpr double kBiasCodeMax = 1 << 30;
+  IntegerConv q{conv.codes, conv.weight_scales, {}, 0};
+  const auto channels = q.weight_scales.size();
+  const auto per_channel = q.codes.size() / channels;
+  q.bias.resize(channels);
+  for (size_t c = 0; c < channels; ++c) {
+    const double bias = conv.bias[c];
+    const double code =
+        bias / (static_cast<double>(input_step) * q.weight_scales[c]);
+    if (std::abs(code) > kBiasCodeMax) {
+      const auto widened = static_cast<float>(
+          std::abs(bias) / (static_cast<double>(input_step) * kBiasCodeMax));
+      for (size_t i = c * per_channel; i < (c + 1) * per_channel; ++i) {
+        q.codes[i] = static_cast<int8_t>(
+            std::nearbyint(q.codes[i] * q.weight_scales[c] / widened));
+      }
+      q.weight_scales[c] = widened;
+      ++q.widened;
+    }
+    q.bias[c] = static_cast<int32_t>(std::nearbyint(
+        bias / (static_cast<double>(input_step) * q.weight_scales[c])));
+  }
+  return q;
 }
 
 plain::Network to_plain_network(const QuantizedNetwork& quantized) {

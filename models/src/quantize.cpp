@@ -14,6 +14,9 @@ constexpr int64_t kHistogramBins = 2048;
 constexpr int64_t kMseCandidates = 256;
 constexpr double kU8Levels = 255;
 constexpr double kS8Levels = 127;
+// The logits' range over the calibration images, widened: an image scored
+// higher than any of them keeps its top logit unsaturated.
+constexpr double kLogitsHeadroom = 1.25;
 
 // What calibration gathers about one activation.
 struct ActivationStats {
@@ -162,6 +165,7 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
     }
   }
   std::vector<ActivationStats> stats(out.convs.size());
+  double logits_max = 0;
   const auto passes = static_cast<int64_t>(2 * batches.size());
   int64_t passes_done = 0;
   const auto report = [&](const torch::Tensor& images) {
@@ -189,6 +193,14 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
             s.bias_shift_sum =
                 s.bias_shift_sum.defined() ? s.bias_shift_sum + shift : shift;
             s.positions += output.size(0) * output.size(2) * output.size(3);
+          }
+          if (n + 1 == stats.size()) {
+            const auto logits =
+                torch::linear(output.mean({2, 3}),
+                              network.fc_weight.to(torch::kFloat),
+                              network.fc_bias.to(torch::kFloat));
+            logits_max =
+                std::max(logits_max, logits.abs().max().item<double>());
           }
         });
     report(images);
@@ -231,6 +243,9 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
     }
   }
   out.input_scale = static_cast<float>(options.input_max_abs / kS8Levels);
+  const double logits_step = kLogitsHeadroom * logits_max / kS8Levels;
+  out.logits_scale = static_cast<float>(
+      logits_step < kMinScale ? 1.0 : std::min(logits_step, kMaxScale));
   return out;
 }
 

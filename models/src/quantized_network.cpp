@@ -110,6 +110,9 @@ StateDict quantized_to_state_dict(const QuantizedNetwork& net) {
   StateDict state;
   state.insert("quantization.version", torch::tensor({kFormatVersion}));
   state.insert("quantization.input_scale", scalar_tensor(net.input_scale));
+  if (net.logits_scale > 0) {
+    state.insert("quantization.logits_scale", scalar_tensor(net.logits_scale));
+  }
   std::vector<int64_t> residual;
   size_t n = 0;
   for (size_t b = 0; b < net.network.blocks.size(); ++b) {
@@ -158,6 +161,10 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
   }
   QuantizedNetwork net;
   net.input_scale = positive_scale(state, "quantization.input_scale", origin);
+  if (state.contains("quantization.logits_scale")) {  // optional: added later
+    net.logits_scale =
+        positive_scale(state, "quantization.logits_scale", origin);
+  }
   const auto residual =
       typed_entry(state, "quantization.residual", origin, torch::kLong, 1);
   int64_t channels = 3;

@@ -89,6 +89,34 @@ torch::jit::Module scripted_network(const FoldedNetwork& network) {
   return module;
 }
 
+std::optional<FoldedNetwork> folded_from_scripted(
+    const torch::jit::Module& module, FoldedNetwork layout) {
+  const auto take = [&](const std::string& name, torch::Tensor& into) {
+    if (!module.hasattr(name) || !module.attr(name).isTensor()) {
+      return false;
+    }
+    const auto value = module.attr(name).toTensor();
+    if (value.sizes() != into.sizes()) {
+      return false;
+    }
+    into = value.detach().to(torch::kCPU, torch::kFloat).clone();
+    return true;
+  };
+  for (size_t b = 0; b < layout.blocks.size(); ++b) {
+    for (size_t c = 0; c < layout.blocks[b].convs.size(); ++c) {
+      auto& conv = layout.blocks[b].convs[c];
+      if (!take(name_of(b, c, "w"), conv.weight) ||
+          !take(name_of(b, c, "b"), conv.bias)) {
+        return std::nullopt;
+      }
+    }
+  }
+  if (!take("fc_w", layout.fc_weight) || !take("fc_b", layout.fc_bias)) {
+    return std::nullopt;
+  }
+  return layout;
+}
+
 torch::jit::Module fused_network(const FoldedNetwork& network) {
 #if AT_MKLDNN_ENABLED()
   // oneDNN Graph fuses each convolution with its bias, clamp and residual

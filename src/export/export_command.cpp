@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/runtime.h"
 #include "export/onnx_writer.h"
+#include "export/tflite_export.h"
 #include "export/torchscript_export.h"
 
 #include <torch/script.h>
@@ -63,6 +64,15 @@ Outcome run_export(const ExportCommand& c) {
   for (const auto& warning : model.warnings()) {
     log::warn(log::cat(c.weights, ": ", warning));
   }
+  const auto& info = model.info();
+  if (c.width_mult > 0 && c.width_mult != info.options.width_mult()) {
+    throw ConfigError("--width-mult " + std::to_string(c.width_mult) +
+                      " does not match the weights' width " +
+                      std::to_string(info.options.width_mult()));
+  }
+  if (c.format == "tflite") {
+    return export_tflite(c, model);
+  }
   if (model.quantized() != nullptr) {
     return export_quantized_onnx(c, model);
   }
@@ -70,12 +80,6 @@ Outcome run_export(const ExportCommand& c) {
     throw ConfigError("--weights '" + c.weights + "' is a " + model.kind() +
                       " file; export needs a checkpoint, a state_dict or "
                       "Keras .h5");
-  }
-  const auto& info = model.info();
-  if (c.width_mult > 0 && c.width_mult != info.options.width_mult()) {
-    throw ConfigError("--width-mult " + std::to_string(c.width_mult) +
-                      " does not match the weights' width " +
-                      std::to_string(info.options.width_mult()));
   }
   if (c.format == "int8") {
     return export_int8(c, model);

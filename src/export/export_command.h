@@ -14,11 +14,13 @@ namespace mnv2 {
 /// What mnv2-export was asked.
 struct ExportCommand {
   std::string weights;
-  std::string format;  ///< torchscript | onnx | pth | int8
+  std::string format;  ///< torchscript | onnx | pth | int8 | tflite
   std::string output;
-  int64_t img_size = 0;   ///< verification input size; 0: the weights' crop
-  double width_mult = 0;  ///< 0: from the weights; else must match them
-  bool ema = true;        ///< a checkpoint's EMA weights when present
+  /// The verification input's size (TFLite: the model's input size); 0:
+  /// the weights' crop.
+  int64_t img_size = 0;
+  double width_mult = 0;          ///< 0: from the weights; else must match them
+  bool ema = true;                ///< a checkpoint's EMA weights when present
   bool allow_non_finite = false;  ///< load weights holding NaN/inf
   /// TorchScript: torch::jit::freeze. (optimize_for_inference is not
   /// offered: in LibTorch 2.13 its output cannot be saved and loaded again.)
@@ -31,6 +33,9 @@ struct ExportCommand {
   std::string calibration_method = "mse";  ///< mse | percentile | minmax
   double percentile = 99.99;
   bool no_bias_correction = false;
+  /// --format tflite from int8 weights: the input's and output's type,
+  /// int8 | uint8 | float32.
+  std::string tflite_io = "int8";
 
   /// One-line reasons the command cannot run; empty when it can.
   std::vector<std::string> problems() const;

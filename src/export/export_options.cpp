@@ -9,11 +9,16 @@ const FlagTable<ExportCommand>& export_flags() {
   using C = ExportCommand;
   static const FlagTable<ExportCommand> table = {
       {"weights", "", "weights file", &C::weights, "weights"},
-      {"format", "", "torchscript, onnx, pth or int8", &C::format, "format"},
+      {"format",
+       "",
+       "torchscript, onnx, pth, int8 or tflite",
+       &C::format,
+       "format"},
       {"output", "", "file to write", &C::output, "output"},
       {"img-size",
        "",
-       "verification input size (default: the weights' crop size)",
+       "verification input size, and a TFLite model's input size "
+       "(default: the weights' crop size)",
        &C::img_size,
        "img_size"},
       {"width-mult",
@@ -65,6 +70,12 @@ const FlagTable<ExportCommand>& export_flags() {
        &C::no_bias_correction,
        "no_bias_correction",
        FlagKind::kSwitch},
+      {"tflite-io",
+       "",
+       "tflite from int8 weights: input and output type, int8, uint8 or "
+       "float32",
+       &C::tflite_io,
+       "tflite_io"},
   };
   return table;
 }
@@ -74,10 +85,12 @@ std::vector<std::string> ExportCommand::problems() const {
   p.need(!weights.empty(), "--weights is required");
   p.need(!format.empty(), "--format is required");
   p.need(!output.empty(), "--output is required");
-  p.need(
-      format.empty() || format == "torchscript" || format == "onnx" ||
-          format == "pth" || format == "int8",
-      "--format must be torchscript, onnx, pth or int8, got '" + format + "'");
+  p.need(format.empty() || format == "torchscript" || format == "onnx" ||
+             format == "pth" || format == "int8" || format == "tflite",
+         "--format must be torchscript, onnx, pth, int8 or tflite, got '" +
+             format + "'");
+  p.need(tflite_io == "int8" || tflite_io == "uint8" || tflite_io == "float32",
+         "--tflite-io must be int8, uint8 or float32, got '" + tflite_io + "'");
   p.need(format != "int8" || !calibration_data.empty(),
          "--format int8 needs --calibration-data (a folder of images)");
   p.need(format == "int8" || calibration_data.empty(),
@@ -92,10 +105,11 @@ std::vector<std::string> ExportCommand::problems() const {
              calibration_method + "'");
   p.need(percentile > 0 && percentile <= 100,
          "--percentile must be in (0, 100]");
-  // Only the check's input: the exported model takes any size.
+  // The check's input (the exported model takes any size), or a TFLite
+  // model's fixed input size.
   p.need(img_size == 0 || (img_size >= kMinImageSize && img_size <= 1024),
-         "--img-size must be in [16, 1024] (the size of the check's input; "
-         "the exported model takes any size)");
+         "--img-size must be in [16, 1024] (the check's input size, a TFLite "
+         "model's input size)");
   p.need(width_mult >= 0,
          "--width-mult must be positive (0: from the weights)");
   p.need(tolerance >= 0, "--tolerance must be >= 0");

@@ -216,7 +216,7 @@ Outcome export_quantized_onnx(const ExportCommand& c,
   if (c.format != "onnx") {
     throw ConfigError("--weights '" + c.weights +
                       "' holds int8 weights, which export to --format onnx "
-                      "only");
+                      "or tflite");
   }
   onnx_export::write_onnx(to_plain_network(*model.quantized()),
                           {{"mnv2_metadata", model_info_to_json(model.info())}},

@@ -144,8 +144,9 @@ std::pair<std::string, std::string> dequantized_parameters(
     const plain::Conv& conv,
     float input_step) {
   const auto out = static_cast<int64_t>(conv.bias.size());
+  const auto q = plain::integer_conv(conv, input_step);
   const auto w_scale =
-      g.initializer(prefix + ".weight_scale", conv.weight_scales, {out});
+      g.initializer(prefix + ".weight_scale", q.weight_scales, {out});
   const auto w_zero =
       g.integers<int8_t>(prefix + ".weight_zero_point",
                          onnx::TensorProto::INT8,
@@ -153,17 +154,14 @@ std::pair<std::string, std::string> dequantized_parameters(
                          {out});
   const auto w_codes = g.integers<int8_t>(prefix + ".weight_codes",
                                           onnx::TensorProto::INT8,
-                                          conv.codes,
+                                          q.codes,
                                           conv.weight_shape);
   auto* w = g.node(
       "DequantizeLinear", {w_codes, w_scale, w_zero}, prefix + ".weight");
   set_int(w, "axis", 0);
-  std::vector<float> bias_scale(conv.weight_scales.size());
-  std::vector<int32_t> bias_codes(conv.bias.size());
-  for (size_t c = 0; c < bias_codes.size(); ++c) {
-    bias_scale[c] = input_step * conv.weight_scales[c];
-    bias_codes[c] = static_cast<int32_t>(
-        std::nearbyint(static_cast<double>(conv.bias[c]) / bias_scale[c]));
+  std::vector<float> bias_scale;
+  for (const auto scale : q.weight_scales) {
+    bias_scale.push_back(input_step * scale);
   }
   const auto b_scale = g.initializer(prefix + ".bias_scale", bias_scale, {out});
   const auto b_zero =
@@ -172,7 +170,7 @@ std::pair<std::string, std::string> dequantized_parameters(
                           std::vector<int32_t>(static_cast<size_t>(out), 0),
                           {out});
   const auto b_codes = g.integers<int32_t>(
-      prefix + ".bias_codes", onnx::TensorProto::INT32, bias_codes, {out});
+      prefix + ".bias_codes", onnx::TensorProto::INT32, q.bias, {out});
   auto* b =
       g.node("DequantizeLinear", {b_codes, b_scale, b_zero}, prefix + ".bias");
   set_int(b, "axis", 0);
@@ -335,13 +333,14 @@ int64_t verify_int8_onnx(const plain::Network& network,
   for (size_t b = 0; b < network.blocks.size(); ++b) {
     for (size_t c = 0; c < network.blocks[b].convs.size(); ++c) {
       const auto& conv = network.blocks[b].convs[c];
+      const auto q = plain::integer_conv(conv, expected_steps.back());
       const std::string prefix =
           "features." + std::to_string(b) + ".conv" + std::to_string(c);
       const auto codes = tensors.find(prefix + ".weight_codes");
       const auto scales = tensors.find(prefix + ".weight_scale");
       if (codes == tensors.end() || scales == tensors.end() ||
-          !same_bytes(*codes->second, conv.codes) ||
-          !same_bytes(*scales->second, conv.weight_scales)) {
+          !same_bytes(*codes->second, q.codes) ||
+          !same_bytes(*scales->second, q.weight_scales)) {
         throw std::runtime_error("'" + path + "': " + prefix +
                                  " differs from the quantized network");
       }

@@ -65,11 +65,11 @@ TEST_CASE("mnv2-export's problems(): required flags, format, ranges",
                                                  "--format is required",
                                                  "--output is required"});
   c.weights = "w.pth";
-  c.format = "tflite";
+  c.format = "coreml";
   c.output = "m";
   CHECK(c.problems() ==
-        std::vector<std::string>{
-            "--format must be torchscript, onnx, pth or int8, got 'tflite'"});
+        std::vector<std::string>{"--format must be torchscript, onnx, pth, "
+                                 "int8 or tflite, got 'coreml'"});
   c.format = "onnx";
   CHECK(c.problems().empty());
   // int8 needs a calibration folder; the calibration flags are checked.
@@ -101,11 +101,11 @@ TEST_CASE("mnv2-export's problems(): required flags, format, ranges",
   c.img_size = 8;
   CHECK(c.problems() ==
         std::vector<std::string>{
-            "--img-size must be in [16, 1024] (the size of the check's input; "
-            "the exported model takes any size)"});
+            "--img-size must be in [16, 1024] (the check's input size, a "
+            "TFLite model's input size)"});
   c.img_size = 100000;
   CHECK(c.problems() ==
         std::vector<std::string>{
-            "--img-size must be in [16, 1024] (the size of the check's input; "
-            "the exported model takes any size)"});
+            "--img-size must be in [16, 1024] (the check's input size, a "
+            "TFLite model's input size)"});
 }

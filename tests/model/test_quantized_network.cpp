@@ -2,6 +2,7 @@
 // error naming it; a good file reads back to what was written.
 #include "test_support.h"
 
+#include <mobilenetv2/plain_network.h>
 #include <mobilenetv2/quantize.h>
 
 #include <catch2/catch.hpp>
@@ -108,4 +109,50 @@ TEST_CASE("quantized weights read back and bad ones are refused", "[weights]") {
     CHECK_THAT(error, Catch::Contains("q.pth"));
     CHECK(error.find('\n') == std::string::npos);
   }
+}
+
+TEST_CASE("the logits' step: measured at calibration, optional on reading",
+          "[weights]") {
+  const auto net = small_quantized();
+  // The calibration's logits, recomputed: the step is 1.25 x max |logit|
+  // / 127 over the calibration images.
+  torch::manual_seed(3);
+  mnv2::MobileNetV2 model(
+      mnv2::MobileNetV2Options().num_classes(4).width_mult(0.35));
+  mnv2::test::randomise_batchnorm(model);
+  model->eval();
+  const auto images = torch::randn({4, 3, 32, 32});
+  torch::NoGradGuard no_grad;
+  const double max_logit = model->forward(images).abs().max().item<double>();
+  CHECK(net.logits_scale == Approx(1.25 * max_logit / 127).epsilon(1e-4));
+  auto state = mnv2::quantized_to_state_dict(net);
+  CHECK(mnv2::quantized_from_state_dict(state, "q.pth").logits_scale ==
+        Approx(net.logits_scale));
+  // Files written before the step was stored read with 0 (not measured).
+  state.erase("quantization.logits_scale");
+  CHECK(mnv2::quantized_from_state_dict(state, "q.pth").logits_scale == 0);
+}
+
+TEST_CASE("integer runtimes' form: biases as int32 codes that fit",
+          "[weights]") {
+  mnv2::plain::Conv conv;
+  conv.weight_shape = {2, 1, 1, 2};
+  conv.codes = {63, -63, 5, 7};
+  conv.weight_scales = {1e-12f, 0.01f};
+  conv.bias = {1.0f, 0.5f};
+  const float input_step = 0.1f;
+  const auto q = mnv2::plain::integer_conv(conv, input_step);
+  // Channel 1: 0.5 / (0.1 x 0.01) = 500, codes and step kept.
+  CHECK(q.bias[1] == 500);
+  CHECK(q.weight_scales[1] == 0.01f);
+  CHECK(q.codes[2] == 5);
+  CHECK(q.codes[3] == 7);
+  // Channel 0: 1 / (0.1 x 1e-12) = 1e13 overflows int32; its step grows to
+  // 1 / (0.1 x 2^30), where the bias code is 2^30 and its weights (6.3e-11)
+  // round to 0.
+  CHECK(q.widened == 1);
+  CHECK(q.weight_scales[0] == Approx(1.0 / (0.1 * 1073741824.0)));
+  CHECK(std::abs(q.bias[0] - 1073741824) <= 1);
+  CHECK(q.codes[0] == 0);
+  CHECK(q.codes[1] == 0);
 }

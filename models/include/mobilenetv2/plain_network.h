@@ -47,6 +47,22 @@ struct Network {
   float input_scale = 0;
 };
 
+/// A quantized convolution as integer runtimes hold it (TensorFlow Lite,
+/// ONNX's QDQ): the codes and weight steps, and each bias as an int32 code
+/// of step input x weight (the engine adds the fp32 bias; rounding it to
+/// that step moves an output by under half a bias step). A channel whose
+/// bias code would overflow int32 (near-zero weights, whose step is at the
+/// floor of 1e-12) gets the smallest weight step at which it fits, and its
+/// codes rounded again to that step: they were all but zero, and its output
+/// is its bias.
+struct IntegerConv {
+  std::vector<int8_t> codes;  ///< the weight's layout
+  std::vector<float> weight_scales;
+  std::vector<int32_t> bias;
+  int64_t widened = 0;  ///< channels whose weight step grew
+};
+IntegerConv integer_conv(const Conv& conv, float input_step);
+
 }  // namespace plain
 
 /// Copies a folded network (any device, any float dtype) into plain fp32

@@ -45,6 +45,10 @@ struct QuantizedNetwork {
   FoldedNetwork network;
   std::vector<QuantizedConv> convs;  ///< block by block, conv by conv
   double input_scale = 0;
+  /// The s8 code step of the logits, for engines that quantize the
+  /// classifier too (TensorFlow Lite's full-integer models); ours computes
+  /// it in fp32. 0 in files written before it was measured.
+  double logits_scale = 0;
 };
 
 /// Whether a convolution is depthwise (one input channel per group, as many

@@ -4,6 +4,7 @@
 
 #include <torch/script.h>
 
+#include <optional>
 #include <string>
 
 namespace mnv2 {
@@ -15,6 +16,13 @@ torch::jit::Module scripted_network(const FoldedNetwork& network);
 
 /// The forward method's TorchScript source for `network`.
 std::string torchscript_source(const FoldedNetwork& network);
+
+/// The folded network a module from scripted_network() holds, read back
+/// into `layout` (a folded network of the same options, whose weights are
+/// replaced): nullopt when the module lacks one of its parameters or one
+/// has another shape (a frozen module, or TorchScript from elsewhere).
+std::optional<FoldedNetwork> folded_from_scripted(
+    const torch::jit::Module& module, FoldedNetwork layout);
 
 /// The fastest in-process form on CPU: the scripted network frozen, with
 /// oneDNN Graph fusion (convolution + bias + ReLU6 + residual add). Not for

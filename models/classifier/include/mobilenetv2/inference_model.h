@@ -54,6 +54,10 @@ class InferenceModel {
   const MobileNetV2& eager() const {
     return eager_;
   }
+  /// The module of a TorchScript file, else null.
+  const torch::jit::Module* script() const {
+    return script_.get();
+  }
   /// The quantized network of an int8 file, else null.
   const QuantizedNetwork* quantized() const {
     return quantized_.get();

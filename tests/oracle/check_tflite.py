@@ -115,6 +115,24 @@ def check_float_keras(bin_dir, work, keras, photos):
         check(diff <= PROBABILITY_TOLERANCE and q.argmax().item() == p.argmax(),
               f"float32 Keras, {name}: LiteRT vs mnv2-eval max |p - p_ours| {diff:.1e}, "
               f"top-1 {q.argmax().item()} vs {p.argmax()}")
+    # Another input size, odd (every stride-2 layer's SAME pads 1 and 1).
+    small = work / "photos97"
+    small.mkdir(exist_ok=True)
+    for name in ["chelsea", "coffee", "rocket"]:
+        Image.open(photos / f"{name}.png").resize((97, 97), Image.BILINEAR).save(
+            small / f"{name}.png")
+    model_file = work / "keras97.tflite"
+    run([bin_dir / "mnv2-export", "--weights", keras, "--format", "tflite", "--img-size", 97,
+         "--output", model_file])
+    run([bin_dir / "mnv2-eval", "--weights", keras, "--predict", small, "--topk", "1000",
+         "--resize-size", 97, "--crop-size", 97, "--json", work / "fp32_97.json"])
+    lite = Lite(model_file)
+    for name, p in sorted(probabilities_by_photo(work / "fp32_97.json", 1000).items()):
+        q = torch.softmax(lite.logits(normalised(small / f"{name}.png", mean, std)), 1)[0]
+        diff = float(np.abs(q.numpy() - p).max())
+        check(list(lite.input["shape"]) == [1, 97, 97, 3] and diff <= PROBABILITY_TOLERANCE
+              and q.argmax().item() == p.argmax(),
+              f"float32 Keras at 97x97, {name}: max |p - p_ours| {diff:.1e}")
     return mean, std
 
 
@@ -154,6 +172,13 @@ def check_float_digits(bin_dir, work, digits):
                 differ.append(relative)
         check(not differ, f"digits ({source}): LiteRT's top-1 = mnv2-eval's on "
               f"{len(ours) - len(differ)} of {len(ours)} validation images {differ[:5]}")
+    # A frozen TorchScript file has its weights inlined in the graph.
+    frozen = work / "digits.frozen.pt"
+    run([bin_dir / "mnv2-export", "--weights", checkpoint, "--format", "torchscript",
+         "--freeze", "--output", frozen])
+    check_refused([bin_dir / "mnv2-export", "--weights", frozen, "--format", "tflite",
+                   "--output", work / "frozen.tflite"], "did not write unfrozen",
+                  "a frozen TorchScript file", work / "frozen.tflite")
 
 
 def check_operators(model_file, state, image):
@@ -258,7 +283,7 @@ def check_refused(args, text, what, output):
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
     lines = [line for line in result.stderr.splitlines() if line and "warning" not in line]
     check(result.returncode != 0 and len(lines) == 1 and text in lines[0]
-          and not Path(output).exists() and not any(Path(output).parent.glob(".*.tmp*")),
+          and not Path(output).exists() and not any(Path(output).parent.glob("*.tmp-*")),
           f"{what}: exit {result.returncode}, {lines}, nothing left")
 
 

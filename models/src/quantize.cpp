@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 
 namespace mnv2 {
@@ -247,6 +249,30 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
   out.logits_scale = static_cast<float>(
       logits_step < kMinScale ? 1.0 : std::min(logits_step, kMaxScale));
   return out;
+}
+
+std::vector<double> layer_sqnr_db(const FoldedNetwork& network,
+                                  const QuantizedNetwork& quantized,
+                                  const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  const auto x = images.to(torch::kFloat);
+  std::vector<torch::Tensor> reference;
+  walk_fp32(network,
+            x,
+            [&](size_t,
+                const FoldedConv&,
+                const torch::Tensor&,
+                const torch::Tensor& output) { reference.push_back(output); });
+  std::vector<double> sqnr(reference.size());
+  simulate_quantized(
+      quantized, x, true, [&](size_t n, const torch::Tensor& activation) {
+        const auto& r = reference.at(n);
+        const double signal = r.square().sum().item<double>();
+        const double noise = (r - activation).square().sum().item<double>();
+        sqnr[n] = noise > 0 ? 10 * std::log10(std::max(signal, 1e-30) / noise)
+                            : std::numeric_limits<double>::infinity();
+      });
+  return sqnr;
 }
 
 }  // namespace mnv2

@@ -292,9 +292,11 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
   return net;
 }
 
-torch::Tensor simulate_quantized(const QuantizedNetwork& net,
-                                 const torch::Tensor& images,
-                                 bool features) {
+torch::Tensor simulate_quantized(
+    const QuantizedNetwork& net,
+    const torch::Tensor& images,
+    bool features,
+    const std::function<void(size_t, const torch::Tensor&)>& visit) {
   torch::NoGradGuard no_grad;
   // Codes as float64, whose convolutions of 8-bit values are exact; scales
   // applied in fp32 as the int8 engine applies them.
@@ -331,6 +333,9 @@ torch::Tensor simulate_quantized(const QuantizedNetwork& net,
                            conv.relu6 ? 0 : -128,
                            conv.relu6 ? 255 : 127)
                   .to(torch::kDouble);
+      if (visit) {
+        visit(n, codes.to(torch::kFloat) * step);
+      }
     }
   }
   const auto pooled = (codes.to(torch::kFloat) * step).mean({2, 3});

@@ -33,6 +33,12 @@ struct ExportCommand {
   std::string calibration_method = "mse";  ///< mse | percentile | minmax
   double percentile = 99.99;
   bool no_bias_correction = false;
+  /// int8: labelled images (one folder per class) on which fp32 and int8
+  /// top-1 and each layer's SQNR are measured before the file is kept.
+  std::string validation_data;
+  /// int8 with validation_data: the largest top-1 drop (points) accepted;
+  /// < 0: report only.
+  double max_top1_drop = -1;
   /// --format tflite from int8 weights: the input's and output's type,
   /// int8 | uint8 | float32.
   std::string tflite_io = "int8";

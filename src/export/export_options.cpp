@@ -70,6 +70,18 @@ const FlagTable<ExportCommand>& export_flags() {
        &C::no_bias_correction,
        "no_bias_correction",
        FlagKind::kSwitch},
+      {"validation-data",
+       "",
+       "int8: labelled images (a folder per class) to measure fp32 and int8 "
+       "top-1 on",
+       &C::validation_data,
+       "validation_data"},
+      {"max-top1-drop",
+       "",
+       "int8: refuse to write a file whose top-1 on --validation-data is "
+       "more than this many points below fp32's (default: report only)",
+       &C::max_top1_drop,
+       "max_top1_drop"},
       {"tflite-io",
        "",
        "tflite from int8 weights: input and output type, int8, uint8 or "
@@ -95,6 +107,12 @@ std::vector<std::string> ExportCommand::problems() const {
          "--format int8 needs --calibration-data (a folder of images)");
   p.need(format == "int8" || calibration_data.empty(),
          "--calibration-data is for --format int8");
+  p.need(format == "int8" || validation_data.empty(),
+         "--validation-data is for --format int8");
+  p.need(max_top1_drop == -1 || (max_top1_drop >= 0 && max_top1_drop <= 100),
+         "--max-top1-drop must be in [0, 100] (points of top-1)");
+  p.need(max_top1_drop == -1 || !validation_data.empty(),
+         "--max-top1-drop needs --validation-data (labelled images)");
   p.need(calibration_images >= 1 && calibration_images <= 100000,
          "--calibration-images must be in [1, 100000]");
   p.need(calibration_batch >= 1 && calibration_batch <= 1024,

@@ -7,7 +7,10 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "data/dataset.h"
+#include "export/int8_gate.h"
 #include "export/onnx_writer.h"
+
+#include <nlohmann/json.hpp>
 
 #include <mobilenetv2/plain_network.h>
 
@@ -151,19 +154,26 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
     passed_images += batch_images;
     calibrating.update(done, passed_images, "two passes over each batch");
   };
-  const auto quantized =
-      quantize_network(fold_batchnorm(model.eager()), batches, q);
+  const auto folded = fold_batchnorm(model.eager());
+  const auto quantized = quantize_network(folded, batches, q);
   calibrating.finish();
-  write_state_dict(quantized_to_state_dict(quantized), c.output);
-  write_weights_metadata(
-      model.info(), c.output, quantization_json(c, q, images));
-  std::cout << "wrote " << c.output << " (int8, calibrated on " << images
-            << " images of '" << c.calibration_data << "', "
-            << calibration_method_name(q.method) << " ranges, bias correction "
-            << (q.bias_correction ? "on" : "off") << ")\n";
+  // Written beside --output under another name, and renamed over it once
+  // every check passes: a failed check leaves a previous file as it was.
+  const auto staging =
+      (fs::path(c.output).parent_path() /
+       ("." + fs::path(c.output).filename().string() + ".staging.pth"))
+          .string();
+  const auto remove_staging = [&] {
+    std::error_code ec;
+    fs::remove(staging, ec);
+    fs::remove(metadata_path_for(staging), ec);
+  };
+  const auto quantization = quantization_json(c, q, images);
+  write_state_dict(quantized_to_state_dict(quantized), staging);
+  write_weights_metadata(model.info(), staging, quantization);
 
   // The file as a user loads it, on the engine this build runs it with.
-  const auto reloaded = InferenceModel::load(c.output, false, torch::kCPU);
+  const auto reloaded = InferenceModel::load(staging, false, torch::kCPU);
   torch::NoGradGuard no_grad;
   int64_t agree = 0;
   double kl = 0;
@@ -202,12 +212,38 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
             << ", max relative diff " << relative << " (tolerance " << tolerance
             << "): " << (ok ? "ok" : "FAILED") << "\n";
   if (!ok) {
-    fs::remove(c.output, ec);
-    fs::remove(metadata_path_for(c.output), ec);
-    std::cerr << "mnv2-export: verification failed; '" << c.output
-              << "' removed\n";
+    remove_staging();
+    std::cerr << "mnv2-export: verification failed; nothing written\n";
     return Outcome::kCheckFailed;
   }
+  if (!c.validation_data.empty()) {
+    Int8Accuracy accuracy;
+    try {
+      accuracy = measure_int8_accuracy(c, fp32, reloaded, folded, quantized);
+    } catch (...) {
+      remove_staging();
+      throw;
+    }
+    std::cout << int8_accuracy_report(accuracy, quantized, c);
+    if (c.max_top1_drop >= 0 && accuracy.drop() > c.max_top1_drop) {
+      remove_staging();
+      std::cerr << "mnv2-export: int8 top-1 is " << accuracy.drop()
+                << " points below fp32's on '" << c.validation_data
+                << "', more than --max-top1-drop " << c.max_top1_drop
+                << "; nothing written\n";
+      return Outcome::kCheckFailed;
+    }
+    auto with_validation = nlohmann::json::parse(quantization);
+    with_validation["quantization"]["validation"] =
+        nlohmann::json::parse(int8_accuracy_json(accuracy, quantized));
+    write_weights_metadata(model.info(), staging, with_validation.dump());
+  }
+  fs::rename(metadata_path_for(staging), metadata_path_for(c.output));
+  fs::rename(staging, c.output);
+  std::cout << "wrote " << c.output << " (int8, calibrated on " << images
+            << " images of '" << c.calibration_data << "', "
+            << calibration_method_name(q.method) << " ranges, bias correction "
+            << (q.bias_correction ? "on" : "off") << ")\n";
   return Outcome::kDone;
 }
 

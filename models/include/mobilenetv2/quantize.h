@@ -46,4 +46,13 @@ QuantizedNetwork quantize_network(const FoldedNetwork& network,
                                   const std::vector<torch::Tensor>& batches,
                                   const QuantizeOptions& options);
 
+/// How much each convolution's output loses to quantization: its signal
+/// to quantization-noise ratio in dB, 10 log10(sum x^2 / sum (x - q)^2),
+/// where x is the fp32 network's activation and q the quantized network's
+/// (simulate_quantized), both run from `images`, so that each layer's
+/// figure includes what the layers before it lost. In network order.
+std::vector<double> layer_sqnr_db(const FoldedNetwork& network,
+                                  const QuantizedNetwork& quantized,
+                                  const torch::Tensor& images);
+
 }  // namespace mnv2

@@ -4,6 +4,7 @@
 #include <mobilenetv2/weights_io.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -78,8 +79,13 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
 /// Equal to integer arithmetic except where fp32 rounding moves a value
 /// across a rounding boundary (then by one code). `images`: normalised
 /// [N, 3, H, W]. Returns logits, or the pooled features if `features`.
-torch::Tensor simulate_quantized(const QuantizedNetwork& net,
-                                 const torch::Tensor& images,
-                                 bool features = false);
+/// `visit(n, activation)`, when given, sees each convolution's output as
+/// the network keeps it (its codes times its step, after ReLU6 and the
+/// residual add).
+torch::Tensor simulate_quantized(
+    const QuantizedNetwork& net,
+    const torch::Tensor& images,
+    bool features = false,
+    const std::function<void(size_t, const torch::Tensor&)>& visit = {});
 
 }  // namespace mnv2

@@ -114,23 +114,36 @@ void describe(onnx::ValueInfoProto* value,
   }
 }
 
-// QuantizeLinear then DequantizeLinear: `x` rounded to codes of `step`
-// (u8 or s8, zero point 0) and back to real values.
-std::string quantize_dequantize(GraphBuilder& g,
-                                const std::string& x,
-                                float step,
-                                bool unsigned_codes) {
-  const auto scale = g.initializer(g.fresh("step"), {step}, {});
-  const auto zero = g.fresh("zero_point");
-  if (unsigned_codes) {
-    g.integers<uint8_t>(zero, onnx::TensorProto::UINT8, {0}, {});
-  } else {
-    g.integers<int8_t>(zero, onnx::TensorProto::INT8, {0}, {});
-  }
-  const auto codes = g.fresh("codes");
-  g.node("QuantizeLinear", {x, scale, zero}, codes);
+// An activation as codes: QuantizeLinear's output and its parameters.
+struct Codes {
+  std::string codes, scale, zero, real;
+};
+
+// QuantizeLinear then DequantizeLinear: `x` rounded to codes of `step` and
+// back to real values (`real`). Codes are u8 throughout, onnxruntime's fast
+// kind on x86: the engine's u8 codes after ReLU6 with zero point 0, its
+// symmetric s8 codes plus 128 with zero point 128 (the same values).
+Codes quantize_dequantize(GraphBuilder& g,
+                          const std::string& x,
+                          float step,
+                          bool after_relu6) {
+  Codes q{g.fresh("codes"), g.initializer(g.fresh("step"), {step}, {}), "", ""};
+  q.zero = g.integers<uint8_t>(g.fresh("zero_point"),
+                               onnx::TensorProto::UINT8,
+                               {static_cast<uint8_t>(after_relu6 ? 0 : 128)},
+                               {});
+  g.node("QuantizeLinear", {x, q.scale, q.zero}, q.codes);
+  q.real = g.fresh("dequantized");
+  g.node("DequantizeLinear", {q.codes, q.scale, q.zero}, q.real);
+  return q;
+}
+
+// Another DequantizeLinear of the same codes: onnxruntime fuses a
+// DequantizeLinear into an integer operator only when that operator is its
+// one consumer (a block input feeds the expansion and the residual add).
+std::string dequantize_again(GraphBuilder& g, const Codes& q) {
   const auto real = g.fresh("dequantized");
-  g.node("DequantizeLinear", {codes, scale, zero}, real);
+  g.node("DequantizeLinear", {q.codes, q.scale, q.zero}, real);
   return real;
 }
 
@@ -201,11 +214,15 @@ void write_onnx(
   GraphBuilder g(graph);
   std::string x = "input";
   float step = network.input_scale;
+  Codes codes;  // int8: the activation `x` holds, as codes
   if (int8) {
-    x = quantize_dequantize(g, x, step, false);
+    codes = quantize_dequantize(g, x, step, false);
+    x = codes.real;
   }
   for (size_t b = 0; b < network.blocks.size(); ++b) {
     const auto& block = network.blocks[b];
+    const float block_step = step;
+    const Codes block_codes = codes;
     std::string y = x;
     for (size_t c = 0; c < block.convs.size(); ++c) {
       const auto& conv = block.convs[c];
@@ -255,14 +272,25 @@ void write_onnx(
         y = clipped;
       }
       if (block.residual && c + 1 == block.convs.size()) {
+        if (int8) {
+          // The branch as codes too, so that onnxruntime runs the
+          // convolution and the add on integers (QLinearConv, QLinearAdd).
+          y = quantize_dequantize(
+                  g,
+                  y,
+                  plain::residual_branch_step(conv.output_scale, block_step),
+                  false)
+                  .real;
+        }
         const auto sum = g.fresh("add");
-        g.node("Add", {x, y}, sum);
+        g.node("Add", {int8 ? dequantize_again(g, block_codes) : x, y}, sum);
         y = sum;
       }
       if (int8) {
         // Each activation as the engine keeps it: codes of its step.
         step = conv.output_scale;
-        y = quantize_dequantize(g, y, step, conv.relu6);
+        codes = quantize_dequantize(g, y, step, conv.relu6);
+        y = codes.real;
       }
     }
     x = y;
@@ -331,6 +359,7 @@ int64_t verify_int8_onnx(const plain::Network& network,
   std::vector<float> expected_steps{network.input_scale};
   int64_t compared = 0;
   for (size_t b = 0; b < network.blocks.size(); ++b) {
+    const float block_step = expected_steps.back();
     for (size_t c = 0; c < network.blocks[b].convs.size(); ++c) {
       const auto& conv = network.blocks[b].convs[c];
       const auto q = plain::integer_conv(conv, expected_steps.back());
@@ -345,6 +374,11 @@ int64_t verify_int8_onnx(const plain::Network& network,
                                  " differs from the quantized network");
       }
       compared += 2;
+      if (network.blocks[b].residual &&
+          c + 1 == network.blocks[b].convs.size()) {
+        expected_steps.push_back(
+            plain::residual_branch_step(conv.output_scale, block_step));
+      }
       expected_steps.push_back(conv.output_scale);
     }
   }

@@ -88,14 +88,6 @@ inline int64_t zero_point_after(bool relu6) {
   return relu6 ? -128 : 0;
 }
 
-/// The step of a residual block's last convolution before the add: the
-/// engine adds in fp32 and rounds the sum once; TFLite rounds the
-/// convolution first. This step holds any convolution output whose sum with
-/// the block input is within the output's range (|conv| <= |sum| + |input|).
-inline float residual_branch_step(float output_step, float input_step) {
-  return output_step + input_step;
-}
-
 /// The classifier's int8 weights: per class, symmetric, 127 levels.
 struct ClassifierCodes {
   std::vector<int8_t> codes;  ///< [classes, features]

@@ -361,9 +361,9 @@ class GraphWriter {
       }
       bias = model_.constant(
           name + ".bias", {dim(out)}, TensorType::INT32, q.bias, &bq);
-      y.step = residual != nullptr
-                   ? residual_branch_step(conv.output_scale, residual->step)
-                   : conv.output_scale;
+      y.step = residual != nullptr ? plain::residual_branch_step(
+                                         conv.output_scale, residual->step)
+                                   : conv.output_scale;
       y.zero_point = zero_point_after(conv.relu6);
     } else {
       weight = model_.constant(name + ".weight",

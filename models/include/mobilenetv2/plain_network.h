@@ -63,6 +63,15 @@ struct IntegerConv {
 };
 IntegerConv integer_conv(const Conv& conv, float input_step);
 
+/// The step integer runtimes round a residual block's branch to before the
+/// add (their add takes two quantized inputs): the engine adds in fp32 and
+/// rounds the sum once. This step holds any branch output whose sum with
+/// the block input is within the output's range (|branch| <= |sum| +
+/// |input|).
+inline float residual_branch_step(float output_step, float input_step) {
+  return output_step + input_step;
+}
+
 }  // namespace plain
 
 /// Copies a folded network (any device, any float dtype) into plain fp32

@@ -3,6 +3,7 @@
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
 //                         [--profile TRACE.json]
+#include <mobilenetv2/fused_batchnorm.h>
 #include <mobilenetv2/memory_format.h>
 #include "common/runtime.h"
 #include "data/data_loader.h"
@@ -72,6 +73,7 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
   const auto size = f["size"].as<int>();
   const auto steps = f["steps"].as<int>();
   const bool channels_last = f.count("channels-last") != 0;
+  mnv2::set_fused_batchnorm_enabled(f.count("no-fused-batchnorm") == 0);
   torch::manual_seed(0);
   mnv2::MobileNetV2 model(mnv2::MobileNetV2Options().num_classes(1000));
   model->train();
@@ -155,6 +157,8 @@ int main(int argc, char** argv) {
       cxxopts::value<int>()->default_value("10"))(
       "threads", "intra-op threads", cxxopts::value<int>()->default_value("0"))(
       "channels-last", "channels_last memory format")(
+      "no-fused-batchnorm",
+      "train-step: LibTorch's BatchNorm and ReLU6 instead of the fused ones")(
       "profile",
       "train-step: write the timed steps' operator trace (Chrome JSON) here",
       cxxopts::value<std::string>()->default_value(""))(

@@ -20,22 +20,25 @@ def rerun_with_fair_allocator():
                   {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
 
 
-def torchvision_training_step(batch, size, threads, channels_last):
+def torchvision_training_step(batch, size, threads, channels_last, compiled=False):
     """torchvision's MobileNetV2 1.0 training step as a plain Python loop runs
     it (SGD momentum 0.9, weight decay 4e-5, cross entropy, random data), the
-    peer of `mnv2-bench train-step`; returned warmed up by two steps."""
+    peer of `mnv2-bench train-step`; `compiled`: the model under
+    torch.compile (forward and backward compiled, Inductor's C++ kernels).
+    Returned warmed up by two steps (the compilation happens there)."""
     import torch
     import torchvision
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     format_ = torch.channels_last if channels_last else torch.contiguous_format
     model = torchvision.models.mobilenet_v2(num_classes=1000).train().to(memory_format=format_)
+    forward = torch.compile(model) if compiled else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=format_)
     y = torch.randint(0, 1000, (batch,))
 
     def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = torch.nn.functional.cross_entropy(forward(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

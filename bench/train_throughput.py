@@ -1,6 +1,7 @@
-"""Training throughput: our C++ training step against a plain torchvision
-Python loop (same model, batch, image size, SGD with momentum, threads),
-side by side in one run. Fair peer: torchvision runs with our start-up
+"""Training throughput: our C++ training step (with its fused BatchNorm +
+ReLU6 kernels, and without) against a plain torchvision Python loop and
+against torch.compile of the same step (same model, batch, image size, SGD
+with momentum, threads), side by side in one run. Fair peer: torchvision runs with our start-up
 allocator settings (GLIBC_TUNABLES) in both memory formats; torchvision with
 glibc's defaults runs in a separate process and is labelled as such. Prints
 the host, versions and ratios against the fair channels_last peer; writes
@@ -20,8 +21,8 @@ from common import (BUILD, host_label, print_table, rerun_with_fair_allocator,
                     run_json, torchvision_training_step, write_json)
 
 
-def python_rate(batch, size, steps, threads, channels_last):
-    step = torchvision_training_step(batch, size, threads, channels_last)
+def python_rate(batch, size, steps, threads, channels_last, compiled=False):
+    step = torchvision_training_step(batch, size, threads, channels_last, compiled)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -43,7 +44,9 @@ def main():
         return
     rerun_with_fair_allocator()
     rates = {}
-    for label, extra in [("NCHW", []), ("channels_last", ["--channels-last"])]:
+    for label, extra in [("NCHW", []), ("channels_last", ["--channels-last"]),
+                         ("channels_last, LibTorch's BatchNorm and ReLU6",
+                          ["--channels-last", "--no-fused-batchnorm"])]:
         rates[f"ours, {label}"] = run_json(
             [BUILD / "bench" / "mnv2-bench", "train-step", "--batch", args.batch, "--size",
              args.size, "--steps", args.steps, "--threads", args.threads, *extra]
@@ -52,6 +55,8 @@ def main():
         label = "channels_last" if channels_last else "NCHW"
         rates[f"torchvision + torch.optim, {label}"] = python_rate(
             args.batch, args.size, args.steps, args.threads, channels_last)
+    rates["torch.compile of the same step, channels_last"] = python_rate(
+        args.batch, args.size, args.steps, args.threads, True, compiled=True)
     default_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     for label in ("nchw", "channels_last"):
         out = subprocess.run([sys.executable, __file__, "--peer-only", label, "--batch",

@@ -1,4 +1,5 @@
 #include <mobilenetv2/conv_bn_activation.h>
+#include <mobilenetv2/fused_batchnorm.h>
 
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/modules/activation.h>
@@ -39,7 +40,10 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
     const auto cols = tf_same_padding(x.size(-1), k, s);
     x = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
   }
-  return SequentialImpl::forward(std::move(x));
+  // The convolution, then BatchNorm and ReLU6 (fused when training on CPU).
+  x = ptr(0)->as<torch::nn::Conv2dImpl>()->forward(x);
+  return batchnorm_relu6(
+      *ptr(1)->as<torch::nn::BatchNorm2dImpl>(), x, options.activation());
 }
 
 }  // namespace mnv2

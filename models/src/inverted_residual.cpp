@@ -1,4 +1,5 @@
 #include <mobilenetv2/conv_bn_activation.h>
+#include <mobilenetv2/fused_batchnorm.h>
 #include <mobilenetv2/inverted_residual.h>
 
 #include <torch/nn/modules/batchnorm.h>
@@ -47,10 +48,16 @@ InvertedResidualImpl::InvertedResidualImpl(
 }
 
 torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
-  if (use_residual_) {
-    return x + conv->forward(x);
+  // The units before the projection's BatchNorm, then that BatchNorm
+  // (fused when training on CPU).
+  auto y = x;
+  auto unit = conv->begin();
+  for (size_t i = 0; i + 1 < conv->size(); ++i, ++unit) {
+    y = unit->forward(y);
   }
-  return conv->forward(x);
+  y = batchnorm_relu6(
+      *conv->ptr(conv->size() - 1)->as<torch::nn::BatchNorm2dImpl>(), y, false);
+  return use_residual_ ? x + y : y;
 }
 
 void InvertedResidualImpl::pretty_print(std::ostream& stream) const {

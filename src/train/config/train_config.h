@@ -79,6 +79,9 @@ struct TrainConfig {
   std::string amp_dtype = "auto";
   /// NHWC memory: 1.6-2x faster training on CPU here. Default: on.
   bool channels_last = true;
+  /// Training BatchNorm + ReLU6 through the fused CPU kernels
+  /// (mnv2::fused_batchnorm_relu6) where they apply. Default: on.
+  bool fused_batchnorm = true;
   bool deterministic = false;
   uint64_t seed = 0;
   int threads = 0;  ///< <= 0: available cores

@@ -253,6 +253,13 @@ FlagTable<TrainConfig> make_train_flags() {
        &C::channels_last,
        "channels_last",
        kToggle},
+      {"fused-batchnorm",
+       "Execution",
+       "CPU, fp32, channels_last: BatchNorm and ReLU6 through fused kernels "
+       "(--fused-batchnorm=false for LibTorch's operators)",
+       &C::fused_batchnorm,
+       "fused_batchnorm",
+       kToggle},
       {"deterministic",
        "Execution",
        "deterministic algorithms",

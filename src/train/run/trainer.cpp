@@ -2,6 +2,7 @@
 #include "train/run/training.h"
 
 #include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/fused_batchnorm.h>
 #include <mobilenetv2/image_decode.h>
 #include <mobilenetv2/memory_format.h>
 #include "common/errors.h"
@@ -147,6 +148,7 @@ void Training::setup() {
   if (c_.channels_last) {
     use_channels_last(*model_);
   }
+  set_fused_batchnorm_enabled(c_.fused_batchnorm);
   info_ = {model_->options,
            train_set_.class_names,
            c_.img_size,

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/types.h>
+
+namespace mnv2 {
+
+/// Training-mode BatchNorm followed by ReLU6 (or by nothing), fused for CPU
+/// fp32 activations in channels_last memory: batch statistics in one pass
+/// and the normalised, clamped output in a second, and a backward that masks
+/// by the clamp and reduces in one pass. Unfused, PyTorch reads and writes
+/// each activation about twice as often in training (BatchNorm's passes, the
+/// clamp, the clone an in-place ReLU6 costs autograd, hardtanh's backward).
+/// Equal to torch::batch_norm (training) then torch::clamp(0, 6) up to float
+/// rounding; updates the running statistics as BatchNorm2d does (unbiased
+/// variance, `momentum`).
+torch::Tensor fused_batchnorm_relu6(const torch::Tensor& input,
+                                    const torch::Tensor& weight,
+                                    const torch::Tensor& bias,
+                                    torch::Tensor running_mean,
+                                    torch::Tensor running_var,
+                                    double momentum,
+                                    double eps,
+                                    bool relu6);
+
+/// Whether fused_batchnorm_relu6 takes this input: CPU, fp32,
+/// channels_last, no autocast.
+bool fused_batchnorm_applies(const torch::Tensor& input);
+
+/// `bn` applied to `input`, then ReLU6 (in place, as torchvision's) when
+/// `relu6`: fused_batchnorm_relu6 where the module trains, the switch below
+/// is on and the input qualifies; LibTorch's operators otherwise.
+torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,
+                              const torch::Tensor& input,
+                              bool relu6);
+
+/// A process-wide switch, on by default: off, the modules compute BatchNorm
+/// and ReLU6 with LibTorch's operators (mnv2-train --no-fused-batchnorm).
+void set_fused_batchnorm_enabled(bool enabled);
+bool fused_batchnorm_enabled();
+
+}  // namespace mnv2

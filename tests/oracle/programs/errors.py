@@ -31,7 +31,7 @@ def case_errors(bin_dir, work):
         ([bin_dir / "mnv2-eval", "--weights", work / "w.pth"], "no eval mode"),
         ([train, "--data", data, "--output", work / "x", "--device", "cuda:7"]
          if not torch.cuda.is_available() else [train, "--device", "tpu"], "unavailable device"),
-        ([bin_dir / "mnv2-export", "--weights", work / "w.pth", "--format", "tflite",
+        ([bin_dir / "mnv2-export", "--weights", work / "w.pth", "--format", "coreml",
           "--output", work / "m"], "unknown export format"),
     ]
     for args, what in usage:

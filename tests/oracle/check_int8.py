@@ -247,6 +247,18 @@ def check_qdq_onnx(bin_dir, work, int8_file, photos, mean, std, engine):
                   f"{'' if covered else ', under the claim'}), max |p - p_ours| {diff:.3f}")
 
 
+def prepare_photos(work):
+    """The 13 photos at the weights' 224x224 (their resize squashes), so that
+    the programs' resize is the identity and both sides read the same
+    pixels."""
+    photos = work / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    for path in [SKIMAGE / name for name in CALIBRATION] + [GRACE]:
+        Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR).save(
+            photos / (path.stem + ".png"))
+    return photos
+
+
 def probabilities_by_photo(prediction_json, classes):
     out = {}
     for entry in json.loads(Path(prediction_json).read_text()):
@@ -262,13 +274,7 @@ def main():
     keras = pretrained / KERAS_FILE
     if not keras.exists():
         raise SystemExit(f"{keras} is missing: run scripts/get-pretrained.sh")
-    photos = work / "photos"
-    photos.mkdir(parents=True, exist_ok=True)
-    # At the weights' 224x224 (their resize squashes), so that the programs'
-    # resize is the identity and both sides read the same pixels.
-    for path in [SKIMAGE / name for name in CALIBRATION] + [GRACE]:
-        Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR).save(
-            photos / (path.stem + ".png"))
+    photos = prepare_photos(work)
     int8_file = work / "keras_int8.pth"
     # On a terminal the export shows its progress: the images read, the two
     # calibration passes over each of the 4 batches, the verification.

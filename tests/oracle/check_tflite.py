@@ -33,8 +33,8 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from check_int8 import (CALIBRATION, GRACE, KERAS_FILE, SKIMAGE,  # noqa: E402
-                        confident, probabilities_by_photo, tf_same_pad)
+from check_int8 import (KERAS_FILE, confident, prepare_photos,  # noqa: E402
+                        probabilities_by_photo, tf_same_pad)
 
 PROBABILITY_TOLERANCE = 1e-4
 FAILURES = []
@@ -310,11 +310,7 @@ def main():
     keras = pretrained / KERAS_FILE
     if not keras.exists():
         raise SystemExit(f"{keras} is missing: run scripts/get-pretrained.sh")
-    photos = work / "photos"
-    photos.mkdir(parents=True, exist_ok=True)
-    for path in [SKIMAGE / name for name in CALIBRATION] + [GRACE]:
-        Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR).save(
-            photos / (path.stem + ".png"))
+    photos = prepare_photos(work)
     mean, std = check_float_keras(bin_dir, work, keras, photos)
     int8_file = check_int8(bin_dir, work, keras, photos, mean, std)
     check_float_digits(bin_dir, work, digits)

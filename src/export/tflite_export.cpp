@@ -83,16 +83,23 @@ Outcome export_tflite(const ExportCommand& c, const InferenceModel& model) {
     }
     network = to_plain_network(folded_of(c, model));
   }
+  // Written and checked under another name beside --output, then renamed
+  // over it: a failed check leaves a previous file as it was.
+  const auto staging =
+      (fs::path(c.output).parent_path() /
+       ("." + fs::path(c.output).filename().string() + ".staging"))
+          .string();
   tflite_export::TfliteCheck check;
   try {
-    tflite_export::write_tflite(network, options, c.output);
-    check = tflite_export::verify_tflite(network, options, c.output);
+    tflite_export::write_tflite(network, options, staging);
+    check = tflite_export::verify_tflite(network, options, staging);
   } catch (const std::runtime_error& e) {
     std::error_code ec;
-    fs::remove(c.output, ec);
+    fs::remove(staging, ec);
     std::cerr << "mnv2-export: " << e.what() << "; nothing written\n";
     return Outcome::kCheckFailed;
   }
+  fs::rename(staging, c.output);
   const auto size = std::to_string(options.image_size);
   std::cout << "wrote " << c.output << " (TensorFlow Lite, " << form
             << "; input 1x" << size << "x" << size << "x3 NHWC, "

@@ -7,6 +7,7 @@
 #include <mobilenetv2/plain_network.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -93,6 +94,27 @@ struct ClassifierCodes {
   std::vector<int8_t> codes;  ///< [classes, features]
   std::vector<float> scales;  ///< [classes]
 };
-ClassifierCodes classifier_codes(const plain::Network& network);
+inline ClassifierCodes classifier_codes(const plain::Network& network) {
+  ClassifierCodes q;
+  const auto features = static_cast<size_t>(network.features);
+  q.codes.resize(network.fc_weight.size());
+  q.scales.resize(static_cast<size_t>(network.classes));
+  for (size_t c = 0; c < q.scales.size(); ++c) {
+    const auto row =
+        network.fc_weight.begin() + static_cast<std::ptrdiff_t>(c * features);
+    float max = 0;
+    for (size_t k = 0; k < features; ++k) {
+      max = std::max(max, std::abs(row[static_cast<std::ptrdiff_t>(k)]));
+    }
+    q.scales[c] = max > 0 ? max / 127.f : 1.f;
+    for (size_t k = 0; k < features; ++k) {
+      q.codes[c * features + k] = static_cast<int8_t>(std::clamp(
+          std::nearbyint(row[static_cast<std::ptrdiff_t>(k)] / q.scales[c]),
+          -127.f,
+          127.f));
+    }
+  }
+  return q;
+}
 
 }  // namespace mnv2::tflite_export

@@ -12,55 +12,6 @@
 
 namespace mnv2::tflite_export {
 
-IoType io_type_from_name(const std::string& name) {
-  if (name == "int8") {
-    return IoType::kInt8;
-  }
-  if (name == "uint8") {
-    return IoType::kUint8;
-  }
-  if (name == "float32") {
-    return IoType::kFloat32;
-  }
-  throw std::invalid_argument("must be int8, uint8 or float32, got '" + name +
-                              "'");
-}
-
-std::string io_type_name(IoType type) {
-  switch (type) {
-    case IoType::kInt8:
-      return "int8";
-    case IoType::kUint8:
-      return "uint8";
-    case IoType::kFloat32:
-      return "float32";
-  }
-  return "?";
-}
-
-ClassifierCodes classifier_codes(const plain::Network& network) {
-  ClassifierCodes q;
-  const auto features = static_cast<size_t>(network.features);
-  q.codes.resize(network.fc_weight.size());
-  q.scales.resize(static_cast<size_t>(network.classes));
-  for (size_t c = 0; c < q.scales.size(); ++c) {
-    const auto row =
-        network.fc_weight.begin() + static_cast<std::ptrdiff_t>(c * features);
-    float max = 0;
-    for (size_t k = 0; k < features; ++k) {
-      max = std::max(max, std::abs(row[static_cast<std::ptrdiff_t>(k)]));
-    }
-    q.scales[c] = max > 0 ? max / 127.f : 1.f;
-    for (size_t k = 0; k < features; ++k) {
-      q.codes[c * features + k] = static_cast<int8_t>(std::clamp(
-          std::nearbyint(row[static_cast<std::ptrdiff_t>(k)] / q.scales[c]),
-          -127.f,
-          127.f));
-    }
-  }
-  return q;
-}
-
 namespace {
 
 using flatbuffers::Offset;

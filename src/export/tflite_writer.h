@@ -7,6 +7,7 @@
 #include <mobilenetv2/plain_network.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace mnv2::tflite_export {
@@ -16,8 +17,31 @@ namespace mnv2::tflite_export {
 enum class IoType { kInt8, kUint8, kFloat32 };
 
 /// "int8", "uint8", "float32"; throws std::invalid_argument otherwise.
-IoType io_type_from_name(const std::string& name);
-std::string io_type_name(IoType type);
+inline IoType io_type_from_name(const std::string& name) {
+  if (name == "int8") {
+    return IoType::kInt8;
+  }
+  if (name == "uint8") {
+    return IoType::kUint8;
+  }
+  if (name == "float32") {
+    return IoType::kFloat32;
+  }
+  throw std::invalid_argument("must be int8, uint8 or float32, got '" + name +
+                              "'");
+}
+
+inline std::string io_type_name(IoType type) {
+  switch (type) {
+    case IoType::kInt8:
+      return "int8";
+    case IoType::kUint8:
+      return "uint8";
+    case IoType::kFloat32:
+      return "float32";
+  }
+  return "?";
+}
 
 struct TfliteOptions {
   int64_t image_size = 224;  ///< the input's height and width

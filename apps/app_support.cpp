@@ -2,7 +2,7 @@
 
 #include "common/log.h"
 
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/util/weights_error.h>
 
 #include <c10/util/Exception.h>
 

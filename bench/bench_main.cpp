@@ -3,8 +3,8 @@
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
 //                         [--profile TRACE.json]
-#include <mobilenetv2/fused_batchnorm.h>
-#include <mobilenetv2/memory_format.h>
+#include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/util/memory_format.h>
 #include "common/runtime.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
@@ -13,7 +13,7 @@
 #include "distributed/process_group.h"
 #include "train/step/optimizer.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>

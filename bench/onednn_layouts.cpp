@@ -6,12 +6,12 @@
 // hits every variant alike. Prints one JSON object.
 //   mnv2-bench-onednn [--size 224] [--batch 32] [--iterations 30]
 //                     [--rounds 3] [--threads 2]
-#include "onednn/onednn_network.h"
+#include "engines/onednn/onednn_network.h"
 
-#include <mobilenetv2/folded_network.h>
-#include <mobilenetv2/mobilenet_v2.h>
-#include <mobilenetv2/onednn_mobilenet_v2.h>
-#include <mobilenetv2/plain_network.h>
+#include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
+#include <mobilenetv2/engines/plain_network.h>
 
 #include <torch/torch.h>
 #include <cxxopts.hpp>

@@ -1,22 +1,29 @@
 # Checks the engine's include directions (see src/CMakeLists.txt).
 #
+# Checks the include directions between the folders of a tree: the engine's
+# (src/, see src/CMakeLists.txt) and the model library's (models/, see
+# models/CMakeLists.txt).
+#
 # Rules: a list of `folder:allowed,folders:private,headers.h` entries. A file
-# in src/<folder>/ may include "<other>/x.h" only when <other> is <folder> or
-# one of its allowed folders, and a private header only from its own folder.
-# Includes that do not start with an engine folder (models/, LibTorch, the
-# standard library) are not the engine's business here.
+# in <tree>/<folder>/ may include "<prefix><other>/x.h" only when <other> is
+# <folder> or one of its allowed folders, and a private header only from its
+# own folder. The prefix is "" for the engine ("data/dataset.h") and
+# "mobilenetv2/" for the model library (<mobilenetv2/nn/options.h>).
+# Includes that do not start with a folder of the tree (LibTorch, the
+# standard library, the other tree) are not its business here.
 #
 # Used two ways:
-#   include(MNV2CheckLayering) + mnv2_check_layering(<src dir> <rules>)
+#   include(MNV2CheckLayering) + mnv2_check_layering(<dir> <rules> [<prefix>])
 #       at configure time: a violation is a fatal error;
-#   cmake -DSRC=<dir> -DRULES_FILE=<file holding the rules> -P MNV2CheckLayering.cmake
+#   cmake -DSRC=<dir> -DRULES_FILE=<file holding the rules> [-DPREFIX=mobilenetv2/]
+#         -P MNV2CheckLayering.cmake
 #       as a test: prints every violation and exits non-zero.
 
 if(CMAKE_SCRIPT_MODE_FILE)
   cmake_minimum_required(VERSION 3.25)  # IN_LIST
 endif()
 
-function(mnv2_layering_violations src_dir rules out_var)
+function(mnv2_layering_violations src_dir rules prefix out_var)
   set(folders)
   foreach(rule IN LISTS rules)
     string(REPLACE ":" ";" parts "${rule}")
@@ -37,9 +44,9 @@ function(mnv2_layering_violations src_dir rules out_var)
     list(APPEND allowed ${folder})
     file(GLOB_RECURSE files "${src_dir}/${folder}/*.h" "${src_dir}/${folder}/*.cpp")
     foreach(file IN LISTS files)
-      file(STRINGS "${file}" lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"")
+      file(STRINGS "${file}" lines REGEX "^[ \t]*#[ \t]*include[ \t]*[\"<]${prefix}")
       foreach(line IN LISTS lines)
-        if(NOT line MATCHES "\"([^\"/]+)/([^\"]+)\"")
+        if(NOT line MATCHES "[\"<]${prefix}([^\"/>]+)/([^\">]+)[\">]")
           continue()
         endif()
         set(target_folder "${CMAKE_MATCH_1}")
@@ -75,17 +82,18 @@ function(mnv2_layering_violations src_dir rules out_var)
 endfunction()
 
 function(mnv2_check_layering src_dir rules)
-  mnv2_layering_violations("${src_dir}" "${rules}" found)
+  set(prefix "${ARGV2}")
+  mnv2_layering_violations("${src_dir}" "${rules}" "${prefix}" found)
   if(found)
     string(REPLACE ";" "\n  " text "${found}")
-    message(FATAL_ERROR "include directions broken (see src/CMakeLists.txt):\n  ${text}")
+    message(FATAL_ERROR "include directions broken (see ${src_dir}/CMakeLists.txt):\n  ${text}")
   endif()
 endfunction()
 
 if(CMAKE_SCRIPT_MODE_FILE AND DEFINED SRC)
   file(READ "${RULES_FILE}" rules)
   get_filename_component(SRC "${SRC}" ABSOLUTE)
-  mnv2_layering_violations("${SRC}" "${rules}" found)
+  mnv2_layering_violations("${SRC}" "${rules}" "${PREFIX}" found)
   list(LENGTH found count)
   foreach(violation IN LISTS found)
     message(NOTICE "${violation}")

@@ -16,9 +16,11 @@ install(TARGETS mobilenetv2 mnv2_atomic_file mobilenetv2_classifier
         EXPORT MobileNetV2Targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(DIRECTORY models/include/mobilenetv2
-                  models/classifier/include/mobilenetv2
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+foreach(folder util nn torch_files preprocessing quantization engines weights keras
+               classifier)
+  install(DIRECTORY models/${folder}/include/mobilenetv2
+          DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endforeach()
 # The vision component in an export set of its own, read only when a
 # consumer asks for it (and so finds OpenCV only then).
 install(TARGETS mobilenetv2_vision EXPORT MobileNetV2VisionTargets
@@ -32,7 +34,7 @@ if(MNV2_WITH_ONEDNN)
   install(TARGETS mobilenetv2_onednn mnv2_onednn_executor
           EXPORT MobileNetV2Targets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-  install(DIRECTORY models/onednn/include/mobilenetv2
+  install(DIRECTORY models/engines/onednn/include/mobilenetv2
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endif()
 install(EXPORT MobileNetV2Targets NAMESPACE MobileNetV2::

@@ -10,8 +10,8 @@
 // Exits 0 when the model learned: the last steps' loss is under half the
 // first steps' and, on fresh images, the squares' intersection over union is
 // over 0.5.
-#include <mobilenetv2/mobilenet_v2.h>
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/weights/load_model.h>
 
 #include <torch/torch.h>
 

@@ -7,8 +7,8 @@
 //
 // --labels names the classes when the weights only number them (Keras' and
 // torchvision's ImageNet weights: data/imagenet_classes.txt).
-#include <mobilenetv2/image_classifier.h>
-#include <mobilenetv2/vision.h>
+#include <mobilenetv2/classifier/image_classifier.h>
+#include <mobilenetv2/vision/vision.h>
 
 #include <cstdio>
 #include <exception>

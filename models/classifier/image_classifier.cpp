@@ -1,7 +1,7 @@
-#include <mobilenetv2/autocast_guard.h>
-#include <mobilenetv2/data_error.h>
-#include <mobilenetv2/image_classifier.h>
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/data_error.h>
+#include <mobilenetv2/classifier/image_classifier.h>
+#include <mobilenetv2/util/weights_error.h>
 
 #include <torch/torch.h>
 

@@ -1,12 +1,9 @@
-#include <mobilenetv2/inference_model.h>
-#include <mobilenetv2/memory_format.h>
+#include <mobilenetv2/classifier/inference_model.h>
+#include <mobilenetv2/util/memory_format.h>
 
-#include <mobilenetv2/quantized_network.h>
-#include <mobilenetv2/weights_file.h>
-
-#ifdef MNV2_WITH_ONEDNN
-#include <mobilenetv2/onednn_mobilenet_v2.h>
-#endif
+#include <mobilenetv2/quantization/quantized_network.h>
+#include <mobilenetv2/classifier/engine_registry.h>
+#include <mobilenetv2/classifier/weights_file.h>
 
 #include <ATen/autocast_mode.h>
 #include <caffe2/serialize/inline_container.h>
@@ -38,14 +35,17 @@ InferenceModel InferenceModel::load(const std::string& path,
   if (is_torchscript_file(path)) {
     torch::jit::ExtraFilesMap extra{{kMetadataExtraFile, ""}};
     try {
-      model.script_ = std::make_shared<torch::jit::Module>(
+      model.weights_.script = std::make_shared<torch::jit::Module>(
           torch::jit::load(path, device, extra));
     } catch (const c10::Error& e) {
       throw WeightsError("TorchScript file '" + path + "' cannot be loaded: " +
                          e.msg().substr(0, e.msg().find('\n')));
     }
-    model.script_->eval();
+    model.weights_.script->eval();
     model.kind_ = "torchscript";
+    model.device_ = device;
+    model.engines_ =
+        build_engines(model.weights_, EnginePreference::kEager, device);
     const auto& metadata = extra[kMetadataExtraFile];
     if (!metadata.empty()) {
       model.info_ = model_info_from_json(metadata, path);
@@ -77,11 +77,10 @@ InferenceModel InferenceModel::load(const std::string& path,
     }
     model.info_ = weights.info;
     model.kind_ = weights.kind;
-    model.quantized_ = std::make_shared<const QuantizedNetwork>(
+    model.weights_.quantized = std::make_shared<const QuantizedNetwork>(
         quantized_from_state_dict(weights.state, path));
-#ifdef MNV2_WITH_ONEDNN
-    model.onednn_ = std::make_shared<OneDnnMobileNetV2>(*model.quantized_);
-#endif
+    model.engines_ =
+        build_engines(model.weights_, EnginePreference::kEager, device);
     return model;
   }
   if (!has_classifier(weights.state)) {
@@ -92,70 +91,62 @@ InferenceModel InferenceModel::load(const std::string& path,
   model.info_ = weights.info;
   model.conversion_ = weights.conversion;
   model.kind_ = weights.kind;
-  model.eager_ = MobileNetV2(weights.info.options);
-  load_weights(*model.eager_, weights.state, LoadMode::kStrict, path);
-  model.eager_->to(device);
-  model.eager_->eval();
+  auto& eager = model.weights_.eager;
+  eager = MobileNetV2(weights.info.options);
+  load_weights(*eager, weights.state, LoadMode::kStrict, path);
+  eager->to(device);
+  eager->eval();
+  model.device_ = device;
+  model.engines_ =
+      build_engines(model.weights_, EnginePreference::kEager, device);
   return model;
+}
+
+const InferenceEngine& InferenceModel::engine(
+    const std::optional<c10::ScalarType>& autocast) const {
+  return select_engine(engines_, autocast);
 }
 
 std::string InferenceModel::engine_for(
     const std::optional<c10::ScalarType>& autocast) const {
-  if (quantized_) {
-    return onednn_ ? "onednn-int8" : "int8-simulated";
-  }
-  if (onednn_ && !autocast) {
-    return "onednn";
-  }
-  return runs_fused(autocast) ? "graph" : "eager";
+  return engine(autocast).name();
 }
 
 bool InferenceModel::runs_fused(
     const std::optional<c10::ScalarType>& autocast) const {
-  return fused_ != nullptr && fused_->runs_fused(autocast);
+  const auto name = engine_for(autocast);
+  return name == "onednn" || name == "graph";
+}
+
+bool InferenceModel::fused() const {
+  return fused_requested_;
 }
 
 torch::Tensor InferenceModel::forward(const torch::Tensor& images) const {
-  if (quantized_) {
-#ifdef MNV2_WITH_ONEDNN
-    return onednn_->forward(images.to(torch::kFloat));
-#else
-    return simulate_quantized(*quantized_, images);
-#endif
+  std::optional<c10::ScalarType> autocast;
+  if (images.device().is_cpu() &&
+      at::autocast::is_autocast_enabled(c10::DeviceType::CPU)) {
+    autocast = at::autocast::get_autocast_dtype(c10::DeviceType::CPU);
   }
-  if (fused_ && images.device().is_cpu()) {
-#ifdef MNV2_WITH_ONEDNN
-    if (onednn_ && !at::autocast::is_autocast_enabled(c10::DeviceType::CPU)) {
-      return onednn_->forward(images);
-    }
-#endif
-    return fused_->forward(images);
-  }
-  if (script_) {
-    return script_->forward({images}).toTensor();
-  }
-  return eager_->forward(images);
+  return engine(autocast).forward(images);
 }
 
 void InferenceModel::use_fused_engine(bool graph_only) {
   // The fused engines are for CPU models; CUDA keeps the eager model.
-  if (eager_ && !fused_ && eager_->parameters().front().device().is_cpu()) {
-    fused_ = std::make_shared<FusedMobileNetV2>(eager_);
-#ifdef MNV2_WITH_ONEDNN
-    if (!graph_only) {
-      onednn_ = std::make_shared<OneDnnMobileNetV2>(eager_);
-    }
-#else
-    (void)graph_only;
-#endif
+  if (weights_.eager && !fused_requested_ && device_.is_cpu()) {
+    fused_requested_ = true;
+    engines_ = build_engines(weights_,
+                             graph_only ? EnginePreference::kGraph
+                                        : EnginePreference::kFused,
+                             device_);
   }
 }
 
 void InferenceModel::to_channels_last() {
-  if (eager_) {
+  if (weights_.eager) {
     // As training converts its model, so that evaluation here computes what
     // training's evaluation computed.
-    use_channels_last(*eager_);
+    use_channels_last(*weights_.eager);
   }
 }
 

@@ -1,6 +1,6 @@
-#include <mobilenetv2/weights_file.h>
+#include <mobilenetv2/classifier/weights_file.h>
 
-#include <mobilenetv2/keras_weights.h>
+#include <mobilenetv2/keras/keras_weights.h>
 #include "hdf5_file.h"
 
 namespace mnv2 {

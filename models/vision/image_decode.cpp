@@ -1,7 +1,7 @@
-#include <mobilenetv2/image_decode.h>
+#include <mobilenetv2/vision/image_decode.h>
 
-#include <mobilenetv2/data_error.h>
-#include <mobilenetv2/image_header.h>
+#include <mobilenetv2/util/data_error.h>
+#include <mobilenetv2/vision/image_header.h>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>

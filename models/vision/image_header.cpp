@@ -1,4 +1,4 @@
-#include <mobilenetv2/image_header.h>
+#include <mobilenetv2/vision/image_header.h>
 
 #include <tiffio.h>
 #include <turbojpeg.h>

@@ -1,6 +1,6 @@
-#include <mobilenetv2/data_error.h>
-#include <mobilenetv2/image_decode.h>
-#include <mobilenetv2/vision.h>
+#include <mobilenetv2/util/data_error.h>
+#include <mobilenetv2/vision/image_decode.h>
+#include <mobilenetv2/vision/vision.h>
 
 #include <torch/torch.h>
 

@@ -4,7 +4,7 @@
 // Outcome; only the programs in apps/ turn them into exit statuses (and
 // only apps/ throws usage errors, where the command line is interpreted).
 
-#include <mobilenetv2/data_error.h>
+#include <mobilenetv2/util/data_error.h>
 
 #include <stdexcept>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/cpu_features.h>  // cpu_has_native_bf16/fp16
+#include <mobilenetv2/util/cpu_features.h>  // cpu_has_native_bf16/fp16
 
 #include <torch/types.h>
 

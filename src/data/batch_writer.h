@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/preprocessing.h>
+#include <mobilenetv2/preprocessing/preprocessing.h>
 
 #include <torch/types.h>
 #include <opencv2/core/mat.hpp>

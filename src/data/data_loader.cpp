@@ -1,6 +1,6 @@
 #include "data/data_loader.h"
 
-#include <mobilenetv2/image_decode.h>
+#include <mobilenetv2/vision/image_decode.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/runtime.h"

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/preprocessing.h>
+#include <mobilenetv2/preprocessing/preprocessing.h>
 #include "data/dataset.h"
 #include "data/transforms.h"
 

@@ -1,6 +1,6 @@
 #include "data/dataset.h"
 
-#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "data/shards.h"
 

@@ -2,7 +2,7 @@
 // into samples by key as webdataset groups them.
 #include "data/shards.h"
 
-#include <mobilenetv2/model_info.h>
+#include <mobilenetv2/weights/model_info.h>
 #include "common/errors.h"
 
 #include <archive.h>

@@ -1,10 +1,10 @@
 #include "data/shard_writer.h"
 
-#include <mobilenetv2/image_decode.h>
+#include <mobilenetv2/vision/image_decode.h>
 #include "common/errors.h"
 #include "common/log.h"
 
-#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/util/atomic_file.h>
 
 #include <archive.h>
 #include <archive_entry.h>

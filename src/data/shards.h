@@ -6,7 +6,7 @@
 // extension (jpg, jpeg, png, webp, ...) and its label the integer in
 // `KEY.cls` or the "label" field of `KEY.json`.
 
-#include <mobilenetv2/model_info.h>
+#include <mobilenetv2/weights/model_info.h>
 #include "data/dataset.h"
 
 #include <cstdint>

@@ -1,8 +1,8 @@
 #include "eval/eval_commands.h"
 
-#include <mobilenetv2/image_decode.h>
-#include <mobilenetv2/inference_model.h>
-#include <mobilenetv2/vision.h>
+#include <mobilenetv2/vision/image_decode.h>
+#include <mobilenetv2/classifier/inference_model.h>
+#include <mobilenetv2/vision/vision.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/progress.h"
@@ -14,7 +14,8 @@
 #include "eval/eval_report.h"
 #include "eval/eval_setup.h"
 
-#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/util/atomic_file.h>
+#include <mobilenetv2/weights/sidecar.h>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>

@@ -1,6 +1,6 @@
 #include "eval/eval_commands.h"
 
-#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "eval/weights_flags.h"
 
 namespace mnv2 {

@@ -2,8 +2,8 @@
 
 #include "eval/eval_commands.h"
 
-#include <mobilenetv2/image_classifier.h>
-#include <mobilenetv2/inference_model.h>
+#include <mobilenetv2/classifier/image_classifier.h>
+#include <mobilenetv2/classifier/inference_model.h>
 
 #include <optional>
 #include <string>

@@ -1,6 +1,6 @@
 #include "eval/evaluate.h"
 
-#include <mobilenetv2/autocast_guard.h>
+#include <mobilenetv2/util/autocast_guard.h>
 
 #include <torch/torch.h>
 

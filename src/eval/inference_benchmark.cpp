@@ -1,13 +1,10 @@
 // mnv2-eval --benchmark: latency at batch 1 and throughput at batch N.
-#include <mobilenetv2/autocast_guard.h>
+#include <mobilenetv2/util/autocast_guard.h>
 #include "common/runtime.h"
 #include "eval/eval_commands.h"
 #include "eval/eval_setup.h"
 
-#include <mobilenetv2/atomic_file.h>
-#ifdef MNV2_WITH_ONEDNN
-#include <mobilenetv2/onednn_mobilenet_v2.h>
-#endif
+#include <mobilenetv2/util/atomic_file.h>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -28,6 +25,7 @@ struct Case {
   bool channels_last;
   bool emulated = false;         ///< a 16-bit type this CPU lacks natively
   std::string engine = "eager";  ///< or onednn, graph
+  std::string library;           ///< the engine's, where not LibTorch
   double p50_ms = 0;
   double p90_ms = 0;
   double p99_ms = 0;
@@ -58,15 +56,6 @@ double seconds_of(const Prepared& p,
       .count();
 }
 
-// The oneDNN library behind the "onednn" engine, where built with it.
-std::string onednn_library() {
-#ifdef MNV2_WITH_ONEDNN
-  return onednn_version();
-#else
-  return "";
-#endif
-}
-
 // Whether the device computes in this dtype natively (a CPU without the
 // 16-bit instructions emulates them, 10-25x slower).
 bool native(const torch::Device& device,
@@ -86,7 +75,11 @@ Case measure(Prepared& p,
   // An int8 file computes in int8 whatever the autocast.
   const auto amp =
       dtype == "int8" ? std::nullopt : amp_dtype_of(dtype, p.device);
-  out.engine = p.device.is_cpu() ? p.model.engine_for(amp) : "eager";
+  if (p.device.is_cpu()) {
+    const auto& engine = p.model.engine(amp);
+    out.engine = engine.name();
+    out.library = engine.library();
+  }
   out.emulated = !native(p.device, amp);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
                                     : torch::MemoryFormat::Contiguous;
@@ -195,12 +188,15 @@ Outcome run_benchmark(const EvalCommand& command) {
       })) {
     std::cout << "* emulated: this CPU has no native instructions for it\n";
   }
-  const bool on_onednn =
-      std::any_of(cases.begin(), cases.end(), [](const Case& r) {
-        return r.engine.rfind("onednn", 0) == 0;
-      });
-  if (on_onednn) {
-    std::cout << "onednn: oneDNN " << onednn_library()
+  // The oneDNN library behind the "onednn" engines, where they ran.
+  std::string onednn_library;
+  for (const auto& r : cases) {
+    if (r.engine.rfind("onednn", 0) == 0) {
+      onednn_library = r.library;
+    }
+  }
+  if (!onednn_library.empty()) {
+    std::cout << "onednn: " << onednn_library
               << " primitives called directly\n";
   }
   if (!c.json.empty()) {
@@ -211,7 +207,8 @@ Outcome run_benchmark(const EvalCommand& command) {
         {"threads", at::get_num_threads()},
         {"img_size", c.img_size},
         {"iterations", c.iterations},
-        {"onednn_version", on_onednn ? onednn_library() : ""},
+        {"onednn_version",
+         onednn_library.empty() ? "" : onednn_library.substr(7)},
         {"cases", rows}};
     write_file_atomically(c.json, j.dump(1) + "\n");
   }

@@ -1,9 +1,9 @@
 #include "export/int8_export.h"
 
-#include <mobilenetv2/folded_network.h>
-#include <mobilenetv2/image_classifier.h>
-#include <mobilenetv2/quantize.h>
-#include <mobilenetv2/vision.h>
+#include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/classifier/image_classifier.h>
+#include <mobilenetv2/quantization/quantize.h>
+#include <mobilenetv2/vision/vision.h>
 #include "common/log.h"
 #include "common/progress.h"
 #include "data/dataset.h"
@@ -12,7 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <mobilenetv2/plain_network.h>
+#include <mobilenetv2/engines/plain_network.h>
+#include <mobilenetv2/weights/sidecar.h>
 
 #include <torch/torch.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/inference_model.h>
+#include <mobilenetv2/classifier/inference_model.h>
 #include "export/export_command.h"
 
 namespace mnv2 {

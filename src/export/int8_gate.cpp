@@ -1,6 +1,6 @@
 #include "export/int8_gate.h"
 
-#include <mobilenetv2/quantize.h>
+#include <mobilenetv2/quantization/quantize.h>
 #include "common/progress.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"

@@ -1,7 +1,7 @@
 #pragma once
 
-#include <mobilenetv2/image_classifier.h>
-#include <mobilenetv2/quantized_network.h>
+#include <mobilenetv2/classifier/image_classifier.h>
+#include <mobilenetv2/quantization/quantized_network.h>
 #include "export/export_command.h"
 
 #include <string>

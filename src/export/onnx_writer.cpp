@@ -1,6 +1,6 @@
 #include "export/onnx_writer.h"
 
-#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/util/atomic_file.h>
 
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>

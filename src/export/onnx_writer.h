@@ -4,7 +4,7 @@
 // of its own version, and this file is compiled against Debian's protobuf
 // and libonnx. The network therefore arrives as plain vectors.
 
-#include <mobilenetv2/plain_network.h>
+#include <mobilenetv2/engines/plain_network.h>
 
 #include <cstdint>
 #include <string>

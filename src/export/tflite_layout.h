@@ -4,7 +4,7 @@
 // convolution gets, the weights' layouts and the activations' quantization.
 // Private to export/.
 
-#include <mobilenetv2/plain_network.h>
+#include <mobilenetv2/engines/plain_network.h>
 
 #include <algorithm>
 #include <cmath>

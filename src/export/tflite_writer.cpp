@@ -3,7 +3,7 @@
 #include "export/tflite_layout.h"
 #include "tflite_schema_generated.h"
 
-#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/util/atomic_file.h>
 
 #include <algorithm>
 #include <cmath>

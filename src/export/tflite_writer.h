@@ -4,7 +4,7 @@
 // the network arrives as plain vectors, and the file is built with Debian's
 // flatbuffers from the schema subset in tflite_schema.fbs.
 
-#include <mobilenetv2/plain_network.h>
+#include <mobilenetv2/engines/plain_network.h>
 
 #include <cstdint>
 #include <stdexcept>

@@ -1,6 +1,6 @@
 #include "export/torchscript_export.h"
 
-#include <mobilenetv2/scripted_network.h>
+#include <mobilenetv2/engines/scripted_network.h>
 
 #include <torch/csrc/jit/passes/freeze_module.h>
 #include <torch/script.h>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/nn/folded_network.h>
 
 #include <string>
 

@@ -1,9 +1,9 @@
 // Builds a MobileNetV2 from the installed package, runs it, and runs its
 // fused inference forms (the oneDNN add-on's where the package has it).
-#include <mobilenetv2/fused_mobilenet_v2.h>
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/engines/fused_mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 #ifdef MNV2_CONSUMER_ONEDNN
-#include <mobilenetv2/onednn_mobilenet_v2.h>
+#include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
 #endif
 
 #include <torch/torch.h>

@@ -1,8 +1,8 @@
 // Data pipeline: dataset discovery, decoding, torchvision geometry, loader.
 #include "test_support.h"
 
-#include <mobilenetv2/image_decode.h>
-#include <mobilenetv2/image_header.h>
+#include <mobilenetv2/vision/image_decode.h>
+#include <mobilenetv2/vision/image_header.h>
 #include "common/errors.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
@@ -10,7 +10,7 @@
 #include "data/transforms.h"
 #include "data/trivial_augment.h"
 
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/torch_files/torch_file.h>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>

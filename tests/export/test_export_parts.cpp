@@ -4,7 +4,7 @@
 // mnv2-export refuses before loading anything.
 #include "test_support.h"
 
-#include <mobilenetv2/folded_network.h>
+#include <mobilenetv2/nn/folded_network.h>
 #include "export/export_command.h"
 
 #include <catch2/catch.hpp>

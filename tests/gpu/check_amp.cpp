@@ -3,13 +3,13 @@
 // task that must be learnt under fp16 (with the EMA) and bf16.
 #include "checks.h"
 
-#include <mobilenetv2/memory_format.h>
+#include <mobilenetv2/util/memory_format.h>
 #include "train/step/ema.h"
 #include "train/step/grad_scaler.h"
 #include "train/step/optimizer.h"
 #include "train/step/train_step.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/torch.h>
 

@@ -2,13 +2,14 @@
 // backward in train mode) and for every inference path.
 #include "checks.h"
 
-#include <mobilenetv2/autocast_guard.h>
-#include <mobilenetv2/memory_format.h>
+#include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/memory_format.h>
 
-#include <mobilenetv2/folded_network.h>
-#include <mobilenetv2/mobilenet_v2.h>
-#include <mobilenetv2/scripted_network.h>
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/engines/scripted_network.h>
+#include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/load_weights.h>
 
 #include <ATen/Context.h>
 #include <torch/script.h>

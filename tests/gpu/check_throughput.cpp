@@ -4,13 +4,13 @@
 // The rows pass when both sides ran; the ratio is the finding.
 #include "checks.h"
 
-#include <mobilenetv2/autocast_guard.h>
-#include <mobilenetv2/memory_format.h>
+#include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/memory_format.h>
 #include "train/step/grad_scaler.h"
 #include "train/step/optimizer.h"
 #include "train/step/train_step.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/torch.h>
 

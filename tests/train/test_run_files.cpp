@@ -3,12 +3,14 @@
 // written in by hand.
 #include "test_support.h"
 
-#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "train/outputs/checkpoint_saver.h"
 #include "train/outputs/metrics_log.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/torch_files/torch_file.h>
+#include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/weights/sidecar.h>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>

@@ -2,14 +2,14 @@
 // autocast, EMA, mixup.
 #include "test_support.h"
 
-#include <mobilenetv2/autocast_guard.h>
+#include <mobilenetv2/util/autocast_guard.h>
 #include "train/step/ema.h"
 #include "train/step/grad_scaler.h"
 #include "train/step/lr_schedule.h"
 #include "train/step/mixup.h"
 #include "train/step/optimizer.h"
 
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <ATen/autocast_mode.h>
 #include <catch2/catch.hpp>

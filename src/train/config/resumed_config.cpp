@@ -1,6 +1,6 @@
 #include "train/config/resumed_config.h"
 
-#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "common/log.h"
 

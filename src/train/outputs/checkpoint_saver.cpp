@@ -2,7 +2,8 @@
 
 #include "common/errors.h"
 
-#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/util/atomic_file.h>
+#include <mobilenetv2/weights/sidecar.h>
 
 #include <filesystem>
 

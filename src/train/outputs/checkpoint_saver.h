@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights/checkpoint.h>
 
 #include <nlohmann/json.hpp>
 

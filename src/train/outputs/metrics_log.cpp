@@ -1,6 +1,6 @@
 #include "train/outputs/metrics_log.h"
 
-#include <mobilenetv2/atomic_file.h>
+#include <mobilenetv2/util/atomic_file.h>
 
 #include <nlohmann/json.hpp>
 

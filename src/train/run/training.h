@@ -4,7 +4,7 @@
 // trainer.cpp; the epoch (steps, validation, best weights) in
 // training_epoch.cpp.
 
-#include <mobilenetv2/checkpoint.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "common/thread_governor.h"
 #include "data/data_loader.h"

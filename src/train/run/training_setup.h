@@ -1,10 +1,10 @@
 #pragma once
 
-#include <mobilenetv2/preprocessing.h>
+#include <mobilenetv2/preprocessing/preprocessing.h>
 #include "data/dataset.h"
 #include "train/config/train_config.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <string>
 

@@ -1,6 +1,7 @@
 #include "train/step/ema.h"
 
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/load_weights.h>
 
 #include <torch/torch.h>
 

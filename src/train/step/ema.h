@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <cstdint>
 #include <utility>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <mobilenetv2/weights_io.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <torch/types.h>
 

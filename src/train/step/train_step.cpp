@@ -1,6 +1,6 @@
 #include "train/step/train_step.h"
 
-#include <mobilenetv2/autocast_guard.h>
+#include <mobilenetv2/util/autocast_guard.h>
 #include "train/step/mixup.h"
 
 #include <torch/torch.h>

@@ -9,7 +9,7 @@
 #include "train/step/grad_scaler.h"
 #include "train/step/optimizer.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/types.h>
 

@@ -2,7 +2,7 @@
 
 #include "distributed/data_parallel.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/torch.h>
 

@@ -10,7 +10,7 @@
 #include "train/run/distributed_eval.h"
 #include "two_ranks.h"
 
-#include <mobilenetv2/mobilenet_v2.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/torch.h>
 

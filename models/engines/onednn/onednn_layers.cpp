@@ -1,0 +1,109 @@
+#include "onednn_layers.h"
+
+#include <mobilenetv2/nn/padding.h>
+
+#include <string>
+
+namespace mnv2::onednn_layers {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+constexpr auto kF32 = dnnl::memory::data_type::f32;
+
+dnnl::primitive_attr fused_ops(bool add_to_destination,
+                               bool relu6,
+                               const plain::Conv* depthwise,
+                               float sum_scale) {
+  dnnl::post_ops ops;
+  if (add_to_destination) {
+    ops.append_sum(sum_scale);
+  }
+  if (relu6) {
+    ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+  }
+  if (depthwise != nullptr) {
+    ops.append_dw(kF32, kF32, kF32, 3, depthwise->stride, 1);
+    if (depthwise->relu6) {
+      ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+    }
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+Int8Operands int8_operands(const plain::Network& net) {
+  Int8Operands out;
+  float step = net.input_scale;
+  bool signed_source = true;  // the image's codes are s8
+  for (const auto& block : net.blocks) {
+    for (const auto& conv : block.convs) {
+      // As mnv2::is_depthwise decides which convolutions keep 8-bit codes.
+      const bool dense = !(conv.groups > 1 && conv.weight_shape[1] == 1 &&
+                           conv.groups == conv.weight_shape[0]);
+      const int factor = signed_source && dense ? 2 : 1;
+      auto& codes = out.codes.emplace_back(conv.codes);
+      for (auto& c : codes) {
+        c = static_cast<int8_t>(c * factor);
+      }
+      auto& scales = out.weight_scales.emplace_back(conv.weight_scales);
+      for (auto& v : scales) {
+        v /= static_cast<float>(factor);
+      }
+      out.source_steps.push_back(step);
+      step = conv.output_scale;
+      signed_source = !conv.relu6;  // u8 codes after ReLU6
+    }
+  }
+  return out;
+}
+
+bool fusable(const plain::Conv& conv, const plain::Conv& next) {
+  return conv.groups == 1 && conv.weight_shape[2] == 1 && conv.stride == 1 &&
+         next.groups == next.weight_shape[0] &&
+         next.groups == conv.weight_shape[0] && next.weight_shape[2] == 3 &&
+         next.padding == 1 && !next.same_padding &&
+         (next.stride == 1 || next.stride == 2);
+}
+
+ConvGeometry geometry(const plain::Conv& conv,
+                      memory::dim c,
+                      memory::dim h,
+                      memory::dim w) {
+  ConvGeometry g;
+  g.out = conv.weight_shape[0];
+  const memory::dim k = conv.weight_shape[2];
+  const memory::dim s = conv.stride;
+  g.weights =
+      conv.groups == 1
+          ? Dims{g.out, c, k, k}
+          : Dims{conv.groups, g.out / conv.groups, c / conv.groups, k, k};
+  g.weights_tag = conv.groups == 1 ? Tag::oihw : Tag::goihw;
+  g.pad_l = {conv.padding, conv.padding};
+  g.pad_r = g.pad_l;
+  if (conv.same_padding) {
+    const auto rows = tf_same_padding(h, k, s);
+    const auto cols = tf_same_padding(w, k, s);
+    g.pad_l = {rows[0], cols[0]};
+    g.pad_r = {rows[1], cols[1]};
+  }
+  g.oh = (h + g.pad_l[0] + g.pad_r[0] - k) / s + 1;
+  g.ow = (w + g.pad_l[1] + g.pad_r[1] - k) / s + 1;
+  return g;
+}
+
+Tag activation_tag(OneDnnNetwork::Layout layout) {
+  if (layout == OneDnnNetwork::Layout::kNhwc) {
+    return Tag::nhwc;
+  }
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  return (isa & avx512) == avx512 ? Tag::nChw16c : Tag::nChw8c;
+}
+
+bool is_reference(const dnnl::primitive_desc_base& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+}  // namespace mnv2::onednn_layers

@@ -1,0 +1,67 @@
+#pragma once
+
+// Sees no LibTorch header: compiled against the oneDNN 3.x that set-up
+// installs, apart from LibTorch's include folder, which bundles oneDNN headers
+// of another version.
+
+#include <mobilenetv2/engines/plain_network.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace mnv2 {
+
+/// MobileNetV2 for CPU inference in fp32 as a chain of oneDNN primitives:
+/// each convolution with its bias, ReLU6 and residual add fused (the add in
+/// place into the block's input), activations in three reused buffers,
+/// weights reordered once, global average pooling and the classifier last.
+/// Compared with oneDNN Graph under TorchScript, it drops LibTorch's
+/// per-partition work; computing the classifier here rather than in LibTorch
+/// saves a dispatched gemm per call.
+/// Uses the calling thread's OpenMP thread count. Calls are serialised. The
+/// engine of mnv2::OneDnnMobileNetV2.
+class OneDnnNetwork {
+ public:
+  /// The activations' memory layout between layers. Both compute the same
+  /// (tested); blocked ran faster on AVX-512 and on AVX2, fused or not
+  /// (mnv2-bench-onednn, README).
+  enum class Layout {
+    kBlocked,  ///< oneDNN's nChw16c (AVX-512) or nChw8c (otherwise)
+    kNhwc,     ///< channels last
+  };
+
+  /// `fuse_depthwise`: each 1x1 expansion computes the depthwise
+  /// convolution after it in the same primitive (oneDNN's fused-depthwise
+  /// post-op, where a kernel for it exists), which keeps the expanded
+  /// tensor in cache.
+  explicit OneDnnNetwork(plain::Network network,
+                         bool fuse_depthwise = true,
+                         Layout layout = Layout::kBlocked);
+  ~OneDnnNetwork();
+  OneDnnNetwork(const OneDnnNetwork&) = delete;
+  OneDnnNetwork& operator=(const OneDnnNetwork&) = delete;
+
+  /// `images`: [batch, channels, height, width] fp32, densely packed as NCHW
+  /// or (channels_last) NHWC. Writes [batch, outputs()]. Plans for
+  /// the last few input shapes are kept. Throws std::runtime_error (oneDNN's
+  /// message) for a shape it cannot run.
+  void forward(const float* images,
+               const std::array<int64_t, 4>& sizes,
+               bool channels_last,
+               float* output) const;
+
+  /// Values per image: the logits where the network has a classifier
+  /// (classes > 0), else the pooled features.
+  int64_t outputs() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The loaded oneDNN library's version, "major.minor.patch".
+std::string onednn_library_version();
+
+}  // namespace mnv2

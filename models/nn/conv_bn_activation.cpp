@@ -1,0 +1,49 @@
+#include <mobilenetv2/nn/conv_bn_activation.h>
+#include <mobilenetv2/nn/fused_batchnorm.h>
+
+#include <torch/nn/functional/padding.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace mnv2 {
+
+ConvBNActivationImpl::ConvBNActivationImpl(
+    const ConvBNActivationOptions& options_)
+    : options(options_) {
+  pads_input_ = options.padding() == Padding::kTfSame && options.stride() > 1;
+  const int64_t padding = pads_input_ ? 0 : (options.kernel_size() - 1) / 2;
+  push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(),
+                                                       options.out_channels(),
+                                                       options.kernel_size())
+                                  .stride(options.stride())
+                                  .padding(padding)
+                                  .groups(options.groups())
+                                  .bias(false)));
+  push_back(torch::nn::BatchNorm2d(
+      torch::nn::BatchNorm2dOptions(options.out_channels())
+          .eps(options.bn_eps())
+          .momentum(options.bn_momentum())));
+  if (options.activation()) {
+    push_back(torch::nn::ReLU6(torch::nn::ReLU6Options().inplace(true)));
+  }
+}
+
+torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
+  if (pads_input_) {
+    const auto k = options.kernel_size();
+    const auto s = options.stride();
+    const auto rows = tf_same_padding(x.size(-2), k, s);
+    const auto cols = tf_same_padding(x.size(-1), k, s);
+    x = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
+  }
+  // The convolution, then BatchNorm and ReLU6 (fused when training on CPU).
+  x = ptr(0)->as<torch::nn::Conv2dImpl>()->forward(x);
+  return batchnorm_relu6(
+      *ptr(1)->as<torch::nn::BatchNorm2dImpl>(), x, options.activation());
+}
+
+}  // namespace mnv2

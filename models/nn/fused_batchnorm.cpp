@@ -1,0 +1,412 @@
+#include <mobilenetv2/nn/fused_batchnorm.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
+#include <torch/autograd.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+namespace mnv2 {
+
+namespace {
+
+std::atomic<bool> fused_batchnorm_on{true};
+
+// Rows (pixels) per task: enough to amortise a task, few enough to split a
+// 7x7 batch between two threads.
+constexpr int64_t kFusedRowsPerTask = 256;
+// Rows summed in fp32 before their sums go into the double totals.
+constexpr int64_t kFusedRowsPerFloatSum = 64;
+
+// The loops over one row's channels, compiled for AVX-512, AVX2 + FMA and
+// plain x86-64 and chosen at run time by the CPU (GCC's function
+// multiversioning): the build itself targets plain x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MNV2_VECTOR_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MNV2_VECTOR_CLONES  // other compilers and CPUs: the build's own target
+#endif
+
+MNV2_VECTOR_CLONES
+void add_moments(const float* __restrict x,
+                 int64_t rows,
+                 int64_t channels,
+                 float* __restrict sum,
+                 float* __restrict squares) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict row = x + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      sum[c] += row[c];
+      squares[c] += row[c] * row[c];
+    }
+  }
+}
+
+MNV2_VECTOR_CLONES
+void scale_shift_clamp(const float* __restrict x,
+                       float* __restrict y,
+                       int64_t rows,
+                       int64_t channels,
+                       const float* __restrict scale,
+                       const float* __restrict shift,
+                       float low,
+                       float high) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict in = x + r * channels;
+    float* __restrict out = y + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = in[c] * scale[c] + shift[c];
+      out[c] = v < low ? low : (v > high ? high : v);
+    }
+  }
+}
+
+// The clamp passes the gradient where low < z < high, z = x scale + shift
+// the BatchNorm's output (hardtanh_backward's open interval; infinite
+// bounds pass everything). z is computed again from x, as the forward
+// computed it, rather than read: one stream of memory fewer.
+MNV2_VECTOR_CLONES
+void add_gradient_moments(const float* __restrict x,
+                          const float* __restrict g,
+                          int64_t rows,
+                          int64_t channels,
+                          const float* __restrict scale,
+                          const float* __restrict shift,
+                          const float* __restrict mean,
+                          float low,
+                          float high,
+                          float* __restrict sum_g,
+                          float* __restrict sum_gx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto o = r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float z = x[o + c] * scale[c] + shift[c];
+      const float gv = (z > low && z < high) ? g[o + c] : 0.f;
+      sum_g[c] += gv;
+      sum_gx[c] += gv * (x[o + c] - mean[c]);
+    }
+  }
+}
+
+MNV2_VECTOR_CLONES
+void input_gradient(const float* __restrict x,
+                    const float* __restrict g,
+                    float* __restrict dx,
+                    int64_t rows,
+                    int64_t channels,
+                    const float* __restrict scale,
+                    const float* __restrict shift,
+                    const float* __restrict gain,
+                    const float* __restrict slope,
+                    const float* __restrict offset,
+                    float low,
+                    float high) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto o = r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float z = x[o + c] * scale[c] + shift[c];
+      const float gv = (z > low && z < high) ? g[o + c] : 0.f;
+      dx[o + c] = gv * gain[c] - x[o + c] * slope[c] + offset[c];
+    }
+  }
+}
+
+// `f(begin, end)` over [0, rows) in parallel on LibTorch's intra-op threads.
+// at::parallel_for is a header template whose OpenMP form needs this file
+// compiled with -fopenmp (and a libgomp to link); TensorIterator::for_each
+// is compiled in LibTorch, so it parallelises with whatever backend the
+// LibTorch in use was built with. It walks a byte per row, whose offset is
+// the row index.
+template <class F>
+void parallel_rows(int64_t rows, const F& f) {
+  auto marks = at::empty({rows}, at::kByte);
+  auto iter = at::TensorIteratorConfig()
+                  .add_output(marks)
+                  .resize_outputs(false)  // its shape is the loop's
+                  .check_all_same_dtype(false)
+                  .build();
+  TORCH_INTERNAL_ASSERT(iter.numel() == rows);
+  const char* base = static_cast<const char*>(marks.const_data_ptr());
+  iter.for_each(
+      [&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
+        for (int64_t j = 0; j < size1; ++j) {  // one dimension: size1 is 1
+          const auto begin =
+              static_cast<int64_t>(data[0] + j * strides[1] - base);
+          f(begin, begin + size0);
+        }
+      },
+      kFusedRowsPerTask);
+}
+
+// Two per-channel sums over `rows` rows, in double: `add(begin, end, a, b)`
+// adds rows [begin, end) into fp32 sums a and b (a few rows at a time, so
+// that fp32 keeps the 1e-5 the tests ask), which each thread adds into its
+// own double partials, added at the end.
+template <class AddRows>
+std::vector<double> channel_sums(int64_t rows,
+                                 int64_t channels,
+                                 const AddRows& add) {
+  const auto width = static_cast<size_t>(2 * channels);
+  std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
+                              width);
+  parallel_rows(rows, [&](int64_t begin, int64_t end) {
+    double* sums =
+        partial.data() + static_cast<size_t>(at::get_thread_num()) * width;
+    std::vector<float> part(width);
+    for (int64_t r = begin; r < end; r += kFusedRowsPerFloatSum) {
+      std::fill(part.begin(), part.end(), 0.f);
+      add(r,
+          std::min(end, r + kFusedRowsPerFloatSum),
+          part.data(),
+          part.data() + channels);
+      for (size_t i = 0; i < width; ++i) {
+        sums[i] += part[i];
+      }
+    }
+  });
+  std::vector<double> total(width, 0.0);
+  for (size_t t = 0; t < partial.size(); t += width) {
+    for (size_t i = 0; i < width; ++i) {
+      total[i] += partial[t + i];
+    }
+  }
+  return total;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+class FusedBatchNormReLU6
+    : public torch::autograd::Function<FusedBatchNormReLU6> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx,
+                               const torch::Tensor& input,
+                               const torch::Tensor& weight,
+                               const torch::Tensor& bias,
+                               torch::Tensor running_mean,
+                               torch::Tensor running_var,
+                               double momentum,
+                               double eps,
+                               bool relu6) {
+    // Named in profiles (bench/train_profile.py) as LibTorch's own ops are.
+    RECORD_FUNCTION("mnv2::fused_batchnorm_relu6", std::vector<c10::IValue>());
+    const int64_t channels = input.size(1);
+    const int64_t rows = input.numel() / channels;
+    const float* x = input.const_data_ptr<float>();
+    const auto sums = channel_sums(
+        rows, channels, [&](int64_t begin, int64_t end, float* a, float* b) {
+          add_moments(x + begin * channels, end - begin, channels, a, b);
+        });
+    auto mean = torch::empty({channels}, torch::kFloat);
+    auto invstd = torch::empty({channels}, torch::kFloat);
+    auto scale = torch::empty({channels}, torch::kFloat);
+    auto shift = torch::empty({channels}, torch::kFloat);
+    auto unbiased = torch::empty({channels}, torch::kFloat);
+    const auto w = weight.detach().to(torch::kFloat).contiguous();
+    const auto b = bias.detach().to(torch::kFloat).contiguous();
+    const float* wp = w.const_data_ptr<float>();
+    const float* bp = b.const_data_ptr<float>();
+    float* mp = mean.data_ptr<float>();
+    float* ip = invstd.data_ptr<float>();
+    float* kp = scale.data_ptr<float>();
+    float* sp = shift.data_ptr<float>();
+    float* up = unbiased.data_ptr<float>();
+    for (int64_t c = 0; c < channels; ++c) {
+      const double m = sums[static_cast<size_t>(c)] / rows;
+      const double var =
+          std::max(sums[static_cast<size_t>(channels + c)] / rows - m * m, 0.0);
+      const double is = 1.0 / std::sqrt(var + eps);
+      mp[c] = static_cast<float>(m);
+      ip[c] = static_cast<float>(is);
+      const double k = wp[c] * is;
+      kp[c] = static_cast<float>(k);
+      sp[c] = static_cast<float>(bp[c] - m * k);
+      up[c] = static_cast<float>(var * static_cast<double>(rows) /
+                                 static_cast<double>(rows - 1));
+    }
+    {
+      torch::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean, momentum);
+      running_var.mul_(1 - momentum).add_(unbiased, momentum);
+    }
+    auto output = torch::empty_like(input);
+    float* y = output.data_ptr<float>();
+    const float* k = scale.const_data_ptr<float>();
+    const float* s = shift.const_data_ptr<float>();
+    const float high = relu6 ? 6.f : INFINITY;
+    const float low = relu6 ? 0.f : -INFINITY;
+    parallel_rows(rows, [&](int64_t begin, int64_t end) {
+      scale_shift_clamp(x + begin * channels,
+                        y + begin * channels,
+                        end - begin,
+                        channels,
+                        k,
+                        s,
+                        low,
+                        high);
+    });
+    ctx->save_for_backward({input, scale, shift, w, mean, invstd});
+    ctx->saved_data["relu6"] = relu6;
+    return output;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& input = saved[0];
+    const float* scale = saved[1].const_data_ptr<float>();
+    const float* shift = saved[2].const_data_ptr<float>();
+    const auto& weight = saved[3];
+    const auto& mean = saved[4];
+    const auto& invstd = saved[5];
+    const bool relu6 = ctx->saved_data["relu6"].toBool();
+    const auto grad = grads[0]
+                          .to(torch::kFloat)
+                          .contiguous(torch::MemoryFormat::ChannelsLast);
+    const int64_t channels = input.size(1);
+    const int64_t rows = input.numel() / channels;
+    const float* x = input.const_data_ptr<float>();
+    const float* g = grad.const_data_ptr<float>();
+    const float* m = mean.const_data_ptr<float>();
+    const float high = relu6 ? 6.f : INFINITY;
+    const float low = relu6 ? 0.f : -INFINITY;
+    const auto sums = channel_sums(
+        rows, channels, [&](int64_t begin, int64_t end, float* a, float* b) {
+          const auto o = begin * channels;
+          add_gradient_moments(x + o,
+                               g + o,
+                               end - begin,
+                               channels,
+                               scale,
+                               shift,
+                               m,
+                               low,
+                               high,
+                               a,
+                               b);
+        });
+    auto grad_weight = torch::empty({channels}, torch::kFloat);
+    auto grad_bias = torch::empty({channels}, torch::kFloat);
+    // dx = k (g - sum_g / n - (x - mean) invstd^2 sum_gx / n), k = w invstd,
+    // as dx = g k - x a + b per channel.
+    auto gain = torch::empty({channels}, torch::kFloat);
+    auto slope = torch::empty({channels}, torch::kFloat);
+    auto offset_term = torch::empty({channels}, torch::kFloat);
+    const float* ip = invstd.const_data_ptr<float>();
+    const float* wp = weight.const_data_ptr<float>();
+    float* gw = grad_weight.data_ptr<float>();
+    float* gb = grad_bias.data_ptr<float>();
+    float* gp = gain.data_ptr<float>();
+    float* sp = slope.data_ptr<float>();
+    float* op = offset_term.data_ptr<float>();
+    for (int64_t c = 0; c < channels; ++c) {
+      const double is = ip[c];
+      const double sum_g = sums[static_cast<size_t>(c)];
+      const double sum_gx = sums[static_cast<size_t>(channels + c)];
+      gb[c] = static_cast<float>(sum_g);
+      gw[c] = static_cast<float>(sum_gx * is);
+      const double k = wp[c] * is;
+      const double a = sum_g / static_cast<double>(rows);
+      const double slope_c = is * is * sum_gx / static_cast<double>(rows);
+      gp[c] = static_cast<float>(k);
+      sp[c] = static_cast<float>(k * slope_c);
+      op[c] = static_cast<float>(k * (slope_c * m[c] - a));
+    }
+    auto grad_input = torch::empty_like(input);
+    float* dx = grad_input.data_ptr<float>();
+    const float* kg = gain.const_data_ptr<float>();
+    const float* ks = slope.const_data_ptr<float>();
+    const float* ko = offset_term.const_data_ptr<float>();
+    parallel_rows(rows, [&](int64_t begin, int64_t end) {
+      const auto o = begin * channels;
+      input_gradient(x + o,
+                     g + o,
+                     dx + o,
+                     end - begin,
+                     channels,
+                     scale,
+                     shift,
+                     kg,
+                     ks,
+                     ko,
+                     low,
+                     high);
+    });
+    return {grad_input,
+            grad_weight,
+            grad_bias,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool fused_batchnorm_applies(const torch::Tensor& input) {
+  return input.device().is_cpu() && input.scalar_type() == torch::kFloat &&
+         input.dim() == 4 &&
+         input.is_contiguous(torch::MemoryFormat::ChannelsLast) &&
+         input.numel() / std::max<int64_t>(input.size(1), 1) > 1 &&
+         !at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
+}
+
+torch::Tensor fused_batchnorm_relu6(const torch::Tensor& input,
+                                    const torch::Tensor& weight,
+                                    const torch::Tensor& bias,
+                                    torch::Tensor running_mean,
+                                    torch::Tensor running_var,
+                                    double momentum,
+                                    double eps,
+                                    bool relu6) {
+  return FusedBatchNormReLU6::apply(input,
+                                    weight,
+                                    bias,
+                                    std::move(running_mean),
+                                    std::move(running_var),
+                                    momentum,
+                                    eps,
+                                    relu6);
+}
+
+torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,
+                              const torch::Tensor& input,
+                              bool relu6) {
+  const auto& momentum = bn.options.momentum();
+  if (fused_batchnorm_on && bn.is_training() && momentum.has_value() &&
+      bn.options.affine() && bn.options.track_running_stats() &&
+      fused_batchnorm_applies(input)) {
+    {
+      torch::NoGradGuard no_grad;
+      bn.num_batches_tracked.add_(1);  // as BatchNorm2d counts
+    }
+    return fused_batchnorm_relu6(input,
+                                 bn.weight,
+                                 bn.bias,
+                                 bn.running_mean,
+                                 bn.running_var,
+                                 *momentum,
+                                 bn.options.eps(),
+                                 relu6);
+  }
+  auto output = bn.forward(input);
+  return relu6 ? torch::hardtanh_(output, 0, 6) : output;
+}
+
+void set_fused_batchnorm_enabled(bool on) {
+  fused_batchnorm_on = on;
+}
+
+bool fused_batchnorm_enabled() {
+  return fused_batchnorm_on;
+}
+
+}  // namespace mnv2

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <mobilenetv2/nn/options.h>
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include <cstdint>
+
+namespace mnv2 {
+
+/// Options of a convolution + BatchNorm (+ ReLU6) unit; torchvision's
+/// `Conv2dNormActivation` with `activation_layer=nn.ReLU6`.
+struct ConvBNActivationOptions {
+  ConvBNActivationOptions(int64_t in_channels, int64_t out_channels)
+      : in_channels_(in_channels), out_channels_(out_channels) {}
+  TORCH_ARG(int64_t, in_channels);
+  TORCH_ARG(int64_t, out_channels);
+  /// Square kernel size. Default: 3.
+  TORCH_ARG(int64_t, kernel_size) = 3;
+  /// Default: 1.
+  TORCH_ARG(int64_t, stride) = 1;
+  /// Default: 1 (a depthwise convolution has groups == in_channels).
+  TORCH_ARG(int64_t, groups) = 1;
+  /// Whether a ReLU6 follows the BatchNorm. Default: true.
+  TORCH_ARG(bool, activation) = true;
+  TORCH_ARG(double, bn_eps) = 1e-5;
+  TORCH_ARG(double, bn_momentum) = 0.1;
+  /// Default: symmetric, as torchvision. With Padding::kTfSame a strided
+  /// convolution pads in forward() from the input's size; with stride 1 the
+  /// two agree (odd kernels), so the convolution pads symmetrically.
+  TORCH_ARG(Padding, padding) = Padding::kTorch;
+};
+
+/// Conv2d (no bias, "same" padding) -> BatchNorm2d -> ReLU6, as a Sequential so
+/// that the parameters are named `0.weight`, `1.weight`, ... like
+/// torchvision's.
+class ConvBNActivationImpl : public torch::nn::SequentialImpl {
+ public:
+  explicit ConvBNActivationImpl(const ConvBNActivationOptions& options);
+  /// A concrete forward so the unit can sit inside another Sequential.
+  torch::Tensor forward(torch::Tensor x);
+  /// Whether forward() pads the input itself (TF "SAME" with stride > 1).
+  bool pads_input() const {
+    return pads_input_;
+  }
+  ConvBNActivationOptions options;
+
+ private:
+  bool pads_input_ = false;
+};
+TORCH_MODULE(ConvBNActivation);
+
+}  // namespace mnv2

@@ -1,0 +1,57 @@
+#include <mobilenetv2/util/cpu_features.h>
+
+#include <ATen/cpu/Utils.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <string>
+
+namespace mnv2 {
+
+namespace {
+
+bool cpu_capability(const char* name) {
+  static const auto capabilities = at::cpu::get_cpu_capabilities();
+  const auto it = capabilities.find(name);
+  return it != capabilities.end() && it->second.isBool() && it->second.toBool();
+}
+
+// Whether the user capped the instruction sets LibTorch may use below those
+// with 16-bit float arithmetic: oneDNN's ONEDNN_MAX_CPU_ISA (its convolutions
+// then emulate bf16) or ATEN_CPU_CAPABILITY=default/avx2 (ATen's kernels).
+// Such a cap makes this CPU behave as one without native bf16/fp16.
+bool isa_capped_below_16bit_floats() {
+  for (const char* variable : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
+    const char* value = std::getenv(variable);
+    if (value == nullptr || *value == '\0') {
+      continue;
+    }
+    std::string isa(value);
+    std::transform(isa.begin(), isa.end(), isa.begin(), [](unsigned char c) {
+      return static_cast<char>(std::toupper(c));
+    });
+    const bool keeps_16bit =
+        isa == "ALL" || isa.rfind("AVX512_CORE_BF16", 0) == 0 ||
+        isa.rfind("AVX512_CORE_FP16", 0) == 0 ||
+        isa.rfind("AVX512_CORE_AMX", 0) == 0 || isa.rfind("AVX10", 0) == 0;
+    return !keeps_16bit;
+  }
+  const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
+  return aten != nullptr &&
+         (std::string(aten) == "default" || std::string(aten) == "avx2");
+}
+
+}  // namespace
+
+bool cpu_has_native_bf16() {
+  return !isa_capped_below_16bit_floats() &&
+         (cpu_capability("avx512_bf16") || cpu_capability("amx_bf16"));
+}
+
+bool cpu_has_native_fp16() {
+  return !isa_capped_below_16bit_floats() &&
+         (cpu_capability("avx512_fp16") || cpu_capability("amx_fp16"));
+}
+
+}  // namespace mnv2

@@ -1,0 +1,64 @@
+// The int8 engine (OneDnnMobileNetV2 on a QuantizedNetwork) against the
+// quantized network's own LibTorch simulation; tests/oracle's integer
+// simulation in Python is the independent reference (check_int8.py).
+#include "test_support.h"
+
+#include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
+#include <mobilenetv2/quantization/quantize.h>
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+mnv2::QuantizedNetwork quantized_model(
+    const mnv2::MobileNetV2Options& options) {
+  torch::manual_seed(5);
+  mnv2::MobileNetV2 model(options);
+  mnv2::test::randomise_batchnorm(model);
+  model->eval();
+  // Calibrated on images of the scale the tests feed.
+  std::vector<torch::Tensor> batches = {torch::randn({8, 3, 64, 64}),
+                                        torch::randn({8, 3, 64, 64})};
+  mnv2::QuantizeOptions q;
+  q.input_max_abs = 4;
+  return mnv2::quantize_network(mnv2::fold_batchnorm(model), batches, q);
+}
+
+}  // namespace
+
+TEST_CASE("int8 engine computes the simulated quantized network", "[int8]") {
+  // The simulation convolves the codes exactly (float64) and rounds as the
+  // engine does; tests/oracle/check_int8.py checks both against Python.
+  // Widths whose channels are not multiples of 8 or 16, TF SAME padding,
+  // odd sizes down to one pixel, both input memory formats.
+  const std::vector<std::pair<std::string, mnv2::MobileNetV2Options>> models = {
+      {"0.5", mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5)},
+      {"0.35", mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35)},
+      {"0.5 tf_same",
+       mnv2::MobileNetV2Options()
+           .num_classes(5)
+           .width_mult(0.5)
+           .padding(mnv2::Padding::kTfSame)
+           .bn_eps(1e-3)}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {4, 64}, {3, 97}, {1, 33}, {2, 1}};
+  for (const auto& [name, options] : models) {
+    const auto net = quantized_model(options);
+    const mnv2::OneDnnMobileNetV2 engine(net);
+    for (const auto& [batch, size] : shapes) {
+      torch::manual_seed(batch * size);
+      const auto images = torch::randn({batch, 3, size, size});
+      const auto expected = mnv2::simulate_quantized(net, images);
+      for (const bool channels_last : {false, true}) {
+        INFO(name << ": " << batch << "x" << size
+                  << (channels_last ? " NHWC" : " NCHW"));
+        const auto input =
+            channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                          : images;
+        const auto actual = engine.forward(input);
+        CHECK(mnv2::test::relative_error(actual, expected) < 1e-5);
+      }
+    }
+  }
+}

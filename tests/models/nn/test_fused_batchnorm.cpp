@@ -1,0 +1,141 @@
+// The fused training BatchNorm + ReLU6 against LibTorch's own operators
+// (torch::batch_norm in training mode, then hardtanh): outputs, running
+// statistics and gradients, alone and inside the whole network.
+#include "test_support.h"
+
+#include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/util/memory_format.h>
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+double relative_error(const torch::Tensor& actual,
+                      const torch::Tensor& expected) {
+  const double scale = expected.abs().max().item<double>();
+  return (actual - expected).abs().max().item<double>() /
+         std::max(scale, 1e-12);
+}
+
+// Restores the switch whatever a test does.
+struct FusedSwitch {
+  explicit FusedSwitch(bool on) {
+    mnv2::set_fused_batchnorm_enabled(on);
+  }
+  ~FusedSwitch() {
+    mnv2::set_fused_batchnorm_enabled(true);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fused BatchNorm + ReLU6 equals batch_norm then hardtanh",
+          "[model][fused]") {
+  for (const bool relu6 : {true, false}) {
+    // Odd sizes; a mean far from 0 and values beyond both clamp bounds.
+    torch::manual_seed(relu6 ? 1 : 2);
+    const auto x = (torch::randn({3, 37, 11, 13}) * 4 + 1.5)
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+    REQUIRE(mnv2::fused_batchnorm_applies(x));
+    const auto weight = (torch::rand({37}) + 0.5) * 3;
+    const auto bias = torch::randn({37});
+    const auto upstream = torch::randn_like(x);
+    auto mean_ref = torch::randn({37});
+    auto var_ref = torch::rand({37}) + 0.5;
+    auto mean_ours = mean_ref.clone();
+    auto var_ours = var_ref.clone();
+
+    const auto xr = x.clone().requires_grad_(true);
+    const auto wr = weight.clone().requires_grad_(true);
+    const auto br = bias.clone().requires_grad_(true);
+    auto expected = torch::batch_norm(
+        xr, wr, br, mean_ref, var_ref, true, 0.1, 1e-5, false);
+    if (relu6) {
+      expected = torch::hardtanh(expected, 0, 6);
+    }
+    (expected * upstream).sum().backward();
+
+    const auto xo = x.clone().requires_grad_(true);
+    const auto wo = weight.clone().requires_grad_(true);
+    const auto bo = bias.clone().requires_grad_(true);
+    const auto actual = mnv2::fused_batchnorm_relu6(
+        xo, wo, bo, mean_ours, var_ours, 0.1, 1e-5, relu6);
+    (actual * upstream).sum().backward();
+
+    CAPTURE(relu6);
+    CHECK(relative_error(actual, expected) < 1e-5);
+    CHECK(actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    if (relu6) {
+      // Both ends of the clamp are exercised.
+      CHECK((expected == 0).sum().item<int64_t>() > 100);
+      CHECK((expected == 6).sum().item<int64_t>() > 10);
+    }
+    CHECK(relative_error(mean_ours, mean_ref) < 1e-5);
+    CHECK(relative_error(var_ours, var_ref) < 1e-5);
+    CHECK(relative_error(xo.grad(), xr.grad()) < 1e-5);
+    CHECK(relative_error(wo.grad(), wr.grad()) < 1e-5);
+    CHECK(relative_error(bo.grad(), br.grad()) < 1e-5);
+  }
+}
+
+TEST_CASE("fused BatchNorm applies to CPU fp32 channels_last only",
+          "[model][fused]") {
+  const auto x = torch::randn({2, 8, 5, 5});
+  CHECK_FALSE(mnv2::fused_batchnorm_applies(x));  // NCHW
+  CHECK(mnv2::fused_batchnorm_applies(
+      x.contiguous(torch::MemoryFormat::ChannelsLast)));
+  CHECK_FALSE(mnv2::fused_batchnorm_applies(
+      x.to(torch::kBFloat16).contiguous(torch::MemoryFormat::ChannelsLast)));
+  // One value per channel: LibTorch's own error, not a division by zero.
+  CHECK_FALSE(mnv2::fused_batchnorm_applies(
+      torch::randn({1, 8, 1, 1})
+          .contiguous(torch::MemoryFormat::ChannelsLast)));
+}
+
+TEST_CASE("a training step with the fused kernels equals one without",
+          "[model][fused]") {
+  // Strides 1 and 2, residual and plain blocks, an odd input size.
+  const auto run = [](bool fused) {
+    FusedSwitch on(fused);
+    torch::manual_seed(5);
+    mnv2::MobileNetV2 model(
+        mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));
+    mnv2::use_channels_last(*model);
+    model->train();
+    const auto x = torch::randn({4, 3, 37, 29})
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+    const auto y = torch::randint(0, 7, {4}, torch::kLong);
+    const auto logits = model->forward(x);
+    torch::nn::functional::cross_entropy(logits, y).backward();
+    std::vector<torch::Tensor> out{logits.detach()};
+    for (const auto& p : model->parameters()) {
+      out.push_back(p.grad());
+    }
+    for (const auto& b : model->buffers()) {
+      out.push_back(b.clone());
+    }
+    return out;
+  };
+  const auto fused = run(true);
+  const auto plain = run(false);
+  REQUIRE(fused.size() == plain.size());
+  // Sums in another order move values by a few float roundings, which the
+  // network amplifies to about 1e-4; a gradient that is only rounding noise
+  // (a projection BatchNorm's bias, whose loss the next BatchNorm makes
+  // invariant to it) is measured against the largest gradient instead.
+  double largest = 0;
+  for (const auto& t : plain) {
+    largest = std::max(largest, t.abs().max().item<double>());
+  }
+  double worst = 0;
+  for (size_t i = 0; i < fused.size(); ++i) {
+    const double scale =
+        std::max(plain[i].abs().max().item<double>(), 1e-3 * largest);
+    const double error =
+        (fused[i] - plain[i]).abs().max().item<double>() / scale;
+    CAPTURE(i, fused[i].sizes());
+    CHECK(error < 5e-4);
+    worst = std::max(worst, error);
+  }
+  CHECK(worst > 0);  // the fused kernels ran: their sums differ somewhere
+}

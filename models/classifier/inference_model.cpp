@@ -4,6 +4,7 @@
 #include <mobilenetv2/quantization/quantized_network.h>
 #include <mobilenetv2/classifier/engine_registry.h>
 #include <mobilenetv2/classifier/weights_file.h>
+#include <mobilenetv2/torch_files/load_weights.h>
 
 #include <ATen/autocast_mode.h>
 #include <caffe2/serialize/inline_container.h>

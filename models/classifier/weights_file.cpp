@@ -1,14 +1,13 @@
 #include <mobilenetv2/classifier/weights_file.h>
 
 #include <mobilenetv2/keras/keras_weights.h>
-#include "hdf5_file.h"
 
 namespace mnv2 {
 
 LoadedWeights load_any_weights_file(const std::string& path,
                                     bool prefer_ema,
                                     bool allow_non_finite) {
-  if (is_hdf5_file(path)) {
+  if (is_keras_file(path)) {
     auto weights = read_keras_mobilenet_v2(path);
     if (!allow_non_finite) {
       refuse_non_finite(weights.state, path);

@@ -26,11 +26,13 @@ class EagerEngine : public InferenceEngine {
     return "eager";
   }
   std::string layout() const override {
-    const auto& weight = model_->parameters().front();
-    return weight.is_contiguous(torch::MemoryFormat::ChannelsLast) &&
-                   !weight.is_contiguous()
-               ? "channels_last"
-               : "nchw";
+    // The convolutions' layout, which the model's forward keeps.
+    for (const auto& weight : model_->parameters()) {
+      if (weight.dim() == 4) {
+        return weight.is_contiguous() ? "nchw" : "channels_last";
+      }
+    }
+    return "nchw";
   }
   torch::Tensor forward(const torch::Tensor& images) const override {
     return model_->forward(images);

@@ -276,4 +276,8 @@ LoadedWeights read_keras_mobilenet_v2(const std::string& path) {
   return out;
 }
 
+bool is_keras_file(const std::string& path) {
+  return is_hdf5_file(path);
+}
+
 }  // namespace mnv2

@@ -8,7 +8,7 @@ namespace mnv2 {
 
 namespace {
 
-constexpr int64_t kFormatVersion = 1;
+constexpr int64_t kQuantizedVersion = 1;
 // Geometry entries of "convs.<n>.geometry".
 enum GeometryField : int64_t {
   kBlock,
@@ -108,7 +108,7 @@ int64_t code_max(const FoldedConv& conv) {
 
 StateDict quantized_to_state_dict(const QuantizedNetwork& net) {
   StateDict state;
-  state.insert("quantization.version", torch::tensor({kFormatVersion}));
+  state.insert("quantization.version", torch::tensor({kQuantizedVersion}));
   state.insert("quantization.input_scale", scalar_tensor(net.input_scale));
   if (net.logits_scale > 0) {
     state.insert("quantization.logits_scale", scalar_tensor(net.logits_scale));
@@ -152,12 +152,12 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
                                            const std::string& origin) {
   const auto& version =
       typed_entry(state, "quantization.version", origin, torch::kLong, 1);
-  if (version.numel() != 1 || version.item<int64_t>() != kFormatVersion) {
+  if (version.numel() != 1 || version.item<int64_t>() != kQuantizedVersion) {
     refuse(origin,
            "format version " +
                (version.numel() == 1 ? std::to_string(version.item<int64_t>())
                                      : c10::str(version.sizes())) +
-               " is not " + std::to_string(kFormatVersion));
+               " is not " + std::to_string(kQuantizedVersion));
   }
   QuantizedNetwork net;
   net.input_scale = positive_scale(state, "quantization.input_scale", origin);

@@ -3,6 +3,9 @@
 #include <mobilenetv2/util/atomic_file.h>
 #include <mobilenetv2/quantization/quantized_network.h>
 #include <mobilenetv2/weights/sidecar.h>
+#include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/torch_file.h>
+#include <mobilenetv2/torch_files/community_layout.h>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -15,8 +18,8 @@ namespace mnv2 {
 
 namespace {
 
-constexpr const char* kFormat = "mnv2-checkpoint";
-constexpr int64_t kFormatVersion = 1;
+constexpr const char* kCheckpointFormat = "mnv2-checkpoint";
+constexpr int64_t kCheckpointVersion = 1;
 
 const c10::IValue& field(const c10::impl::GenericDict& dict,
                          const std::string& key,
@@ -28,12 +31,12 @@ void check_format_version(const c10::impl::GenericDict& dict,
                           const std::string& path) {
   const auto& version = field(dict, "format_version", path);
   if (!version.isInt() || version.toInt() < 1 ||
-      version.toInt() > kFormatVersion) {
+      version.toInt() > kCheckpointVersion) {
     throw WeightsError("checkpoint '" + path + "' has format version " +
                        (version.isInt() ? std::to_string(version.toInt())
                                         : std::string("of another type")) +
                        "; this build reads 1 to " +
-                       std::to_string(kFormatVersion));
+                       std::to_string(kCheckpointVersion));
   }
 }
 
@@ -46,13 +49,13 @@ bool is_checkpoint(const c10::IValue& value) {
   const auto dict = value.toGenericDict();
   auto it = dict.find(std::string("format"));
   return it != dict.end() && it->value().isString() &&
-         it->value().toStringRef() == kFormat;
+         it->value().toStringRef() == kCheckpointFormat;
 }
 
 void write_checkpoint(const Checkpoint& c, const std::string& path) {
   auto dict = string_keyed_dict();
-  dict.insert("format", std::string(kFormat));
-  dict.insert("format_version", kFormatVersion);
+  dict.insert("format", std::string(kCheckpointFormat));
+  dict.insert("format_version", kCheckpointVersion);
   dict.insert("model", state_dict_to_ivalue(c.model));
   if (c.model_ema) {
     dict.insert("model_ema", state_dict_to_ivalue(*c.model_ema));

@@ -6,6 +6,7 @@
 #include <mobilenetv2/classifier/inference_model.h>
 #include <mobilenetv2/engines/plain_network.h>
 #include <mobilenetv2/weights/sidecar.h>
+#include <mobilenetv2/torch_files/load_weights.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/runtime.h"

@@ -2,6 +2,7 @@
 #include "train/run/training.h"
 
 #include <mobilenetv2/weights/checkpoint.h>
+#include <mobilenetv2/torch_files/load_weights.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "train/outputs/checkpoint_saver.h"

@@ -21,4 +21,7 @@ namespace mnv2 {
 /// Throws WeightsError (one line naming the file) for anything else.
 LoadedWeights read_keras_mobilenet_v2(const std::string& path);
 
+/// Whether `path` is an HDF5 file (its signature), as Keras writes them.
+bool is_keras_file(const std::string& path);
+
 }  // namespace mnv2

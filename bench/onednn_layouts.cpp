@@ -8,10 +8,10 @@
 //                     [--rounds 3] [--threads 2]
 #include "engines/onednn/onednn_network.h"
 
-#include <mobilenetv2/nn/folded_network.h>
-#include <mobilenetv2/nn/mobilenet_v2.h>
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
 #include <mobilenetv2/engines/plain_network.h>
+#include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/torch.h>
 #include <cxxopts.hpp>

@@ -9,8 +9,8 @@
 // TRAIN_DIR and VAL_DIR are ImageFolders (one folder of images per class).
 // Exits 0 when the new head beats chance three times over on VAL_DIR.
 #include <mobilenetv2/classifier/image_classifier.h>
-#include <mobilenetv2/vision/vision.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/vision/vision.h>
 #include <mobilenetv2/weights/sidecar.h>
 
 #include <torch/torch.h>

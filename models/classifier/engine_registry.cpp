@@ -1,5 +1,6 @@
 #include <mobilenetv2/classifier/engine_registry.h>
 
+#include <mobilenetv2/engines/library_engines.h>
 #include <mobilenetv2/engines/onednn/onednn_engines.h>
 
 #include <stdexcept>

@@ -1,6 +1,6 @@
+#include <mobilenetv2/classifier/image_classifier.h>
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/data_error.h>
-#include <mobilenetv2/classifier/image_classifier.h>
 #include <mobilenetv2/util/weights_error.h>
 
 #include <torch/torch.h>

@@ -1,9 +1,9 @@
 #include <mobilenetv2/classifier/inference_model.h>
 #include <mobilenetv2/util/memory_format.h>
 
-#include <mobilenetv2/quantization/quantized_network.h>
 #include <mobilenetv2/classifier/engine_registry.h>
 #include <mobilenetv2/classifier/weights_file.h>
+#include <mobilenetv2/quantization/quantized_network.h>
 #include <mobilenetv2/torch_files/load_weights.h>
 
 #include <ATen/autocast_mode.h>
@@ -136,10 +136,10 @@ void InferenceModel::use_fused_engine(bool graph_only) {
   // The fused engines are for CPU models; CUDA keeps the eager model.
   if (weights_.eager && !fused_requested_ && device_.is_cpu()) {
     fused_requested_ = true;
-    engines_ = build_engines(weights_,
-                             graph_only ? EnginePreference::kGraph
-                                        : EnginePreference::kFused,
-                             device_);
+    engines_ = build_engines(
+        weights_,
+        graph_only ? EnginePreference::kGraph : EnginePreference::kFused,
+        device_);
   }
 }
 

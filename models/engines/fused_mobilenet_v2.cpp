@@ -1,7 +1,7 @@
 #include <mobilenetv2/engines/fused_mobilenet_v2.h>
 
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/engines/scripted_network.h>
+#include <mobilenetv2/nn/folded_network.h>
 
 #include <ATen/autocast_mode.h>
 

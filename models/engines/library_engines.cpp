@@ -1,17 +1,9 @@
-#include <mobilenetv2/engines/engine.h>
+#include <mobilenetv2/engines/library_engines.h>
 
 #include <mobilenetv2/engines/fused_mobilenet_v2.h>
 #include <mobilenetv2/quantization/quantized_network.h>
 
 namespace mnv2 {
-
-std::string InferenceEngine::dtype(
-    const std::optional<c10::ScalarType>& autocast) const {
-  if (!autocast) {
-    return "fp32";
-  }
-  return *autocast == torch::kBFloat16 ? "bf16" : "fp16";
-}
 
 namespace {
 

@@ -2,8 +2,8 @@
 
 #include "hdf5_file.h"
 
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <torch/torch.h>
 

@@ -1,5 +1,5 @@
-#include <mobilenetv2/util/data_error.h>
 #include <mobilenetv2/preprocessing/preprocessing.h>
+#include <mobilenetv2/util/data_error.h>
 
 #include <torch/torch.h>
 

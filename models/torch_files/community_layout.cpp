@@ -1,5 +1,5 @@
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/community_layout.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <algorithm>
 #include <map>

@@ -1,6 +1,6 @@
 #include <mobilenetv2/nn/make_divisible.h>
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <torch/nn/module.h>
 

@@ -1,5 +1,5 @@
-#include <mobilenetv2/torch_files/torch_file.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/torch_file.h>
 
 #include <torch/nn/module.h>
 

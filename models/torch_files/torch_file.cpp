@@ -1,5 +1,5 @@
-#include <mobilenetv2/util/atomic_file.h>
 #include <mobilenetv2/torch_files/torch_file.h>
+#include <mobilenetv2/util/atomic_file.h>
 #include "legacy_torch_save.h"
 #include "pickle_compat.h"
 #include "zip_integrity.h"

@@ -1,11 +1,11 @@
 #include <mobilenetv2/weights/checkpoint.h>
 
-#include <mobilenetv2/util/atomic_file.h>
 #include <mobilenetv2/quantization/quantized_network.h>
-#include <mobilenetv2/weights/sidecar.h>
+#include <mobilenetv2/torch_files/community_layout.h>
 #include <mobilenetv2/torch_files/load_weights.h>
 #include <mobilenetv2/torch_files/torch_file.h>
-#include <mobilenetv2/torch_files/community_layout.h>
+#include <mobilenetv2/util/atomic_file.h>
+#include <mobilenetv2/weights/sidecar.h>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>

@@ -6,7 +6,8 @@
 #include "common/runtime.h"
 #include "data/batch_writer.h"
 #include "data/sampler.h"
-#include "data/shards.h"
+#include "data/shard_spec.h"
+#include "data/shard_stream.h"
 #include "data/trivial_augment.h"
 
 #include <torch/torch.h>

@@ -2,7 +2,7 @@
 
 #include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
-#include "data/shards.h"
+#include "data/shard_spec.h"
 
 #include <algorithm>
 #include <cctype>

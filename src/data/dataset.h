@@ -23,7 +23,7 @@ struct ShardFile {
 
 /// Images with integer labels and the class names those labels index: files
 /// (`samples`, read in any order) or tar shards (`shards`, read front to
-/// back; data/shards.h).
+/// back; data/shard_spec.h).
 struct Dataset {
   std::string origin;  ///< the folder, list file or shard pattern
   std::vector<Sample> samples;
@@ -70,8 +70,8 @@ std::vector<std::string> class_names_beside(const std::string& folder,
                                             int64_t max_label,
                                             const std::string& what);
 
-/// Shards (data/shards.h: a .tar, a brace pattern, a folder of .tar files or
-/// a list of them), else a folder is an ImageFolder and a file a list file.
+/// Shards (data/shard_spec.h: a .tar, a brace pattern, a folder of .tar files
+/// or a list of them), else a folder is an ImageFolder and a file a list file.
 Dataset open_dataset(const std::string& path);
 
 /// One class name per line (blank lines ignored). Throws DataError.

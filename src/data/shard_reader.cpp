@@ -1,6 +1,6 @@
 // Reading one shard front to back: libarchive's tar reader, members grouped
 // into samples by key as webdataset groups them.
-#include "data/shards.h"
+#include "data/shard_reader.h"
 
 #include <mobilenetv2/weights/model_info.h>
 #include "common/errors.h"

@@ -1,5 +1,6 @@
 // Naming and opening shards: the spec forms, counting, the split by rank.
-#include "data/shards.h"
+#include "data/shard_spec.h"
+#include "data/shard_reader.h"
 
 #include "common/errors.h"
 #include "common/log.h"

@@ -1,6 +1,7 @@
 // One rank's epoch of samples: shard order per pass, the shuffle buffer,
 // padding by further passes.
-#include "data/shards.h"
+#include "data/shard_stream.h"
+#include "data/shard_spec.h"
 
 #include "common/errors.h"
 

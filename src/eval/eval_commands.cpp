@@ -1,7 +1,7 @@
 #include "eval/eval_commands.h"
 
-#include <mobilenetv2/vision/image_decode.h>
 #include <mobilenetv2/classifier/inference_model.h>
+#include <mobilenetv2/vision/image_decode.h>
 #include <mobilenetv2/vision/vision.h>
 #include "common/errors.h"
 #include "common/log.h"

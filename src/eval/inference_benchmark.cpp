@@ -25,7 +25,7 @@ struct Case {
   bool channels_last;
   bool emulated = false;         ///< a 16-bit type this CPU lacks natively
   std::string engine = "eager";  ///< or onednn, graph
-  std::string library;           ///< the engine's, where not LibTorch
+  std::string library{};         ///< the engine's, where not LibTorch
   double p50_ms = 0;
   double p90_ms = 0;
   double p99_ms = 0;

@@ -1,12 +1,12 @@
 #include "export/export_command.h"
 #include "export/int8_export.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/classifier/inference_model.h>
 #include <mobilenetv2/engines/plain_network.h>
-#include <mobilenetv2/weights/sidecar.h>
+#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/weights/checkpoint.h>
+#include <mobilenetv2/weights/sidecar.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/runtime.h"

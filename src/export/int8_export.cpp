@@ -1,7 +1,7 @@
 #include "export/int8_export.h"
 
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/classifier/image_classifier.h>
+#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/quantization/quantize.h>
 #include <mobilenetv2/vision/vision.h>
 #include "common/log.h"

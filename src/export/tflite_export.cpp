@@ -1,9 +1,9 @@
 #include "export/tflite_export.h"
 
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/engines/plain_network.h>
-#include <mobilenetv2/quantization/quantized_network.h>
 #include <mobilenetv2/engines/scripted_network.h>
+#include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/quantization/quantized_network.h>
 #include "common/log.h"
 #include "export/tflite_writer.h"
 

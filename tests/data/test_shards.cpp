@@ -5,8 +5,9 @@
 #include "common/errors.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
+#include "data/shard_reader.h"
+#include "data/shard_spec.h"
 #include "data/shard_writer.h"
-#include "data/shards.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>

@@ -5,11 +5,11 @@
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/memory_format.h>
 
+#include <mobilenetv2/engines/scripted_network.h>
 #include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
-#include <mobilenetv2/engines/scripted_network.h>
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <ATen/Context.h>
 #include <torch/script.h>

@@ -8,8 +8,8 @@
 #include "train/outputs/metrics_log.h"
 
 #include <mobilenetv2/nn/mobilenet_v2.h>
-#include <mobilenetv2/torch_files/torch_file.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/torch_file.h>
 #include <mobilenetv2/weights/sidecar.h>
 
 #include <catch2/catch.hpp>

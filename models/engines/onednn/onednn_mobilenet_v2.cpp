@@ -1,7 +1,7 @@
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
 
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/engines/plain_network.h>
+#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/quantization/quantized_network.h>
 
 #include "onednn_network.h"

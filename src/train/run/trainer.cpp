@@ -1,10 +1,10 @@
 #include "train/run/trainer.h"
 #include "train/run/training.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
-#include <mobilenetv2/vision/image_decode.h>
 #include <mobilenetv2/util/memory_format.h>
+#include <mobilenetv2/vision/image_decode.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/progress.h"

@@ -1,13 +1,13 @@
 #include "train/run/training_setup.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
 #include <mobilenetv2/classifier/weights_file.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "common/log.h"
-#include "data/shards.h"
+#include "data/shard_spec.h"
 
-#include <mobilenetv2/util/atomic_file.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/util/atomic_file.h>
 
 #include <torch/torch.h>
 

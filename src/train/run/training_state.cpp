@@ -1,8 +1,8 @@
 // The training state in and out of checkpoint.pth: resume and save.
 #include "train/run/training.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "common/log.h"
 #include "train/outputs/checkpoint_saver.h"

@@ -1,7 +1,7 @@
 #include "train/step/ema.h"
 
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <torch/torch.h>
 

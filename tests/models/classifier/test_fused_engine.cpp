@@ -7,8 +7,8 @@
 #include <mobilenetv2/classifier/engine_registry.h>
 #include <mobilenetv2/classifier/inference_model.h>
 
-#include <mobilenetv2/util/cpu_features.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <catch2/catch.hpp>
 
@@ -69,8 +69,8 @@ TEST_CASE("one registry lists every engine and chooses among them", "[eval]") {
   for (const auto& kind : mnv2::engine_registry()) {
     names.push_back(kind.name);
   }
-  std::vector<std::string> expected{"int8-simulated", "graph", "torchscript",
-                                    "eager"};
+  std::vector<std::string> expected{
+      "int8-simulated", "graph", "torchscript", "eager"};
 #ifdef MNV2_WITH_ONEDNN
   expected.insert(expected.begin(), {"onednn-int8", "onednn"});
 #endif

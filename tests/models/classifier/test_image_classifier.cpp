@@ -4,12 +4,12 @@
 // called from one thread.
 #include "test_support.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
-#include <mobilenetv2/util/data_error.h>
 #include <mobilenetv2/classifier/image_classifier.h>
-#include <mobilenetv2/vision/vision.h>
-#include <mobilenetv2/torch_files/torch_file.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/torch_file.h>
+#include <mobilenetv2/util/data_error.h>
+#include <mobilenetv2/vision/vision.h>
+#include <mobilenetv2/weights/checkpoint.h>
 #include <mobilenetv2/weights/sidecar.h>
 
 #include <torch/torch.h>

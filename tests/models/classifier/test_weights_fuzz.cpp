@@ -6,11 +6,11 @@
 // legitimate load needed.
 #include "test_support.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
 #include <mobilenetv2/classifier/inference_model.h>
+#include <mobilenetv2/weights/checkpoint.h>
 
-#include <mobilenetv2/torch_files/torch_file.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/torch_file.h>
 
 #include <caffe2/serialize/inline_container.h>
 #include <sys/resource.h>

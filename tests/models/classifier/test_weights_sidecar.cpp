@@ -4,9 +4,9 @@
 // scored 17% instead of 98%, silently).
 #include "test_support.h"
 
-#include <mobilenetv2/weights/checkpoint.h>
 #include <mobilenetv2/classifier/inference_model.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/weights/checkpoint.h>
 
 #include <catch2/catch.hpp>
 

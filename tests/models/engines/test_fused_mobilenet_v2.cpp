@@ -3,8 +3,8 @@
 // (parity tests).
 #include "test_support.h"
 
-#include <mobilenetv2/util/cpu_features.h>
 #include <mobilenetv2/engines/fused_mobilenet_v2.h>
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <ATen/autocast_mode.h>
 

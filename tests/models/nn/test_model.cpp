@@ -1,10 +1,10 @@
 #include "test_support.h"
 
 #include <mobilenetv2/nn/conv_bn_activation.h>
-#include <mobilenetv2/util/counting.h>
 #include <mobilenetv2/nn/make_divisible.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
 #include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/util/counting.h>
 
 #include <catch2/catch.hpp>
 

@@ -1,8 +1,8 @@
 // The pixel budget bounds the evaluation resize, not only the decoded image:
 // a 1 x 200000 strip (under the budget) resized to a shorter side of 256 is
 // 13 billion pixels.
-#include <mobilenetv2/util/data_error.h>
 #include <mobilenetv2/preprocessing/preprocessing.h>
+#include <mobilenetv2/util/data_error.h>
 
 #include <torch/torch.h>
 #include <catch2/catch.hpp>

@@ -5,9 +5,9 @@
 #include "test_support.h"
 
 #include <mobilenetv2/nn/mobilenet_v2.h>
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/community_layout.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/state_dict.h>
 
 #include <torch/torch.h>
 #include <catch2/catch.hpp>

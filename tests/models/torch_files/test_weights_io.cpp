@@ -1,9 +1,9 @@
 #include "test_support.h"
 
 #include <mobilenetv2/nn/mobilenet_v2.h>
-#include <mobilenetv2/torch_files/torch_file.h>
-#include <mobilenetv2/torch_files/state_dict.h>
 #include <mobilenetv2/torch_files/load_weights.h>
+#include <mobilenetv2/torch_files/state_dict.h>
+#include <mobilenetv2/torch_files/torch_file.h>
 #include <mobilenetv2/weights/load_model.h>
 
 #include <catch2/catch.hpp>

@@ -3,8 +3,8 @@
 // simulation in Python is the independent reference (check_int8.py).
 #include "test_support.h"
 
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
+#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/quantization/quantize.h>
 
 #include <catch2/catch.hpp>

@@ -3,9 +3,9 @@
 // independent Keras forward pass with TF "SAME" padding (pretrained tests).
 #include "test_support.h"
 
-#include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
 #include <mobilenetv2/engines/plain_network.h>
+#include <mobilenetv2/nn/folded_network.h>
 
 #include "engines/onednn/onednn_network.h"
 

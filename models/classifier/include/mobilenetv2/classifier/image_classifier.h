@@ -2,8 +2,8 @@
 
 #include <mobilenetv2/classifier/inference_model.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
-#include <mobilenetv2/weights/model_info.h>
 #include <mobilenetv2/preprocessing/preprocessing.h>
+#include <mobilenetv2/weights/model_info.h>
 
 #include <torch/types.h>
 

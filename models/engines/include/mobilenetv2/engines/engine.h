@@ -4,7 +4,9 @@
 // module, the fused engines, TorchScript files and int8 networks. A weights
 // file is read into EngineWeights; each EngineKind says whether it runs
 // those weights and builds its engine; mnv2::engine_registry() (classifier)
-// lists the kinds of this build in preference order.
+// lists the kinds of this build in preference order (this library's are
+// in engines/library_engines.h, the oneDNN add-on's in
+// engines/onednn/onednn_engines.h).
 
 #include <mobilenetv2/nn/mobilenet_v2.h>
 
@@ -22,8 +24,8 @@ struct QuantizedNetwork;
 
 /// The forms a weights file is read into: one of them is set.
 struct EngineWeights {
-  MobileNetV2 eager{nullptr};                  ///< fp32 weights
-  std::shared_ptr<torch::jit::Module> script;  ///< a TorchScript file
+  MobileNetV2 eager{nullptr};                         ///< fp32 weights
+  std::shared_ptr<torch::jit::Module> script;         ///< a TorchScript file
   std::shared_ptr<const QuantizedNetwork> quantized;  ///< an int8 file
 };
 
@@ -49,7 +51,12 @@ class InferenceEngine {
   /// The arithmetic of its batches under that autocast: "fp32", "bf16",
   /// "fp16" or "int8".
   virtual std::string dtype(
-      const std::optional<c10::ScalarType>& autocast) const;
+      const std::optional<c10::ScalarType>& autocast) const {
+    if (!autocast) {
+      return "fp32";
+    }
+    return *autocast == torch::kBFloat16 ? "bf16" : "fp16";
+  }
   /// The memory layout it computes in.
   virtual std::string layout() const = 0;
   /// The library that computes, with its version, where not LibTorch.
@@ -64,15 +71,10 @@ class InferenceEngine {
 struct EngineKind {
   std::string name;
   /// Whether it runs these weights on `device` under `preference`.
-  std::function<bool(const EngineWeights&,
-                     EnginePreference,
-                     const torch::Device& device)>
+  std::function<bool(
+      const EngineWeights&, EnginePreference, const torch::Device& device)>
       accepts;
   std::function<std::shared_ptr<InferenceEngine>(const EngineWeights&)> build;
 };
-
-/// This library's engines, best first: int8-simulated (int8 files where
-/// oneDNN is absent), graph (mnv2::FusedMobileNetV2), torchscript, eager.
-std::vector<EngineKind> library_engine_kinds();
 
 }  // namespace mnv2

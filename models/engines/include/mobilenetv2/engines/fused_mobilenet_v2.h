@@ -1,7 +1,7 @@
 #pragma once
 
-#include <mobilenetv2/util/cpu_features.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <torch/script.h>
 

@@ -11,10 +11,10 @@
 namespace mnv2 {
 
 // The pixel budget (set_max_image_pixels, max_image_pixels) is the
-// classifier's (mobilenetv2/preprocessing/preprocessing.h): it bounds the decoded image
-// here, from its header, and the resized one there. Headers are read for
-// JPEG, PNG, WebP, BMP, TIFF and PNM (every format the loader takes); other
-// formats keep OpenCV's own limit of 2^30 pixels.
+// classifier's (mobilenetv2/preprocessing/preprocessing.h): it bounds the
+// decoded image here, from its header, and the resized one there. Headers are
+// read for JPEG, PNG, WebP, BMP, TIFF and PNM (every format the loader takes);
+// other formats keep OpenCV's own limit of 2^30 pixels.
 
 /// Given a JPEG's stored width and height, the libjpeg reduction to decode it
 /// at (1, 2, 4 or 8: libjpeg scales in the DCT, so a 1/2 decode costs about a

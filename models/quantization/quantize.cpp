@@ -16,9 +16,6 @@ constexpr int64_t kHistogramBins = 2048;
 constexpr int64_t kMseCandidates = 256;
 constexpr double kU8Levels = 255;
 constexpr double kS8Levels = 127;
-// The logits' range over the calibration images, widened: an image scored
-// higher than any of them keeps its top logit unsaturated.
-constexpr double kLogitsHeadroom = 1.25;
 
 // What calibration gathers about one activation.
 struct ActivationStats {
@@ -53,21 +50,6 @@ void walk_fp32(
       x = y;
     }
   }
-}
-
-QuantizedConv quantize_weights(const FoldedConv& conv) {
-  const auto w = conv.weight.to(torch::kFloat);
-  auto max = w.abs().amax({1, 2, 3});
-  // A channel of zeros (at int8's resolution) gets codes 0 with a unit step;
-  // steps stay in the range a reader accepts.
-  const auto step = max / static_cast<double>(code_max(conv));
-  const auto scale =
-      torch::where(step >= kMinScale, step.clamp_max(kMaxScale), 1.0)
-          .to(torch::kFloat);
-  const auto limit = static_cast<double>(code_max(conv));
-  const auto codes =
-      torch::clamp(torch::round(w / scale.view({-1, 1, 1, 1})), -limit, limit);
-  return {codes.to(torch::kChar), scale, 0};
 }
 
 // The clipping value from a histogram of |value| over (0, max].

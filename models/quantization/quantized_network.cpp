@@ -97,6 +97,21 @@ torch::Tensor saturate_codes(const torch::Tensor& values,
 
 }  // namespace
 
+QuantizedConv quantize_weights(const FoldedConv& conv) {
+  const auto w = conv.weight.to(torch::kFloat);
+  auto max = w.abs().amax({1, 2, 3});
+  // A channel of zeros (at int8's resolution) gets codes 0 with a unit step;
+  // steps stay in the range a reader accepts.
+  const auto step = max / static_cast<double>(code_max(conv));
+  const auto scale =
+      torch::where(step >= kMinScale, step.clamp_max(kMaxScale), 1.0)
+          .to(torch::kFloat);
+  const auto limit = static_cast<double>(code_max(conv));
+  const auto codes =
+      torch::clamp(torch::round(w / scale.view({-1, 1, 1, 1})), -limit, limit);
+  return {codes.to(torch::kChar), scale, 0};
+}
+
 bool is_depthwise(const FoldedConv& conv) {
   return conv.groups > 1 && conv.weight.size(1) == 1 &&
          conv.groups == conv.weight.size(0);

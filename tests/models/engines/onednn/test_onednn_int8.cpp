@@ -5,6 +5,7 @@
 
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
 #include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/quantization/qat.h>
 #include <mobilenetv2/quantization/quantize.h>
 
 #include <catch2/catch.hpp>
@@ -61,4 +62,24 @@ TEST_CASE("int8 engine computes the simulated quantized network", "[int8]") {
       }
     }
   }
+}
+
+TEST_CASE("int8 engine computes a QAT model's evaluation pass", "[int8]") {
+  torch::manual_seed(8);
+  mnv2::MobileNetV2 model(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  mnv2::test::randomise_batchnorm(model);
+  auto state = mnv2::make_qat_state(model, 4.0);
+  model->train();
+  {
+    torch::NoGradGuard no_grad;
+    mnv2::qat_forward(model, state, torch::randn({8, 3, 64, 64}));
+  }
+  model->eval();
+  const mnv2::OneDnnMobileNetV2 engine(
+      mnv2::qat_quantized_network(model, state));
+  const auto images = torch::randn({5, 3, 64, 64});
+  const auto expected = torch::softmax(mnv2::qat_forward(model, state, images), 1);
+  const auto actual = torch::softmax(engine.forward(images), 1);
+  CHECK((actual - expected).abs().max().item<double>() < 1e-5);
 }

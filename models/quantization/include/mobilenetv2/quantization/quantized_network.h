@@ -27,6 +27,11 @@ constexpr int64_t kDepthwiseCodeMax = 127;
 constexpr double kMinScale = 1e-12;
 constexpr double kMaxScale = 1e6;
 
+/// The logits' step covers this many times their largest |value| seen in
+/// calibration: an image scored higher than any of them keeps its top logit
+/// unsaturated.
+constexpr double kLogitsHeadroom = 1.25;
+
 /// One convolution's int8 form.
 struct QuantizedConv {
   torch::Tensor codes;         ///< int8, the weight's shape
@@ -58,6 +63,10 @@ bool is_depthwise(const FoldedConv& conv);
 
 /// The largest code a convolution's weights may use.
 int64_t code_max(const FoldedConv& conv);
+
+/// A folded convolution's weight codes and per-channel steps (symmetric,
+/// step = the channel's largest |weight| / code_max), its output step 0.
+QuantizedConv quantize_weights(const FoldedConv& conv);
 
 /// The quantized network as a self-describing state_dict ("quantization.*",
 /// "convs.<n>.*" with geometry, "classifier.*"), which Python's torch.load

@@ -92,6 +92,7 @@ InferenceModel InferenceModel::load(const std::string& path,
   model.info_ = weights.info;
   model.conversion_ = weights.conversion;
   model.kind_ = weights.kind;
+  model.qat_ = weights.qat;
   auto& eager = model.weights_.eager;
   eager = MobileNetV2(weights.info.options);
   load_weights(*eager, weights.state, LoadMode::kStrict, path);

@@ -191,4 +191,15 @@ torch::Tensor normalize_image(const torch::Tensor& hwc,
              .view({3, 1, 1});
 }
 
+double normalized_max_abs(const Normalization& normalization) {
+  double out = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const double mean = normalization.mean[i];
+    const double stddev = normalization.stddev[i];
+    out =
+        std::max({out, std::abs(mean / stddev), std::abs((1 - mean) / stddev)});
+  }
+  return out;
+}
+
 }  // namespace mnv2

@@ -44,7 +44,8 @@ std::vector<QatBlock> blocks_of(const MobileNetV2Impl& model) {
     } else if (auto* ir = layer->as<InvertedResidualImpl>()) {
       auto& parts = ir->conv;
       for (size_t i = 0; i + 2 < parts->size(); ++i) {
-        block.units.push_back(unit_of(*parts->ptr(i)->as<ConvBNActivationImpl>()));
+        block.units.push_back(
+            unit_of(*parts->ptr(i)->as<ConvBNActivationImpl>()));
       }
       block.units.push_back(
           {parts->ptr(parts->size() - 2)->as<torch::nn::Conv2dImpl>(),
@@ -118,7 +119,8 @@ torch::Tensor fake_quantized_conv(const QatUnit& unit,
   const auto weight = torch::fake_quantize_per_channel_affine(
       folded,
       steps.to(folded.device()),
-      torch::zeros({steps.size(0)}, torch::dtype(torch::kInt).device(folded.device())),
+      torch::zeros({steps.size(0)},
+                   torch::dtype(torch::kInt).device(folded.device())),
       0,
       -code_max,
       code_max);
@@ -130,14 +132,14 @@ torch::Tensor fake_quantized_conv(const QatUnit& unit,
     const auto cols = tf_same_padding(x.size(-1), k, s);
     input = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
   }
-  auto y = torch::conv2d(
-      input,
-      weight,
-      {},
-      conv.options.stride(),
-      *std::get<torch::ExpandingArray<2>>(conv.options.padding()),
-      conv.options.dilation(),
-      conv.options.groups());
+  auto y =
+      torch::conv2d(input,
+                    weight,
+                    {},
+                    conv.options.stride(),
+                    *std::get<torch::ExpandingArray<2>>(conv.options.padding()),
+                    conv.options.dilation(),
+                    conv.options.groups());
   if (frozen) {
     y = y + (bn.bias - bn.running_mean * scale).view({1, -1, 1, 1});
   } else {
@@ -168,7 +170,8 @@ QatState make_qat_state(const MobileNetV2& model, double input_max_abs) {
     convs += block.units.size();
   }
   QatState state;
-  state.ranges = torch::zeros({static_cast<int64_t>(convs + 1)}, torch::kDouble);
+  state.ranges =
+      torch::zeros({static_cast<int64_t>(convs + 1)}, torch::kDouble);
   state.input_scale = static_cast<float>(input_max_abs / 127.0);
   return state;
 }
@@ -186,8 +189,7 @@ torch::Tensor qat_forward(MobileNetV2& model,
       throw std::logic_error("QAT: evaluation before any training batch");
     }
     // The int8 network computes on the CPU.
-    return simulate_quantized(qat_quantized_network(model, state),
-                              images.cpu())
+    return simulate_quantized(qat_quantized_network(model, state), images.cpu())
         .to(images.device());
   }
   const bool frozen = state.batchnorm_frozen;
@@ -202,7 +204,8 @@ torch::Tensor qat_forward(MobileNetV2& model,
         y = y + block_input;
       }
       update_range(state, n, y);
-      x = fake_quantize_activation(y, state.ranges[n].item<double>(), unit.relu6);
+      x = fake_quantize_activation(
+          y, state.ranges[n].item<double>(), unit.relu6);
       ++n;
     }
   }
@@ -223,7 +226,8 @@ QuantizedNetwork qat_quantized_network(const MobileNetV2& model,
   for (auto& block : out.network.blocks) {
     for (auto& conv : block.convs) {
       auto q = quantize_weights(conv);
-      conv.weight = q.codes.to(torch::kFloat) * q.weight_scale.view({-1, 1, 1, 1});
+      conv.weight =
+          q.codes.to(torch::kFloat) * q.weight_scale.view({-1, 1, 1, 1});
       conv.bias = conv.bias.to(torch::kFloat).cpu();
       conv.weight = conv.weight.cpu();
       q.output_scale = static_cast<float>(

@@ -40,6 +40,37 @@ void check_format_version(const c10::impl::GenericDict& dict,
   }
 }
 
+void write_qat(c10::impl::GenericDict& dict, const QatState& qat) {
+  dict.insert("qat_ranges", qat.ranges.cpu());
+  dict.insert("qat_input_scale", qat.input_scale);
+}
+
+std::optional<QatState> read_qat(const c10::impl::GenericDict& dict,
+                                 const std::string& path) {
+  if (!dict.contains("qat_ranges")) {
+    return std::nullopt;
+  }
+  QatState qat;
+  const auto& ranges = dict.at("qat_ranges");
+  const auto& scale = field(dict, "qat_input_scale", path);
+  if (!ranges.isTensor() || ranges.toTensor().dim() != 1 ||
+      !ranges.toTensor().is_floating_point() || !scale.isDouble()) {
+    throw WeightsError("'" + path +
+                       "': qat_ranges must be a 1-D float tensor and "
+                       "qat_input_scale a number");
+  }
+  qat.ranges = ranges.toTensor().to(torch::kDouble).clone();
+  qat.input_scale = scale.toDouble();
+  if (!torch::isfinite(qat.ranges).all().item<bool>() ||
+      (qat.ranges < 0).any().item<bool>() || qat.ranges.numel() > 1000 ||
+      !(qat.input_scale >= kMinScale && qat.input_scale <= kMaxScale)) {
+    throw WeightsError("'" + path +
+                       "': its quantization-aware training ranges are out "
+                       "of range");
+  }
+  return qat;
+}
+
 }  // namespace
 
 bool is_checkpoint(const c10::IValue& value) {
@@ -75,6 +106,9 @@ void write_checkpoint(const Checkpoint& c, const std::string& path) {
   dict.insert("epoch_loss_sum", c.progress.epoch_loss_sum);
   dict.insert("model_info", model_info_to_ivalue(c.info));
   dict.insert("config", c.config_json);
+  if (c.qat) {
+    write_qat(dict, *c.qat);
+  }
   write_torch_file(dict, path);
 }
 
@@ -112,6 +146,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.info = model_info_from_ivalue(
       field(dict, "model_info", path).toGenericDict(), path);
   c.config_json = field(dict, "config", path).toStringRef();
+  c.qat = read_qat(dict, path);
   return c;
 }
 
@@ -175,6 +210,7 @@ LoadedWeights read_weights(const std::string& path, bool prefer_ema) {
           " at width " + std::to_string(shapes.width_mult()));
     }
     out.kind = ema ? "checkpoint-ema" : "checkpoint";
+    out.qat = read_qat(dict, path);
     return out;
   }
   out.state = state_dict_from_ivalue(value, path);

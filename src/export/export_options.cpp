@@ -103,8 +103,6 @@ std::vector<std::string> ExportCommand::problems() const {
              format + "'");
   p.need(tflite_io == "int8" || tflite_io == "uint8" || tflite_io == "float32",
          "--tflite-io must be int8, uint8 or float32, got '" + tflite_io + "'");
-  p.need(format != "int8" || !calibration_data.empty(),
-         "--format int8 needs --calibration-data (a folder of images)");
   p.need(format == "int8" || calibration_data.empty(),
          "--calibration-data is for --format int8");
   p.need(format == "int8" || validation_data.empty(),

@@ -104,22 +104,29 @@ std::vector<torch::Tensor> calibration_batches(const ExportCommand& c,
   return batches;
 }
 
-double input_max_abs(const Normalization& n) {
-  double out = 0;
-  for (size_t i = 0; i < 3; ++i) {
-    out = std::max({out,
-                    std::abs(n.mean[i] / n.stddev[i]),
-                    std::abs((1 - n.mean[i]) / n.stddev[i])});
-  }
-  return out;
+// Without a folder (a QAT checkpoint): 16 images of uniformly random pixels,
+// normalised as the weights expect, to verify the engine on.
+std::vector<torch::Tensor> verification_batches(const InferenceModel& model,
+                                                int64_t& used) {
+  const auto& info = model.info();
+  const auto& n = info.normalization;
+  const auto mean =
+      torch::tensor({n.mean[0], n.mean[1], n.mean[2]}).view({1, 3, 1, 1});
+  const auto stddev =
+      torch::tensor({n.stddev[0], n.stddev[1], n.stddev[2]}).view({1, 3, 1, 1});
+  torch::manual_seed(0);
+  const auto pixels = torch::rand({16, 3, info.val_crop, info.val_crop});
+  used = 16;
+  return {((pixels - mean) / stddev).to(torch::kFloat)};
 }
 
 std::string quantization_json(const ExportCommand& c,
                               const QuantizeOptions& q,
                               int64_t images) {
   std::ostringstream json;
+  // No calibration images: the ranges of quantization-aware training.
   json << "{\"quantization\": {\"method\": \""
-       << calibration_method_name(q.method)
+       << (images == 0 ? "qat" : calibration_method_name(q.method))
        << "\", \"percentile\": " << q.percentile
        << ", \"bias_correction\": " << (q.bias_correction ? "true" : "false")
        << ", \"calibration_images\": " << images
@@ -133,8 +140,15 @@ std::string quantization_json(const ExportCommand& c,
 }  // namespace
 
 Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
+  const auto* qat = model.qat();
+  if (c.calibration_data.empty() && !qat) {
+    throw ConfigError(
+        "--format int8 needs --calibration-data (a folder of images), "
+        "except from an mnv2-train --qat checkpoint");
+  }
   std::error_code ec;
-  if (!fs::is_directory(c.calibration_data, ec)) {
+  if (!c.calibration_data.empty() &&
+      !fs::is_directory(c.calibration_data, ec)) {
     throw ConfigError("--calibration-data '" + c.calibration_data +
                       "' is not a folder");
   }
@@ -142,12 +156,16 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
   eager.engine = Engine::kEager;
   const ImageClassifier fp32(model, eager);
   int64_t images = 0;
-  const auto batches = calibration_batches(c, fp32, images);
+  // A QAT checkpoint's ranges need no calibration: the images (where given)
+  // only verify the file.
+  const auto batches = c.calibration_data.empty()
+                           ? verification_batches(model, images)
+                           : calibration_batches(c, fp32, images);
   QuantizeOptions q;
   q.method = calibration_method_from_name(c.calibration_method);
   q.percentile = c.percentile;
   q.bias_correction = !c.no_bias_correction;
-  q.input_max_abs = input_max_abs(model.info().normalization);
+  q.input_max_abs = normalized_max_abs(model.info().normalization);
   const auto passes = static_cast<int64_t>(2 * batches.size());
   auto calibrating = progress_of("calibrate", passes);
   int64_t passed_images = 0;
@@ -156,7 +174,8 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
     calibrating.update(done, passed_images, "two passes over each batch");
   };
   const auto folded = fold_batchnorm(model.eager());
-  const auto quantized = quantize_network(folded, batches, q);
+  const auto quantized = qat ? qat_quantized_network(model.eager(), *qat)
+                             : quantize_network(folded, batches, q);
   calibrating.finish();
   // Written beside --output under another name, and renamed over it once
   // every check passes: a failed check leaves a previous file as it was.
@@ -169,7 +188,7 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
     fs::remove(staging, ec);
     fs::remove(metadata_path_for(staging), ec);
   };
-  const auto quantization = quantization_json(c, q, images);
+  const auto quantization = quantization_json(c, q, qat ? 0 : images);
   write_state_dict(quantized_to_state_dict(quantized), staging);
   write_weights_metadata(model.info(), staging, quantization);
 
@@ -204,9 +223,11 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
   verifying.finish();
   const double tolerance = std::max(c.tolerance, kInt8Tolerance);
   const bool ok = relative <= tolerance;
-  std::cout << "int8 vs fp32 on the calibration images: top-1 agreement "
-            << 100.0 * agree / images << "% (" << agree << "/" << images
-            << "), mean KL divergence " << kl / images << "\n"
+  std::cout << "int8 vs fp32 on "
+            << (c.calibration_data.empty() ? "16 images of random pixels"
+                                           : "the calibration images")
+            << ": top-1 agreement " << 100.0 * agree / images << "% (" << agree
+            << "/" << images << "), mean KL divergence " << kl / images << "\n"
             << "verified with mnv2-eval's engine (" << reloaded.engine_for({})
             << ") against the quantized network's LibTorch simulation on "
             << batches.front().size(0) << " images: max abs diff " << max_abs
@@ -241,10 +262,16 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
   }
   fs::rename(metadata_path_for(staging), metadata_path_for(c.output));
   fs::rename(staging, c.output);
-  std::cout << "wrote " << c.output << " (int8, calibrated on " << images
-            << " images of '" << c.calibration_data << "', "
-            << calibration_method_name(q.method) << " ranges, bias correction "
-            << (q.bias_correction ? "on" : "off") << ")\n";
+  if (qat) {
+    std::cout << "wrote " << c.output
+              << " (int8, the ranges of quantization-aware training)\n";
+  } else {
+    std::cout << "wrote " << c.output << " (int8, calibrated on " << images
+              << " images of '" << c.calibration_data << "', "
+              << calibration_method_name(q.method)
+              << " ranges, bias correction "
+              << (q.bias_correction ? "on" : "off") << ")\n";
+  }
   return Outcome::kDone;
 }
 

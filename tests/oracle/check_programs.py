@@ -5,7 +5,7 @@ onnx, onnxruntime) as independent references.
 Usage: check_programs.py CASE BIN_DIR WORK_DIR
 CASE: a case_<name> of the modules in programs/: train_eval_export, resume,
 signals, finetune_amp (training.py), errors (errors.py), distributed,
-shards, benchmark_dtypes, int8_gate.
+shards, benchmark_dtypes, int8_gate, qat.
 """
 import shutil
 import sys
@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from programs import benchmark, distributed, errors, int8_gate, shards, training  # noqa: E402
+from programs import benchmark, distributed, errors, int8_gate, qat, shards, training  # noqa: E402
 from programs.common import FAILURES  # noqa: E402
 
 CASES = {name[len("case_"):]: function
-         for module in (training, errors, distributed, shards, benchmark, int8_gate)
+         for module in (training, errors, distributed, shards, benchmark, int8_gate, qat)
          for name, function in vars(module).items() if name.startswith("case_")}
 
 

@@ -88,6 +88,12 @@ std::vector<std::string> TrainConfig::problems() const {
   p.need(ddp_comm_hook == "none" || ddp_comm_hook == "fp16" ||
              ddp_comm_hook == "bf16",
          "--ddp-comm-hook must be none, fp16 or bf16");
+  p.need(qat_freeze_bn_epoch >= 0 && qat_freeze_bn_epoch <= 100000,
+         "--qat-freeze-bn-epoch must be in [0, 100000]");
+  p.need(!qat || !amp,
+         "--qat computes in fp32, as the int8 engine's scales do: drop --amp");
+  p.need(!qat || !pretrained.empty() || !resume.empty(),
+         "--qat fine-tunes trained weights: give them with --pretrained");
   // MobileNetV2 downsamples 32x: batch 1 at 32 px or less leaves BatchNorm a
   // single value per channel in its last layers, which training cannot use.
   const int64_t last_side = (img_size + 31) / 32;

@@ -46,6 +46,13 @@ struct TrainConfig {
   std::string padding = "auto";
   std::string pretrained;
   bool freeze_features = false;
+  /// Quantization-aware training: the forward pass simulates the int8
+  /// engine (mnv2::qat_forward); checkpoints keep the activation ranges,
+  /// from which `mnv2-export --format int8` writes the int8 file.
+  bool qat = false;
+  /// With --qat: the epoch from which BatchNorm is folded with frozen
+  /// running statistics (before, batch statistics as in float training).
+  int64_t qat_freeze_bn_epoch = 1;
 
   // Optimisation
   std::string recipe = "torchvision-v1";

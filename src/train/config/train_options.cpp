@@ -123,6 +123,19 @@ FlagTable<TrainConfig> make_train_flags() {
        &C::freeze_features,
        "freeze_features",
        kSwitch},
+      {"qat",
+       "Model",
+       "quantization-aware training: the forward pass computes as the int8 "
+       "engine will (fine-tune --pretrained float weights, then "
+       "mnv2-export --format int8 without calibration data)",
+       &C::qat,
+       "qat",
+       kSwitch},
+      {"qat-freeze-bn-epoch",
+       "Model",
+       "with --qat: the epoch from which BatchNorm statistics stay frozen",
+       &C::qat_freeze_bn_epoch,
+       "qat_freeze_bn_epoch"},
       // Optimisation
       {"recipe",
        "Optimisation",

@@ -157,6 +157,17 @@ void Training::setup() {
            built.normalization,
            built.resize};
 
+  if (c_.qat) {
+    qat_ = make_qat_state(model_, normalized_max_abs(info_.normalization));
+    if (writer()) {
+      log::info(
+          log::cat("quantization-aware training: the int8 engine's "
+                   "arithmetic simulated; BatchNorm statistics frozen "
+                   "from epoch ",
+                   c_.qat_freeze_bn_epoch + 1));
+    }
+  }
+
   OptimizerOptions opt;
   opt.kind = c_.optimizer;
   opt.momentum = c_.momentum;

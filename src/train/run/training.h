@@ -4,6 +4,7 @@
 // trainer.cpp; the epoch (steps, validation, best weights) in
 // training_epoch.cpp.
 
+#include <mobilenetv2/quantization/qat.h>
 #include <mobilenetv2/weights/checkpoint.h>
 #include "common/errors.h"
 #include "common/thread_governor.h"
@@ -85,6 +86,7 @@ class Training {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<GradScaler> scaler_;
   std::optional<ModelEma> ema_;
+  std::optional<QatState> qat_;  // with --qat
   std::unique_ptr<DataLoader> train_loader_;
   std::unique_ptr<DataLoader> val_loader_;
   LrSchedule schedule_;

@@ -65,7 +65,14 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
                        optimizer_.get(),
                        scaler_.get(),
                        ema_ ? &*ema_ : nullptr,
-                       data_parallel_.get()};
+                       data_parallel_.get(),
+                       {}};
+  if (qat_) {
+    qat_->batchnorm_frozen = epoch >= c_.qat_freeze_bn_epoch;
+    parts.forward = [this](const torch::Tensor& x) {
+      return qat_forward(model_, *qat_, x);
+    };
+  }
   const TrainStepSettings settings{
       device_,
       amp_dtype_,

@@ -46,12 +46,24 @@ EvalResult Training::evaluate_everywhere(MobileNetV2& model) {
     distributed_->broadcast_from_rank0(buffers);
   }
   const auto classes = static_cast<int64_t>(info_.class_names.size());
+  std::function<torch::Tensor(const torch::Tensor&)> forward =
+      [&](const torch::Tensor& x) { return model->forward(x); };
+  std::optional<QuantizedNetwork> int8;
+  if (qat_ && qat_ranges_measured(*qat_)) {
+    if (distributed_) {
+      // Rank 0's ranges too: the ranks' moving averages saw other batches.
+      std::vector<torch::Tensor> ranges = {qat_->ranges.to(device_)};
+      distributed_->broadcast_from_rank0(ranges);
+      qat_->ranges = ranges[0].cpu();
+    }
+    // What the int8 file will compute, once per evaluation.
+    int8 = qat_quantized_network(model, *qat_);
+    forward = [&](const torch::Tensor& x) {
+      return simulate_quantized(*int8, x.cpu()).to(x.device());
+    };
+  }
   return evaluate_across_ranks(
-      [&](const torch::Tensor& x) { return model->forward(x); },
-      *val_loader_,
-      classes,
-      options,
-      distributed_.get());
+      forward, *val_loader_, classes, options, distributed_.get());
 }
 
 }  // namespace mnv2

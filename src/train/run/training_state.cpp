@@ -42,6 +42,9 @@ void Training::resume() {
   if (ema_ && cp.model_ema) {
     load_weights(*ema_->model(), *cp.model_ema, LoadMode::kStrict, c_.resume);
   }
+  if (qat_ && cp.qat) {
+    qat_->ranges = cp.qat->ranges.clone();
+  }
   optimizer_->load_state(cp.optimizer);
   scaler_->load(cp.scaler_scale.to(device_),
                 cp.scaler_growth_tracker.to(device_));
@@ -95,6 +98,7 @@ void Training::save_checkpoint() {
   cp.progress.world_size = world_size();
   cp.info = info_;
   cp.config_json = to_json(c_);
+  cp.qat = qat_;
   saver_->save_checkpoint(cp);
   if (!run_files_taken_over_) {
     take_over_run_files();

@@ -15,6 +15,9 @@ torch::Tensor train_micro_batch(TrainStepParts& parts,
                                 const torch::Tensor& labels,
                                 const MicroBatch& where) {
   auto& model = parts.model;
+  const auto forward = [&](const torch::Tensor& x) {
+    return parts.forward ? parts.forward(x) : model->forward(x);
+  };
   if (parts.data_parallel) {
     parts.data_parallel->before_forward(where.last);
   }
@@ -33,12 +36,11 @@ torch::Tensor train_micro_batch(TrainStepParts& parts,
                                    settings.mixup_alpha,
                                    settings.cutmix_alpha,
                                    rng);
-      loss = soft_cross_entropy(model->forward(mixed.images),
-                                mixed.targets,
-                                settings.label_smoothing);
+      loss = soft_cross_entropy(
+          forward(mixed.images), mixed.targets, settings.label_smoothing);
     } else {
       loss = torch::nn::functional::cross_entropy(
-          model->forward(images).to(torch::kFloat),
+          forward(images).to(torch::kFloat),
           labels,
           torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
               settings.label_smoothing));

@@ -14,6 +14,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 namespace mnv2 {
@@ -25,6 +26,9 @@ struct TrainStepParts {
   GradScaler* scaler = nullptr;
   ModelEma* ema = nullptr;                ///< none without --model-ema
   DataParallel* data_parallel = nullptr;  ///< none in one process
+  /// The forward pass, where not the model's own (quantization-aware
+  /// training's fake-quantized one).
+  std::function<torch::Tensor(const torch::Tensor&)> forward{};
 };
 
 struct TrainStepSettings {

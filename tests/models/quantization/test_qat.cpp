@@ -70,7 +70,8 @@ TEST_CASE("QAT's int8 network: steps from the ranges", "[qat]") {
       // Weights as every int8 file quantizes them: per output channel, the
       // largest |weight| at the largest code.
       const auto largest = qat.convs[n].codes.abs().amax({1, 2, 3});
-      CHECK(largest.max().item<int64_t>() == (mnv2::is_depthwise(conv) ? 127 : 63));
+      CHECK(largest.max().item<int64_t>() ==
+            (mnv2::is_depthwise(conv) ? 127 : 63));
       // A range is the first batch's largest |value|; its step covers it
       // with u8 codes after ReLU6, s8 codes otherwise.
       const double range = state.ranges[static_cast<int64_t>(n)].item<double>();

@@ -79,7 +79,8 @@ TEST_CASE("int8 engine computes a QAT model's evaluation pass", "[int8]") {
   const mnv2::OneDnnMobileNetV2 engine(
       mnv2::qat_quantized_network(model, state));
   const auto images = torch::randn({5, 3, 64, 64});
-  const auto expected = torch::softmax(mnv2::qat_forward(model, state, images), 1);
+  const auto expected =
+      torch::softmax(mnv2::qat_forward(model, state, images), 1);
   const auto actual = torch::softmax(engine.forward(images), 1);
   CHECK((actual - expected).abs().max().item<double>() < 1e-5);
 }

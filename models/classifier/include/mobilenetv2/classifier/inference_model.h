@@ -61,6 +61,11 @@ class InferenceModel {
   const QuantizedNetwork* quantized() const {
     return weights_.quantized.get();
   }
+  /// The activation ranges of a quantization-aware training checkpoint
+  /// (mnv2-train --qat), else null.
+  const QatState* qat() const {
+    return qat_ ? &*qat_ : nullptr;
+  }
   void to_channels_last();
 
   /// Runs CPU inference through a fused engine: fp32 through
@@ -93,6 +98,7 @@ class InferenceModel {
   torch::Device device_ = torch::kCPU;
   std::vector<std::shared_ptr<const InferenceEngine>> engines_;
   bool fused_requested_ = false;
+  std::optional<QatState> qat_;
 };
 
 /// Whether a file is a TorchScript archive (as opposed to a torch.save one).

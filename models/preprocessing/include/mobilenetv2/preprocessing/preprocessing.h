@@ -24,6 +24,10 @@ struct Normalization {
 constexpr Normalization kInceptionNormalization{{0.5, 0.5, 0.5},
                                                 {0.5, 0.5, 0.5}};
 
+/// The largest |value| a normalised pixel can take: the input range int8
+/// networks quantize.
+double normalized_max_abs(const Normalization& normalization);
+
 /// How evaluation sizes an image before the network.
 enum class ResizePolicy {
   /// The shorter side to val_resize (aspect kept), then a centred val_crop

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <mobilenetv2/quantization/qat.h>
 #include <mobilenetv2/weights/model_info.h>
 
 #include <mobilenetv2/nn/options.h>
@@ -39,6 +40,9 @@ struct Checkpoint {
   TrainingProgress progress;
   ModelInfo info;
   std::string config_json;
+  /// Quantization-aware training's activation ranges and input step
+  /// (mnv2-train --qat), else none.
+  std::optional<QatState> qat;
 };
 
 /// Writes atomically: a kill at any moment leaves the previous file intact.
@@ -62,6 +66,8 @@ struct LoadedWeights {
   /// What was assumed on reading, for a warning (no `<stem>.json`: ImageNet's
   /// preprocessing and numbered classes).
   std::vector<std::string> warnings;
+  /// A quantization-aware training checkpoint's ranges, else none.
+  std::optional<QatState> qat;
 };
 /// Throws WeightsError naming the first tensor that holds NaN or inf values.
 void refuse_non_finite(const StateDict& state, const std::string& path);

@@ -34,16 +34,20 @@ ConvBNActivationImpl::ConvBNActivationImpl(
 
 torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   if (pads_input_) {
-    const auto k = options.kernel_size();
-    const auto s = options.stride();
-    const auto rows = tf_same_padding(x.size(-2), k, s);
-    const auto cols = tf_same_padding(x.size(-1), k, s);
-    x = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
+    x = pad_tf_same(x, options.kernel_size(), options.stride());
   }
   // The convolution, then BatchNorm and ReLU6 (fused when training on CPU).
   x = ptr(0)->as<torch::nn::Conv2dImpl>()->forward(x);
   return batchnorm_relu6(
       *ptr(1)->as<torch::nn::BatchNorm2dImpl>(), x, options.activation());
+}
+
+torch::Tensor pad_tf_same(const torch::Tensor& x,
+                          int64_t kernel,
+                          int64_t stride) {
+  const auto rows = tf_same_padding(x.size(-2), kernel, stride);
+  const auto cols = tf_same_padding(x.size(-1), kernel, stride);
+  return torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
 }
 
 }  // namespace mnv2

@@ -64,13 +64,8 @@ FoldedNetwork fold_batchnorm(const MobileNetV2& model) {
 }
 
 torch::Tensor apply_conv(const FoldedConv& conv, const torch::Tensor& x) {
-  auto input = x;
-  if (conv.same_padding) {
-    const auto k = conv.weight.size(2);
-    const auto rows = tf_same_padding(x.size(-2), k, conv.stride);
-    const auto cols = tf_same_padding(x.size(-1), k, conv.stride);
-    input = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
-  }
+  const auto input =
+      conv.same_padding ? pad_tf_same(x, conv.weight.size(2), conv.stride) : x;
   return torch::conv2d(input,
                        conv.weight,
                        conv.bias,

@@ -2,7 +2,6 @@
 
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/folded_network.h>
-#include <mobilenetv2/nn/padding.h>
 
 #include <torch/torch.h>
 
@@ -124,14 +123,10 @@ torch::Tensor fake_quantized_conv(const QatUnit& unit,
       0,
       -code_max,
       code_max);
-  auto input = x;
-  if (unit.same_padding) {
-    const auto k = conv.weight.size(2);
-    const auto s = (*conv.options.stride())[0];
-    const auto rows = tf_same_padding(x.size(-2), k, s);
-    const auto cols = tf_same_padding(x.size(-1), k, s);
-    input = torch::constant_pad_nd(x, {cols[0], cols[1], rows[0], rows[1]});
-  }
+  const auto input =
+      unit.same_padding
+          ? pad_tf_same(x, conv.weight.size(2), (*conv.options.stride())[0])
+          : x;
   auto y =
       torch::conv2d(input,
                     weight,

@@ -50,4 +50,10 @@ class ConvBNActivationImpl : public torch::nn::SequentialImpl {
 };
 TORCH_MODULE(ConvBNActivation);
 
+/// `x` padded as TensorFlow's "SAME" pads a `kernel` x `kernel`
+/// convolution of this stride (the extra row and column after).
+torch::Tensor pad_tf_same(const torch::Tensor& x,
+                          int64_t kernel,
+                          int64_t stride);
+
 }  // namespace mnv2

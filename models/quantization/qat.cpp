@@ -104,6 +104,29 @@ void update_range(QatState& state, size_t n, const torch::Tensor& y) {
           : seen;
 }
 
+// The weight, whose gradient comes back in the weight's own strides. The
+// fold's product loses a 1x1 kernel's channels_last strides (its size-1
+// dimensions make both layouts one), and DDP's Reducer then copies every
+// such gradient through a mismatched bucket view.
+struct GradientInParameterStrides
+    : public torch::autograd::Function<GradientInParameterStrides> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx,
+                               const torch::Tensor& weight) {
+    ctx->saved_data["sizes"] = weight.sizes().vec();
+    ctx->saved_data["strides"] = weight.strides().vec();
+    return weight.view_as(weight);
+  }
+  static torch::autograd::tensor_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::tensor_list grads) {
+    auto out = torch::empty_strided(ctx->saved_data["sizes"].toIntVector(),
+                                    ctx->saved_data["strides"].toIntVector(),
+                                    grads[0].options());
+    out.copy_(grads[0]);
+    return {out};
+  }
+};
+
 // One convolution + BatchNorm (+ ReLU6) with its weights fake-quantized.
 torch::Tensor fake_quantized_conv(const QatUnit& unit,
                                   const torch::Tensor& x,
@@ -112,7 +135,8 @@ torch::Tensor fake_quantized_conv(const QatUnit& unit,
   auto& bn = *unit.bn;
   // BatchNorm's scale at the running statistics, as fold_batchnorm folds it.
   const auto scale = bn.weight / torch::sqrt(bn.running_var + bn.options.eps());
-  const auto folded = conv.weight * scale.view({-1, 1, 1, 1});
+  const auto folded = GradientInParameterStrides::apply(conv.weight) *
+                      scale.view({-1, 1, 1, 1});
   const auto code_max = weight_code_max(conv);
   const auto steps = weight_steps(folded, code_max);
   const auto weight = torch::fake_quantize_per_channel_affine(

@@ -9,7 +9,7 @@ import json
 
 import torch
 
-from .common import check, digits, run
+from .common import MPI_ENV, check, digits, run, two_ranks
 
 SIZE = 32
 
@@ -45,6 +45,15 @@ def case_qat(bin_dir, work):
     check(ranges.numel() == 53 and bool((ranges > 0).all())
           and checkpoint["qat_input_scale"] > 0,
           f"the checkpoint holds 52 activations' and the logits' ranges ({ranges.numel()})")
+
+    # Two ranks: the step under DDP's Reducer, validation with rank 0's ranges.
+    ddp_dir = work / "qat_ddp"
+    result = run(two_ranks([*qat[:4], ddp_dir, *qat[5:-2], "--epochs", 1, "--threads", 1]),
+                 env=MPI_ENV)
+    ddp_ranges = torch.load(ddp_dir / "checkpoint.pth", weights_only=True)["qat_ranges"]
+    check(ddp_ranges.numel() == 53 and bool((ddp_ranges > 0).all())
+          and "Grad strides do not match" not in result.stderr,
+          "two ranks train quantization-aware, the Reducer taking every gradient as it is")
 
     out = work / "qat_int8.pth"
     printed = run([bin_dir / "mnv2-export", "--weights", qat_dir / "checkpoint.pth",

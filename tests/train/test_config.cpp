@@ -86,7 +86,7 @@ TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
   for (const auto& flag : mnv2::train_flags()) {
     CHECK(names.insert(flag.name).second);
   }
-  CHECK(names.size() == 61);
+  CHECK(names.size() == 63);
   mnv2::TrainConfig c;
   mnv2::apply_recipe(c, "digits");
   c.data = "data/digits";
@@ -147,7 +147,10 @@ TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
                                       // With sharded data:
                                       "shuffle_buffer",
                                       // With the fused BatchNorm:
-                                      "fused_batchnorm"};
+                                      "fused_batchnorm",
+                                      // With quantization-aware training:
+                                      "qat",
+                                      "qat_freeze_bn_epoch"};
   std::set<std::string> got;
   for (const auto& item : json.items()) {
     got.insert(item.key());

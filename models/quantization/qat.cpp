@@ -98,7 +98,7 @@ void update_range(QatState& state, size_t n, const torch::Tensor& y) {
   const double seen = y.detach().abs().max().item<double>();
   auto range = state.ranges.accessor<double, 1>();
   range[static_cast<int64_t>(n)] =
-      range[static_cast<int64_t>(n)] > 0
+      range[static_cast<int64_t>(n)] >= 0
           ? (1 - state.range_momentum) * range[static_cast<int64_t>(n)] +
                 state.range_momentum * seen
           : seen;
@@ -189,15 +189,16 @@ QatState make_qat_state(const MobileNetV2& model, double input_max_abs) {
     convs += block.units.size();
   }
   QatState state;
+  // -1: not measured yet (an activation that stays zero has range 0).
   state.ranges =
-      torch::zeros({static_cast<int64_t>(convs + 1)}, torch::kDouble);
+      torch::full({static_cast<int64_t>(convs + 1)}, -1.0, torch::kDouble);
   state.input_scale = static_cast<float>(input_max_abs / 127.0);
   return state;
 }
 
 bool qat_ranges_measured(const QatState& state) {
   return state.ranges.defined() && state.ranges.numel() > 0 &&
-         (state.ranges > 0).all().item<bool>();
+         (state.ranges >= 0).all().item<bool>();
 }
 
 torch::Tensor qat_forward(MobileNetV2& model,

@@ -68,7 +68,9 @@ int Training::train_epoch(int64_t epoch, EpochMetrics& metrics) {
                        data_parallel_.get(),
                        {}};
   if (qat_) {
-    qat_->batchnorm_frozen = epoch >= c_.qat_freeze_bn_epoch;
+    // Frozen features keep their statistics from the first epoch on.
+    qat_->batchnorm_frozen =
+        c_.freeze_features || epoch >= c_.qat_freeze_bn_epoch;
     parts.forward = [this](const torch::Tensor& x) {
       return qat_forward(model_, *qat_, x);
     };

@@ -126,6 +126,11 @@ TEST_CASE("QAT refuses what it cannot do", "[qat]") {
   auto other = mnv2::make_qat_state(wider, 3.0);
   other.ranges.fill_(1.0);
   CHECK(other.ranges.numel() == state.ranges.numel());
+  // An activation that stays zero is measured (range 0, a unit step).
+  auto zero = mnv2::make_qat_state(model, 3.0);
+  zero.ranges.fill_(0.0);
+  CHECK(mnv2::qat_ranges_measured(zero));
+  CHECK(mnv2::qat_quantized_network(model, zero).convs[0].output_scale == 1.0f);
   state.ranges = torch::ones({5}, torch::kDouble);
   CHECK_THROWS_AS(mnv2::qat_quantized_network(model, state),
                   std::invalid_argument);

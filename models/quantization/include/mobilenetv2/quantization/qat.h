@@ -16,7 +16,7 @@ struct QatState {
   /// Each convolution's output range (the largest |value| its codes hold),
   /// in network order as QuantizedNetwork::convs, then the logits' range:
   /// an exponential moving average of each training batch's largest
-  /// |value|, started from the first batch (0 until then). float64, CPU.
+  /// |value|, started from the first batch (-1 until then). float64, CPU.
   torch::Tensor ranges;
   /// The s8 step of the normalised input (its largest |value| / 127).
   double input_scale = 0;

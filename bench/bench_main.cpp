@@ -2,8 +2,9 @@
 // with their PyTorch peers. Prints one JSON object.
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
-//                         [--profile TRACE.json]
+//                         [--amp-dtype bf16] [--profile TRACE.json]
 #include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/memory_format.h>
 #include "common/runtime.h"
 #include "data/data_loader.h"
@@ -98,11 +99,21 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
     x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   }
   const auto y = torch::randint(0, 1000, {batch}, torch::kLong);
+  const auto amp = f["amp-dtype"].as<std::string>();
+  if (amp != "fp32" && amp != "bf16") {
+    throw std::invalid_argument("--amp-dtype must be fp32 or bf16, got '" +
+                                amp + "'");
+  }
   auto step = [&] {
     if (ddp) {
       ddp->before_forward(true);
     }
-    auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    torch::Tensor loss;
+    {
+      mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16,
+                                   amp == "bf16");
+      loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    }
     if (ddp) {
       ddp->after_forward(true);
     }
@@ -130,6 +141,7 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
   const double comm =
       (dist ? dist->seconds_in_collectives() : 0.0) - comm_before;
   return {{"ranks", launch.world_size},
+          {"amp_dtype", amp},
           {"rank", launch.rank},
           {"steps", steps},
           {"seconds", s},
@@ -157,6 +169,9 @@ int main(int argc, char** argv) {
       cxxopts::value<int>()->default_value("10"))(
       "threads", "intra-op threads", cxxopts::value<int>()->default_value("0"))(
       "channels-last", "channels_last memory format")(
+      "amp-dtype",
+      "train-step: fp32, or bf16 under CPU autocast as mnv2-train --amp runs it",
+      cxxopts::value<std::string>()->default_value("fp32"))(
       "no-fused-batchnorm",
       "train-step: LibTorch's BatchNorm and ReLU6 instead of the fused ones")(
       "profile",

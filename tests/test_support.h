@@ -32,10 +32,13 @@ inline std::filesystem::path fresh_temp_dir(const std::string& name) {
   return dir;
 }
 
-/// max |a - b| / max |b|: the relative error used by the parity tests.
+/// max |a - b| / max |b|: the relative error used by the parity tests
+/// (computed in fp64, so bf16 operands are compared exactly).
 inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
-  const double scale = b.abs().max().item<double>();
-  const double diff = (a - b).abs().max().item<double>();
+  const auto a64 = a.to(torch::kDouble);
+  const auto b64 = b.to(torch::kDouble);
+  const double scale = b64.abs().max().item<double>();
+  const double diff = (a64 - b64).abs().max().item<double>();
   return diff / std::max(scale, 1e-12);
 }
 

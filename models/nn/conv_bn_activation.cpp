@@ -1,5 +1,6 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/nn/strided_depthwise_bf16.h>
 
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/modules/activation.h>
@@ -36,8 +37,19 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   if (pads_input_) {
     x = pad_tf_same(x, options.kernel_size(), options.stride());
   }
-  // The convolution, then BatchNorm and ReLU6 (fused when training on CPU).
-  x = ptr(0)->as<torch::nn::Conv2dImpl>()->forward(x);
+  // The convolution (a strided depthwise one's bf16 backward through fp32),
+  // then BatchNorm and ReLU6 (fused when training on CPU); the switch turns
+  // both to LibTorch's own operators.
+  auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
+  if (fused_batchnorm_enabled() &&
+      strided_depthwise_bf16_applies(x, options.groups(), options.stride())) {
+    x = strided_depthwise_bf16(x,
+                               conv.weight,
+                               options.stride(),
+                               pads_input_ ? 0 : (options.kernel_size() - 1) / 2);
+  } else {
+    x = conv.forward(x);
+  }
   return batchnorm_relu6(
       *ptr(1)->as<torch::nn::BatchNorm2dImpl>(), x, options.activation());
 }

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace mnv2 {
@@ -34,24 +36,61 @@ constexpr int64_t kFusedRowsPerFloatSum = 64;
 #define MNV2_VECTOR_CLONES  // other compilers and CPUs: the build's own target
 #endif
 
-MNV2_VECTOR_CLONES
-void add_moments(const float* __restrict x,
+// Activations are fp32 or bf16 (its bits as uint16_t, so that the loops
+// vectorise as integer shifts); arithmetic is fp32 either way.
+inline float load(const float* p, int64_t i) {
+  return p[i];
+}
+inline float load(const uint16_t* p, int64_t i) {
+  const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+inline void store(float* p, int64_t i, float value) {
+  p[i] = value;
+}
+// Rounded to nearest even, as c10::BFloat16; NaN stays a quiet NaN.
+inline uint16_t to_bf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint32_t rounded = bits + 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((value != value ? 0x7fc00000u : rounded) >> 16);
+}
+inline void store(uint16_t* p, int64_t i, float value) {
+  p[i] = to_bf16(value);
+}
+// The value the forward wrote for z: the clamp's gradient mask is taken on
+// it, as hardtanh_backward takes it on the stored output.
+inline float as_stored(const float*, float z) {
+  return z;
+}
+inline float as_stored(const uint16_t*, float z) {
+  const uint32_t bits = static_cast<uint32_t>(to_bf16(z)) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+template <class T>
+MNV2_VECTOR_CLONES void add_moments(const T* __restrict x,
                  int64_t rows,
                  int64_t channels,
                  float* __restrict sum,
                  float* __restrict squares) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict row = x + r * channels;
+    const T* __restrict row = x + r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      sum[c] += row[c];
-      squares[c] += row[c] * row[c];
+      const float v = load(row, c);
+      sum[c] += v;
+      squares[c] += v * v;
     }
   }
 }
 
-MNV2_VECTOR_CLONES
-void scale_shift_clamp(const float* __restrict x,
-                       float* __restrict y,
+template <class T>
+MNV2_VECTOR_CLONES void scale_shift_clamp(const T* __restrict x,
+                       T* __restrict y,
                        int64_t rows,
                        int64_t channels,
                        const float* __restrict scale,
@@ -59,11 +98,11 @@ void scale_shift_clamp(const float* __restrict x,
                        float low,
                        float high) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict in = x + r * channels;
-    float* __restrict out = y + r * channels;
+    const T* __restrict in = x + r * channels;
+    T* __restrict out = y + r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      const float v = in[c] * scale[c] + shift[c];
-      out[c] = v < low ? low : (v > high ? high : v);
+      const float v = load(in, c) * scale[c] + shift[c];
+      store(out, c, v < low ? low : (v > high ? high : v));
     }
   }
 }
@@ -72,9 +111,9 @@ void scale_shift_clamp(const float* __restrict x,
 // the BatchNorm's output (hardtanh_backward's open interval; infinite
 // bounds pass everything). z is computed again from x, as the forward
 // computed it, rather than read: one stream of memory fewer.
-MNV2_VECTOR_CLONES
-void add_gradient_moments(const float* __restrict x,
-                          const float* __restrict g,
+template <class T>
+MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
+                          const T* __restrict g,
                           int64_t rows,
                           int64_t channels,
                           const float* __restrict scale,
@@ -87,18 +126,19 @@ void add_gradient_moments(const float* __restrict x,
   for (int64_t r = 0; r < rows; ++r) {
     const auto o = r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      const float z = x[o + c] * scale[c] + shift[c];
-      const float gv = (z > low && z < high) ? g[o + c] : 0.f;
+      const float xv = load(x, o + c);
+      const float z = as_stored(x, xv * scale[c] + shift[c]);
+      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
       sum_g[c] += gv;
-      sum_gx[c] += gv * (x[o + c] - mean[c]);
+      sum_gx[c] += gv * (xv - mean[c]);
     }
   }
 }
 
-MNV2_VECTOR_CLONES
-void input_gradient(const float* __restrict x,
-                    const float* __restrict g,
-                    float* __restrict dx,
+template <class T>
+MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
+                    const T* __restrict g,
+                    T* __restrict dx,
                     int64_t rows,
                     int64_t channels,
                     const float* __restrict scale,
@@ -111,11 +151,31 @@ void input_gradient(const float* __restrict x,
   for (int64_t r = 0; r < rows; ++r) {
     const auto o = r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      const float z = x[o + c] * scale[c] + shift[c];
-      const float gv = (z > low && z < high) ? g[o + c] : 0.f;
-      dx[o + c] = gv * gain[c] - x[o + c] * slope[c] + offset[c];
+      const float xv = load(x, o + c);
+      const float z = as_stored(x, xv * scale[c] + shift[c]);
+      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
+      store(dx, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
     }
   }
+}
+
+// `f(elements)` with `t`'s elements as float or, for bf16, as their bits.
+template <class F>
+auto with_elements(const torch::Tensor& t, const F& f) {
+  if (t.scalar_type() == torch::kBFloat16) {
+    return f(reinterpret_cast<const uint16_t*>(
+        t.const_data_ptr<c10::BFloat16>()));
+  }
+  return f(t.const_data_ptr<float>());
+}
+// `t`'s elements as the same type as `like`'s.
+template <class T>
+const T* elements(const torch::Tensor& t, const T*) {
+  return static_cast<const T*>(t.const_data_ptr());
+}
+template <class T>
+T* mutable_elements(torch::Tensor& t, const T*) {
+  return static_cast<T*>(t.data_ptr());
 }
 
 // `f(begin, end)` over [0, rows) in parallel on LibTorch's intra-op threads.
@@ -199,11 +259,12 @@ class FusedBatchNormReLU6
     RECORD_FUNCTION("mnv2::fused_batchnorm_relu6", std::vector<c10::IValue>());
     const int64_t channels = input.size(1);
     const int64_t rows = input.numel() / channels;
-    const float* x = input.const_data_ptr<float>();
-    const auto sums = channel_sums(
-        rows, channels, [&](int64_t begin, int64_t end, float* a, float* b) {
-          add_moments(x + begin * channels, end - begin, channels, a, b);
-        });
+    const auto sums = with_elements(input, [&](const auto* x) {
+      return channel_sums(
+          rows, channels, [&](int64_t begin, int64_t end, float* a, float* b) {
+            add_moments(x + begin * channels, end - begin, channels, a, b);
+          });
+    });
     auto mean = torch::empty({channels}, torch::kFloat);
     auto invstd = torch::empty({channels}, torch::kFloat);
     auto scale = torch::empty({channels}, torch::kFloat);
@@ -237,20 +298,23 @@ class FusedBatchNormReLU6
       running_var.mul_(1 - momentum).add_(unbiased, momentum);
     }
     auto output = torch::empty_like(input);
-    float* y = output.data_ptr<float>();
     const float* k = scale.const_data_ptr<float>();
     const float* s = shift.const_data_ptr<float>();
     const float high = relu6 ? 6.f : INFINITY;
     const float low = relu6 ? 0.f : -INFINITY;
-    parallel_rows(rows, [&](int64_t begin, int64_t end) {
-      scale_shift_clamp(x + begin * channels,
-                        y + begin * channels,
-                        end - begin,
-                        channels,
-                        k,
-                        s,
-                        low,
-                        high);
+    with_elements(input, [&](const auto* x) {
+      auto* y = mutable_elements(output, x);
+      parallel_rows(rows, [&](int64_t begin, int64_t end) {
+        scale_shift_clamp(x + begin * channels,
+                          y + begin * channels,
+                          end - begin,
+                          channels,
+                          k,
+                          s,
+                          low,
+                          high);
+      });
+      return 0;
     });
     ctx->save_for_backward({input, scale, shift, w, mean, invstd});
     ctx->saved_data["relu6"] = relu6;
@@ -267,30 +331,31 @@ class FusedBatchNormReLU6
     const auto& invstd = saved[5];
     const bool relu6 = ctx->saved_data["relu6"].toBool();
     const auto grad = grads[0]
-                          .to(torch::kFloat)
+                          .to(input.scalar_type())
                           .contiguous(torch::MemoryFormat::ChannelsLast);
     const int64_t channels = input.size(1);
     const int64_t rows = input.numel() / channels;
-    const float* x = input.const_data_ptr<float>();
-    const float* g = grad.const_data_ptr<float>();
     const float* m = mean.const_data_ptr<float>();
     const float high = relu6 ? 6.f : INFINITY;
     const float low = relu6 ? 0.f : -INFINITY;
-    const auto sums = channel_sums(
-        rows, channels, [&](int64_t begin, int64_t end, float* a, float* b) {
-          const auto o = begin * channels;
-          add_gradient_moments(x + o,
-                               g + o,
-                               end - begin,
-                               channels,
-                               scale,
-                               shift,
-                               m,
-                               low,
-                               high,
-                               a,
-                               b);
-        });
+    const auto sums = with_elements(input, [&](const auto* x) {
+      const auto* g = elements(grad, x);
+      return channel_sums(
+          rows, channels, [&](int64_t begin, int64_t end, float* a, float* b) {
+            const auto o = begin * channels;
+            add_gradient_moments(x + o,
+                                 g + o,
+                                 end - begin,
+                                 channels,
+                                 scale,
+                                 shift,
+                                 m,
+                                 low,
+                                 high,
+                                 a,
+                                 b);
+          });
+    });
     auto grad_weight = torch::empty({channels}, torch::kFloat);
     auto grad_bias = torch::empty({channels}, torch::kFloat);
     // dx = k (g - sum_g / n - (x - mean) invstd^2 sum_gx / n), k = w invstd,
@@ -319,24 +384,28 @@ class FusedBatchNormReLU6
       op[c] = static_cast<float>(k * (slope_c * m[c] - a));
     }
     auto grad_input = torch::empty_like(input);
-    float* dx = grad_input.data_ptr<float>();
     const float* kg = gain.const_data_ptr<float>();
     const float* ks = slope.const_data_ptr<float>();
     const float* ko = offset_term.const_data_ptr<float>();
-    parallel_rows(rows, [&](int64_t begin, int64_t end) {
-      const auto o = begin * channels;
-      input_gradient(x + o,
-                     g + o,
-                     dx + o,
-                     end - begin,
-                     channels,
-                     scale,
-                     shift,
-                     kg,
-                     ks,
-                     ko,
-                     low,
-                     high);
+    with_elements(input, [&](const auto* x) {
+      const auto* g = elements(grad, x);
+      auto* dx = mutable_elements(grad_input, x);
+      parallel_rows(rows, [&](int64_t begin, int64_t end) {
+        const auto o = begin * channels;
+        input_gradient(x + o,
+                       g + o,
+                       dx + o,
+                       end - begin,
+                       channels,
+                       scale,
+                       shift,
+                       kg,
+                       ks,
+                       ko,
+                       low,
+                       high);
+      });
+      return 0;
     });
     return {grad_input,
             grad_weight,
@@ -352,11 +421,15 @@ class FusedBatchNormReLU6
 }  // namespace
 
 bool fused_batchnorm_applies(const torch::Tensor& input) {
-  return input.device().is_cpu() && input.scalar_type() == torch::kFloat &&
+  // fp32 outside autocast (under it BatchNorm would see another dtype), or
+  // bf16 activations: autocast's, or a bf16 model's.
+  const bool fp32 = input.scalar_type() == torch::kFloat &&
+                    !at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
+  return input.device().is_cpu() &&
+         (fp32 || input.scalar_type() == torch::kBFloat16) &&
          input.dim() == 4 &&
          input.is_contiguous(torch::MemoryFormat::ChannelsLast) &&
-         input.numel() / std::max<int64_t>(input.size(1), 1) > 1 &&
-         !at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
+         input.numel() / std::max<int64_t>(input.size(1), 1) > 1;
 }
 
 torch::Tensor fused_batchnorm_relu6(const torch::Tensor& input,

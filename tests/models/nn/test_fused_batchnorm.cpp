@@ -4,18 +4,14 @@
 #include "test_support.h"
 
 #include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/memory_format.h>
 
 #include <catch2/catch.hpp>
 
 namespace {
 
-double relative_error(const torch::Tensor& actual,
-                      const torch::Tensor& expected) {
-  const double scale = expected.abs().max().item<double>();
-  return (actual - expected).abs().max().item<double>() /
-         std::max(scale, 1e-12);
-}
+using mnv2::test::relative_error;
 
 // Restores the switch whatever a test does.
 struct FusedSwitch {
@@ -78,14 +74,77 @@ TEST_CASE("fused BatchNorm + ReLU6 equals batch_norm then hardtanh",
   }
 }
 
-TEST_CASE("fused BatchNorm applies to CPU fp32 channels_last only",
+TEST_CASE("fused bf16 BatchNorm + ReLU6 equals LibTorch's bf16 ones",
+          "[model][fused]") {
+  // bf16 activations, fp32 parameters and statistics, as under autocast.
+  // LibTorch's bf16 BatchNorm also computes in fp32 and rounds once; the
+  // two differ where sums in another order move a value across a bf16
+  // rounding boundary: one bf16 step of the largest value (7 stored bits:
+  // up to 2^-7 of it).
+  constexpr double kBf16Step = 1.0 / 128;
+  for (const bool relu6 : {true, false}) {
+    torch::manual_seed(relu6 ? 3 : 4);
+    const auto x = (torch::randn({3, 37, 11, 13}) * 4 + 1.5)
+                       .to(torch::kBFloat16)
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+    REQUIRE(mnv2::fused_batchnorm_applies(x));
+    const auto weight = (torch::rand({37}) + 0.5) * 3;
+    const auto bias = torch::randn({37});
+    const auto upstream = torch::randn_like(x);
+    auto mean_ref = torch::randn({37});
+    auto var_ref = torch::rand({37}) + 0.5;
+    auto mean_ours = mean_ref.clone();
+    auto var_ours = var_ref.clone();
+
+    const auto xr = x.clone().requires_grad_(true);
+    const auto wr = weight.clone().requires_grad_(true);
+    const auto br = bias.clone().requires_grad_(true);
+    auto expected = torch::batch_norm(
+        xr, wr, br, mean_ref, var_ref, true, 0.1, 1e-5, false);
+    if (relu6) {
+      expected = torch::hardtanh(expected, 0, 6);
+    }
+    (expected * upstream).sum().backward();
+
+    const auto xo = x.clone().requires_grad_(true);
+    const auto wo = weight.clone().requires_grad_(true);
+    const auto bo = bias.clone().requires_grad_(true);
+    const auto actual = mnv2::fused_batchnorm_relu6(
+        xo, wo, bo, mean_ours, var_ours, 0.1, 1e-5, relu6);
+    (actual * upstream).sum().backward();
+
+    CAPTURE(relu6);
+    REQUIRE(expected.scalar_type() == torch::kBFloat16);
+    CHECK(actual.scalar_type() == torch::kBFloat16);
+    CHECK(actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    CHECK(relative_error(actual, expected) <=
+          kBf16Step);
+    CHECK(relative_error(mean_ours, mean_ref) < 1e-5);
+    CHECK(relative_error(var_ours, var_ref) < 1e-5);
+    CHECK(xo.grad().scalar_type() == torch::kBFloat16);
+    CHECK(relative_error(xo.grad(), xr.grad()) <= kBf16Step);
+    CHECK(wo.grad().scalar_type() == torch::kFloat);
+    CHECK(relative_error(wo.grad(), wr.grad()) < 1e-3);
+    CHECK(relative_error(bo.grad(), br.grad()) < 1e-3);
+  }
+}
+
+TEST_CASE("fused BatchNorm applies to CPU fp32 or bf16 channels_last only",
           "[model][fused]") {
   const auto x = torch::randn({2, 8, 5, 5});
   CHECK_FALSE(mnv2::fused_batchnorm_applies(x));  // NCHW
   CHECK(mnv2::fused_batchnorm_applies(
       x.contiguous(torch::MemoryFormat::ChannelsLast)));
-  CHECK_FALSE(mnv2::fused_batchnorm_applies(
+  CHECK(mnv2::fused_batchnorm_applies(
       x.to(torch::kBFloat16).contiguous(torch::MemoryFormat::ChannelsLast)));
+  CHECK_FALSE(mnv2::fused_batchnorm_applies(
+      x.to(torch::kHalf).contiguous(torch::MemoryFormat::ChannelsLast)));
+  {
+    // fp32 under bf16 autocast is not what the BatchNorm would see.
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+    CHECK_FALSE(mnv2::fused_batchnorm_applies(
+        x.contiguous(torch::MemoryFormat::ChannelsLast)));
+  }
   // One value per channel: LibTorch's own error, not a division by zero.
   CHECK_FALSE(mnv2::fused_batchnorm_applies(
       torch::randn({1, 8, 1, 1})

@@ -6,7 +6,10 @@
 namespace mnv2 {
 
 /// Training-mode BatchNorm followed by ReLU6 (or by nothing), fused for CPU
-/// fp32 activations in channels_last memory: batch statistics in one pass
+/// fp32 or bf16 activations in channels_last memory (bf16: read and written
+/// as bf16, computed in fp32 as LibTorch's bf16 BatchNorm computes, the
+/// clamp's gradient masked by the stored bf16 output as hardtanh_backward
+/// masks it; parameters and statistics fp32): batch statistics in one pass
 /// and the normalised, clamped output in a second, and a backward that masks
 /// by the clamp and reduces in one pass. Unfused, PyTorch reads and writes
 /// each activation about twice as often in training (BatchNorm's passes, the
@@ -23,8 +26,8 @@ torch::Tensor fused_batchnorm_relu6(const torch::Tensor& input,
                                     double eps,
                                     bool relu6);
 
-/// Whether fused_batchnorm_relu6 takes this input: CPU, fp32,
-/// channels_last, no autocast.
+/// Whether fused_batchnorm_relu6 takes this input: CPU, channels_last, and
+/// fp32 outside autocast or bf16.
 bool fused_batchnorm_applies(const torch::Tensor& input);
 
 /// `bn` applied to `input`, then ReLU6 (in place, as torchvision's) when
@@ -35,7 +38,9 @@ torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,
                               bool relu6);
 
 /// A process-wide switch, on by default: off, the modules compute BatchNorm
-/// and ReLU6 with LibTorch's operators (mnv2-train --no-fused-batchnorm).
+/// and ReLU6, and strided bf16 depthwise convolutions
+/// (strided_depthwise_bf16.h), with LibTorch's operators only
+/// (mnv2-train --fused-batchnorm=false).
 void set_fused_batchnorm_enabled(bool enabled);
 bool fused_batchnorm_enabled();
 

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mnv2 {
 
@@ -47,6 +48,8 @@ class OneDnnMobileNetV2 {
 
  private:
   std::unique_ptr<OneDnnNetwork> network_;
+  std::shared_ptr<const void> plain_;
+  mutable std::vector<std::unique_ptr<OneDnnNetwork>> replicas_;
   int64_t in_channels_ = 0;
 };
 

@@ -1,0 +1,138 @@
+// The strided depthwise bf16 convolution (fp32 input gradient) against
+// LibTorch's bf16 and fp32 convolutions, alone and inside a bf16 training
+// step.
+#include "test_support.h"
+
+#include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/nn/strided_depthwise_bf16.h>
+#include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/memory_format.h>
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+using mnv2::test::relative_error;
+
+// One bf16 step of the largest value: 7 stored bits, up to 2^-7 of it.
+constexpr double kBf16Step = 1.0 / 128;
+
+}  // namespace
+
+TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
+          "[model][fused]") {
+  // Odd and even sizes (a last row the windows skip, or not), strides 2
+  // and 3, padding 1 and 0 (TF SAME pads the input itself), both formats.
+  struct Case {
+    int64_t h, w, stride, padding;
+    bool channels_last;
+  };
+  for (const auto& c : {Case{37, 29, 2, 1, true},
+                        Case{16, 16, 2, 1, true},
+                        Case{17, 18, 2, 0, false},
+                        Case{13, 11, 3, 1, true}}) {
+    CAPTURE(c.h, c.w, c.stride, c.padding, c.channels_last);
+    torch::manual_seed(11);
+    auto x = torch::randn({3, 24, c.h, c.w}).to(torch::kBFloat16);
+    if (c.channels_last) {
+      x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    }
+    const auto weight = torch::randn({24, 1, 3, 3});
+    REQUIRE(mnv2::strided_depthwise_bf16_applies(x, 24, c.stride));
+
+    const auto xo = x.clone().requires_grad_(true);
+    const auto wo = weight.clone().requires_grad_(true);
+    const auto actual =
+        mnv2::strided_depthwise_bf16(xo, wo, c.stride, c.padding);
+    const auto upstream = torch::randn_like(actual);
+    (actual * upstream).sum().backward();
+
+    // LibTorch in bf16: the same forward and weight gradient.
+    const auto xr = x.clone().requires_grad_(true);
+    const auto wr = weight.clone().requires_grad_(true);
+    const auto expected = torch::conv2d(
+        xr, wr.to(torch::kBFloat16), {}, c.stride, c.padding, 1, 24);
+    (expected * upstream).sum().backward();
+    CHECK(actual.scalar_type() == torch::kBFloat16);
+    CHECK(torch::equal(actual, expected));
+    CHECK(wo.grad().scalar_type() == torch::kFloat);
+    CHECK(relative_error(wo.grad(), wr.grad()) <= kBf16Step);
+
+    // The input gradient: fp32 arithmetic on the same bf16 values, rounded
+    // once to bf16 (LibTorch's own bf16 one rounds its sums too).
+    const auto xf = x.to(torch::kFloat).requires_grad_(true);
+    const auto yf = torch::conv2d(xf,
+                                  weight.to(torch::kBFloat16).to(torch::kFloat),
+                                  {},
+                                  c.stride,
+                                  c.padding,
+                                  1,
+                                  24);
+    (yf * upstream.to(torch::kFloat)).sum().backward();
+    CHECK(xo.grad().scalar_type() == torch::kBFloat16);
+    CHECK(xo.grad().sizes() == x.sizes());
+    CHECK(relative_error(xo.grad(), xf.grad()) <= kBf16Step);
+    CHECK(relative_error(xo.grad(), xr.grad()) <= 2 * kBf16Step);
+  }
+}
+
+TEST_CASE("strided depthwise bf16 applies to bf16 strided depthwise only",
+          "[model][fused]") {
+  const auto x = torch::randn({2, 8, 9, 9});
+  const auto bf16 = x.to(torch::kBFloat16);
+  CHECK(mnv2::strided_depthwise_bf16_applies(bf16, 8, 2));
+  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(bf16, 8, 1));
+  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(bf16, 1, 2));
+  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(x, 8, 2));
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+    CHECK(mnv2::strided_depthwise_bf16_applies(x, 8, 2));
+  }
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kHalf, true);
+    CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(x, 8, 2));
+  }
+  torch::NoGradGuard no_grad;  // nothing to gain without a backward
+  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(bf16, 8, 2));
+}
+
+TEST_CASE("a bf16 training step with the fast kernels equals LibTorch's",
+          "[model][fused]") {
+  // Under bf16 autocast: fused BatchNorm + ReLU6 in bf16 and the strided
+  // depthwise input gradients in fp32, against LibTorch's operators.
+  const auto run = [](bool fast) {
+    mnv2::set_fused_batchnorm_enabled(fast);
+    torch::manual_seed(5);
+    mnv2::MobileNetV2 model(
+        mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));
+    mnv2::use_channels_last(*model);
+    model->train();
+    const auto x = torch::randn({8, 3, 37, 29})
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+    const auto y = torch::randint(0, 7, {8}, torch::kLong);
+    torch::Tensor loss;
+    {
+      mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+      loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    }
+    loss.backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : model->parameters()) {
+      grads.push_back(p.grad().flatten());
+    }
+    mnv2::set_fused_batchnorm_enabled(true);
+    return std::make_pair(loss.item<double>(), torch::cat(grads));
+  };
+  const auto [fast_loss, fast] = run(true);
+  const auto [plain_loss, plain] = run(false);
+  // bf16 keeps 8 bits: a rounding apart in a layer moves the ones after it
+  // by about 1e-2 relative, so the whole gradient is compared by direction
+  // and size, and the loss to bf16's precision.
+  CHECK(std::abs(fast_loss - plain_loss) <= 2 * kBf16Step * plain_loss);
+  const double cosine =
+      (fast * plain).sum().item<double>() /
+      (fast.norm().item<double>() * plain.norm().item<double>());
+  CHECK(cosine > 0.999);
+  CHECK(relative_error(fast.norm(), plain.norm()) < 1e-2);
+  CHECK_FALSE(torch::equal(fast, plain));  // the fast kernels ran
+}

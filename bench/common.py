@@ -20,11 +20,14 @@ def rerun_with_fair_allocator():
                   {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
 
 
-def torchvision_training_step(batch, size, threads, channels_last, compiled=False):
+def torchvision_training_step(batch, size, threads, channels_last, compiled=False,
+                              bf16=False):
     """torchvision's MobileNetV2 1.0 training step as a plain Python loop runs
     it (SGD momentum 0.9, weight decay 4e-5, cross entropy, random data), the
     peer of `mnv2-bench train-step`; `compiled`: the model under
-    torch.compile (forward and backward compiled, Inductor's C++ kernels).
+    torch.compile (forward and backward compiled, Inductor's C++ kernels);
+    `bf16`: the forward and the loss under CPU autocast to bf16, as
+    `mnv2-bench train-step --amp-dtype bf16`.
     Returned warmed up by two steps (the compilation happens there)."""
     import torch
     import torchvision
@@ -38,7 +41,8 @@ def torchvision_training_step(batch, size, threads, channels_last, compiled=Fals
     y = torch.randint(0, 1000, (batch,))
 
     def step():
-        loss = torch.nn.functional.cross_entropy(forward(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(forward(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -1,7 +1,9 @@
 """Training throughput: our C++ training step (with its fused BatchNorm +
 ReLU6 kernels, and without) against a plain torchvision Python loop and
 against torch.compile of the same step (same model, batch, image size, SGD
-with momentum, threads), side by side in one run. Fair peer: torchvision runs with our start-up
+with momentum, threads), side by side in one run; in fp32 and, where the CPU
+computes bf16 natively (AVX512-BF16 or AMX), under bf16 autocast on both
+sides. Fair peer: torchvision runs with our start-up
 allocator settings (GLIBC_TUNABLES) in both memory formats; torchvision with
 glibc's defaults runs in a separate process and is labelled as such. Prints
 the host, versions and ratios against the fair channels_last peer; writes
@@ -21,8 +23,18 @@ from common import (BUILD, host_label, print_table, rerun_with_fair_allocator,
                     run_json, torchvision_training_step, write_json)
 
 
-def python_rate(batch, size, steps, threads, channels_last, compiled=False):
-    step = torchvision_training_step(batch, size, threads, channels_last, compiled)
+def native_bf16():
+    """Whether this CPU computes bf16 natively (emulated, a bf16 step runs
+    10-25x slower and measures nothing worth comparing)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def python_rate(batch, size, steps, threads, channels_last, compiled=False, bf16=False):
+    step = torchvision_training_step(batch, size, threads, channels_last, compiled, bf16)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -44,9 +56,15 @@ def main():
         return
     rerun_with_fair_allocator()
     rates = {}
-    for label, extra in [("NCHW", []), ("channels_last", ["--channels-last"]),
-                         ("channels_last, LibTorch's BatchNorm and ReLU6",
-                          ["--channels-last", "--no-fused-batchnorm"])]:
+    bf16 = native_bf16()
+    ours = [("NCHW", []), ("channels_last", ["--channels-last"]),
+            ("channels_last, LibTorch's BatchNorm and ReLU6",
+             ["--channels-last", "--no-fused-batchnorm"])]
+    if bf16:
+        ours += [("channels_last, bf16 autocast", ["--channels-last", "--amp-dtype", "bf16"]),
+                 ("channels_last, bf16 autocast, LibTorch's operators",
+                  ["--channels-last", "--amp-dtype", "bf16", "--no-fused-batchnorm"])]
+    for label, extra in ours:
         rates[f"ours, {label}"] = run_json(
             [BUILD / "bench" / "mnv2-bench", "train-step", "--batch", args.batch, "--size",
              args.size, "--steps", args.steps, "--threads", args.threads, *extra]
@@ -57,6 +75,11 @@ def main():
             args.batch, args.size, args.steps, args.threads, channels_last)
     rates["torch.compile of the same step, channels_last"] = python_rate(
         args.batch, args.size, args.steps, args.threads, True, compiled=True)
+    if bf16:
+        rates["torchvision + torch.optim, channels_last, bf16 autocast"] = python_rate(
+            args.batch, args.size, args.steps, args.threads, True, bf16=True)
+        rates["torch.compile of the same step, channels_last, bf16 autocast"] = python_rate(
+            args.batch, args.size, args.steps, args.threads, True, compiled=True, bf16=True)
     default_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     for label in ("nchw", "channels_last"):
         out = subprocess.run([sys.executable, __file__, "--peer-only", label, "--batch",
@@ -72,6 +95,11 @@ def main():
     print_table(f"MobileNetV2 1.0 training step, batch {args.batch} at {args.size}, "
                 f"{args.threads} threads, SGD momentum; ratio against fair torchvision "
                 f"channels_last", ["", "img/s", "ratio"], rows)
+    if bf16:
+        print("ours bf16 / ours fp32 (channels_last): "
+              f"{rates['ours, channels_last, bf16 autocast'] / rates['ours, channels_last']:.2f}x")
+    else:
+        print("bf16 not measured: this CPU has neither AVX512-BF16 nor AMX")
     print("host:", host)
     print("versions: torch", torch.__version__)
     write_json(args.out, {"batch": args.batch, "size": args.size, "threads": args.threads,

@@ -2,7 +2,8 @@
 // with their PyTorch peers. Prints one JSON object.
 //   mnv2-bench data DIR --workers N --size S --batch B --epochs E
 //   mnv2-bench train-step --batch B --size S --steps N --threads T
-//                         [--amp-dtype bf16] [--profile TRACE.json]
+//                         [--width-mult X] [--classes K] [--amp-dtype bf16]
+//                         [--profile TRACE.json]
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/memory_format.h>
@@ -76,7 +77,9 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
   const bool channels_last = f.count("channels-last") != 0;
   mnv2::set_fused_batchnorm_enabled(f.count("no-fused-batchnorm") == 0);
   torch::manual_seed(0);
-  mnv2::MobileNetV2 model(mnv2::MobileNetV2Options().num_classes(1000));
+  mnv2::MobileNetV2 model(mnv2::MobileNetV2Options()
+                              .num_classes(f["classes"].as<int64_t>())
+                              .width_mult(f["width-mult"].as<double>()));
   model->train();
   if (channels_last) {
     mnv2::use_channels_last(*model);
@@ -98,7 +101,8 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
   if (channels_last) {
     x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   }
-  const auto y = torch::randint(0, 1000, {batch}, torch::kLong);
+  const auto y =
+      torch::randint(0, f["classes"].as<int64_t>(), {batch}, torch::kLong);
   const auto amp = f["amp-dtype"].as<std::string>();
   if (amp != "fp32" && amp != "bf16") {
     throw std::invalid_argument("--amp-dtype must be fp32 or bf16, got '" +
@@ -169,6 +173,12 @@ int main(int argc, char** argv) {
       cxxopts::value<int>()->default_value("10"))(
       "threads", "intra-op threads", cxxopts::value<int>()->default_value("0"))(
       "channels-last", "channels_last memory format")(
+      "width-mult",
+      "train-step: MobileNetV2's width multiplier",
+      cxxopts::value<double>()->default_value("1.0"))(
+      "classes",
+      "train-step: classes of the classifier",
+      cxxopts::value<int64_t>()->default_value("1000"))(
       "amp-dtype",
       "train-step: fp32, or bf16 under CPU autocast as mnv2-train --amp runs it",
       cxxopts::value<std::string>()->default_value("fp32"))(

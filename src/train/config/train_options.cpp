@@ -268,7 +268,8 @@ FlagTable<TrainConfig> make_train_flags() {
        kToggle},
       {"fused-batchnorm",
        "Execution",
-       "CPU, fp32, channels_last: BatchNorm and ReLU6 through fused kernels "
+       "CPU, channels_last, fp32 or bf16: BatchNorm and ReLU6 through fused "
+       "kernels, bf16 strided depthwise input gradients in fp32 "
        "(--fused-batchnorm=false for LibTorch's operators)",
        &C::fused_batchnorm,
        "fused_batchnorm",

@@ -8,8 +8,6 @@
 
 #include <ATen/Parallel.h>
 
-#include <cstdlib>
-
 namespace mnv2 {
 
 OneDnnMobileNetV2::OneDnnMobileNetV2(const MobileNetV2& model) {
@@ -26,7 +24,6 @@ OneDnnMobileNetV2::OneDnnMobileNetV2(const MobileNetV2& model) {
 OneDnnMobileNetV2::OneDnnMobileNetV2(const QuantizedNetwork& network) {
   auto plain = to_plain_network(network);
   in_channels_ = plain.blocks.front().convs.front().weight_shape[1];
-  plain_ = std::make_shared<plain::Network>(plain);
   network_ = std::make_unique<OneDnnNetwork>(std::move(plain));
 }
 
@@ -58,26 +55,6 @@ torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
   at::init_num_threads();
   // Dropout is identity at inference.
   auto logits = torch::empty({x.size(0), network_->outputs()});
-  const int64_t threads = at::get_num_threads();
-  static const bool par = std::getenv("MNV2_PAR") != nullptr;
-  if (par && plain_ && threads > 1 && x.size(0) >= threads) {
-    while (static_cast<int64_t>(replicas_.size()) < threads) {
-      replicas_.push_back(std::make_unique<OneDnnNetwork>(
-          *static_cast<const plain::Network*>(plain_.get())));
-    }
-    const int64_t n = x.size(0);
-    const int64_t per_image = x.size(1) * x.size(2) * x.size(3);
-    at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const int64_t start = n * t / threads, stop = n * (t + 1) / threads;
-        replicas_[t]->forward(x.data_ptr<float>() + start * per_image,
-                              {stop - start, x.size(1), x.size(2), x.size(3)},
-                              channels_last,
-                              logits.data_ptr<float>() + start * network_->outputs());
-      }
-    });
-    return logits;
-  }
   network_->forward(x.data_ptr<float>(),
                     {x.size(0), x.size(1), x.size(2), x.size(3)},
                     channels_last,

@@ -4,7 +4,6 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace mnv2 {
 
@@ -48,8 +47,6 @@ class OneDnnMobileNetV2 {
 
  private:
   std::unique_ptr<OneDnnNetwork> network_;
-  std::shared_ptr<const void> plain_;
-  mutable std::vector<std::unique_ptr<OneDnnNetwork>> replicas_;
   int64_t in_channels_ = 0;
 };
 

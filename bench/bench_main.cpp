@@ -114,8 +114,8 @@ nlohmann::json bench_train_step(const cxxopts::ParseResult& f) {
     }
     torch::Tensor loss;
     {
-      mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16,
-                                   amp == "bf16");
+      mnv2::AutocastGuard autocast(
+          torch::kCPU, torch::kBFloat16, amp == "bf16");
       loss = torch::nn::functional::cross_entropy(model->forward(x), y);
     }
     if (ddp) {
@@ -180,7 +180,8 @@ int main(int argc, char** argv) {
       "train-step: classes of the classifier",
       cxxopts::value<int64_t>()->default_value("1000"))(
       "amp-dtype",
-      "train-step: fp32, or bf16 under CPU autocast as mnv2-train --amp runs it",
+      "train-step: fp32, or bf16 under CPU autocast as mnv2-train --amp runs "
+      "it",
       cxxopts::value<std::string>()->default_value("fp32"))(
       "no-fused-batchnorm",
       "train-step: LibTorch's BatchNorm and ReLU6 instead of the fused ones")(

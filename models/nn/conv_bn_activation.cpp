@@ -43,10 +43,11 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
   if (fused_batchnorm_enabled() &&
       strided_depthwise_bf16_applies(x, options.groups(), options.stride())) {
-    x = strided_depthwise_bf16(x,
-                               conv.weight,
-                               options.stride(),
-                               pads_input_ ? 0 : (options.kernel_size() - 1) / 2);
+    x = strided_depthwise_bf16(
+        x,
+        conv.weight,
+        options.stride(),
+        pads_input_ ? 0 : (options.kernel_size() - 1) / 2);
   } else {
     x = conv.forward(x);
   }

@@ -1,7 +1,8 @@
 #include <mobilenetv2/nn/fused_batchnorm.h>
 
+#include "fused_batchnorm_loops.h"
+
 #include <ATen/Parallel.h>
-#include <ATen/TensorIterator.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 #include <torch/autograd.h>
@@ -11,7 +12,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace mnv2 {
@@ -26,145 +26,18 @@ constexpr int64_t kFusedRowsPerTask = 256;
 // Rows summed in fp32 before their sums go into the double totals.
 constexpr int64_t kFusedRowsPerFloatSum = 64;
 
-// The loops over one row's channels, compiled for AVX-512, AVX2 + FMA and
-// plain x86-64 and chosen at run time by the CPU (GCC's function
-// multiversioning): the build itself targets plain x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MNV2_VECTOR_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MNV2_VECTOR_CLONES  // other compilers and CPUs: the build's own target
-#endif
-
-// Activations are fp32 or bf16 (its bits as uint16_t, so that the loops
-// vectorise as integer shifts); arithmetic is fp32 either way.
-inline float load(const float* p, int64_t i) {
-  return p[i];
-}
-inline float load(const uint16_t* p, int64_t i) {
-  const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
-inline void store(float* p, int64_t i, float value) {
-  p[i] = value;
-}
-// Rounded to nearest even, as c10::BFloat16; NaN stays a quiet NaN.
-inline uint16_t to_bf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  const uint32_t rounded = bits + 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>((value != value ? 0x7fc00000u : rounded) >> 16);
-}
-inline void store(uint16_t* p, int64_t i, float value) {
-  p[i] = to_bf16(value);
-}
-// The value the forward wrote for z: the clamp's gradient mask is taken on
-// it, as hardtanh_backward takes it on the stored output.
-inline float as_stored(const float*, float z) {
-  return z;
-}
-inline float as_stored(const uint16_t*, float z) {
-  const uint32_t bits = static_cast<uint32_t>(to_bf16(z)) << 16;
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
-
-template <class T>
-MNV2_VECTOR_CLONES void add_moments(const T* __restrict x,
-                 int64_t rows,
-                 int64_t channels,
-                 float* __restrict sum,
-                 float* __restrict squares) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* __restrict row = x + r * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float v = load(row, c);
-      sum[c] += v;
-      squares[c] += v * v;
-    }
-  }
-}
-
-template <class T>
-MNV2_VECTOR_CLONES void scale_shift_clamp(const T* __restrict x,
-                       T* __restrict y,
-                       int64_t rows,
-                       int64_t channels,
-                       const float* __restrict scale,
-                       const float* __restrict shift,
-                       float low,
-                       float high) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* __restrict in = x + r * channels;
-    T* __restrict out = y + r * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float v = load(in, c) * scale[c] + shift[c];
-      store(out, c, v < low ? low : (v > high ? high : v));
-    }
-  }
-}
-
-// The clamp passes the gradient where low < z < high, z = x scale + shift
-// the BatchNorm's output (hardtanh_backward's open interval; infinite
-// bounds pass everything). z is computed again from x, as the forward
-// computed it, rather than read: one stream of memory fewer.
-template <class T>
-MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
-                          const T* __restrict g,
-                          int64_t rows,
-                          int64_t channels,
-                          const float* __restrict scale,
-                          const float* __restrict shift,
-                          const float* __restrict mean,
-                          float low,
-                          float high,
-                          float* __restrict sum_g,
-                          float* __restrict sum_gx) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto o = r * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float xv = load(x, o + c);
-      const float z = as_stored(x, xv * scale[c] + shift[c]);
-      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
-      sum_g[c] += gv;
-      sum_gx[c] += gv * (xv - mean[c]);
-    }
-  }
-}
-
-template <class T>
-MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
-                    const T* __restrict g,
-                    T* __restrict dx,
-                    int64_t rows,
-                    int64_t channels,
-                    const float* __restrict scale,
-                    const float* __restrict shift,
-                    const float* __restrict gain,
-                    const float* __restrict slope,
-                    const float* __restrict offset,
-                    float low,
-                    float high) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto o = r * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float xv = load(x, o + c);
-      const float z = as_stored(x, xv * scale[c] + shift[c]);
-      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
-      store(dx, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
-    }
-  }
-}
+using cpu_loops::parallel_rows;
+using fused_batchnorm_loops::add_gradient_moments;
+using fused_batchnorm_loops::add_moments;
+using fused_batchnorm_loops::input_gradient;
+using fused_batchnorm_loops::scale_shift_clamp;
 
 // `f(elements)` with `t`'s elements as float or, for bf16, as their bits.
 template <class F>
 auto with_elements(const torch::Tensor& t, const F& f) {
   if (t.scalar_type() == torch::kBFloat16) {
-    return f(reinterpret_cast<const uint16_t*>(
-        t.const_data_ptr<c10::BFloat16>()));
+    return f(
+        reinterpret_cast<const uint16_t*>(t.const_data_ptr<c10::BFloat16>()));
   }
   return f(t.const_data_ptr<float>());
 }
@@ -178,33 +51,6 @@ T* mutable_elements(torch::Tensor& t, const T*) {
   return static_cast<T*>(t.data_ptr());
 }
 
-// `f(begin, end)` over [0, rows) in parallel on LibTorch's intra-op threads.
-// at::parallel_for is a header template whose OpenMP form needs this file
-// compiled with -fopenmp (and a libgomp to link); TensorIterator::for_each
-// is compiled in LibTorch, so it parallelises with whatever backend the
-// LibTorch in use was built with. It walks a byte per row, whose offset is
-// the row index.
-template <class F>
-void parallel_rows(int64_t rows, const F& f) {
-  auto marks = at::empty({rows}, at::kByte);
-  auto iter = at::TensorIteratorConfig()
-                  .add_output(marks)
-                  .resize_outputs(false)  // its shape is the loop's
-                  .check_all_same_dtype(false)
-                  .build();
-  TORCH_INTERNAL_ASSERT(iter.numel() == rows);
-  const char* base = static_cast<const char*>(marks.const_data_ptr());
-  iter.for_each(
-      [&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
-        for (int64_t j = 0; j < size1; ++j) {  // one dimension: size1 is 1
-          const auto begin =
-              static_cast<int64_t>(data[0] + j * strides[1] - base);
-          f(begin, begin + size0);
-        }
-      },
-      kFusedRowsPerTask);
-}
-
 // Two per-channel sums over `rows` rows, in double: `add(begin, end, a, b)`
 // adds rows [begin, end) into fp32 sums a and b (a few rows at a time, so
 // that fp32 keeps the 1e-5 the tests ask), which each thread adds into its
@@ -216,7 +62,7 @@ std::vector<double> channel_sums(int64_t rows,
   const auto width = static_cast<size_t>(2 * channels);
   std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
                               width);
-  parallel_rows(rows, [&](int64_t begin, int64_t end) {
+  parallel_rows(rows, kFusedRowsPerTask, [&](int64_t begin, int64_t end) {
     double* sums =
         partial.data() + static_cast<size_t>(at::get_thread_num()) * width;
     std::vector<float> part(width);
@@ -304,7 +150,7 @@ class FusedBatchNormReLU6
     const float low = relu6 ? 0.f : -INFINITY;
     with_elements(input, [&](const auto* x) {
       auto* y = mutable_elements(output, x);
-      parallel_rows(rows, [&](int64_t begin, int64_t end) {
+      parallel_rows(rows, kFusedRowsPerTask, [&](int64_t begin, int64_t end) {
         scale_shift_clamp(x + begin * channels,
                           y + begin * channels,
                           end - begin,
@@ -390,7 +236,7 @@ class FusedBatchNormReLU6
     with_elements(input, [&](const auto* x) {
       const auto* g = elements(grad, x);
       auto* dx = mutable_elements(grad_input, x);
-      parallel_rows(rows, [&](int64_t begin, int64_t end) {
+      parallel_rows(rows, kFusedRowsPerTask, [&](int64_t begin, int64_t end) {
         const auto o = begin * channels;
         input_gradient(x + o,
                        g + o,

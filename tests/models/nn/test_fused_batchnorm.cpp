@@ -117,8 +117,7 @@ TEST_CASE("fused bf16 BatchNorm + ReLU6 equals LibTorch's bf16 ones",
     REQUIRE(expected.scalar_type() == torch::kBFloat16);
     CHECK(actual.scalar_type() == torch::kBFloat16);
     CHECK(actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
-    CHECK(relative_error(actual, expected) <=
-          kBf16Step);
+    CHECK(relative_error(actual, expected) <= kBf16Step);
     CHECK(relative_error(mean_ours, mean_ref) < 1e-5);
     CHECK(relative_error(var_ours, var_ref) < 1e-5);
     CHECK(xo.grad().scalar_type() == torch::kBFloat16);

@@ -1,0 +1,116 @@
+#pragma once
+
+// The fused BatchNorm's loops over rows of channels (channels_last), for
+// fp32 and bf16 activations. Private to fused_batchnorm.cpp.
+
+#include "cpu_loops.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace mnv2::fused_batchnorm_loops {
+
+using cpu_loops::load;
+using cpu_loops::store;
+using cpu_loops::to_bf16;
+
+// The value the forward wrote for z: the clamp's gradient mask is taken on
+// it, as hardtanh_backward takes it on the stored output.
+inline float as_stored(const float*, float z) {
+  return z;
+}
+inline float as_stored(const uint16_t*, float z) {
+  const uint32_t bits = static_cast<uint32_t>(to_bf16(z)) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+template <class T>
+MNV2_VECTOR_CLONES void add_moments(const T* __restrict x,
+                                    int64_t rows,
+                                    int64_t channels,
+                                    float* __restrict sum,
+                                    float* __restrict squares) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* __restrict row = x + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = load(row, c);
+      sum[c] += v;
+      squares[c] += v * v;
+    }
+  }
+}
+
+template <class T>
+MNV2_VECTOR_CLONES void scale_shift_clamp(const T* __restrict x,
+                                          T* __restrict y,
+                                          int64_t rows,
+                                          int64_t channels,
+                                          const float* __restrict scale,
+                                          const float* __restrict shift,
+                                          float low,
+                                          float high) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* __restrict in = x + r * channels;
+    T* __restrict out = y + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = load(in, c) * scale[c] + shift[c];
+      store(out, c, v < low ? low : (v > high ? high : v));
+    }
+  }
+}
+
+// The clamp passes the gradient where low < z < high, z = x scale + shift
+// the BatchNorm's output (hardtanh_backward's open interval; infinite
+// bounds pass everything). z is computed again from x, as the forward
+// computed it, rather than read: one stream of memory fewer.
+template <class T>
+MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
+                                             const T* __restrict g,
+                                             int64_t rows,
+                                             int64_t channels,
+                                             const float* __restrict scale,
+                                             const float* __restrict shift,
+                                             const float* __restrict mean,
+                                             float low,
+                                             float high,
+                                             float* __restrict sum_g,
+                                             float* __restrict sum_gx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto o = r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float xv = load(x, o + c);
+      const float z = as_stored(x, xv * scale[c] + shift[c]);
+      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
+      sum_g[c] += gv;
+      sum_gx[c] += gv * (xv - mean[c]);
+    }
+  }
+}
+
+template <class T>
+MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
+                                       const T* __restrict g,
+                                       T* __restrict dx,
+                                       int64_t rows,
+                                       int64_t channels,
+                                       const float* __restrict scale,
+                                       const float* __restrict shift,
+                                       const float* __restrict gain,
+                                       const float* __restrict slope,
+                                       const float* __restrict offset,
+                                       float low,
+                                       float high) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto o = r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float xv = load(x, o + c);
+      const float z = as_stored(x, xv * scale[c] + shift[c]);
+      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
+      store(dx, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
+    }
+  }
+}
+
+}  // namespace mnv2::fused_batchnorm_loops

@@ -61,10 +61,23 @@ MNV2_VECTOR_CLONES void scale_shift_clamp(const T* __restrict x,
   }
 }
 
-// The clamp passes the gradient where low < z < high, z = x scale + shift
-// the BatchNorm's output (hardtanh_backward's open interval; infinite
+// The clamp passes the gradient g[i] where low < z < high, z = x scale +
+// shift the BatchNorm's output (hardtanh_backward's open interval; infinite
 // bounds pass everything). z is computed again from x, as the forward
 // computed it, rather than read: one stream of memory fewer.
+template <class T>
+inline float passed_gradient(const T* x,
+                             const T* g,
+                             int64_t i,
+                             float xv,
+                             float scale,
+                             float shift,
+                             float low,
+                             float high) {
+  const float z = as_stored(x, xv * scale + shift);
+  return (z > low && z < high) ? load(g, i) : 0.f;
+}
+
 template <class T>
 MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
                                              const T* __restrict g,
@@ -81,8 +94,8 @@ MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
     const auto o = r * channels;
     for (int64_t c = 0; c < channels; ++c) {
       const float xv = load(x, o + c);
-      const float z = as_stored(x, xv * scale[c] + shift[c]);
-      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
+      const float gv =
+          passed_gradient(x, g, o + c, xv, scale[c], shift[c], low, high);
       sum_g[c] += gv;
       sum_gx[c] += gv * (xv - mean[c]);
     }
@@ -106,8 +119,8 @@ MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
     const auto o = r * channels;
     for (int64_t c = 0; c < channels; ++c) {
       const float xv = load(x, o + c);
-      const float z = as_stored(x, xv * scale[c] + shift[c]);
-      const float gv = (z > low && z < high) ? load(g, o + c) : 0.f;
+      const float gv =
+          passed_gradient(x, g, o + c, xv, scale[c], shift[c], low, high);
       store(dx, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
     }
   }

@@ -23,54 +23,69 @@ struct FusedSwitch {
   }
 };
 
+// One BatchNorm (+ ReLU6) computed by LibTorch (batch_norm in training
+// mode, then hardtanh) and by the fused function from the same inputs:
+// odd sizes, activations of `dtype` with a mean far from 0 and values
+// beyond both clamp bounds, fp32 parameters and statistics.
+struct BothWays {
+  torch::Tensor expected, actual;
+  torch::Tensor mean_ref, var_ref, mean_ours, var_ours;
+  torch::Tensor xr, wr, br, xo, wo, bo;  // their gradients
+};
+
+BothWays both_ways(bool relu6, torch::ScalarType dtype, uint64_t seed) {
+  torch::manual_seed(seed);
+  const auto x = (torch::randn({3, 37, 11, 13}) * 4 + 1.5)
+                     .to(dtype)
+                     .contiguous(torch::MemoryFormat::ChannelsLast);
+  REQUIRE(mnv2::fused_batchnorm_applies(x));
+  const auto weight = (torch::rand({37}) + 0.5) * 3;
+  const auto bias = torch::randn({37});
+  const auto upstream = torch::randn_like(x);
+  BothWays r;
+  r.mean_ref = torch::randn({37});
+  r.var_ref = torch::rand({37}) + 0.5;
+  r.mean_ours = r.mean_ref.clone();
+  r.var_ours = r.var_ref.clone();
+
+  r.xr = x.clone().requires_grad_(true);
+  r.wr = weight.clone().requires_grad_(true);
+  r.br = bias.clone().requires_grad_(true);
+  r.expected = torch::batch_norm(
+      r.xr, r.wr, r.br, r.mean_ref, r.var_ref, true, 0.1, 1e-5, false);
+  if (relu6) {
+    r.expected = torch::hardtanh(r.expected, 0, 6);
+  }
+  (r.expected * upstream).sum().backward();
+
+  r.xo = x.clone().requires_grad_(true);
+  r.wo = weight.clone().requires_grad_(true);
+  r.bo = bias.clone().requires_grad_(true);
+  r.actual = mnv2::fused_batchnorm_relu6(
+      r.xo, r.wo, r.bo, r.mean_ours, r.var_ours, 0.1, 1e-5, relu6);
+  (r.actual * upstream).sum().backward();
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("fused BatchNorm + ReLU6 equals batch_norm then hardtanh",
           "[model][fused]") {
   for (const bool relu6 : {true, false}) {
-    // Odd sizes; a mean far from 0 and values beyond both clamp bounds.
-    torch::manual_seed(relu6 ? 1 : 2);
-    const auto x = (torch::randn({3, 37, 11, 13}) * 4 + 1.5)
-                       .contiguous(torch::MemoryFormat::ChannelsLast);
-    REQUIRE(mnv2::fused_batchnorm_applies(x));
-    const auto weight = (torch::rand({37}) + 0.5) * 3;
-    const auto bias = torch::randn({37});
-    const auto upstream = torch::randn_like(x);
-    auto mean_ref = torch::randn({37});
-    auto var_ref = torch::rand({37}) + 0.5;
-    auto mean_ours = mean_ref.clone();
-    auto var_ours = var_ref.clone();
-
-    const auto xr = x.clone().requires_grad_(true);
-    const auto wr = weight.clone().requires_grad_(true);
-    const auto br = bias.clone().requires_grad_(true);
-    auto expected = torch::batch_norm(
-        xr, wr, br, mean_ref, var_ref, true, 0.1, 1e-5, false);
-    if (relu6) {
-      expected = torch::hardtanh(expected, 0, 6);
-    }
-    (expected * upstream).sum().backward();
-
-    const auto xo = x.clone().requires_grad_(true);
-    const auto wo = weight.clone().requires_grad_(true);
-    const auto bo = bias.clone().requires_grad_(true);
-    const auto actual = mnv2::fused_batchnorm_relu6(
-        xo, wo, bo, mean_ours, var_ours, 0.1, 1e-5, relu6);
-    (actual * upstream).sum().backward();
-
     CAPTURE(relu6);
-    CHECK(relative_error(actual, expected) < 1e-5);
-    CHECK(actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    const auto r = both_ways(relu6, torch::kFloat, relu6 ? 1 : 2);
+    CHECK(relative_error(r.actual, r.expected) < 1e-5);
+    CHECK(r.actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
     if (relu6) {
       // Both ends of the clamp are exercised.
-      CHECK((expected == 0).sum().item<int64_t>() > 100);
-      CHECK((expected == 6).sum().item<int64_t>() > 10);
+      CHECK((r.expected == 0).sum().item<int64_t>() > 100);
+      CHECK((r.expected == 6).sum().item<int64_t>() > 10);
     }
-    CHECK(relative_error(mean_ours, mean_ref) < 1e-5);
-    CHECK(relative_error(var_ours, var_ref) < 1e-5);
-    CHECK(relative_error(xo.grad(), xr.grad()) < 1e-5);
-    CHECK(relative_error(wo.grad(), wr.grad()) < 1e-5);
-    CHECK(relative_error(bo.grad(), br.grad()) < 1e-5);
+    CHECK(relative_error(r.mean_ours, r.mean_ref) < 1e-5);
+    CHECK(relative_error(r.var_ours, r.var_ref) < 1e-5);
+    CHECK(relative_error(r.xo.grad(), r.xr.grad()) < 1e-5);
+    CHECK(relative_error(r.wo.grad(), r.wr.grad()) < 1e-5);
+    CHECK(relative_error(r.bo.grad(), r.br.grad()) < 1e-5);
   }
 }
 
@@ -83,48 +98,19 @@ TEST_CASE("fused bf16 BatchNorm + ReLU6 equals LibTorch's bf16 ones",
   // up to 2^-7 of it).
   constexpr double kBf16Step = 1.0 / 128;
   for (const bool relu6 : {true, false}) {
-    torch::manual_seed(relu6 ? 3 : 4);
-    const auto x = (torch::randn({3, 37, 11, 13}) * 4 + 1.5)
-                       .to(torch::kBFloat16)
-                       .contiguous(torch::MemoryFormat::ChannelsLast);
-    REQUIRE(mnv2::fused_batchnorm_applies(x));
-    const auto weight = (torch::rand({37}) + 0.5) * 3;
-    const auto bias = torch::randn({37});
-    const auto upstream = torch::randn_like(x);
-    auto mean_ref = torch::randn({37});
-    auto var_ref = torch::rand({37}) + 0.5;
-    auto mean_ours = mean_ref.clone();
-    auto var_ours = var_ref.clone();
-
-    const auto xr = x.clone().requires_grad_(true);
-    const auto wr = weight.clone().requires_grad_(true);
-    const auto br = bias.clone().requires_grad_(true);
-    auto expected = torch::batch_norm(
-        xr, wr, br, mean_ref, var_ref, true, 0.1, 1e-5, false);
-    if (relu6) {
-      expected = torch::hardtanh(expected, 0, 6);
-    }
-    (expected * upstream).sum().backward();
-
-    const auto xo = x.clone().requires_grad_(true);
-    const auto wo = weight.clone().requires_grad_(true);
-    const auto bo = bias.clone().requires_grad_(true);
-    const auto actual = mnv2::fused_batchnorm_relu6(
-        xo, wo, bo, mean_ours, var_ours, 0.1, 1e-5, relu6);
-    (actual * upstream).sum().backward();
-
+    const auto r = both_ways(relu6, torch::kBFloat16, relu6 ? 3 : 4);
     CAPTURE(relu6);
-    REQUIRE(expected.scalar_type() == torch::kBFloat16);
-    CHECK(actual.scalar_type() == torch::kBFloat16);
-    CHECK(actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
-    CHECK(relative_error(actual, expected) <= kBf16Step);
-    CHECK(relative_error(mean_ours, mean_ref) < 1e-5);
-    CHECK(relative_error(var_ours, var_ref) < 1e-5);
-    CHECK(xo.grad().scalar_type() == torch::kBFloat16);
-    CHECK(relative_error(xo.grad(), xr.grad()) <= kBf16Step);
-    CHECK(wo.grad().scalar_type() == torch::kFloat);
-    CHECK(relative_error(wo.grad(), wr.grad()) < 1e-3);
-    CHECK(relative_error(bo.grad(), br.grad()) < 1e-3);
+    REQUIRE(r.expected.scalar_type() == torch::kBFloat16);
+    CHECK(r.actual.scalar_type() == torch::kBFloat16);
+    CHECK(r.actual.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    CHECK(relative_error(r.actual, r.expected) <= kBf16Step);
+    CHECK(relative_error(r.mean_ours, r.mean_ref) < 1e-5);
+    CHECK(relative_error(r.var_ours, r.var_ref) < 1e-5);
+    CHECK(r.xo.grad().scalar_type() == torch::kBFloat16);
+    CHECK(relative_error(r.xo.grad(), r.xr.grad()) <= kBf16Step);
+    CHECK(r.wo.grad().scalar_type() == torch::kFloat);
+    CHECK(relative_error(r.wo.grad(), r.wr.grad()) < 1e-3);
+    CHECK(relative_error(r.bo.grad(), r.br.grad()) < 1e-3);
   }
 }
 

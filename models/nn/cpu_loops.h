@@ -4,6 +4,7 @@
 // clones of their loops, fp32 and bf16 element access, rows in parallel.
 
 #include <ATen/TensorIterator.h>
+#include <torch/types.h>
 
 #include <cstdint>
 #include <cstring>
@@ -44,6 +45,25 @@ inline uint16_t to_bf16(float value) {
 inline void store(uint16_t* p, int64_t i, float value) {
   p[i] = to_bf16(value);
 }
+// `f(elements)` with `t`'s elements as float or, for bf16, as their bits.
+template <class F>
+auto with_elements(const torch::Tensor& t, const F& f) {
+  if (t.scalar_type() == torch::kBFloat16) {
+    return f(
+        reinterpret_cast<const uint16_t*>(t.const_data_ptr<c10::BFloat16>()));
+  }
+  return f(t.const_data_ptr<float>());
+}
+// `t`'s elements as the same type as `like`'s.
+template <class T>
+const T* elements(const torch::Tensor& t, const T*) {
+  return static_cast<const T*>(t.const_data_ptr());
+}
+template <class T>
+T* mutable_elements(torch::Tensor& t, const T*) {
+  return static_cast<T*>(t.data_ptr());
+}
+
 // `f(begin, end)` over [0, rows) in parallel on LibTorch's intra-op threads.
 // at::parallel_for is a header template whose OpenMP form needs this file
 // compiled with -fopenmp (and a libgomp to link); TensorIterator::for_each

@@ -26,30 +26,14 @@ constexpr int64_t kFusedRowsPerTask = 256;
 // Rows summed in fp32 before their sums go into the double totals.
 constexpr int64_t kFusedRowsPerFloatSum = 64;
 
+using cpu_loops::elements;
+using cpu_loops::mutable_elements;
 using cpu_loops::parallel_rows;
+using cpu_loops::with_elements;
 using fused_batchnorm_loops::add_gradient_moments;
 using fused_batchnorm_loops::add_moments;
 using fused_batchnorm_loops::input_gradient;
 using fused_batchnorm_loops::scale_shift_clamp;
-
-// `f(elements)` with `t`'s elements as float or, for bf16, as their bits.
-template <class F>
-auto with_elements(const torch::Tensor& t, const F& f) {
-  if (t.scalar_type() == torch::kBFloat16) {
-    return f(
-        reinterpret_cast<const uint16_t*>(t.const_data_ptr<c10::BFloat16>()));
-  }
-  return f(t.const_data_ptr<float>());
-}
-// `t`'s elements as the same type as `like`'s.
-template <class T>
-const T* elements(const torch::Tensor& t, const T*) {
-  return static_cast<const T*>(t.const_data_ptr());
-}
-template <class T>
-T* mutable_elements(torch::Tensor& t, const T*) {
-  return static_cast<T*>(t.data_ptr());
-}
 
 // Two per-channel sums over `rows` rows, in double: `add(begin, end, a, b)`
 // adds rows [begin, end) into fp32 sums a and b (a few rows at a time, so

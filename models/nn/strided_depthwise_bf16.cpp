@@ -113,7 +113,8 @@ torch::Tensor depthwise_input_gradient(const torch::Tensor& grad_output,
   const int64_t images = input.size(0);
   const auto rows = covering_taps(s.in_h, s.out_h, s);
   const auto cols = covering_taps(s.in_w, s.out_w, s);
-  const auto run = [&](auto* out, const auto* in) {
+  cpu_loops::with_elements(grad, [&](const auto* in) {
+    auto* out = cpu_loops::mutable_elements(dx, in);
     cpu_loops::parallel_rows(
         images * s.in_h, 1, [&](int64_t begin, int64_t end) {
           std::vector<float> sum(static_cast<size_t>(s.channels));
@@ -130,14 +131,8 @@ torch::Tensor depthwise_input_gradient(const torch::Tensor& grad_output,
                 s);
           }
         });
-  };
-  if (input.scalar_type() == torch::kBFloat16) {
-    run(reinterpret_cast<uint16_t*>(dx.data_ptr<c10::BFloat16>()),
-        reinterpret_cast<const uint16_t*>(
-            grad.const_data_ptr<c10::BFloat16>()));
-  } else {
-    run(dx.data_ptr<float>(), grad.const_data_ptr<float>());
-  }
+    return 0;
+  });
   return dx;
 }
 

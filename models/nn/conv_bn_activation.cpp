@@ -1,6 +1,6 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
+#include <mobilenetv2/nn/depthwise_conv.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
-#include <mobilenetv2/nn/strided_depthwise_bf16.h>
 
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/modules/activation.h>
@@ -37,17 +37,16 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   if (pads_input_) {
     x = pad_tf_same(x, options.kernel_size(), options.stride());
   }
-  // The convolution (a strided depthwise one's bf16 backward through fp32),
-  // then BatchNorm and ReLU6 (fused when training on CPU); the switch turns
-  // both to LibTorch's own operators.
+  // The convolution (a depthwise one with its own backward where LibTorch's
+  // is slow), then BatchNorm and ReLU6 (fused when training on CPU); the
+  // switch turns both to LibTorch's own operators.
   auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
+  const int64_t kernel = options.kernel_size();
+  const int64_t padding = pads_input_ ? 0 : (kernel - 1) / 2;
   if (fused_batchnorm_enabled() &&
-      strided_depthwise_bf16_applies(x, options.groups(), options.stride())) {
-    x = strided_depthwise_bf16(
-        x,
-        conv.weight,
-        options.stride(),
-        pads_input_ ? 0 : (options.kernel_size() - 1) / 2);
+      depthwise_conv2d_applies(
+          x, options.groups(), kernel, options.stride(), padding)) {
+    x = depthwise_conv2d(x, conv.weight, options.stride(), padding);
   } else {
     x = conv.forward(x);
   }

@@ -1,10 +1,10 @@
-// The strided depthwise bf16 convolution (fp32 input gradient) against
-// LibTorch's bf16 and fp32 convolutions, alone and inside a bf16 training
-// step.
+// The depthwise convolution with its own gradients (a strided bf16 layer's
+// input gradient, a small output's weight gradient) against LibTorch's bf16
+// and fp32 convolutions, alone and inside a bf16 training step.
 #include "test_support.h"
 
+#include <mobilenetv2/nn/depthwise_conv.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
-#include <mobilenetv2/nn/strided_depthwise_bf16.h>
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/memory_format.h>
 
@@ -38,12 +38,11 @@ TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
       x = x.contiguous(torch::MemoryFormat::ChannelsLast);
     }
     const auto weight = torch::randn({24, 1, 3, 3});
-    REQUIRE(mnv2::strided_depthwise_bf16_applies(x, 24, c.stride));
+    REQUIRE(mnv2::depthwise_conv2d_applies(x, 24, 3, c.stride, c.padding));
 
     const auto xo = x.clone().requires_grad_(true);
     const auto wo = weight.clone().requires_grad_(true);
-    const auto actual =
-        mnv2::strided_depthwise_bf16(xo, wo, c.stride, c.padding);
+    const auto actual = mnv2::depthwise_conv2d(xo, wo, c.stride, c.padding);
     const auto upstream = torch::randn_like(actual);
     (actual * upstream).sum().backward();
 
@@ -76,24 +75,88 @@ TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
   }
 }
 
-TEST_CASE("strided depthwise bf16 applies to bf16 strided depthwise only",
+TEST_CASE("the depthwise convolution applies where LibTorch's is slow",
           "[model][fused]") {
   const auto x = torch::randn({2, 8, 9, 9});
   const auto bf16 = x.to(torch::kBFloat16);
-  CHECK(mnv2::strided_depthwise_bf16_applies(bf16, 8, 2));
-  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(bf16, 8, 1));
-  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(bf16, 1, 2));
-  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(x, 8, 2));
+  CHECK(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 2, 1));
+  CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 1, 1));
+  CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 1, 3, 2, 1));
+  CHECK_FALSE(mnv2::depthwise_conv2d_applies(x, 8, 3, 2, 1));
   {
     mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
-    CHECK(mnv2::strided_depthwise_bf16_applies(x, 8, 2));
+    CHECK(mnv2::depthwise_conv2d_applies(x, 8, 3, 2, 1));
   }
   {
     mnv2::AutocastGuard autocast(torch::kCPU, torch::kHalf, true);
-    CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(x, 8, 2));
+    CHECK_FALSE(mnv2::depthwise_conv2d_applies(x, 8, 3, 2, 1));
+  }
+  // Outputs at most 2 pixels high or wide, fp32 too; not under fp16.
+  CHECK(mnv2::depthwise_conv2d_applies(torch::randn({2, 8, 2, 2}), 8, 3, 1, 1));
+  CHECK(mnv2::depthwise_conv2d_applies(torch::randn({2, 8, 9, 3}), 8, 3, 2, 1));
+  CHECK(mnv2::depthwise_conv2d_applies(torch::randn({2, 8, 4, 9}), 8, 3, 1, 0));
+  CHECK_FALSE(
+      mnv2::depthwise_conv2d_applies(torch::randn({2, 8, 8, 8}), 8, 3, 2, 0));
+  CHECK_FALSE(
+      mnv2::depthwise_conv2d_applies(torch::randn({2, 8, 3, 3}), 8, 3, 1, 1));
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kHalf, true);
+    CHECK_FALSE(
+        mnv2::depthwise_conv2d_applies(torch::randn({2, 8, 2, 2}), 8, 3, 1, 1));
   }
   torch::NoGradGuard no_grad;  // nothing to gain without a backward
-  CHECK_FALSE(mnv2::strided_depthwise_bf16_applies(bf16, 8, 2));
+  CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 2, 1));
+}
+
+TEST_CASE("a depthwise convolution with a small output equals LibTorch's",
+          "[model][fused]") {
+  // Outputs 1 or 2 pixels high or wide, where the weight gradient is ours;
+  // strides 1 and 2, padding 1 and 0, both formats, 40 channels (not a
+  // whole number of vectors), fp32 and bf16.
+  struct Case {
+    int64_t h, w, stride, padding;
+    bool channels_last;
+  };
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (const auto& c : {Case{2, 2, 1, 1, true},
+                          Case{3, 3, 2, 1, false},
+                          Case{1, 1, 1, 1, true},
+                          Case{2, 7, 1, 1, true},
+                          Case{5, 4, 2, 0, true}}) {
+      CAPTURE(dtype, c.h, c.w, c.stride, c.padding, c.channels_last);
+      torch::manual_seed(3);
+      auto x = torch::randn({5, 40, c.h, c.w}).to(dtype);
+      if (c.channels_last) {
+        x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+      }
+      const auto weight = torch::randn({40, 1, 3, 3});
+      REQUIRE(mnv2::depthwise_conv2d_applies(x, 40, 3, c.stride, c.padding));
+
+      const auto xo = x.clone().requires_grad_(true);
+      const auto wo = weight.clone().requires_grad_(true);
+      const auto actual = mnv2::depthwise_conv2d(xo, wo, c.stride, c.padding);
+      const auto upstream = torch::randn_like(actual);
+      (actual * upstream).sum().backward();
+
+      // LibTorch in the same dtype: the same forward.
+      const auto expected =
+          torch::conv2d(x, weight.to(dtype), {}, c.stride, c.padding, 1, 40);
+      CHECK(torch::equal(actual, expected));
+
+      // The gradients: fp32 arithmetic on the same values, rounded once to
+      // the dtype (fp32: summed in another order).
+      const auto xf = x.to(torch::kFloat).requires_grad_(true);
+      const auto wf = weight.to(dtype).to(torch::kFloat).requires_grad_(true);
+      const auto yf = torch::conv2d(xf, wf, {}, c.stride, c.padding, 1, 40);
+      (yf * upstream.to(torch::kFloat)).sum().backward();
+      const double tolerance = dtype == torch::kFloat ? 1e-5 : kBf16Step;
+      CHECK(xo.grad().scalar_type() == dtype);
+      CHECK(xo.grad().sizes() == x.sizes());
+      CHECK(relative_error(xo.grad(), xf.grad()) <= tolerance);
+      CHECK(wo.grad().scalar_type() == torch::kFloat);
+      CHECK(relative_error(wo.grad(), wf.grad()) <= tolerance);
+    }
+  }
 }
 
 TEST_CASE("a bf16 training step with the fast kernels equals LibTorch's",

@@ -1,0 +1,356 @@
+#include <mobilenetv2/nn/depthwise_conv.h>
+
+#include "cpu_loops.h"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
+#include <torch/autograd.h>
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace mnv2 {
+
+namespace {
+
+using cpu_loops::load;
+using cpu_loops::store;
+
+// Geometry of a depthwise convolution, per image.
+struct DepthwiseShape {
+  int64_t in_h, in_w, out_h, out_w, channels, kernel, stride, padding;
+};
+
+DepthwiseShape shape_of(const torch::Tensor& input,
+                        const torch::Tensor& grad_output,
+                        const torch::Tensor& weight,
+                        int64_t stride,
+                        int64_t padding) {
+  return {input.size(2),
+          input.size(3),
+          grad_output.size(2),
+          grad_output.size(3),
+          input.size(1),
+          weight.size(2),
+          stride,
+          padding};
+}
+
+// The output pixels whose windows cover an input row or column: for each
+// input position, its taps (kernel offset, output position), worked out once
+// so that the loops divide nothing.
+struct Taps {
+  std::vector<int64_t> count;        // per input position
+  std::vector<int64_t> offset, out;  // kernel entries per position
+};
+
+Taps covering_taps(int64_t in, int64_t out, const DepthwiseShape& s) {
+  Taps t;
+  t.count.assign(static_cast<size_t>(in), 0);
+  t.offset.assign(static_cast<size_t>(in * s.kernel), 0);
+  t.out.assign(static_cast<size_t>(in * s.kernel), 0);
+  for (int64_t i = 0; i < in; ++i) {
+    for (int64_t k = 0; k < s.kernel; ++k) {
+      const int64_t o = i + s.padding - k;
+      if (o >= 0 && o % s.stride == 0 && o / s.stride < out) {
+        const auto slot = static_cast<size_t>(i * s.kernel + t.count[i]++);
+        t.offset[slot] = k;
+        t.out[slot] = o / s.stride;
+      }
+    }
+  }
+  return t;
+}
+
+// One input row's gradient, channels last: each input pixel gathers the
+// output pixels whose windows cover it (with stride 2, one to four of the
+// nine taps), in fp32; `weights` is the kernel as [kernel * kernel][channels].
+template <class T>
+MNV2_VECTOR_CLONES void depthwise_input_gradient_row(
+    const T* __restrict grad,  // one image: [out_h, out_w, channels]
+    const float* __restrict weights,
+    T* __restrict dx,       // one input row: [in_w, channels]
+    float* __restrict sum,  // [channels] scratch
+    int64_t row,
+    const Taps& rows,
+    const Taps& cols,
+    const DepthwiseShape& s) {
+  const int64_t channels = s.channels;
+  for (int64_t col = 0; col < s.in_w; ++col) {
+    for (int64_t c = 0; c < channels; ++c) {
+      sum[c] = 0.f;
+    }
+    for (int64_t i = 0; i < rows.count[row]; ++i) {
+      const auto ri = static_cast<size_t>(row * s.kernel + i);
+      for (int64_t j = 0; j < cols.count[col]; ++j) {
+        const auto cj = static_cast<size_t>(col * s.kernel + j);
+        const T* __restrict g =
+            grad + (rows.out[ri] * s.out_w + cols.out[cj]) * channels;
+        const float* __restrict w =
+            weights + (rows.offset[ri] * s.kernel + cols.offset[cj]) * channels;
+        for (int64_t c = 0; c < channels; ++c) {
+          sum[c] += load(g, c) * w[c];
+        }
+      }
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      store(dx, col * channels + c, sum[c]);
+    }
+  }
+}
+
+// The input gradient of a depthwise convolution, channels last, computed
+// directly in one pass that writes it once: LibTorch has no fast bf16 one
+// for strides above 1, and its fp32 one reads and writes more.
+torch::Tensor depthwise_input_gradient(const torch::Tensor& grad_output,
+                                       const torch::Tensor& weight,
+                                       const torch::Tensor& input,
+                                       int64_t stride,
+                                       int64_t padding) {
+  const auto grad = grad_output.to(input.scalar_type())
+                        .contiguous(torch::MemoryFormat::ChannelsLast);
+  const DepthwiseShape s = shape_of(input, grad, weight, stride, padding);
+  // [channels, 1, k, k] -> [k * k, channels], fp32.
+  const auto weights = weight.to(torch::kFloat)
+                           .reshape({s.channels, s.kernel * s.kernel})
+                           .t()
+                           .contiguous();
+  auto dx = torch::empty(
+      input.sizes(),
+      input.options().memory_format(torch::MemoryFormat::ChannelsLast));
+  const int64_t images = input.size(0);
+  const auto rows = covering_taps(s.in_h, s.out_h, s);
+  const auto cols = covering_taps(s.in_w, s.out_w, s);
+  cpu_loops::with_elements(grad, [&](const auto* in) {
+    auto* out = cpu_loops::mutable_elements(dx, in);
+    cpu_loops::parallel_rows(
+        images * s.in_h, 1, [&](int64_t begin, int64_t end) {
+          std::vector<float> sum(static_cast<size_t>(s.channels));
+          for (int64_t r = begin; r < end; ++r) {
+            const int64_t n = r / s.in_h;
+            depthwise_input_gradient_row(
+                in + n * s.out_h * s.out_w * s.channels,
+                weights.const_data_ptr<float>(),
+                out + r * s.in_w * s.channels,
+                sum.data(),
+                r % s.in_h,
+                rows,
+                cols,
+                s);
+          }
+        });
+    return 0;
+  });
+  return dx;
+}
+
+// The input gradient as the transposed convolution of the gradient, in
+// fp32, for a layout the channels-last kernel does not take; the rows and
+// columns the strided windows skipped at the end come back as output
+// padding.
+torch::Tensor transposed_input_gradient(const torch::Tensor& grad_output,
+                                        const torch::Tensor& weight,
+                                        const torch::Tensor& input,
+                                        int64_t stride,
+                                        int64_t padding) {
+  const auto kernel = weight.size(2);
+  const auto extra = [&](int dim) {
+    return input.size(dim) + 2 * padding - kernel -
+           (grad_output.size(dim) - 1) * stride;
+  };
+  return torch::conv_transpose2d(grad_output.to(torch::kFloat),
+                                 weight.to(torch::kFloat),
+                                 {},
+                                 stride,
+                                 padding,
+                                 {extra(2), extra(3)},
+                                 input.size(1))
+      .to(input.scalar_type());
+}
+
+// One image's contribution to the weight gradient, channels last: each
+// output pixel's gradient times the input under each tap of its window,
+// summed in fp32 into `sums`, the kernel as [kernel * kernel][channels].
+template <class T>
+MNV2_VECTOR_CLONES void add_depthwise_weight_gradient(
+    const T* __restrict grad,   // one image: [out_h, out_w, channels]
+    const T* __restrict input,  // one image: [in_h, in_w, channels]
+    float* __restrict sums,
+    const DepthwiseShape& s) {
+  const int64_t channels = s.channels;
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      const T* __restrict g = grad + (oh * s.out_w + ow) * channels;
+      for (int64_t kh = 0; kh < s.kernel; ++kh) {
+        const int64_t ih = oh * s.stride + kh - s.padding;
+        if (ih < 0 || ih >= s.in_h) {
+          continue;
+        }
+        for (int64_t kw = 0; kw < s.kernel; ++kw) {
+          const int64_t iw = ow * s.stride + kw - s.padding;
+          if (iw < 0 || iw >= s.in_w) {
+            continue;
+          }
+          const T* __restrict x = input + (ih * s.in_w + iw) * channels;
+          float* __restrict sum = sums + (kh * s.kernel + kw) * channels;
+          for (int64_t c = 0; c < channels; ++c) {
+            sum[c] += load(g, c) * load(x, c);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The weight gradient of a depthwise convolution, in the weight's dtype:
+// each thread sums its images, the threads' sums are added at the end.
+torch::Tensor depthwise_weight_gradient(const torch::Tensor& grad_output,
+                                        const torch::Tensor& input,
+                                        const torch::Tensor& weight,
+                                        int64_t stride,
+                                        int64_t padding) {
+  const auto x = input.contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto grad = grad_output.to(input.scalar_type())
+                        .contiguous(torch::MemoryFormat::ChannelsLast);
+  const DepthwiseShape s = shape_of(x, grad, weight, stride, padding);
+  const int64_t taps = s.kernel * s.kernel * s.channels;
+  auto partial = torch::zeros({at::get_num_threads(), taps});
+  float* sums = partial.data_ptr<float>();
+  cpu_loops::with_elements(x, [&](const auto* in) {
+    const auto* g = cpu_loops::elements(grad, in);
+    cpu_loops::parallel_rows(x.size(0), 1, [&](int64_t begin, int64_t end) {
+      float* own = sums + at::get_thread_num() * taps;
+      for (int64_t n = begin; n < end; ++n) {
+        add_depthwise_weight_gradient(g + n * s.out_h * s.out_w * s.channels,
+                                      in + n * s.in_h * s.in_w * s.channels,
+                                      own,
+                                      s);
+      }
+    });
+    return 0;
+  });
+  // [kernel * kernel, channels] -> [channels, 1, kernel, kernel].
+  return partial.sum(0)
+      .reshape({s.kernel * s.kernel, s.channels})
+      .t()
+      .reshape(weight.sizes())
+      .to(weight.scalar_type())
+      .contiguous();
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// LibTorch 2.13's oneDNN: a depthwise weight gradient over outputs at most 2
+// pixels high or wide takes a slow path, in fp32 and more so in bf16.
+bool small_output(int64_t out_h, int64_t out_w) {
+  return out_h <= 2 || out_w <= 2;
+}
+
+class DepthwiseConv : public torch::autograd::Function<DepthwiseConv> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx,
+                               const torch::Tensor& input,
+                               const torch::Tensor& weight,
+                               int64_t stride,
+                               int64_t padding) {
+    RECORD_FUNCTION("mnv2::depthwise_conv2d", std::vector<c10::IValue>());
+    // The operands have the computation's dtype: autocast casts nothing.
+    ctx->save_for_backward({input, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    return torch::conv2d(input, weight, {}, stride, padding, 1, input.size(1));
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& input = saved[0];
+    const auto& weight = saved[1];
+    const auto stride = ctx->saved_data["stride"].toInt();
+    const auto padding = ctx->saved_data["padding"].toInt();
+    const auto& grad = grads[0];
+    const bool small = small_output(grad.size(2), grad.size(3));
+    const bool strided_bf16 =
+        input.scalar_type() == torch::kBFloat16 && stride > 1;
+    const auto libtorch = [&](bool input_grad, bool weight_grad) {
+      return at::convolution_backward(grad,
+                                      input,
+                                      weight,
+                                      std::nullopt,
+                                      {stride, stride},
+                                      {padding, padding},
+                                      {1, 1},
+                                      false,
+                                      {0, 0},
+                                      input.size(1),
+                                      {input_grad, weight_grad, false});
+    };
+    torch::Tensor grad_input;
+    if (ctx->needs_input_grad(0)) {
+      if (small || (strided_bf16 &&
+                    input.is_contiguous(torch::MemoryFormat::ChannelsLast))) {
+        grad_input =
+            depthwise_input_gradient(grad, weight, input, stride, padding);
+      } else if (strided_bf16) {
+        grad_input =
+            transposed_input_gradient(grad, weight, input, stride, padding);
+      } else {
+        grad_input = std::get<0>(libtorch(true, false));
+      }
+    }
+    torch::Tensor grad_weight;
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = small ? depthwise_weight_gradient(
+                                grad, input, weight, stride, padding)
+                          : std::get<1>(libtorch(false, true));
+    }
+    return {grad_input, grad_weight, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// The dtype a depthwise convolution of `input` computes in, where
+// depthwise_conv2d takes it: bf16 (bf16 input, or fp32 under bf16 autocast)
+// or fp32 outside autocast.
+std::optional<torch::ScalarType> computation_dtype(const torch::Tensor& input) {
+  const bool autocast = at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
+  if (input.scalar_type() == torch::kBFloat16 ||
+      (autocast && input.scalar_type() == torch::kFloat &&
+       at::autocast::get_autocast_dtype(c10::DeviceType::CPU) ==
+           torch::kBFloat16)) {
+    return torch::kBFloat16;
+  }
+  if (!autocast && input.scalar_type() == torch::kFloat) {
+    return torch::kFloat;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+torch::Tensor depthwise_conv2d(const torch::Tensor& input,
+                               const torch::Tensor& weight,
+                               int64_t stride,
+                               int64_t padding) {
+  const auto dtype = computation_dtype(input).value_or(input.scalar_type());
+  return DepthwiseConv::apply(
+      input.to(dtype), weight.to(dtype), stride, padding);
+}
+
+bool depthwise_conv2d_applies(const torch::Tensor& input,
+                              int64_t groups,
+                              int64_t kernel,
+                              int64_t stride,
+                              int64_t padding) {
+  if (!input.device().is_cpu() || input.dim() != 4 || groups < 2 ||
+      groups != input.size(1) || !torch::GradMode::is_enabled()) {
+    return false;
+  }
+  const auto dtype = computation_dtype(input);
+  const auto out = [&](int dim) {
+    return (input.size(dim) + 2 * padding - kernel) / stride + 1;
+  };
+  return dtype && ((*dtype == torch::kBFloat16 && stride > 1) ||
+                   small_output(out(2), out(3)));
+}
+
+}  // namespace mnv2

@@ -17,34 +17,52 @@ using mnv2::test::relative_error;
 // One bf16 step of the largest value: 7 stored bits, up to 2^-7 of it.
 constexpr double kBf16Step = 1.0 / 128;
 
+struct DepthwiseCase {
+  int64_t h, w, stride, padding;
+  bool channels_last;
+};
+
+// depthwise_conv2d on random values of `c`'s geometry (3x3 kernels) and its
+// gradients for a random upstream gradient.
+struct DepthwiseRun {
+  torch::Tensor x, weight, output, upstream, grad_input, grad_weight;
+};
+DepthwiseRun run_depthwise(const DepthwiseCase& c,
+                           int64_t images,
+                           int64_t channels,
+                           torch::ScalarType dtype,
+                           uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({images, channels, c.h, c.w}).to(dtype);
+  if (c.channels_last) {
+    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  }
+  const auto weight = torch::randn({channels, 1, 3, 3});
+  REQUIRE(mnv2::depthwise_conv2d_applies(x, channels, 3, c.stride, c.padding));
+  const auto xo = x.clone().requires_grad_(true);
+  const auto wo = weight.clone().requires_grad_(true);
+  const auto output = mnv2::depthwise_conv2d(xo, wo, c.stride, c.padding);
+  const auto upstream = torch::randn_like(output);
+  (output * upstream).sum().backward();
+  return {x, weight, output, upstream, xo.grad(), wo.grad()};
+}
+
 }  // namespace
 
 TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
           "[model][fused]") {
   // Odd and even sizes (a last row the windows skip, or not), strides 2
   // and 3, padding 1 and 0 (TF SAME pads the input itself), both formats.
-  struct Case {
-    int64_t h, w, stride, padding;
-    bool channels_last;
-  };
-  for (const auto& c : {Case{37, 29, 2, 1, true},
-                        Case{16, 16, 2, 1, true},
-                        Case{17, 18, 2, 0, false},
-                        Case{13, 11, 3, 1, true}}) {
+  for (const auto& c : {DepthwiseCase{37, 29, 2, 1, true},
+                        DepthwiseCase{16, 16, 2, 1, true},
+                        DepthwiseCase{17, 18, 2, 0, false},
+                        DepthwiseCase{13, 11, 3, 1, true}}) {
     CAPTURE(c.h, c.w, c.stride, c.padding, c.channels_last);
-    torch::manual_seed(11);
-    auto x = torch::randn({3, 24, c.h, c.w}).to(torch::kBFloat16);
-    if (c.channels_last) {
-      x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    }
-    const auto weight = torch::randn({24, 1, 3, 3});
-    REQUIRE(mnv2::depthwise_conv2d_applies(x, 24, 3, c.stride, c.padding));
-
-    const auto xo = x.clone().requires_grad_(true);
-    const auto wo = weight.clone().requires_grad_(true);
-    const auto actual = mnv2::depthwise_conv2d(xo, wo, c.stride, c.padding);
-    const auto upstream = torch::randn_like(actual);
-    (actual * upstream).sum().backward();
+    const auto ours = run_depthwise(c, 3, 24, torch::kBFloat16, 11);
+    const auto& x = ours.x;
+    const auto& weight = ours.weight;
+    const auto& actual = ours.output;
+    const auto& upstream = ours.upstream;
 
     // LibTorch in bf16: the same forward and weight gradient.
     const auto xr = x.clone().requires_grad_(true);
@@ -54,8 +72,8 @@ TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
     (expected * upstream).sum().backward();
     CHECK(actual.scalar_type() == torch::kBFloat16);
     CHECK(torch::equal(actual, expected));
-    CHECK(wo.grad().scalar_type() == torch::kFloat);
-    CHECK(relative_error(wo.grad(), wr.grad()) <= kBf16Step);
+    CHECK(ours.grad_weight.scalar_type() == torch::kFloat);
+    CHECK(relative_error(ours.grad_weight, wr.grad()) <= kBf16Step);
 
     // The input gradient: fp32 arithmetic on the same bf16 values, rounded
     // once to bf16 (LibTorch's own bf16 one rounds its sums too).
@@ -68,10 +86,10 @@ TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
                                   1,
                                   24);
     (yf * upstream.to(torch::kFloat)).sum().backward();
-    CHECK(xo.grad().scalar_type() == torch::kBFloat16);
-    CHECK(xo.grad().sizes() == x.sizes());
-    CHECK(relative_error(xo.grad(), xf.grad()) <= kBf16Step);
-    CHECK(relative_error(xo.grad(), xr.grad()) <= 2 * kBf16Step);
+    CHECK(ours.grad_input.scalar_type() == torch::kBFloat16);
+    CHECK(ours.grad_input.sizes() == x.sizes());
+    CHECK(relative_error(ours.grad_input, xf.grad()) <= kBf16Step);
+    CHECK(relative_error(ours.grad_input, xr.grad()) <= 2 * kBf16Step);
   }
 }
 
@@ -113,30 +131,18 @@ TEST_CASE("a depthwise convolution with a small output equals LibTorch's",
   // Outputs 1 or 2 pixels high or wide, where the weight gradient is ours;
   // strides 1 and 2, padding 1 and 0, both formats, 40 channels (not a
   // whole number of vectors), fp32 and bf16.
-  struct Case {
-    int64_t h, w, stride, padding;
-    bool channels_last;
-  };
   for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
-    for (const auto& c : {Case{2, 2, 1, 1, true},
-                          Case{3, 3, 2, 1, false},
-                          Case{1, 1, 1, 1, true},
-                          Case{2, 7, 1, 1, true},
-                          Case{5, 4, 2, 0, true}}) {
+    for (const auto& c : {DepthwiseCase{2, 2, 1, 1, true},
+                          DepthwiseCase{3, 3, 2, 1, false},
+                          DepthwiseCase{1, 1, 1, 1, true},
+                          DepthwiseCase{2, 7, 1, 1, true},
+                          DepthwiseCase{5, 4, 2, 0, true}}) {
       CAPTURE(dtype, c.h, c.w, c.stride, c.padding, c.channels_last);
-      torch::manual_seed(3);
-      auto x = torch::randn({5, 40, c.h, c.w}).to(dtype);
-      if (c.channels_last) {
-        x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-      }
-      const auto weight = torch::randn({40, 1, 3, 3});
-      REQUIRE(mnv2::depthwise_conv2d_applies(x, 40, 3, c.stride, c.padding));
-
-      const auto xo = x.clone().requires_grad_(true);
-      const auto wo = weight.clone().requires_grad_(true);
-      const auto actual = mnv2::depthwise_conv2d(xo, wo, c.stride, c.padding);
-      const auto upstream = torch::randn_like(actual);
-      (actual * upstream).sum().backward();
+      const auto ours = run_depthwise(c, 5, 40, dtype, 3);
+      const auto& x = ours.x;
+      const auto& weight = ours.weight;
+      const auto& actual = ours.output;
+      const auto& upstream = ours.upstream;
 
       // LibTorch in the same dtype: the same forward.
       const auto expected =
@@ -150,11 +156,11 @@ TEST_CASE("a depthwise convolution with a small output equals LibTorch's",
       const auto yf = torch::conv2d(xf, wf, {}, c.stride, c.padding, 1, 40);
       (yf * upstream.to(torch::kFloat)).sum().backward();
       const double tolerance = dtype == torch::kFloat ? 1e-5 : kBf16Step;
-      CHECK(xo.grad().scalar_type() == dtype);
-      CHECK(xo.grad().sizes() == x.sizes());
-      CHECK(relative_error(xo.grad(), xf.grad()) <= tolerance);
-      CHECK(wo.grad().scalar_type() == torch::kFloat);
-      CHECK(relative_error(wo.grad(), wf.grad()) <= tolerance);
+      CHECK(ours.grad_input.scalar_type() == dtype);
+      CHECK(ours.grad_input.sizes() == x.sizes());
+      CHECK(relative_error(ours.grad_input, xf.grad()) <= tolerance);
+      CHECK(ours.grad_weight.scalar_type() == torch::kFloat);
+      CHECK(relative_error(ours.grad_weight, wf.grad()) <= tolerance);
     }
   }
 }

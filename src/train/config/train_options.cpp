@@ -269,7 +269,7 @@ FlagTable<TrainConfig> make_train_flags() {
       {"fused-batchnorm",
        "Execution",
        "CPU, channels_last, fp32 or bf16: BatchNorm and ReLU6 through fused "
-       "kernels, bf16 strided depthwise input gradients in fp32 "
+       "kernels, and our own depthwise gradients where LibTorch's are slow "
        "(--fused-batchnorm=false for LibTorch's operators)",
        &C::fused_batchnorm,
        "fused_batchnorm",

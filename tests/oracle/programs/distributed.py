@@ -31,13 +31,16 @@ def case_distributed(bin_dir, work):
 
     # The epoch's distributed evaluation equals one process evaluating the same weights.
     report = work / "eval.json"
-    # --engine eager: the computation training's evaluation runs, so that the
-    # loss can agree to 1e-9 (the fused engine rounds differently).
+    # --engine eager: the computation training's evaluation runs (the fused
+    # engine rounds differently). Each rank evaluates its share of the images,
+    # in batches oneDNN may round differently from one process's: on an AMX Xeon the
+    # loss differed by 2.3e-9 and 3.4e-9 relative, with our kernels and with
+    # LibTorch's alone; float logits round at about 6e-8.
     run([bin_dir / "mnv2-eval", "--weights", out / "checkpoint.pth", "--raw", "--data",
          data / "val", "--json", report, "--threads", 2, "--engine", "eager"])
     alone = json.loads(report.read_text())
     check(alone["top1"] == rows[-1]["val_top1"] and alone["top5"] == rows[-1]["val_top5"]
-          and abs(alone["loss"] - rows[-1]["val_loss"]) < 1e-9 * alone["loss"],
+          and abs(alone["loss"] - rows[-1]["val_loss"]) < 1e-7 * alone["loss"],
           f"distributed val figures equal mnv2-eval's ({rows[-1]['val_top1']} / {alone['top1']})")
 
     # Resume across world sizes, both ways.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
 
 #include <torch/torch.h>
@@ -23,6 +24,19 @@ inline std::filesystem::path folder_from_env(const char* variable) {
   }
   return value;
 }
+
+/// Turns the CPU fast paths (mnv2-train --fused-batchnorm) on or off for
+/// one scope, and back on after it.
+struct FastPathSwitch {
+  explicit FastPathSwitch(bool on) {
+    mnv2::set_fused_batchnorm_enabled(on);
+  }
+  ~FastPathSwitch() {
+    mnv2::set_fused_batchnorm_enabled(true);
+  }
+  FastPathSwitch(const FastPathSwitch&) = delete;
+  FastPathSwitch& operator=(const FastPathSwitch&) = delete;
+};
 
 /// A fresh, empty temporary folder for one test.
 inline std::filesystem::path fresh_temp_dir(const std::string& name) {

@@ -1,6 +1,7 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/depthwise_conv.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/nn/pointwise_conv.h>
 
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/modules/activation.h>
@@ -37,9 +38,10 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   if (pads_input_) {
     x = pad_tf_same(x, options.kernel_size(), options.stride());
   }
-  // The convolution (a depthwise one with its own backward where LibTorch's
-  // is slow), then BatchNorm and ReLU6 (fused when training on CPU); the
-  // switch turns both to LibTorch's own operators.
+  // The convolution (a depthwise one with its own backward, or a 1x1 one as
+  // a matrix product, where LibTorch's convolution is slow), then BatchNorm
+  // and ReLU6 (fused when training on CPU); the switch turns all of them to
+  // LibTorch's own convolution and BatchNorm.
   auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
   const int64_t kernel = options.kernel_size();
   const int64_t padding = pads_input_ ? 0 : (kernel - 1) / 2;
@@ -47,6 +49,10 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
       depthwise_conv2d_applies(
           x, options.groups(), kernel, options.stride(), padding)) {
     x = depthwise_conv2d(x, conv.weight, options.stride(), padding);
+  } else if (fused_batchnorm_enabled() &&
+             pointwise_conv2d_applies(
+                 x, options.groups(), kernel, options.stride())) {
+    x = pointwise_conv2d(x, conv.weight);
   } else {
     x = conv.forward(x);
   }

@@ -1,8 +1,8 @@
 #include <mobilenetv2/nn/depthwise_conv.h>
 
 #include "cpu_loops.h"
+#include "training_dtype.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 #include <torch/autograd.h>
 #include <torch/torch.h>
@@ -308,30 +308,13 @@ class DepthwiseConv : public torch::autograd::Function<DepthwiseConv> {
   }
 };
 
-// The dtype a depthwise convolution of `input` computes in, where
-// depthwise_conv2d takes it: bf16 (bf16 input, or fp32 under bf16 autocast)
-// or fp32 outside autocast.
-std::optional<torch::ScalarType> computation_dtype(const torch::Tensor& input) {
-  const bool autocast = at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
-  if (input.scalar_type() == torch::kBFloat16 ||
-      (autocast && input.scalar_type() == torch::kFloat &&
-       at::autocast::get_autocast_dtype(c10::DeviceType::CPU) ==
-           torch::kBFloat16)) {
-    return torch::kBFloat16;
-  }
-  if (!autocast && input.scalar_type() == torch::kFloat) {
-    return torch::kFloat;
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
 torch::Tensor depthwise_conv2d(const torch::Tensor& input,
                                const torch::Tensor& weight,
                                int64_t stride,
                                int64_t padding) {
-  const auto dtype = computation_dtype(input).value_or(input.scalar_type());
+  const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
   return DepthwiseConv::apply(
       input.to(dtype), weight.to(dtype), stride, padding);
 }
@@ -345,7 +328,7 @@ bool depthwise_conv2d_applies(const torch::Tensor& input,
       groups != input.size(1) || !torch::GradMode::is_enabled()) {
     return false;
   }
-  const auto dtype = computation_dtype(input);
+  const auto dtype = cpu_computation_dtype(input);
   const auto out = [&](int dim) {
     return (input.size(dim) + 2 * padding - kernel) / stride + 1;
   };

@@ -68,6 +68,10 @@ TEST_CASE("LR schedules: warmup then step, exponential, cosine", "[train]") {
 }
 
 TEST_CASE("SGD, Nesterov and AdamW steps equal torch.optim's", "[train]") {
+  // SGD by its one-loop update and by LibTorch's operators.
+  const bool fast = GENERATE(true, false);
+  CAPTURE(fast);
+  mnv2::test::FastPathSwitch switch_(fast);
   const auto ref = optimizer_reference();
   mnv2::OptimizerOptions sgd;
   sgd.kind = "sgd";
@@ -84,6 +88,34 @@ TEST_CASE("SGD, Nesterov and AdamW steps equal torch.optim's", "[train]") {
   ours = run_steps(ref, adamw, 0.05);
   CHECK(torch::allclose(ours["w"], ref["adamw.w"], 1e-5, 1e-6));
   CHECK(torch::allclose(ours["b"], ref["adamw.b"], 1e-5, 1e-6));
+}
+
+TEST_CASE("gradient clipping scales to the global norm, computed by hand",
+          "[train]") {
+  // Gradients (3, 4) and (12): global L2 norm 13. The one-loop form (fp32
+  // contiguous on the CPU) and LibTorch's operators (fp64 gradients).
+  const bool fast = GENERATE(true, false);
+  CAPTURE(fast);
+  const auto dtype = fast ? torch::kFloat : torch::kDouble;
+  const auto make = [&](std::vector<double> grad) {
+    auto p = torch::zeros({static_cast<int64_t>(grad.size())}, dtype)
+                 .requires_grad_(true);
+    p.mutable_grad() = torch::tensor(grad, dtype);
+    return p;
+  };
+  const auto a = make({3.0, 4.0});
+  const auto b = make({12.0});
+  const auto no_grad = make({});
+  no_grad.mutable_grad() = torch::Tensor();     // skipped, as a frozen layer
+  mnv2::clip_grad_norm({a, b, no_grad}, 20.0);  // under the limit: unchanged
+  CHECK(a.grad()[1].item<double>() == 4.0);
+  CHECK(b.grad()[0].item<double>() == 12.0);
+  mnv2::clip_grad_norm({a, b, no_grad}, 6.5);  // x 6.5 / (13 + 1e-6)
+  const double coef = 6.5 / (13.0 + 1e-6);
+  CHECK(a.grad()[0].item<double>() == Approx(3.0 * coef).epsilon(1e-7));
+  CHECK(a.grad()[1].item<double>() == Approx(4.0 * coef).epsilon(1e-7));
+  CHECK(b.grad()[0].item<double>() == Approx(12.0 * coef).epsilon(1e-7));
+  CHECK(a.grad().scalar_type() == dtype);
 }
 
 TEST_CASE("RMSProp in TensorFlow's form, computed by hand", "[train]") {

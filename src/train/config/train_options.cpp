@@ -269,8 +269,10 @@ FlagTable<TrainConfig> make_train_flags() {
       {"fused-batchnorm",
        "Execution",
        "CPU, channels_last, fp32 or bf16: BatchNorm and ReLU6 through fused "
-       "kernels, and our own depthwise gradients where LibTorch's are slow "
-       "(--fused-batchnorm=false for LibTorch's operators)",
+       "kernels, our own depthwise gradients and 1x1 convolutions as matrix "
+       "products where LibTorch's are slow, the optimiser's update and "
+       "clipping one loop per parameter (--fused-batchnorm=false for "
+       "LibTorch's operators)",
        &C::fused_batchnorm,
        "fused_batchnorm",
        kToggle},

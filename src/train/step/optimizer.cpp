@@ -1,4 +1,7 @@
 #include "train/step/optimizer.h"
+#include "train/step/update_loops.h"
+
+#include <mobilenetv2/nn/fused_batchnorm.h>
 
 #include <torch/torch.h>
 
@@ -57,6 +60,13 @@ void Optimizer::update(Slot& slot, const torch::Tensor& grad, double lr) {
   const double wd = slot.weight_decay;
   switch (kind_) {
     case Kind::kSgd: {
+      torch::Tensor* buffer =
+          slot.buffers.empty() ? nullptr : &slot.buffers[0].second;
+      if (fused_batchnorm_enabled() &&
+          plain_cpu_floats({p, grad, buffer ? *buffer : p})) {
+        sgd_update(p, grad, buffer, {lr, wd, o.momentum, o.nesterov});
+        return;
+      }
       auto g = wd != 0 ? grad.add(p, wd) : grad;
       if (!slot.buffers.empty()) {
         auto& buf = slot.buffers[0].second;
@@ -177,6 +187,30 @@ std::vector<ParamGroup> weight_decay_groups(const torch::nn::Module& module,
 
 void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
   torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  bool plain = true;
+  for (const auto& p : params) {
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+      plain = plain && fused_batchnorm_enabled() &&
+              plain_cpu_floats({grads.back()});
+    }
+  }
+  if (plain) {
+    // On the CPU the host reads the norm at no cost: one pass to sum, one
+    // to scale where the norm is over the limit.
+    double squares = 0;
+    for (const auto& g : grads) {
+      squares += sum_of_squares(g);
+    }
+    const double coef = max_norm / (std::sqrt(squares) + 1e-6);
+    if (coef < 1) {
+      for (auto& g : grads) {
+        scale_in_place(g, static_cast<float>(coef));
+      }
+    }
+    return;
+  }
   std::vector<torch::Tensor> norms;
   for (const auto& p : params) {
     if (p.grad().defined()) {

@@ -170,7 +170,7 @@ TEST_CASE("a bf16 training step with the fast kernels equals LibTorch's",
   // Under bf16 autocast: fused BatchNorm + ReLU6 in bf16 and the strided
   // depthwise input gradients in fp32, against LibTorch's operators.
   const auto run = [](bool fast) {
-    mnv2::set_fused_batchnorm_enabled(fast);
+    mnv2::test::FastPathSwitch switch_(fast);
     torch::manual_seed(5);
     mnv2::MobileNetV2 model(
         mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));
@@ -189,7 +189,6 @@ TEST_CASE("a bf16 training step with the fast kernels equals LibTorch's",
     for (const auto& p : model->parameters()) {
       grads.push_back(p.grad().flatten());
     }
-    mnv2::set_fused_batchnorm_enabled(true);
     return std::make_pair(loss.item<double>(), torch::cat(grads));
   };
   const auto [fast_loss, fast] = run(true);

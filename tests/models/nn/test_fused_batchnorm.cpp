@@ -14,15 +14,6 @@ namespace {
 using mnv2::test::relative_error;
 
 // Restores the switch whatever a test does.
-struct FusedSwitch {
-  explicit FusedSwitch(bool on) {
-    mnv2::set_fused_batchnorm_enabled(on);
-  }
-  ~FusedSwitch() {
-    mnv2::set_fused_batchnorm_enabled(true);
-  }
-};
-
 // One BatchNorm (+ ReLU6) computed by LibTorch (batch_norm in training
 // mode, then hardtanh) and by the fused function from the same inputs:
 // odd sizes, activations of `dtype` with a mean far from 0 and values
@@ -140,7 +131,7 @@ TEST_CASE("a training step with the fused kernels equals one without",
           "[model][fused]") {
   // Strides 1 and 2, residual and plain blocks, an odd input size.
   const auto run = [](bool fused) {
-    FusedSwitch on(fused);
+    mnv2::test::FastPathSwitch on(fused);
     torch::manual_seed(5);
     mnv2::MobileNetV2 model(
         mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));

@@ -1,0 +1,30 @@
+#pragma once
+
+// Which dtype a CPU training kernel of nn/ computes in (private to its .cpp
+// files): the one autocast would give the layer, where the kernel has it.
+
+#include <ATen/autocast_mode.h>
+#include <torch/types.h>
+
+#include <optional>
+
+namespace mnv2 {
+
+// bf16 (bf16 input, or fp32 under bf16 autocast) or fp32 outside autocast;
+// nothing for fp16 autocast or other dtypes.
+inline std::optional<torch::ScalarType> cpu_computation_dtype(
+    const torch::Tensor& input) {
+  const bool autocast = at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
+  if (input.scalar_type() == torch::kBFloat16 ||
+      (autocast && input.scalar_type() == torch::kFloat &&
+       at::autocast::get_autocast_dtype(c10::DeviceType::CPU) ==
+           torch::kBFloat16)) {
+    return torch::kBFloat16;
+  }
+  if (!autocast && input.scalar_type() == torch::kFloat) {
+    return torch::kFloat;
+  }
+  return std::nullopt;
+}
+
+}  // namespace mnv2

@@ -1,0 +1,142 @@
+// The 1x1 convolution as a matrix product against LibTorch's convolution:
+// values and both gradients, fp32 and bf16, and where it applies.
+#include "test_support.h"
+
+#include <mobilenetv2/nn/pointwise_conv.h>
+#include <mobilenetv2/util/autocast_guard.h>
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+using mnv2::test::relative_error;
+
+// One bf16 step of the largest value: 7 stored bits, up to 2^-7 of it.
+constexpr double kPointwiseBf16Step = 1.0 / 128;
+
+struct PointwiseShape {
+  int64_t images, in, out, h, w;
+};
+
+// A random channels-last input of `s`, its weight and upstream gradient.
+struct PointwiseValues {
+  torch::Tensor x, weight, upstream;
+};
+PointwiseValues pointwise_values(const PointwiseShape& s, uint64_t seed) {
+  torch::manual_seed(seed);
+  return {torch::randn({s.images, s.in, s.h, s.w})
+              .contiguous(torch::MemoryFormat::ChannelsLast),
+          torch::randn({s.out, s.in, 1, 1}),
+          torch::randn({s.images, s.out, s.h, s.w})};
+}
+
+// The output and the input and weight gradients of `conv` on copies of
+// `v`'s input (in `dtype`) and weight, for `v`'s upstream gradient.
+template <class Conv>
+std::vector<torch::Tensor> conv_and_gradients(const PointwiseValues& v,
+                                              torch::ScalarType dtype,
+                                              const Conv& conv) {
+  const auto x = v.x.to(dtype).requires_grad_(true);
+  const auto weight = v.weight.clone().requires_grad_(true);
+  const auto output = conv(x, weight);
+  (output.to(torch::kFloat) * v.upstream).sum().backward();
+  return {output, x.grad(), weight.grad()};
+}
+
+}  // namespace
+
+TEST_CASE("the pointwise convolution equals LibTorch's in fp32",
+          "[model][fused]") {
+  // Odd sizes and channel counts, a 1x1 map, one image.
+  for (const auto& s : {PointwiseShape{3, 13, 7, 5, 3},
+                        PointwiseShape{2, 8, 48, 9, 9},
+                        PointwiseShape{5, 40, 24, 1, 1},
+                        PointwiseShape{1, 96, 16, 6, 7}}) {
+    CAPTURE(s.images, s.in, s.out, s.h, s.w);
+    const auto values = pointwise_values(s, 3);
+    REQUIRE(mnv2::pointwise_conv2d_applies(values.x, 1, 1, 1));
+    const auto ours = conv_and_gradients(
+        values, torch::kFloat, [](const auto& x, const auto& w) {
+          return mnv2::pointwise_conv2d(x, w);
+        });
+    const auto libtorch = conv_and_gradients(
+        values, torch::kFloat, [](const auto& x, const auto& w) {
+          return torch::conv2d(x, w);
+        });
+    CHECK(ours[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+    CHECK(ours[0].sizes() == libtorch[0].sizes());
+    for (size_t i = 0; i < ours.size(); ++i) {
+      CAPTURE(i);  // output, input gradient, weight gradient
+      CHECK(ours[i].scalar_type() == torch::kFloat);
+      CHECK(relative_error(ours[i], libtorch[i]) <= 1e-5);
+    }
+  }
+}
+
+TEST_CASE("the pointwise convolution equals LibTorch's in bf16",
+          "[model][fused]") {
+  // bf16 input, and fp32 input under bf16 autocast: both compute in bf16.
+  const PointwiseShape s{4, 24, 40, 5, 7};
+  const auto values = pointwise_values(s, 4);
+  for (const bool autocast : {false, true}) {
+    CAPTURE(autocast);
+    const auto dtype = autocast ? torch::kFloat : torch::kBFloat16;
+    mnv2::AutocastGuard guard(torch::kCPU, torch::kBFloat16, autocast);
+    REQUIRE(mnv2::pointwise_conv2d_applies(values.x.to(dtype), 1, 1, 1));
+    const auto ours =
+        conv_and_gradients(values, dtype, [](const auto& x, const auto& w) {
+          return mnv2::pointwise_conv2d(x, w);
+        });
+    const auto libtorch =
+        conv_and_gradients(values, dtype, [](const auto& x, const auto& w) {
+          return torch::conv2d(x.to(torch::kBFloat16), w.to(torch::kBFloat16));
+        });
+    CHECK(ours[0].scalar_type() == torch::kBFloat16);
+    CHECK(ours[1].scalar_type() == dtype);
+    CHECK(ours[2].scalar_type() == torch::kFloat);
+    // Both round their sums to bf16 once, perhaps to neighbouring values.
+    for (size_t i = 0; i < ours.size(); ++i) {
+      CAPTURE(i);
+      CHECK(relative_error(ours[i], libtorch[i]) <= kPointwiseBf16Step);
+    }
+  }
+}
+
+TEST_CASE("the pointwise convolution applies to small channels-last 1x1s",
+          "[model][fused]") {
+  const auto cl = [](torch::Tensor t) {
+    return t.contiguous(torch::MemoryFormat::ChannelsLast);
+  };
+  const auto x = cl(torch::randn({2, 8, 9, 9}));
+  CHECK(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.contiguous(), 1, 1, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 8, 1, 1));  // depthwise
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 3, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 1, 2));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.to(torch::kHalf), 1, 1, 1));
+  CHECK(mnv2::pointwise_conv2d_applies(x.to(torch::kBFloat16), 1, 1, 1));
+  {
+    torch::NoGradGuard inference;
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
+  }
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kHalf, true);
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
+  }
+  // The pixel limits: 4 x 128 x 128 = 2^16, and 2^14 in bf16.
+  const auto at_limit = cl(torch::empty({4, 2, 128, 128}));
+  const auto over_limit = cl(torch::empty({4, 2, 128, 129}));
+  CHECK(mnv2::pointwise_conv2d_applies(at_limit, 1, 1, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(over_limit, 1, 1, 1));
+  const auto bf16_at_limit =
+      cl(torch::empty({1, 2, 128, 128}, torch::kBFloat16));
+  const auto bf16_over_limit =
+      cl(torch::empty({1, 2, 128, 129}, torch::kBFloat16));
+  CHECK(mnv2::pointwise_conv2d_applies(bf16_at_limit, 1, 1, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(bf16_over_limit, 1, 1, 1));
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+    CHECK(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(at_limit, 1, 1, 1));
+  }
+}

@@ -12,8 +12,9 @@ namespace mnv2 {
 /// output is that matrix times the transposed [out, in] weight, and
 /// LibTorch's autograd differentiates the product (two more products, for
 /// the input and the weight). On the small feature maps of a 48x48 model
-/// LibTorch 2.13's oneDNN convolution spends 2-5x longer on the same three
-/// products, per call (docs/benchmarks.md). Under bf16 autocast, or on bf16
+/// LibTorch 2.13's oneDNN convolution spends 1.6-4x longer on the same three
+/// products in fp32, and up to 7x in bf16 (docs/benchmarks.md, per layer on
+/// an AMX Xeon): a fixed cost per call. Under bf16 autocast, or on bf16
 /// input, `input` and `weight` are cast to bf16 (the weight's gradient flows
 /// back through the cast, as autocast's). The output is channels last, equal
 /// to torch::conv2d up to the order of the products' sums.

@@ -38,26 +38,31 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   if (pads_input_) {
     x = pad_tf_same(x, options.kernel_size(), options.stride());
   }
-  // The convolution (a depthwise one with its own backward, or a 1x1 one as
-  // a matrix product, where LibTorch's convolution is slow), then BatchNorm
-  // and ReLU6 (fused when training on CPU); the switch turns all of them to
-  // LibTorch's own convolution and BatchNorm.
-  auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
-  const int64_t kernel = options.kernel_size();
-  const int64_t padding = pads_input_ ? 0 : (kernel - 1) / 2;
-  if (fused_batchnorm_enabled() &&
-      depthwise_conv2d_applies(
-          x, options.groups(), kernel, options.stride(), padding)) {
-    x = depthwise_conv2d(x, conv.weight, options.stride(), padding);
-  } else if (fused_batchnorm_enabled() &&
-             pointwise_conv2d_applies(
-                 x, options.groups(), kernel, options.stride())) {
-    x = pointwise_conv2d(x, conv.weight);
-  } else {
-    x = conv.forward(x);
-  }
+  // The convolution, then BatchNorm and ReLU6 (fused when training on CPU).
+  x = training_conv2d(*ptr(0)->as<torch::nn::Conv2dImpl>(), x);
   return batchnorm_relu6(
       *ptr(1)->as<torch::nn::BatchNorm2dImpl>(), x, options.activation());
+}
+
+torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
+                              const torch::Tensor& x) {
+  // Our kernels where LibTorch's convolution is slow: a depthwise one with
+  // its own backward, a 1x1 one as a matrix product.
+  const auto& o = conv.options;
+  const int64_t kernel = o.kernel_size()->at(0);
+  const int64_t stride = o.stride()->at(0);
+  const int64_t padding =
+      std::get<torch::ExpandingArray<2>>(o.padding())->at(0);
+  if (!conv.bias.defined() && fused_batchnorm_enabled()) {
+    if (depthwise_conv2d_applies(x, o.groups(), kernel, stride, padding)) {
+      return depthwise_conv2d(x, conv.weight, stride, padding);
+    }
+    if (padding == 0 &&
+        pointwise_conv2d_applies(x, o.groups(), kernel, stride)) {
+      return pointwise_conv2d(x, conv.weight);
+    }
+  }
+  return conv.forward(x);
 }
 
 torch::Tensor pad_tf_same(const torch::Tensor& x,

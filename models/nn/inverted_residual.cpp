@@ -1,7 +1,6 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/inverted_residual.h>
-#include <mobilenetv2/nn/pointwise_conv.h>
 
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
@@ -57,10 +56,8 @@ torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
   for (size_t i = 0; i + 2 < conv->size(); ++i, ++unit) {
     y = unit->forward(y);
   }
-  auto& projection = *conv->ptr(conv->size() - 2)->as<torch::nn::Conv2dImpl>();
-  y = fused_batchnorm_enabled() && pointwise_conv2d_applies(y, 1, 1, 1)
-          ? pointwise_conv2d(y, projection.weight)
-          : projection.forward(y);
+  y = training_conv2d(*conv->ptr(conv->size() - 2)->as<torch::nn::Conv2dImpl>(),
+                      y);
   y = batchnorm_relu6(
       *conv->ptr(conv->size() - 1)->as<torch::nn::BatchNorm2dImpl>(), y, false);
   return use_residual_ ? x + y : y;

@@ -3,6 +3,7 @@
 #include <mobilenetv2/nn/options.h>
 
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
 
 #include <cstdint>
 
@@ -49,6 +50,12 @@ class ConvBNActivationImpl : public torch::nn::SequentialImpl {
   bool pads_input_ = false;
 };
 TORCH_MODULE(ConvBNActivation);
+
+/// `conv` (bias-free) applied to `x` as a training step wants it: through
+/// depthwise_conv2d or pointwise_conv2d where one applies and the fast paths
+/// are on (set_fused_batchnorm_enabled), else through LibTorch's Conv2d.
+torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
+                              const torch::Tensor& x);
 
 /// `x` padded as TensorFlow's "SAME" pads a `kernel` x `kernel`
 /// convolution of this stride (the extra row and column after).

@@ -1,28 +1,21 @@
 #include "export/tflite_writer.h"
 
 #include "export/tflite_layout.h"
+#include "export/tflite_model_builder.h"
 #include "tflite_schema_generated.h"
 
 #include <mobilenetv2/util/atomic_file.h>
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <stdexcept>
 
 namespace mnv2::tflite_export {
 
 namespace {
 
-using flatbuffers::Offset;
 using tflite::BuiltinOperator;
 using tflite::TensorType;
-
-struct Quantization {
-  std::vector<float> scale;
-  std::vector<int64_t> zero_point;
-  int32_t dimension = 0;
-};
 
 // An activation of the graph being written.
 struct Activation {
@@ -31,142 +24,6 @@ struct Activation {
   int64_t channels = 0;
   float step = 0;  // int8 only
   int64_t zero_point = 0;
-};
-
-class ModelBuilder {
- public:
-  explicit ModelBuilder(bool int8) : int8_(int8) {
-    buffers_.push_back(tflite::CreateBuffer(fbb_));  // 0: no data
-  }
-
-  flatbuffers::FlatBufferBuilder& fbb() {
-    return fbb_;
-  }
-
-  // A tensor; `data` (bytes) makes it a constant.
-  int32_t tensor(const std::string& name,
-                 const std::vector<int32_t>& shape,
-                 TensorType type,
-                 const Quantization* q = nullptr,
-                 const void* data = nullptr,
-                 size_t bytes = 0) {
-    uint32_t buffer = 0;
-    if (data != nullptr) {
-      fbb_.ForceVectorAlignment(bytes, 1, 16);
-      const auto vector =
-          fbb_.CreateVector(static_cast<const uint8_t*>(data), bytes);
-      buffers_.push_back(tflite::CreateBuffer(fbb_, vector));
-      buffer = static_cast<uint32_t>(buffers_.size() - 1);
-    }
-    Offset<tflite::QuantizationParameters> quantization = 0;
-    if (q != nullptr) {
-      quantization = tflite::CreateQuantizationParametersDirect(
-          fbb_, &q->scale, &q->zero_point, q->dimension);
-    }
-    auto signature = shape;
-    signature[0] = data == nullptr ? -1 : shape[0];  // any batch
-    tensors_.push_back(tflite::CreateTensorDirect(fbb_,
-                                                  &shape,
-                                                  type,
-                                                  buffer,
-                                                  name.c_str(),
-                                                  quantization,
-                                                  false,
-                                                  &signature));
-    return static_cast<int32_t>(tensors_.size() - 1);
-  }
-
-  template <class T>
-  int32_t constant(const std::string& name,
-                   const std::vector<int32_t>& shape,
-                   TensorType type,
-                   const std::vector<T>& values,
-                   const Quantization* q = nullptr) {
-    return tensor(
-        name, shape, type, q, values.data(), values.size() * sizeof(T));
-  }
-
-  // An activation tensor: int8 with its step and zero point, or float32.
-  int32_t activation(const std::string& name,
-                     const std::vector<int32_t>& shape,
-                     float step,
-                     int64_t zero_point) {
-    if (!int8_) {
-      return tensor(name, shape, TensorType::FLOAT32);
-    }
-    const Quantization q{{step}, {zero_point}, 0};
-    return tensor(name, shape, TensorType::INT8, &q);
-  }
-
-  void op(BuiltinOperator code,
-          int32_t version,
-          const std::vector<int32_t>& inputs,
-          const std::vector<int32_t>& outputs,
-          tflite::BuiltinOptions options_type = tflite::BuiltinOptions::NONE,
-          Offset<void> options = 0) {
-    const auto key = std::pair{static_cast<int32_t>(code), version};
-    auto found = opcode_index_.find(key);
-    if (found == opcode_index_.end()) {
-      found = opcode_index_.emplace(key, static_cast<uint32_t>(opcodes_.size()))
-                  .first;
-      opcodes_.push_back(tflite::CreateOperatorCode(
-          fbb_,
-          static_cast<int8_t>(std::min<int32_t>(key.first, 127)),
-          version,
-          code));
-    }
-    operators_.push_back(tflite::CreateOperatorDirect(
-        fbb_, found->second, &inputs, &outputs, options_type, options));
-  }
-
-  std::string finish(int32_t input,
-                     int32_t output,
-                     const std::string& metadata_json) {
-    const std::vector<int32_t> inputs{input};
-    const std::vector<int32_t> outputs{output};
-    const std::vector<Offset<tflite::SubGraph>> subgraphs{
-        tflite::CreateSubGraphDirect(
-            fbb_, &tensors_, &inputs, &outputs, &operators_, "main")};
-    const std::vector<Offset<tflite::TensorMap>> signature_inputs{
-        tflite::CreateTensorMapDirect(
-            fbb_, "input", static_cast<uint32_t>(input))};
-    const std::vector<Offset<tflite::TensorMap>> signature_outputs{
-        tflite::CreateTensorMapDirect(
-            fbb_, "logits", static_cast<uint32_t>(output))};
-    const std::vector<Offset<tflite::SignatureDef>> signatures{
-        tflite::CreateSignatureDefDirect(
-            fbb_, &signature_inputs, &signature_outputs, "serving_default", 0)};
-    std::vector<Offset<tflite::Metadata>> metadata;
-    if (!metadata_json.empty()) {
-      fbb_.ForceVectorAlignment(metadata_json.size(), 1, 16);
-      const auto bytes = fbb_.CreateVector(
-          reinterpret_cast<const uint8_t*>(metadata_json.data()),
-          metadata_json.size());
-      buffers_.push_back(tflite::CreateBuffer(fbb_, bytes));
-      metadata.push_back(tflite::CreateMetadataDirect(
-          fbb_, "mnv2_metadata", static_cast<uint32_t>(buffers_.size() - 1)));
-    }
-    const auto model = tflite::CreateModelDirect(fbb_,
-                                                 3,
-                                                 &opcodes_,
-                                                 &subgraphs,
-                                                 "mnv2-export",
-                                                 &buffers_,
-                                                 &metadata,
-                                                 &signatures);
-    tflite::FinishModelBuffer(fbb_, model);
-    return {reinterpret_cast<const char*>(fbb_.GetBufferPointer()),
-            fbb_.GetSize()};
-  }
-
- private:
-  bool int8_;
-  flatbuffers::FlatBufferBuilder fbb_{1 << 20};
-  std::vector<Offset<tflite::Buffer>> buffers_;
-  std::vector<Offset<tflite::Tensor>> tensors_;
-  std::vector<Offset<tflite::Operator>> operators_;
-  std::vector<Offset<tflite::OperatorCode>> opcodes_;
-  std::map<std::pair<int32_t, int32_t>, uint32_t> opcode_index_;
 };
 
 int32_t dim(int64_t v) {

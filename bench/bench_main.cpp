@@ -10,6 +10,7 @@
 #include "common/runtime.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
+#include "data/network_input.h"
 #include "distributed/data_parallel.h"
 #include "distributed/launch.h"
 #include "distributed/process_group.h"

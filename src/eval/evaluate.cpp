@@ -1,5 +1,7 @@
 #include "eval/evaluate.h"
 
+#include "data/network_input.h"
+
 #include <mobilenetv2/util/autocast_guard.h>
 
 #include <torch/torch.h>

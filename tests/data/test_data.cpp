@@ -6,6 +6,7 @@
 #include "common/errors.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
+#include "data/network_input.h"
 #include "data/sampler.h"
 #include "data/transforms.h"
 #include "data/trivial_augment.h"

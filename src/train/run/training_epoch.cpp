@@ -2,6 +2,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
+#include "data/network_input.h"
 #include "eval/evaluate.h"
 #include "train/run/distributed_eval.h"
 #include "train/run/training.h"

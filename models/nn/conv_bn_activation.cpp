@@ -47,18 +47,27 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
 torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
                               const torch::Tensor& x) {
   // Our kernels where LibTorch's convolution is slow: a depthwise one with
-  // its own backward, a 1x1 one as a matrix product.
+  // its own backward, a 1x1 one as a matrix product. They take square
+  // kernels, strides and zero padding without dilation or bias; any other
+  // convolution stays LibTorch's.
   const auto& o = conv.options;
-  const int64_t kernel = o.kernel_size()->at(0);
-  const int64_t stride = o.stride()->at(0);
-  const int64_t padding =
-      std::get<torch::ExpandingArray<2>>(o.padding())->at(0);
-  if (!conv.bias.defined() && fused_batchnorm_enabled()) {
-    if (depthwise_conv2d_applies(x, o.groups(), kernel, stride, padding)) {
-      return depthwise_conv2d(x, conv.weight, stride, padding);
+  const auto square = [](const torch::ExpandingArray<2>& a) {
+    return a->at(0) == a->at(1);
+  };
+  const auto* padding = std::get_if<torch::ExpandingArray<2>>(&o.padding());
+  const bool ours =
+      !conv.bias.defined() && fused_batchnorm_enabled() && padding != nullptr &&
+      square(o.kernel_size()) && square(o.stride()) && square(*padding) &&
+      o.dilation()->at(0) == 1 && o.dilation()->at(1) == 1 &&
+      std::holds_alternative<torch::enumtype::kZeros>(o.padding_mode());
+  if (ours) {
+    const int64_t kernel = o.kernel_size()->at(0);
+    const int64_t stride = o.stride()->at(0);
+    const int64_t pad = (*padding)->at(0);
+    if (depthwise_conv2d_applies(x, o.groups(), kernel, stride, pad)) {
+      return depthwise_conv2d(x, conv.weight, stride, pad);
     }
-    if (padding == 0 &&
-        pointwise_conv2d_applies(x, o.groups(), kernel, stride)) {
+    if (pad == 0 && pointwise_conv2d_applies(x, o.groups(), kernel, stride)) {
       return pointwise_conv2d(x, conv.weight);
     }
   }

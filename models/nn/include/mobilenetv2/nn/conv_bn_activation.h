@@ -51,9 +51,11 @@ class ConvBNActivationImpl : public torch::nn::SequentialImpl {
 };
 TORCH_MODULE(ConvBNActivation);
 
-/// `conv` (bias-free) applied to `x` as a training step wants it: through
-/// depthwise_conv2d or pointwise_conv2d where one applies and the fast paths
-/// are on (set_fused_batchnorm_enabled), else through LibTorch's Conv2d.
+/// `conv` applied to `x` as a training step wants it: through
+/// depthwise_conv2d or pointwise_conv2d where one applies (a bias-free
+/// convolution with square kernel and stride, zero padding, no dilation) and
+/// the fast paths are on (set_fused_batchnorm_enabled), else through
+/// LibTorch's Conv2d.
 torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
                               const torch::Tensor& x);
 

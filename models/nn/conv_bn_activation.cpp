@@ -1,5 +1,6 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/depthwise_conv.h>
+#include <mobilenetv2/nn/expansion_conv_bn.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/pointwise_conv.h>
 
@@ -12,6 +13,24 @@
 #include <stdexcept>
 
 namespace mnv2 {
+
+namespace {
+
+// Whether a unit trains through expansion_conv_bn_relu6: a 1x1 convolution
+// that widens a large enough input, then BatchNorm in training and ReLU6.
+bool trains_as_expansion(const ConvBNActivationOptions& options,
+                         bool pads_input,
+                         const torch::nn::BatchNorm2dImpl& bn,
+                         const torch::Tensor& x) {
+  return options.kernel_size() == 1 && options.stride() == 1 &&
+         options.groups() == 1 && options.activation() && !pads_input &&
+         fused_batchnorm_enabled() && bn.is_training() &&
+         bn.options.momentum().has_value() && bn.options.affine() &&
+         bn.options.track_running_stats() &&
+         expansion_conv_bn_relu6_applies(x, options.out_channels());
+}
+
+}  // namespace
 
 ConvBNActivationImpl::ConvBNActivationImpl(
     const ConvBNActivationOptions& options_)
@@ -38,10 +57,27 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   if (pads_input_) {
     x = pad_tf_same(x, options.kernel_size(), options.stride());
   }
-  // The convolution, then BatchNorm and ReLU6 (fused when training on CPU).
-  x = training_conv2d(*ptr(0)->as<torch::nn::Conv2dImpl>(), x);
-  return batchnorm_relu6(
-      *ptr(1)->as<torch::nn::BatchNorm2dImpl>(), x, options.activation());
+  auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
+  auto& bn = *ptr(1)->as<torch::nn::BatchNorm2dImpl>();
+  // A large expansion as one function that never writes the convolution's
+  // output; else the convolution, then BatchNorm and ReLU6 (fused when
+  // training on CPU).
+  if (trains_as_expansion(options, pads_input_, bn, x)) {
+    {
+      torch::NoGradGuard no_grad;
+      bn.num_batches_tracked.add_(1);  // as BatchNorm2d counts
+    }
+    return expansion_conv_bn_relu6(x,
+                                   conv.weight,
+                                   bn.weight,
+                                   bn.bias,
+                                   bn.running_mean,
+                                   bn.running_var,
+                                   *bn.options.momentum(),
+                                   bn.options.eps());
+  }
+  x = training_conv2d(conv, x);
+  return batchnorm_relu6(bn, x, options.activation());
 }
 
 torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,

@@ -38,8 +38,9 @@ torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,
                               bool relu6);
 
 /// A process-wide switch, on by default: off, the modules compute BatchNorm
-/// and ReLU6, and the depthwise convolutions with their own backward
-/// (depthwise_conv.h), with LibTorch's operators only
+/// and ReLU6, the depthwise and 1x1 convolutions with their own backward
+/// (depthwise_conv.h, pointwise_conv.h) and the expansions
+/// (expansion_conv_bn.h) with LibTorch's operators only
 /// (mnv2-train --fused-batchnorm=false).
 void set_fused_batchnorm_enabled(bool enabled);
 bool fused_batchnorm_enabled();

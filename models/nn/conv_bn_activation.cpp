@@ -24,9 +24,7 @@ bool trains_as_expansion(const ConvBNActivationOptions& options,
                          const torch::Tensor& x) {
   return options.kernel_size() == 1 && options.stride() == 1 &&
          options.groups() == 1 && options.activation() && !pads_input &&
-         fused_batchnorm_enabled() && bn.is_training() &&
-         bn.options.momentum().has_value() && bn.options.affine() &&
-         bn.options.track_running_stats() &&
+         fuses_training_batchnorm(bn) &&
          expansion_conv_bn_relu6_applies(x, options.out_channels());
 }
 
@@ -63,10 +61,7 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
   // output; else the convolution, then BatchNorm and ReLU6 (fused when
   // training on CPU).
   if (trains_as_expansion(options, pads_input_, bn, x)) {
-    {
-      torch::NoGradGuard no_grad;
-      bn.num_batches_tracked.add_(1);  // as BatchNorm2d counts
-    }
+    count_training_batch(bn);
     return expansion_conv_bn_relu6(x,
                                    conv.weight,
                                    bn.weight,

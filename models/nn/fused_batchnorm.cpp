@@ -280,23 +280,28 @@ torch::Tensor fused_batchnorm_relu6(const torch::Tensor& input,
                                     relu6);
 }
 
+bool fuses_training_batchnorm(const torch::nn::BatchNorm2dImpl& bn) {
+  return fused_batchnorm_on && bn.is_training() &&
+         bn.options.momentum().has_value() && bn.options.affine() &&
+         bn.options.track_running_stats();
+}
+
+void count_training_batch(torch::nn::BatchNorm2dImpl& bn) {
+  torch::NoGradGuard no_grad;
+  bn.num_batches_tracked.add_(1);  // as BatchNorm2d counts
+}
+
 torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,
                               const torch::Tensor& input,
                               bool relu6) {
-  const auto& momentum = bn.options.momentum();
-  if (fused_batchnorm_on && bn.is_training() && momentum.has_value() &&
-      bn.options.affine() && bn.options.track_running_stats() &&
-      fused_batchnorm_applies(input)) {
-    {
-      torch::NoGradGuard no_grad;
-      bn.num_batches_tracked.add_(1);  // as BatchNorm2d counts
-    }
+  if (fuses_training_batchnorm(bn) && fused_batchnorm_applies(input)) {
+    count_training_batch(bn);
     return fused_batchnorm_relu6(input,
                                  bn.weight,
                                  bn.bias,
                                  bn.running_mean,
                                  bn.running_var,
-                                 *momentum,
+                                 *bn.options.momentum(),
                                  bn.options.eps(),
                                  relu6);
   }

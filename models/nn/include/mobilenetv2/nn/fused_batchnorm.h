@@ -37,6 +37,15 @@ torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,
                               const torch::Tensor& input,
                               bool relu6);
 
+/// Whether a fused kernel may take over `bn`'s training forward: the fast
+/// paths are on (below) and `bn` trains, affine, with running statistics
+/// and a momentum (no cumulative average).
+bool fuses_training_batchnorm(const torch::nn::BatchNorm2dImpl& bn);
+
+/// Counts a batch in `bn.num_batches_tracked`, as BatchNorm2d's forward
+/// does, for a fused kernel that replaces it.
+void count_training_batch(torch::nn::BatchNorm2dImpl& bn);
+
 /// A process-wide switch, on by default: off, the modules compute BatchNorm
 /// and ReLU6, the depthwise and 1x1 convolutions with their own backward
 /// (depthwise_conv.h, pointwise_conv.h) and the expansions

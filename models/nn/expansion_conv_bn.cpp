@@ -82,7 +82,7 @@ MNV2_VECTOR_CLONES void clamped_gradient(const float* __restrict dy,
   }
 }
 
-// A [rows, columns] view of `count` rows of a channels_last buffer.
+// A [rows, columns] matrix over `rows` pixels of a channels-last buffer.
 torch::Tensor rows_of(const float* data, int64_t rows, int64_t columns) {
   return torch::from_blob(const_cast<float*>(data), {rows, columns});
 }

@@ -7,6 +7,8 @@
 #include <torch/autograd.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace mnv2 {
@@ -168,15 +170,34 @@ torch::Tensor transposed_input_gradient(const torch::Tensor& grad_output,
       .to(input.scalar_type());
 }
 
-// One image's contribution to the weight gradient, channels last: each
-// output pixel's gradient times the input under each tap of its window,
-// summed in fp32 into `sums`, the kernel as [kernel * kernel][channels].
+// The input gradient of a stride-1 depthwise convolution: the convolution
+// of the output's gradient with the kernel turned by 180 degrees, padded
+// by kernel - 1 - padding (oneDNN's forward, faster in bf16 than its
+// backward).
+torch::Tensor flipped_input_gradient(const torch::Tensor& grad_output,
+                                     const torch::Tensor& weight,
+                                     int64_t padding) {
+  const int64_t kernel = weight.size(2);
+  return torch::conv2d(grad_output.to(weight.scalar_type()),
+                       weight.flip({2, 3}),
+                       {},
+                       1,
+                       kernel - 1 - padding,
+                       1,
+                       weight.size(0));
+}
+
+// One image's contribution to the weight gradient of channels [first,
+// channels), channels last: each output pixel's gradient times the input
+// under each tap of its window, summed in fp32 into `sums`, the kernel as
+// [kernel * kernel][channels].
 template <class T>
 MNV2_VECTOR_CLONES void add_depthwise_weight_gradient(
     const T* __restrict grad,   // one image: [out_h, out_w, channels]
     const T* __restrict input,  // one image: [in_h, in_w, channels]
     float* __restrict sums,
-    const DepthwiseShape& s) {
+    const DepthwiseShape& s,
+    int64_t first) {
   const int64_t channels = s.channels;
   for (int64_t oh = 0; oh < s.out_h; ++oh) {
     for (int64_t ow = 0; ow < s.out_w; ++ow) {
@@ -193,13 +214,157 @@ MNV2_VECTOR_CLONES void add_depthwise_weight_gradient(
           }
           const T* __restrict x = input + (ih * s.in_w + iw) * channels;
           float* __restrict sum = sums + (kh * s.kernel + kw) * channels;
-          for (int64_t c = 0; c < channels; ++c) {
+          for (int64_t c = first; c < channels; ++c) {
             sum[c] += load(g, c) * load(x, c);
           }
         }
       }
     }
   }
+}
+
+// 16 fp32 lanes (GCC's vector extension: one AVX-512 register, two AVX2
+// ones or four SSE ones in the clones), loaded from fp32 or bf16 bits.
+using Lanes = float __attribute__((vector_size(64)));
+using HalfLaneBits = uint16_t __attribute__((vector_size(32)));
+using LaneHalves = uint16_t __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+// Output rows per strip of the 3x3 weight gradient below.
+constexpr int64_t kStripRows = 4;
+
+// (Through a reference: a 64-byte vector returned by value would change
+// the calling convention between the clones.)
+inline void load_lanes(Lanes& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+}
+inline void load_lanes(Lanes& v, const uint16_t* p) {
+  HalfLaneBits half;
+  std::memcpy(&half, p, sizeof half);
+  // Each bf16 as the high half of its fp32 (x86 is little endian).
+  const HalfLaneBits zero = {};
+  const LaneHalves bits = __builtin_shufflevector(zero,
+                                                  half,
+                                                  0,
+                                                  16,
+                                                  1,
+                                                  17,
+                                                  2,
+                                                  18,
+                                                  3,
+                                                  19,
+                                                  4,
+                                                  20,
+                                                  5,
+                                                  21,
+                                                  6,
+                                                  22,
+                                                  7,
+                                                  23,
+                                                  8,
+                                                  24,
+                                                  9,
+                                                  25,
+                                                  10,
+                                                  26,
+                                                  11,
+                                                  27,
+                                                  12,
+                                                  28,
+                                                  13,
+                                                  29,
+                                                  14,
+                                                  30,
+                                                  15,
+                                                  31);
+  std::memcpy(&v, &bits, sizeof v);
+}
+
+// add_depthwise_weight_gradient for a 3x3 kernel, 16 channels at a time
+// with the nine taps' sums in registers: each output pixel's gradient is
+// loaded once for its nine products, where the loop above loads and stores
+// a sum per product (oneDNN's bf16 one in LibTorch 2.13 is slower still,
+// 2-2.5x its fp32 one). Returns the first channel it left to that loop.
+template <class T>
+MNV2_VECTOR_CLONES int64_t add_depthwise3x3_weight_gradient(
+    const T* __restrict grad,   // one image: [out_h, out_w, channels]
+    const T* __restrict input,  // one image: [in_h, in_w, channels]
+    float* __restrict sums,     // [9][channels]
+    const DepthwiseShape& s) {
+  const int64_t channels = s.channels;
+  // The output columns whose three taps all fall inside the input.
+  const int64_t inner_first = (s.padding + s.stride - 1) / s.stride;
+  const int64_t inner_last =
+      std::min(s.out_w - 1, (s.in_w - 3 + s.padding) / s.stride);
+  const int64_t tiled = channels / kLanes * kLanes;
+  // A strip of output rows at a time, for every 16 channels, so that the
+  // input rows under it stay in cache across the channels.
+  for (int64_t first_row = 0; first_row < s.out_h; first_row += kStripRows) {
+    const int64_t end_row = std::min(s.out_h, first_row + kStripRows);
+    for (int64_t c0 = 0; c0 < tiled; c0 += kLanes) {
+      Lanes acc[9] = {};
+      for (int64_t oh = first_row; oh < end_row; ++oh) {
+        const int64_t top = oh * s.stride - s.padding;
+        const T* __restrict g_row = grad + oh * s.out_w * channels + c0;
+        // Any column, any row: the taps inside the input.
+        const auto checked = [&](int64_t ow) {
+          Lanes g;
+          load_lanes(g, g_row + ow * channels);
+          const int64_t left = ow * s.stride - s.padding;
+#pragma GCC unroll 3
+          for (int64_t kh = 0; kh < 3; ++kh) {
+            const int64_t ih = top + kh;
+#pragma GCC unroll 3
+            for (int64_t kw = 0; kw < 3; ++kw) {
+              const int64_t iw = left + kw;
+              if (ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w) {
+                Lanes x;
+                load_lanes(x, input + (ih * s.in_w + iw) * channels + c0);
+                acc[kh * 3 + kw] += g * x;
+              }
+            }
+          }
+        };
+        if (top < 0 || top + 2 >= s.in_h) {
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            checked(ow);
+          }
+          continue;
+        }
+        for (int64_t ow = 0; ow < inner_first; ++ow) {
+          checked(ow);
+        }
+        const T* __restrict x_row = input + top * s.in_w * channels + c0;
+        const int64_t row_step = s.in_w * channels;
+        for (int64_t ow = inner_first; ow <= inner_last; ++ow) {
+          Lanes g;
+          load_lanes(g, g_row + ow * channels);
+          const T* __restrict x0 =
+              x_row + (ow * s.stride - s.padding) * channels;
+#pragma GCC unroll 3
+          for (int64_t kh = 0; kh < 3; ++kh) {
+#pragma GCC unroll 3
+            for (int64_t kw = 0; kw < 3; ++kw) {
+              Lanes x;
+              load_lanes(x, x0 + kh * row_step + kw * channels);
+              acc[kh * 3 + kw] += g * x;
+            }
+          }
+        }
+        for (int64_t ow = std::max(inner_first, inner_last + 1); ow < s.out_w;
+             ++ow) {
+          checked(ow);
+        }
+      }
+#pragma GCC unroll 9
+      for (int64_t k = 0; k < 9; ++k) {
+        Lanes total;
+        load_lanes(total, sums + k * channels + c0);
+        total += acc[k];
+        std::memcpy(sums + k * channels + c0, &total, sizeof total);
+      }
+    }
+  }
+  return tiled;
 }
 
 // The weight gradient of a depthwise convolution, in the weight's dtype:
@@ -221,10 +386,14 @@ torch::Tensor depthwise_weight_gradient(const torch::Tensor& grad_output,
     cpu_loops::parallel_rows(x.size(0), 1, [&](int64_t begin, int64_t end) {
       float* own = sums + at::get_thread_num() * taps;
       for (int64_t n = begin; n < end; ++n) {
-        add_depthwise_weight_gradient(g + n * s.out_h * s.out_w * s.channels,
-                                      in + n * s.in_h * s.in_w * s.channels,
-                                      own,
-                                      s);
+        const auto* image_grad = g + n * s.out_h * s.out_w * s.channels;
+        const auto* image = in + n * s.in_h * s.in_w * s.channels;
+        const int64_t rest = s.kernel == 3 ? add_depthwise3x3_weight_gradient(
+                                                 image_grad, image, own, s)
+                                           : 0;
+        if (rest < s.channels) {
+          add_depthwise_weight_gradient(image_grad, image, own, s, rest);
+        }
       }
     });
     return 0;
@@ -270,8 +439,8 @@ class DepthwiseConv : public torch::autograd::Function<DepthwiseConv> {
     const auto padding = ctx->saved_data["padding"].toInt();
     const auto& grad = grads[0];
     const bool small = small_output(grad.size(2), grad.size(3));
-    const bool strided_bf16 =
-        input.scalar_type() == torch::kBFloat16 && stride > 1;
+    const bool bf16 = input.scalar_type() == torch::kBFloat16;
+    const bool strided_bf16 = bf16 && stride > 1;
     const auto libtorch = [&](bool input_grad, bool weight_grad) {
       return at::convolution_backward(grad,
                                       input,
@@ -294,15 +463,17 @@ class DepthwiseConv : public torch::autograd::Function<DepthwiseConv> {
       } else if (strided_bf16) {
         grad_input =
             transposed_input_gradient(grad, weight, input, stride, padding);
+      } else if (bf16 && stride == 1 && padding < weight.size(2)) {
+        grad_input = flipped_input_gradient(grad, weight, padding);
       } else {
         grad_input = std::get<0>(libtorch(true, false));
       }
     }
     torch::Tensor grad_weight;
     if (ctx->needs_input_grad(1)) {
-      grad_weight = small ? depthwise_weight_gradient(
-                                grad, input, weight, stride, padding)
-                          : std::get<1>(libtorch(false, true));
+      grad_weight = (small || bf16) ? depthwise_weight_gradient(
+                                          grad, input, weight, stride, padding)
+                                    : std::get<1>(libtorch(false, true));
     }
     return {grad_input, grad_weight, torch::Tensor(), torch::Tensor()};
   }
@@ -332,8 +503,7 @@ bool depthwise_conv2d_applies(const torch::Tensor& input,
   const auto out = [&](int dim) {
     return (input.size(dim) + 2 * padding - kernel) / stride + 1;
   };
-  return dtype && ((*dtype == torch::kBFloat16 && stride > 1) ||
-                   small_output(out(2), out(3)));
+  return dtype && (*dtype == torch::kBFloat16 || small_output(out(2), out(3)));
 }
 
 }  // namespace mnv2

@@ -93,12 +93,51 @@ TEST_CASE("strided depthwise bf16 equals LibTorch's convolution",
   }
 }
 
+TEST_CASE("stride-1 depthwise bf16 equals LibTorch's convolution",
+          "[model][fused]") {
+  // The input gradient as the convolution with the turned kernel, the
+  // weight gradient by 16 channels and a rest (40 = 2 x 16 + 8); odd sizes,
+  // padding 1 and 0, both formats; enough rows for several strips.
+  constexpr int64_t kChannels = 40;
+  for (const auto& c : {DepthwiseCase{37, 29, 1, 1, true},
+                        DepthwiseCase{16, 16, 1, 1, true},
+                        DepthwiseCase{17, 18, 1, 1, false},
+                        DepthwiseCase{13, 11, 1, 0, true}}) {
+    CAPTURE(c.h, c.w, c.padding, c.channels_last);
+    const auto ours = run_depthwise(c, 3, kChannels, torch::kBFloat16, 13);
+    const auto& x = ours.x;
+    const auto& upstream = ours.upstream;
+    const auto weight = ours.weight.to(torch::kBFloat16);
+
+    // LibTorch in bf16: the same forward, gradients within a bf16 step.
+    const auto xr = x.clone().requires_grad_(true);
+    const auto wr = weight.clone().requires_grad_(true);
+    const auto expected = torch::conv2d(xr, wr, {}, 1, c.padding, 1, kChannels);
+    (expected * upstream).sum().backward();
+    CHECK(torch::equal(ours.output, expected));
+    CHECK(relative_error(ours.grad_input, xr.grad()) <= 2 * kBf16Step);
+    CHECK(relative_error(ours.grad_weight, wr.grad()) <= 2 * kBf16Step);
+
+    // fp32 arithmetic on the same bf16 values, rounded once to bf16 (the
+    // weight gradient too: it is in the weight's dtype, as LibTorch's).
+    const auto xf = x.to(torch::kFloat).requires_grad_(true);
+    const auto wf = weight.to(torch::kFloat).requires_grad_(true);
+    const auto yf = torch::conv2d(xf, wf, {}, 1, c.padding, 1, kChannels);
+    (yf * upstream.to(torch::kFloat)).sum().backward();
+    CHECK(ours.grad_input.scalar_type() == torch::kBFloat16);
+    CHECK(ours.grad_input.sizes() == x.sizes());
+    CHECK(relative_error(ours.grad_input, xf.grad()) <= kBf16Step);
+    CHECK(ours.grad_weight.scalar_type() == torch::kFloat);
+    CHECK(relative_error(ours.grad_weight, wf.grad()) <= kBf16Step);
+  }
+}
+
 TEST_CASE("the depthwise convolution applies where LibTorch's is slow",
           "[model][fused]") {
   const auto x = torch::randn({2, 8, 9, 9});
   const auto bf16 = x.to(torch::kBFloat16);
   CHECK(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 2, 1));
-  CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 1, 1));
+  CHECK(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 1, 1));
   CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 1, 3, 2, 1));
   CHECK_FALSE(mnv2::depthwise_conv2d_applies(x, 8, 3, 2, 1));
   {

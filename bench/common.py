@@ -11,6 +11,8 @@ BUILD = ROOT / "build"
 # Our programs' start-up allocator settings (src/common/runtime.cpp), given
 # to the Python peers so that they are fair.
 FAIR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+# LD_PRELOAD'ed by --no-amx (bench/no_amx.cpp).
+NO_AMX = BUILD / "bench" / "libmnv2-bench-no-amx.so"
 
 
 def rerun_with_fair_allocator():
@@ -18,6 +20,28 @@ def rerun_with_fair_allocator():
     if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
         os.execve(sys.executable, [sys.executable, *sys.argv],
                   {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
+
+
+def amx_withheld():
+    return str(NO_AMX) in os.environ.get("LD_PRELOAD", "").split(":")
+
+
+def withhold_amx():
+    """Re-executes the calling script (and so every program it starts) with
+    AMX refused to every oneDNN, ours and the peers' (bench/no_amx.cpp):
+    an AMX host measured as a CPU with AVX-512 VNNI and BF16 only. Checks
+    that the refusal took."""
+    if not amx_withheld():
+        if not NO_AMX.exists():
+            sys.exit(f"{NO_AMX} is missing: build the project first")
+        preload = ":".join(filter(None, [str(NO_AMX), os.environ.get("LD_PRELOAD")]))
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "LD_PRELOAD": preload})
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    arch_prctl, request_permission, tile_data = 158, 0x1023, 18
+    if libc.syscall(arch_prctl, request_permission, tile_data) != -1:
+        sys.exit("--no-amx: the AMX permission request was not refused")
 
 
 def torchvision_training_step(batch, size, threads, channels_last, compiled=False,
@@ -112,4 +136,6 @@ def host_label():
     wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]
     present = [f for f in wanted if f in flags] or ["no AVX2"]
     import os
+    if amx_withheld():
+        present = [f"{f} withheld" if f.startswith("amx") else f for f in present]
     return f"{model} ({', '.join(present)}; {os.cpu_count()} cores)"

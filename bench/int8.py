@@ -13,7 +13,11 @@ the mean KL divergence on the calibration photos.
 Fair peers: same threads, our start-up allocator settings (GLIBC_TUNABLES);
 each system measured once per round, best of the rounds kept.
 
+--no-amx refuses AMX to every oneDNN in the run, ours and the peers'
+(bench/no_amx.cpp): an AMX host measured as a CPU with AVX-512 VNNI only.
+
 Usage: python bench/int8.py [--threads 2] [--rounds 2] [--digits runs/digits/model_best.pth]
+                            [--no-amx]
 """
 import argparse
 import json
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import BUILD, ROOT, host_label, print_table, write_json
+from common import BUILD, ROOT, host_label, print_table, withhold_amx, write_json
 from inference import FAIR_TUNABLES, measure_python
 KERAS = Path.home() / ".cache/mnv2/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "horse.png",
@@ -114,7 +118,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--digits", help="a trained digits checkpoint (the main job's)")
     parser.add_argument("--out", default="bench-results/int8.json")
+    parser.add_argument("--no-amx", action="store_true",
+                        help="every system without AMX: a VNNI CPU on an AMX host")
     args = parser.parse_args()
+    if args.no_amx:
+        withhold_amx()
     if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
         os.execve(sys.executable, [sys.executable, *sys.argv],
                   {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})

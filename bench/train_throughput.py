@@ -13,7 +13,11 @@ Each round measures every system once, in the same order, so that a noisy
 machine's slow minutes fall on all of them; the table keeps each system's best
 round, and the ratios of ours to the peers are also printed per round.
 
+--no-amx refuses AMX to every oneDNN in the run, ours and PyTorch's
+(bench/no_amx.cpp): an AMX host measured as a CPU with AVX512-BF16 only.
+
 Usage: python bench/train_throughput.py [--batch 32] [--size 224] [--steps 6] [--rounds 1]
+                                        [--no-amx]
 """
 import argparse
 import os
@@ -23,7 +27,7 @@ import time
 
 import torch
 
-from common import (BUILD, host_label, print_table, rerun_with_fair_allocator,
+from common import (BUILD, host_label, print_table, rerun_with_fair_allocator, withhold_amx,
                     run_json, torchvision_training_step, write_json)
 
 
@@ -97,8 +101,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default="bench-results/train_throughput.json")
+    parser.add_argument("--no-amx", action="store_true",
+                        help="every system without AMX: an AVX512-BF16 CPU on an AMX host")
     parser.add_argument("--peer-only", choices=["nchw", "channels_last"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.no_amx:
+        withhold_amx()
     if args.peer_only:
         print(python_rate(args.batch, args.size, args.steps, args.threads,
                           args.peer_only == "channels_last"))

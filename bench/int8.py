@@ -24,14 +24,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common import BUILD, ROOT, host_label, print_table, withhold_amx, write_json
-from inference import FAIR_TUNABLES, measure_python
+from common import (BUILD, ROOT, host_label, print_table, rerun_with_fair_allocator,
+                    withhold_amx, write_json)
+from inference import measure_python
 KERAS = Path.home() / ".cache/mnv2/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "horse.png",
           "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
@@ -123,9 +123,7 @@ def main():
     args = parser.parse_args()
     if args.no_amx:
         withhold_amx()
-    if os.environ.get("GLIBC_TUNABLES") != FAIR_TUNABLES:
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  {**os.environ, "GLIBC_TUNABLES": FAIR_TUNABLES})
+    rerun_with_fair_allocator()
     work = BUILD / "bench" / "int8"
     work.mkdir(parents=True, exist_ok=True)
     folder = photo_folder(work)

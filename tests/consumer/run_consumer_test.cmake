@@ -3,7 +3,7 @@
 # user's project would: only the prefix and LibTorch (TORCH_DIR) are given,
 # and DNNL_DIR as dnnl_DIR where set. PROJECT (default tests/consumer) and
 # RUN, programs with their arguments, separated by "|" (default consumer;
-# each must exit 0). With EXPECT_ERROR (a regex), the configure, given the
+# each must exit 0; none with BUILD_ONLY). With EXPECT_ERROR (a regex), the configure, given the
 # extra cache entries in CONFIGURE_ARGS ("|"-separated), must instead fail
 # with a message matching it.
 if(NOT PROJECT)
@@ -46,6 +46,9 @@ if(EXPECT_ERROR)
 endif()
 run(${configure})
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+if(BUILD_ONLY)
+  return()
+endif()
 string(REPLACE "|" ";" commands "${RUN}")
 foreach(command IN LISTS commands)
   separate_arguments(command)

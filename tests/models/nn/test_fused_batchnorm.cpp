@@ -24,18 +24,21 @@ struct BothWays {
   torch::Tensor xr, wr, br, xo, wo, bo;  // their gradients
 };
 
-BothWays both_ways(bool relu6, torch::ScalarType dtype, uint64_t seed) {
+BothWays both_ways(bool relu6,
+                   torch::ScalarType dtype,
+                   uint64_t seed,
+                   int64_t channels = 37) {
   torch::manual_seed(seed);
-  const auto x = (torch::randn({3, 37, 11, 13}) * 4 + 1.5)
+  const auto x = (torch::randn({3, channels, 11, 13}) * 4 + 1.5)
                      .to(dtype)
                      .contiguous(torch::MemoryFormat::ChannelsLast);
   REQUIRE(mnv2::fused_batchnorm_applies(x));
-  const auto weight = (torch::rand({37}) + 0.5) * 3;
-  const auto bias = torch::randn({37});
+  const auto weight = (torch::rand({channels}) + 0.5) * 3;
+  const auto bias = torch::randn({channels});
   const auto upstream = torch::randn_like(x);
   BothWays r;
-  r.mean_ref = torch::randn({37});
-  r.var_ref = torch::rand({37}) + 0.5;
+  r.mean_ref = torch::randn({channels});
+  r.var_ref = torch::rand({channels}) + 0.5;
   r.mean_ours = r.mean_ref.clone();
   r.var_ours = r.var_ref.clone();
 
@@ -102,6 +105,29 @@ TEST_CASE("fused bf16 BatchNorm + ReLU6 equals LibTorch's bf16 ones",
     CHECK(r.wo.grad().scalar_type() == torch::kFloat);
     CHECK(relative_error(r.wo.grad(), r.wr.grad()) < 1e-3);
     CHECK(relative_error(r.bo.grad(), r.br.grad()) < 1e-3);
+  }
+}
+
+TEST_CASE("fused BatchNorm groups rows of few channels, fp32 and bf16",
+          "[model][fused]") {
+  // The loops take rows k at a time as one row of k x channels (8 -> 64
+  // rows, 24 -> 24, 144 -> 4, 37 -> 32, above), and the 429 rows here leave
+  // rows past the last group (45, 21, 1): both parts must sum into the
+  // right channel and scale with the right constants.
+  constexpr double kBf16Step = 1.0 / 128;
+  for (const int64_t channels : {8, 24, 144}) {
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      CAPTURE(channels, dtype);
+      const auto r = both_ways(true, dtype, 5, channels);
+      const double values = dtype == torch::kFloat ? 1e-5 : kBf16Step;
+      const double parameters = dtype == torch::kFloat ? 1e-5 : 1e-3;
+      CHECK(relative_error(r.actual, r.expected) <= values);
+      CHECK(relative_error(r.mean_ours, r.mean_ref) < 1e-5);
+      CHECK(relative_error(r.var_ours, r.var_ref) < 1e-5);
+      CHECK(relative_error(r.xo.grad(), r.xr.grad()) <= values);
+      CHECK(relative_error(r.wo.grad(), r.wr.grad()) < parameters);
+      CHECK(relative_error(r.bo.grad(), r.br.grad()) < parameters);
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/util/memory_format.h>
 
 #include <torch/torch.h>
 
@@ -137,6 +138,25 @@ inline void randomise_batchnorm(mnv2::MobileNetV2& model) {
       bn->bias.uniform_(-0.2, 0.2);
     }
   }
+}
+
+/// A training step's network and batch at odd sizes: MobileNetV2 0.35
+/// with 7 classes from seed 5, channels_last, in training mode, and
+/// `images` random 37x29 images with labels.
+struct SmallTrainingStep {
+  mnv2::MobileNetV2 model;
+  torch::Tensor images, labels;
+};
+inline SmallTrainingStep small_training_step(int64_t images) {
+  torch::manual_seed(5);
+  mnv2::MobileNetV2 model(
+      mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));
+  mnv2::use_channels_last(*model);
+  model->train();
+  return {model,
+          torch::randn({images, 3, 37, 29})
+              .contiguous(torch::MemoryFormat::ChannelsLast),
+          torch::randint(0, 7, {images}, torch::kLong)};
 }
 
 }  // namespace mnv2::test

@@ -109,14 +109,7 @@ TEST_CASE("a bf16 network step with the fast kernels is as exact as LibTorch's",
   using bf16_step_test::Arithmetic;
   const auto run = [](Arithmetic arithmetic) {
     mnv2::test::FastPathSwitch fast(arithmetic == Arithmetic::kFastBf16);
-    torch::manual_seed(5);
-    mnv2::MobileNetV2 model(
-        mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));
-    mnv2::use_channels_last(*model);
-    model->train();
-    const auto x = torch::randn({8, 3, 37, 29})
-                       .contiguous(torch::MemoryFormat::ChannelsLast);
-    const auto y = torch::randint(0, 7, {8}, torch::kLong);
+    auto [model, x, y] = mnv2::test::small_training_step(8);
     torch::Tensor loss;
     {
       mnv2::AutocastGuard autocast(torch::kCPU,

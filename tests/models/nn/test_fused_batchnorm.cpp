@@ -158,14 +158,7 @@ TEST_CASE("a training step with the fused kernels equals one without",
   // Strides 1 and 2, residual and plain blocks, an odd input size.
   const auto run = [](bool fused) {
     mnv2::test::FastPathSwitch on(fused);
-    torch::manual_seed(5);
-    mnv2::MobileNetV2 model(
-        mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35));
-    mnv2::use_channels_last(*model);
-    model->train();
-    const auto x = torch::randn({4, 3, 37, 29})
-                       .contiguous(torch::MemoryFormat::ChannelsLast);
-    const auto y = torch::randint(0, 7, {4}, torch::kLong);
+    auto [model, x, y] = mnv2::test::small_training_step(4);
     const auto logits = model->forward(x);
     torch::nn::functional::cross_entropy(logits, y).backward();
     std::vector<torch::Tensor> out{logits.detach()};

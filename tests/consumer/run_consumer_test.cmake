@@ -3,9 +3,9 @@
 # user's project would: only the prefix and LibTorch (TORCH_DIR) are given,
 # and DNNL_DIR as dnnl_DIR where set. PROJECT (default tests/consumer) and
 # RUN, programs with their arguments, separated by "|" (default consumer;
-# each must exit 0; none with BUILD_ONLY). With EXPECT_ERROR (a regex), the configure, given the
-# extra cache entries in CONFIGURE_ARGS ("|"-separated), must instead fail
-# with a message matching it.
+# each must exit 0; none with BUILD_ONLY). With EXPECT_ERROR (a regex), the
+# configure, given the extra cache entries in CONFIGURE_ARGS ("|"-separated),
+# must instead fail with a message matching it.
 if(NOT PROJECT)
   set(PROJECT tests/consumer)
 endif()

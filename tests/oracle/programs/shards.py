@@ -1,14 +1,14 @@
 """WebDataset shards packed, read, trained on and evaluated, and crafted
 shards (stray members, labels that name no class)."""
 import json
+import re
 import shutil
 import signal
 import subprocess
-import time
 
 import torch
 
-from programs.common import check, run, digits, tiny_train_args, wait_for, metrics_rows, MPI_ENV, two_ranks
+from programs.common import check, run, digits, tiny_train_args, metrics_rows, MPI_ENV, two_ranks
 
 
 def case_shards(bin_dir, work):
@@ -62,10 +62,16 @@ def case_shards(bin_dir, work):
     process = subprocess.Popen([str(a) for a in tiny_train_args(bin_dir, pattern, stopped, 3,
                                                                  common)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: len(metrics_rows(stopped)) >= 1, 120)
-    time.sleep(0.4)
+    # SIGINT once the second epoch has logged two of its 22 steps: mid-epoch
+    # at any machine speed. A fixed delay after the first epoch's metrics
+    # once landed on the epoch boundary (a bare-machine run, 2026-12-03).
+    for line in process.stdout:
+        step = re.search(r"epoch 2/3 (\d+)/", line)
+        if step and int(step.group(1)) >= 2:
+            break
     process.send_signal(signal.SIGINT)
-    code = process.wait(timeout=60)
+    process.communicate(timeout=60)
+    code = process.returncode
     where = torch.load(stopped / "checkpoint.pth", weights_only=True)
     check(code == 130 and where["batch_in_epoch"] > 0,
           f"SIGINT stopped training from shards mid-epoch (epoch {where['epoch']}, "

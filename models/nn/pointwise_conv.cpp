@@ -2,6 +2,8 @@
 
 #include "training_dtype.h"
 
+#include <mobilenetv2/util/cpu_features.h>
+
 #include <torch/torch.h>
 
 namespace mnv2 {
@@ -34,7 +36,15 @@ bool pointwise_conv2d_applies(const torch::Tensor& input,
   const int64_t pixels = input.size(0) * input.size(2) * input.size(3);
   return dtype && pixels > 0 &&
          pixels <= (*dtype == torch::kBFloat16 ? kPointwiseMaxPixelsBf16
-                                               : kPointwiseMaxPixels);
+                                               : pointwise_max_pixels_fp32());
+}
+
+int64_t pointwise_max_pixels_fp32() {
+  // bf16 products are oneDNN's on any CPU; fp32 ones are MKL's where
+  // LibTorch has it, fast on Intel CPUs only.
+  static const bool fast_fp32_products =
+      at::globalContext().hasMKL() && cpu_is_intel();
+  return fast_fp32_products ? kPointwiseMaxPixels : 0;
 }
 
 }  // namespace mnv2

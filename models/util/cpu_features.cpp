@@ -2,9 +2,14 @@
 
 #include <ATen/cpu/Utils.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace mnv2 {
@@ -52,6 +57,26 @@ bool cpu_has_native_bf16() {
 bool cpu_has_native_fp16() {
   return !isa_capped_below_16bit_floats() &&
          (cpu_capability("avx512_fp16") || cpu_capability("amx_fp16"));
+}
+
+bool cpu_is_intel() {
+  static const bool intel = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) {
+      return false;
+    }
+    // The vendor string is EBX, EDX, ECX in that order.
+    char vendor[12];
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    return std::memcmp(vendor, "GenuineIntel", 12) == 0;
+#else
+    return false;
+#endif
+  }();
+  return intel;
 }
 
 }  // namespace mnv2

@@ -24,7 +24,8 @@ torch::Tensor pointwise_conv2d(const torch::Tensor& input,
 /// Whether pointwise_conv2d is the faster way to compute this layer: a CPU
 /// 1x1 convolution at stride 1 (groups 1, no padding) on channels-last input
 /// in a pass that records gradients, fp32 outside autocast or bf16, with at
-/// most kPointwiseMaxPixels (bf16: kPointwiseMaxPixelsBf16) pixels in all.
+/// most pointwise_max_pixels_fp32() (bf16: kPointwiseMaxPixelsBf16) pixels
+/// in all.
 bool pointwise_conv2d_applies(const torch::Tensor& input,
                               int64_t groups,
                               int64_t kernel,
@@ -36,5 +37,12 @@ bool pointwise_conv2d_applies(const torch::Tensor& input,
 /// Xeon with AMX, docs/benchmarks.md).
 inline constexpr int64_t kPointwiseMaxPixels = 1 << 16;
 inline constexpr int64_t kPointwiseMaxPixelsBf16 = 1 << 14;
+
+/// The fp32 limit on this host: kPointwiseMaxPixels where LibTorch's fp32
+/// matrix product is MKL's on an Intel CPU; else 0, the convolution for
+/// every size. On an AMD EPYC (AVX-512) MKL's sgemm took 1.2-2.5x oneDNN's
+/// time per 1x1 layer, and the whole step at 224 ran about 15% faster with
+/// the convolution (docs/benchmarks.md).
+int64_t pointwise_max_pixels_fp32();
 
 }  // namespace mnv2

@@ -225,9 +225,8 @@ class DepthwiseConv : public torch::autograd::Function<DepthwiseConv> {
     }
     torch::Tensor grad_weight;
     if (ctx->needs_input_grad(1)) {
-      grad_weight = (small || bf16) ? depthwise_weight_gradient(
-                                          grad, input, weight, stride, padding)
-                                    : std::get<1>(libtorch(false, true));
+      grad_weight =
+          depthwise_weight_gradient(grad, input, weight, stride, padding);
     }
     return {grad_input, grad_weight, torch::Tensor(), torch::Tensor()};
   }
@@ -257,7 +256,8 @@ bool depthwise_conv2d_applies(const torch::Tensor& input,
   const auto out = [&](int dim) {
     return (input.size(dim) + 2 * padding - kernel) / stride + 1;
   };
-  return dtype && (*dtype == torch::kBFloat16 || small_output(out(2), out(3)));
+  return dtype && (*dtype == torch::kBFloat16 || small_output(out(2), out(3)) ||
+                   input.is_contiguous(torch::MemoryFormat::ChannelsLast));
 }
 
 }  // namespace mnv2

@@ -1,6 +1,6 @@
 // The depthwise convolution with its own gradients (a strided bf16 layer's
-// input gradient, a small output's weight gradient) against LibTorch's bf16
-// and fp32 convolutions (inside a bf16 training step:
+// input gradient, a small output's, every weight gradient) against
+// LibTorch's bf16 and fp32 convolutions (inside a bf16 training step:
 // test_bf16_training_step.cpp).
 #include "test_support.h"
 
@@ -139,6 +139,10 @@ TEST_CASE("the depthwise convolution applies where LibTorch's is slow",
   CHECK(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 1, 1));
   CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 1, 3, 2, 1));
   CHECK_FALSE(mnv2::depthwise_conv2d_applies(x, 8, 3, 2, 1));
+  // fp32 on channels-last input, for the weight gradient.
+  const auto cl = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  CHECK(mnv2::depthwise_conv2d_applies(cl, 8, 3, 2, 1));
+  CHECK(mnv2::depthwise_conv2d_applies(cl, 8, 3, 1, 1));
   {
     mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
     CHECK(mnv2::depthwise_conv2d_applies(x, 8, 3, 2, 1));
@@ -162,6 +166,30 @@ TEST_CASE("the depthwise convolution applies where LibTorch's is slow",
   }
   torch::NoGradGuard no_grad;  // nothing to gain without a backward
   CHECK_FALSE(mnv2::depthwise_conv2d_applies(bf16, 8, 3, 2, 1));
+}
+
+TEST_CASE("fp32 depthwise on channels-last input equals LibTorch's",
+          "[model][fused]") {
+  // The weight gradient is ours, the rest LibTorch's: odd and even sizes,
+  // strides 1 and 2, padding 1 and 0, 40 channels (2 x 16 + 8), against
+  // LibTorch's convolution in double.
+  for (const auto& c : {DepthwiseCase{37, 29, 1, 1, true},
+                        DepthwiseCase{16, 16, 2, 1, true},
+                        DepthwiseCase{17, 18, 2, 0, true},
+                        DepthwiseCase{13, 11, 1, 0, true}}) {
+    CAPTURE(c.h, c.w, c.stride, c.padding);
+    const auto ours = run_depthwise(c, 3, 40, torch::kFloat, 17);
+    const auto xd = ours.x.to(torch::kDouble).requires_grad_(true);
+    const auto wd = ours.weight.to(torch::kDouble).requires_grad_(true);
+    const auto yd = torch::conv2d(xd, wd, {}, c.stride, c.padding, 1, 40);
+    (yd * ours.upstream.to(torch::kDouble)).sum().backward();
+    CHECK(ours.output.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    CHECK(relative_error(ours.output, yd) <= 1e-5);
+    CHECK(ours.grad_input.scalar_type() == torch::kFloat);
+    CHECK(relative_error(ours.grad_input, xd.grad()) <= 1e-5);
+    CHECK(ours.grad_weight.scalar_type() == torch::kFloat);
+    CHECK(relative_error(ours.grad_weight, wd.grad()) <= 1e-5);
+  }
 }
 
 TEST_CASE("a depthwise convolution with a small output equals LibTorch's",

@@ -11,8 +11,10 @@ namespace mnv2 {
 /// slow path (docs/benchmarks.md):
 /// - a strided layer's bf16 input gradient (MobileNetV2's four at 224: 360
 ///   ms of a 970 ms bf16 training step at batch 32 on an AVX512-BF16 CPU);
-/// - every bf16 weight gradient (2-3x oneDNN's fp32 one at 224, 28-32 ms at
-///   56x56 x 144 channels, where ours takes about 10);
+/// - every weight gradient: in bf16 oneDNN's takes 2-3x its fp32 time at
+///   224 (28-32 ms at 56x56 x 144 channels, where ours takes about 10); in
+///   fp32 ours took 0.70-0.90x oneDNN's time on the layers at 112x112 and
+///   56x56 on an AMD EPYC, and about as long on the smaller ones;
 /// - the weight gradient of a layer whose output is at most 2 pixels high
 ///   or wide (the last stage at 48x48: 1-2.6 ms per layer in fp32 and 7-12
 ///   ms in bf16 at batch 64, for a few hundred thousand multiply-adds).
@@ -34,8 +36,8 @@ torch::Tensor depthwise_conv2d(const torch::Tensor& input,
 
 /// Whether depthwise_conv2d is the faster way to compute this layer: a CPU
 /// depthwise convolution (groups == channels, a square kernel) in a pass
-/// that records gradients, bf16 (any stride), or fp32 outside autocast
-/// where the small-output slow path above would run.
+/// that records gradients, bf16 (any stride), or fp32 outside autocast on
+/// channels-last input or where the small-output slow path above would run.
 bool depthwise_conv2d_applies(const torch::Tensor& input,
                               int64_t groups,
                               int64_t kernel,

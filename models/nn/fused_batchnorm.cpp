@@ -28,6 +28,7 @@ using fused_batchnorm_loops::add_gradient_moments;
 using fused_batchnorm_loops::add_moments;
 using fused_batchnorm_loops::input_gradient;
 using fused_batchnorm_loops::scale_shift_clamp;
+using fused_batchnorm_loops::stored_clamp_bounds;
 
 using batchnorm_rows::for_row_groups;
 using batchnorm_rows::grouped_channel_sums;
@@ -133,6 +134,7 @@ class FusedBatchNormReLU6
     const float low = relu6 ? 0.f : -INFINITY;
     const auto sums = with_elements(input, [&](const auto* x) {
       const auto* g = elements(grad, x);
+      const auto bounds = stored_clamp_bounds(x, low, high);
       return grouped_channel_sums(
           groups,
           [&](int64_t offset, int64_t n, int64_t width, float* a, float* b) {
@@ -143,8 +145,8 @@ class FusedBatchNormReLU6
                                  scale.data(),
                                  shift.data(),
                                  means.data(),
-                                 low,
-                                 high,
+                                 bounds.low,
+                                 bounds.high,
                                  a,
                                  b);
           });
@@ -183,6 +185,7 @@ class FusedBatchNormReLU6
     with_elements(input, [&](const auto* x) {
       const auto* g = elements(grad, x);
       auto* dx = mutable_elements(grad_input, x);
+      const auto bounds = stored_clamp_bounds(x, low, high);
       for_row_groups(groups, [&](int64_t offset, int64_t n, int64_t width) {
         input_gradient(x + offset,
                        g + offset,
@@ -194,8 +197,8 @@ class FusedBatchNormReLU6
                        kg.data(),
                        ks.data(),
                        ko.data(),
-                       low,
-                       high);
+                       bounds.low,
+                       bounds.high);
       });
       return 0;
     });

@@ -5,6 +5,7 @@
 
 #include "cpu_loops.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -14,16 +15,53 @@ using cpu_loops::load;
 using cpu_loops::store;
 using cpu_loops::to_bf16;
 
-// The value the forward wrote for z: the clamp's gradient mask is taken on
-// it, as hardtanh_backward takes it on the stored output.
-inline float as_stored(const float*, float z) {
-  return z;
+// The clamp's gradient mask is taken on the value the forward stored for z
+// (bf16: z rounded), as hardtanh_backward takes it on the stored output.
+// Rounding to bf16 is monotone, so stored(z) > low and stored(z) < high are
+// z > a and z < b for a the largest float whose rounding is at most low and
+// b the smallest whose rounding is at least high: the loops compare the
+// computed z with those and round nothing (in bf16 the rounding was most of
+// the backward's arithmetic).
+struct ClampBounds {
+  float low, high;
+};
+inline ClampBounds stored_clamp_bounds(const float*, float low, float high) {
+  return {low, high};
 }
-inline float as_stored(const uint16_t*, float z) {
-  const uint32_t bits = static_cast<uint32_t>(to_bf16(z)) << 16;
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
+inline ClampBounds stored_clamp_bounds(const uint16_t*, float low, float high) {
+  // Floats as unsigned keys in the order of their values, -inf to +inf.
+  const auto key = [](float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits < 0x80000000u ? bits + 0x80000000u : ~bits;
+  };
+  const auto value = [](uint32_t k) {
+    const uint32_t bits = k >= 0x80000000u ? k - 0x80000000u : ~k;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  };
+  const auto stored = [](float z) {
+    const uint32_t bits = static_cast<uint32_t>(to_bf16(z)) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  };
+  // The last key in [-inf, +inf] where `holds` (true, then false) holds.
+  const auto last = [&](const auto& holds) {
+    uint32_t lo = key(-INFINITY), hi = key(INFINITY);
+    if (holds(value(hi))) {
+      return value(hi);
+    }
+    while (hi - lo > 1) {
+      const uint32_t mid = lo + (hi - lo) / 2;
+      (holds(value(mid)) ? lo : hi) = mid;
+    }
+    return value(lo);
+  };
+  const float a = last([&](float z) { return stored(z) <= low; });
+  const float below_b = last([&](float z) { return stored(z) < high; });
+  return {a, std::nextafter(below_b, INFINITY)};
 }
 
 template <class T>
@@ -65,16 +103,16 @@ MNV2_VECTOR_CLONES void scale_shift_clamp(const T* __restrict x,
 // shift the BatchNorm's output (hardtanh_backward's open interval; infinite
 // bounds pass everything). z is computed again from x, as the forward
 // computed it, rather than read: one stream of memory fewer.
+// `low` and `high` are stored_clamp_bounds'.
 template <class T>
-inline float passed_gradient(const T* x,
-                             const T* g,
+inline float passed_gradient(const T* g,
                              int64_t i,
                              float xv,
                              float scale,
                              float shift,
                              float low,
                              float high) {
-  const float z = as_stored(x, xv * scale + shift);
+  const float z = xv * scale + shift;
   return (z > low && z < high) ? load(g, i) : 0.f;
 }
 
@@ -95,7 +133,7 @@ MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
     for (int64_t c = 0; c < channels; ++c) {
       const float xv = load(x, o + c);
       const float gv =
-          passed_gradient(x, g, o + c, xv, scale[c], shift[c], low, high);
+          passed_gradient(g, o + c, xv, scale[c], shift[c], low, high);
       sum_g[c] += gv;
       sum_gx[c] += gv * (xv - mean[c]);
     }
@@ -120,7 +158,7 @@ MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
     for (int64_t c = 0; c < channels; ++c) {
       const float xv = load(x, o + c);
       const float gv =
-          passed_gradient(x, g, o + c, xv, scale[c], shift[c], low, high);
+          passed_gradient(g, o + c, xv, scale[c], shift[c], low, high);
       store(dx, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
     }
   }

@@ -9,6 +9,14 @@
 
 #include <catch2/catch.hpp>
 
+// The loops' private header, for the bounds the bf16 backward masks with.
+#include "../models/nn/fused_batchnorm_loops.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
 namespace {
 
 using mnv2::test::relative_error;
@@ -192,4 +200,56 @@ TEST_CASE("a training step with the fused kernels equals one without",
     worst = std::max(worst, error);
   }
   CHECK(worst > 0);  // the fused kernels ran: their sums differ somewhere
+}
+
+TEST_CASE("the bf16 backward's clamp bounds equal masking the stored output",
+          "[model][fused]") {
+  // The backward compares the computed z with two bounds instead of
+  // rounding it to bf16: the mask must be hardtanh_backward's on the
+  // stored value, here rounded by c10::BFloat16, for every float near
+  // either bound and for special and random ones.
+  namespace loops = mnv2::fused_batchnorm_loops;
+  const auto stored = [](float z) {
+    return static_cast<float>(c10::BFloat16(z));
+  };
+  const auto next = [](float f, int steps) {
+    for (int i = 0; i < std::abs(steps); ++i) {
+      f = std::nextafter(f, steps > 0 ? INFINITY : -INFINITY);
+    }
+    return f;
+  };
+  for (const auto& [low, high] :
+       {std::pair{0.f, 6.f}, std::pair{-INFINITY, INFINITY}}) {
+    CAPTURE(low, high);
+    const auto bounds = loops::stored_clamp_bounds(
+        static_cast<const uint16_t*>(nullptr), low, high);
+    std::vector<float> zs = {0.f,
+                             -0.f,
+                             6.f,
+                             5.984375f,  // halfway between 6 and 5.96875
+                             INFINITY,
+                             -INFINITY,
+                             NAN,
+                             std::numeric_limits<float>::max(),
+                             std::numeric_limits<float>::lowest(),
+                             std::numeric_limits<float>::denorm_min()};
+    for (const float around : {bounds.low, bounds.high, low, high}) {
+      if (std::isfinite(around)) {
+        for (int i = -70000; i <= 70000; i += 7) {
+          zs.push_back(next(around, i));
+        }
+      }
+    }
+    torch::manual_seed(9);
+    const auto random = torch::randn({100000}) * 8;
+    for (int64_t i = 0; i < random.numel(); ++i) {
+      zs.push_back(random[i].item<float>());
+    }
+    int64_t wrong = 0;
+    for (const float z : zs) {
+      const bool expected = stored(z) > low && stored(z) < high;
+      wrong += (z > bounds.low && z < bounds.high) != expected;
+    }
+    CHECK(wrong == 0);
+  }
 }

@@ -13,8 +13,9 @@ namespace mnv2 {
 ///   ms of a 970 ms bf16 training step at batch 32 on an AVX512-BF16 CPU);
 /// - every weight gradient: in bf16 oneDNN's takes 2-3x its fp32 time at
 ///   224 (28-32 ms at 56x56 x 144 channels, where ours takes about 10); in
-///   fp32 ours took 0.70-0.90x oneDNN's time on the layers at 112x112 and
-///   56x56 on an AMD EPYC, and about as long on the smaller ones;
+///   fp32 a layer's forward and backward took 0.74-0.90x as long with ours
+///   at 112x112 and 56x56 (stride 1) on an AMD EPYC, and about as long on
+///   the smaller ones;
 /// - the weight gradient of a layer whose output is at most 2 pixels high
 ///   or wide (the last stage at 48x48: 1-2.6 ms per layer in fp32 and 7-12
 ///   ms in bf16 at batch 64, for a few hundred thousand multiply-adds).

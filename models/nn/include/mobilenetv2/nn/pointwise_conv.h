@@ -40,7 +40,7 @@ inline constexpr int64_t kPointwiseMaxPixelsBf16 = 1 << 14;
 
 /// The fp32 limit on this host: kPointwiseMaxPixels where LibTorch's fp32
 /// matrix product is MKL's on an Intel CPU; else 0, the convolution for
-/// every size. On an AMD EPYC (AVX-512) MKL's sgemm took 1.2-2.5x oneDNN's
+/// every size. On an AMD EPYC (AVX-512) MKL's sgemm took 1.1-2.5x oneDNN's
 /// time per 1x1 layer, and the whole step at 224 ran about 15% faster with
 /// the convolution (docs/benchmarks.md).
 int64_t pointwise_max_pixels_fp32();

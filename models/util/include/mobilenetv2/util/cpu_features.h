@@ -11,7 +11,7 @@ bool cpu_has_native_fp16();
 
 /// Whether this CPU is an Intel one (CPUID's vendor "GenuineIntel"). MKL,
 /// LibTorch's fp32 matrix product, takes its fastest kernels on Intel CPUs
-/// only: on an AMD EPYC with AVX-512 its sgemm ran 1.2-2.5x slower than
+/// only: on an AMD EPYC with AVX-512 its sgemm ran 1.1-2.5x slower than
 /// oneDNN's convolution on the same 1x1 layers (docs/benchmarks.md).
 bool cpu_is_intel();
 

@@ -42,10 +42,8 @@ inline ClampBounds stored_clamp_bounds(const uint16_t*, float low, float high) {
     return f;
   };
   const auto stored = [](float z) {
-    const uint32_t bits = static_cast<uint32_t>(to_bf16(z)) << 16;
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
+    const uint16_t bits = to_bf16(z);
+    return load(&bits, 0);
   };
   // The last key in [-inf, +inf] where `holds` (true, then false) holds.
   const auto last = [&](const auto& holds) {

@@ -98,7 +98,8 @@ torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
     if (depthwise_conv2d_applies(x, o.groups(), kernel, stride, pad)) {
       return depthwise_conv2d(x, conv.weight, stride, pad);
     }
-    if (pad == 0 && pointwise_conv2d_applies(x, o.groups(), kernel, stride)) {
+    if (pad == 0 && pointwise_conv2d_applies(
+                        x, o.out_channels(), o.groups(), kernel, stride)) {
       return pointwise_conv2d(x, conv.weight);
     }
   }

@@ -1,6 +1,7 @@
 #include <mobilenetv2/nn/expansion_conv_bn.h>
 
 #include "cpu_loops.h"
+#include "matrix_products.h"
 #include "training_dtype.h"
 
 #include <ATen/Parallel.h>
@@ -282,8 +283,14 @@ bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,
     return false;
   }
   const int64_t pixels = input.numel() / std::max<int64_t>(input.size(1), 1);
-  return pixels >= kExpansionMinPixels &&
+  return pixels >= expansion_min_pixels() &&
          out_channels >= kExpansionMinRatio * input.size(1);
+}
+
+int64_t expansion_min_pixels() {
+  return fp32_products() == Fp32Products::kMklOnIntel
+             ? kExpansionMinPixels
+             : kExpansionMinPixelsNotIntel;
 }
 
 }  // namespace mnv2

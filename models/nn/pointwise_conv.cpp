@@ -1,8 +1,7 @@
 #include <mobilenetv2/nn/pointwise_conv.h>
 
+#include "matrix_products.h"
 #include "training_dtype.h"
-
-#include <mobilenetv2/util/cpu_features.h>
 
 #include <torch/torch.h>
 
@@ -24,6 +23,7 @@ torch::Tensor pointwise_conv2d(const torch::Tensor& input,
 }
 
 bool pointwise_conv2d_applies(const torch::Tensor& input,
+                              int64_t out_channels,
                               int64_t groups,
                               int64_t kernel,
                               int64_t stride) {
@@ -33,18 +33,27 @@ bool pointwise_conv2d_applies(const torch::Tensor& input,
     return false;
   }
   const auto dtype = cpu_computation_dtype(input);
+  if (!dtype) {
+    return false;
+  }
   const int64_t pixels = input.size(0) * input.size(2) * input.size(3);
-  return dtype && pixels > 0 &&
-         pixels <= (*dtype == torch::kBFloat16 ? kPointwiseMaxPixelsBf16
-                                               : pointwise_max_pixels_fp32());
+  const auto limits = *dtype == torch::kBFloat16 ? kPointwiseLimitsBf16
+                                                 : pointwise_limits_fp32();
+  // Both bounds hold far below int64_t's range for any tensor that fits.
+  return pixels > 0 && pixels <= limits.max_pixels &&
+         pixels * input.size(1) * out_channels <= limits.max_multiply_adds;
 }
 
-int64_t pointwise_max_pixels_fp32() {
-  // bf16 products are oneDNN's on any CPU; fp32 ones are MKL's where
-  // LibTorch has it, fast on Intel CPUs only.
-  static const bool fast_fp32_products =
-      at::globalContext().hasMKL() && cpu_is_intel();
-  return fast_fp32_products ? kPointwiseMaxPixels : 0;
+PointwiseLimits pointwise_limits_fp32() {
+  switch (fp32_products()) {
+    case Fp32Products::kMklOnIntel:
+      return kPointwiseLimitsFp32;
+    case Fp32Products::kMklElsewhere:
+      return kPointwiseLimitsFp32NotIntel;
+    case Fp32Products::kNoMkl:
+      break;
+  }
+  return {0, 0};
 }
 
 }  // namespace mnv2

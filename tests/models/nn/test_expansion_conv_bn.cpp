@@ -7,6 +7,7 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/expansion_conv_bn.h>
 #include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <catch2/catch.hpp>
 
@@ -141,8 +142,9 @@ TEST_CASE("the expansion equals convolution, BatchNorm and ReLU6",
 
 TEST_CASE("a training 1x1 unit widening a large input takes the expansion",
           "[model][fused]") {
-  // 16384 pixels, the least the expansion takes.
-  const ExpansionShape s{1, 8, 48, 128, 128};
+  // 2^16 pixels: the least the expansion takes on a CPU other than Intel's,
+  // and more than the 2^14 it takes there.
+  const ExpansionShape s{4, 8, 48, 128, 128};
   const auto values = expansion_values(s, 8);
   REQUIRE(mnv2::expansion_conv_bn_relu6_applies(values.x, s.out));
   mnv2::ConvBNActivation unit(
@@ -180,8 +182,12 @@ TEST_CASE("the expansion applies to large fp32 channels-last widenings",
   const auto cl = [](torch::Tensor t) {
     return t.contiguous(torch::MemoryFormat::ChannelsLast);
   };
-  // 2 x 64 x 128 = 2^14 pixels.
-  const auto x = cl(torch::empty({2, 4, 64, 128}));
+  // The least pixels: 2^14 where the products are MKL's on an Intel CPU,
+  // 2^16 elsewhere (2 x 64 x 128 and 8 x 64 x 128).
+  const bool intel = at::globalContext().hasMKL() && mnv2::cpu_is_intel();
+  CHECK(mnv2::expansion_min_pixels() == (intel ? 1 << 14 : 1 << 16));
+  const int64_t images = intel ? 2 : 8;
+  const auto x = cl(torch::empty({images, 4, 64, 128}));
   CHECK(mnv2::expansion_conv_bn_relu6_applies(x, 24));
   CHECK(mnv2::expansion_conv_bn_relu6_applies(x, 16));  // 4x, the least
   CHECK_FALSE(mnv2::expansion_conv_bn_relu6_applies(x, 15));
@@ -189,7 +195,7 @@ TEST_CASE("the expansion applies to large fp32 channels-last widenings",
   CHECK_FALSE(
       mnv2::expansion_conv_bn_relu6_applies(x.to(torch::kBFloat16), 24));
   CHECK_FALSE(mnv2::expansion_conv_bn_relu6_applies(
-      cl(torch::empty({2, 4, 64, 127})), 24));
+      cl(torch::empty({images, 4, 64, 127})), 24));
   {
     torch::NoGradGuard inference;
     CHECK_FALSE(mnv2::expansion_conv_bn_relu6_applies(x, 24));

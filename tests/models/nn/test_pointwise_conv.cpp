@@ -85,7 +85,7 @@ TEST_CASE("the pointwise convolution equals LibTorch's in bf16",
     CAPTURE(autocast);
     const auto dtype = autocast ? torch::kFloat : torch::kBFloat16;
     mnv2::AutocastGuard guard(torch::kCPU, torch::kBFloat16, autocast);
-    REQUIRE(mnv2::pointwise_conv2d_applies(values.x.to(dtype), 1, 1, 1));
+    REQUIRE(mnv2::pointwise_conv2d_applies(values.x.to(dtype), s.out, 1, 1, 1));
     const auto ours =
         conv_and_gradients(values, dtype, [](const auto& x, const auto& w) {
           return mnv2::pointwise_conv2d(x, w);
@@ -121,40 +121,53 @@ TEST_CASE("the pointwise convolution applies to small channels-last 1x1s",
     CHECK(mnv2::cpu_is_intel() ==
           (line.find("GenuineIntel") != std::string::npos));
   }
-  const bool fp32 = mnv2::pointwise_max_pixels_fp32() > 0;
-  CHECK(mnv2::pointwise_max_pixels_fp32() ==
-        (at::globalContext().hasMKL() && mnv2::cpu_is_intel()
-             ? mnv2::kPointwiseMaxPixels
-             : 0));
-  CHECK(mnv2::pointwise_conv2d_applies(x, 1, 1, 1) == fp32);
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.contiguous(), 1, 1, 1));
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 8, 1, 1));  // depthwise
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 3, 1));
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 1, 2));
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.to(torch::kHalf), 1, 1, 1));
-  CHECK(mnv2::pointwise_conv2d_applies(x.to(torch::kBFloat16), 1, 1, 1));
+  // fp32 takes the products where they are MKL's: all layers up to 2^16
+  // pixels on an Intel CPU, the smallest elsewhere.
+  const auto fp32 = mnv2::pointwise_limits_fp32();
+  const bool mkl = at::globalContext().hasMKL();
+  const bool intel = mkl && mnv2::cpu_is_intel();
+  CHECK(fp32.max_pixels == (intel ? 1 << 16 : mkl ? 1 << 12 : 0));
+  CHECK(fp32.max_multiply_adds == (intel ? INT64_MAX
+                                   : mkl ? int64_t{1} << 26
+                                         : 0));
+  CHECK(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 1) == mkl);
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.contiguous(), 16, 1, 1, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 8, 8, 1, 1));  // depthwise
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 16, 1, 3, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 2));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.to(torch::kHalf), 16, 1, 1, 1));
+  CHECK(mnv2::pointwise_conv2d_applies(x.to(torch::kBFloat16), 16, 1, 1, 1));
   {
     torch::NoGradGuard inference;
-    CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 1));
   }
   {
     mnv2::AutocastGuard autocast(torch::kCPU, torch::kHalf, true);
-    CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 1));
   }
-  // The pixel limits: 4 x 128 x 128 = 2^16, and 2^14 in bf16.
-  const auto at_limit = cl(torch::empty({4, 2, 128, 128}));
-  const auto over_limit = cl(torch::empty({4, 2, 128, 129}));
-  CHECK(mnv2::pointwise_conv2d_applies(at_limit, 1, 1, 1) == fp32);
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(over_limit, 1, 1, 1));
+  // The pixel limits: 4 x 128 x 128 = 2^16 (4 x 32 x 32 = 2^12 on other
+  // CPUs), and 2^14 in bf16.
+  const auto side = intel ? 128 : 32;
+  const auto at_limit = cl(torch::empty({4, 2, side, side}));
+  const auto over_limit = cl(torch::empty({4, 2, side, side + 1}));
+  CHECK(mnv2::pointwise_conv2d_applies(at_limit, 2, 1, 1, 1) == mkl);
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(over_limit, 2, 1, 1, 1));
+  if (mkl && !intel) {
+    // 2^26 multiply-adds: 4096 pixels x 128 x 128 channels.
+    const auto wide = cl(torch::empty({4, 128, 32, 32}));
+    CHECK(mnv2::pointwise_conv2d_applies(wide, 128, 1, 1, 1));
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(wide, 129, 1, 1, 1));
+  }
   const auto bf16_at_limit =
       cl(torch::empty({1, 2, 128, 128}, torch::kBFloat16));
   const auto bf16_over_limit =
       cl(torch::empty({1, 2, 128, 129}, torch::kBFloat16));
-  CHECK(mnv2::pointwise_conv2d_applies(bf16_at_limit, 1, 1, 1));
-  CHECK_FALSE(mnv2::pointwise_conv2d_applies(bf16_over_limit, 1, 1, 1));
+  CHECK(mnv2::pointwise_conv2d_applies(bf16_at_limit, 2, 1, 1, 1));
+  CHECK_FALSE(mnv2::pointwise_conv2d_applies(bf16_over_limit, 2, 1, 1, 1));
   {
     mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
-    CHECK(mnv2::pointwise_conv2d_applies(x, 1, 1, 1));
-    CHECK_FALSE(mnv2::pointwise_conv2d_applies(at_limit, 1, 1, 1));
+    CHECK(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 1));
+    CHECK_FALSE(mnv2::pointwise_conv2d_applies(
+        cl(torch::empty({1, 2, 128, 129})), 2, 1, 1, 1));
   }
 }

@@ -22,27 +22,39 @@ torch::Tensor pointwise_conv2d(const torch::Tensor& input,
                                const torch::Tensor& weight);
 
 /// Whether pointwise_conv2d is the faster way to compute this layer: a CPU
-/// 1x1 convolution at stride 1 (groups 1, no padding) on channels-last input
-/// in a pass that records gradients, fp32 outside autocast or bf16, with at
-/// most pointwise_max_pixels_fp32() (bf16: kPointwiseMaxPixelsBf16) pixels
-/// in all.
+/// 1x1 convolution at stride 1 (groups 1, no padding) to `out_channels` on
+/// channels-last input in a pass that records gradients, fp32 outside
+/// autocast or bf16, within the host's PointwiseLimits.
 bool pointwise_conv2d_applies(const torch::Tensor& input,
+                              int64_t out_channels,
                               int64_t groups,
                               int64_t kernel,
                               int64_t stride);
 
-/// Above this many pixels (images x height x width) oneDNN's convolution is
-/// as fast as the matrix products: in fp32 from the 56x56 layers at 224 and
-/// batch 32; in bf16, where its AMX kernels are quicker, from 28x28 (Intel
-/// Xeon with AMX, docs/benchmarks.md).
-inline constexpr int64_t kPointwiseMaxPixels = 1 << 16;
-inline constexpr int64_t kPointwiseMaxPixelsBf16 = 1 << 14;
+/// The largest 1x1 layer the products take: pixels (images x height x
+/// width) and multiply-adds (pixels x in x out channels) in the batch.
+struct PointwiseLimits {
+  int64_t max_pixels;
+  int64_t max_multiply_adds;
+};
 
-/// The fp32 limit on this host: kPointwiseMaxPixels where LibTorch's fp32
-/// matrix product is MKL's on an Intel CPU; else 0, the convolution for
-/// every size. On an AMD EPYC (AVX-512) MKL's sgemm took 1.1-2.5x oneDNN's
-/// time per 1x1 layer, and the whole step at 224 ran about 15% faster with
-/// the convolution (docs/benchmarks.md).
-int64_t pointwise_max_pixels_fp32();
+/// fp32 where LibTorch's product is MKL's on an Intel CPU: up to the 56x56
+/// layers at 224 and batch 32, above which oneDNN's convolution is as fast;
+/// bf16, where oneDNN's AMX kernels are quicker, up to 28x28 (Intel Xeon
+/// with AMX, docs/benchmarks.md).
+inline constexpr PointwiseLimits kPointwiseLimitsFp32{1 << 16, INT64_MAX};
+inline constexpr PointwiseLimits kPointwiseLimitsBf16{1 << 14, INT64_MAX};
+
+/// fp32 where the product is MKL's on another CPU. On an AMD EPYC (AVX-512)
+/// MKL's sgemm took 1.1-2.5x oneDNN's time per 1x1 layer from 9,216 pixels
+/// up and on the 7x7 layers at 224 (over 10^8 multiply-adds each), but was
+/// quicker on the 6x6 and smaller layers of a 48x48 model at batch 64, where
+/// oneDNN's fixed cost per call dominates: that step ran about 6% faster
+/// with them (docs/benchmarks.md).
+inline constexpr PointwiseLimits kPointwiseLimitsFp32NotIntel{1 << 12, 1 << 26};
+
+/// The fp32 limits on this host: one of the two above, or none (the
+/// convolution for every size) where LibTorch has no MKL.
+PointwiseLimits pointwise_limits_fp32();
 
 }  // namespace mnv2

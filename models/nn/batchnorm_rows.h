@@ -99,8 +99,8 @@ inline RowGroups row_groups(int64_t rows, int64_t channels) {
 // One value per channel, repeated for each row of a group.
 inline std::vector<float> repeated(const float* values, const RowGroups& g) {
   std::vector<float> out(static_cast<size_t>(g.width()));
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = values[static_cast<int64_t>(i) % g.channels];
+  for (int64_t r = 0; r < g.rows_per_group; ++r) {
+    std::copy(values, values + g.channels, out.begin() + r * g.channels);
   }
   return out;
 }
@@ -134,9 +134,12 @@ std::vector<double> grouped_channel_sums(const RowGroups& g,
   const int64_t c = g.channels;
   std::vector<double> total(static_cast<size_t>(2 * c), 0.0);
   for (int64_t half = 0; half < 2; ++half) {
-    for (int64_t i = 0; i < width; ++i) {
-      total[static_cast<size_t>(half * c + i % c)] +=
-          grouped[static_cast<size_t>(half * width + i)];
+    for (int64_t r = 0; r < g.rows_per_group; ++r) {
+      const double* sums = grouped.data() + half * width + r * c;
+      double* into = total.data() + half * c;
+      for (int64_t i = 0; i < c; ++i) {
+        into[i] += sums[i];
+      }
     }
   }
   if (g.rest() > 0) {

@@ -39,7 +39,8 @@ bool pointwise_conv2d_applies(const torch::Tensor& input,
   const int64_t pixels = input.size(0) * input.size(2) * input.size(3);
   const auto limits = *dtype == torch::kBFloat16 ? kPointwiseLimitsBf16
                                                  : pointwise_limits_fp32();
-  // Both bounds hold far below int64_t's range for any tensor that fits.
+  // Checked in this order, pixels is at most 2^16 in the product, and a
+  // weight of in x out channels that fits in memory keeps it in range.
   return pixels > 0 && pixels <= limits.max_pixels &&
          pixels * input.size(1) * out_channels <= limits.max_multiply_adds;
 }

@@ -38,6 +38,30 @@ using batchnorm_rows::row_groups;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
+// running = (1 - momentum) running + momentum batch, as BatchNorm2d's
+// mul_ then add_ round it; on plain fp32 statistics a loop over the channels
+// instead of two operators that each cost more than the loop (52 layers per
+// step).
+void update_running_stats(torch::Tensor& running,
+                          const torch::Tensor& batch,
+                          double momentum) {
+  torch::NoGradGuard no_grad;
+  if (!running.device().is_cpu() || running.scalar_type() != torch::kFloat ||
+      !running.is_contiguous() || running.numel() != batch.numel()) {
+    running.mul_(1 - momentum).add_(batch, momentum);
+    return;
+  }
+  const auto keep = static_cast<float>(1 - momentum);
+  const auto take = static_cast<float>(momentum);
+  float* r = running.data_ptr<float>();
+  const float* b = batch.const_data_ptr<float>();
+  for (int64_t c = 0; c < running.numel(); ++c) {
+    r[c] = std::fma(take, b[c], r[c] * keep);
+  }
+  // As the in-place operators would: a graph that saved it sees the change.
+  torch::autograd::impl::bump_version(running);
+}
+
 class FusedBatchNormReLU6
     : public torch::autograd::Function<FusedBatchNormReLU6> {
  public:
@@ -89,11 +113,8 @@ class FusedBatchNormReLU6
       up[c] = static_cast<float>(var * static_cast<double>(rows) /
                                  static_cast<double>(rows - 1));
     }
-    {
-      torch::NoGradGuard no_grad;
-      running_mean.mul_(1 - momentum).add_(mean, momentum);
-      running_var.mul_(1 - momentum).add_(unbiased, momentum);
-    }
+    update_running_stats(running_mean, mean, momentum);
+    update_running_stats(running_var, unbiased, momentum);
     auto output = torch::empty_like(input);
     // Per group position; the first `channels` are the rows past the groups'.
     const auto k = repeated(scale.const_data_ptr<float>(), groups);
@@ -252,8 +273,16 @@ bool fuses_training_batchnorm(const torch::nn::BatchNorm2dImpl& bn) {
 }
 
 void count_training_batch(torch::nn::BatchNorm2dImpl& bn) {
+  // As BatchNorm2d counts; an operator costs more than the addition.
+  auto& count = bn.num_batches_tracked;
+  if (count.device().is_cpu() && count.scalar_type() == torch::kLong &&
+      count.numel() == 1) {
+    ++*count.data_ptr<int64_t>();
+    torch::autograd::impl::bump_version(count);
+    return;
+  }
   torch::NoGradGuard no_grad;
-  bn.num_batches_tracked.add_(1);  // as BatchNorm2d counts
+  count.add_(1);
 }
 
 torch::Tensor batchnorm_relu6(torch::nn::BatchNorm2dImpl& bn,

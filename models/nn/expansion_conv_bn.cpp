@@ -2,6 +2,7 @@
 
 #include "cpu_loops.h"
 #include "matrix_products.h"
+#include "running_stats.h"
 #include "training_dtype.h"
 
 #include <ATen/Parallel.h>
@@ -153,8 +154,8 @@ class ExpansionConvBNReLU6
       torch::NoGradGuard no_grad;
       const auto unbiased =
           x_var * (static_cast<double>(pixels) / (pixels - 1.0));
-      running_mean.mul_(1 - momentum).add_(x_mean.to(torch::kFloat), momentum);
-      running_var.mul_(1 - momentum).add_(unbiased.to(torch::kFloat), momentum);
+      update_running_stats(running_mean, x_mean.to(torch::kFloat), momentum);
+      update_running_stats(running_var, unbiased.to(torch::kFloat), momentum);
     }
     ctx->save_for_backward({centred, conv_weight, output});
     ctx->saved_data["scatter"] = scatter;

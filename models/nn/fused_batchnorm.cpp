@@ -2,6 +2,7 @@
 
 #include "batchnorm_rows.h"
 #include "fused_batchnorm_loops.h"
+#include "running_stats.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -37,30 +38,6 @@ using batchnorm_rows::row_groups;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
-
-// running = (1 - momentum) running + momentum batch, as BatchNorm2d's
-// mul_ then add_ round it; on plain fp32 statistics a loop over the channels
-// instead of two operators that each cost more than the loop (52 layers per
-// step).
-void update_running_stats(torch::Tensor& running,
-                          const torch::Tensor& batch,
-                          double momentum) {
-  torch::NoGradGuard no_grad;
-  if (!running.device().is_cpu() || running.scalar_type() != torch::kFloat ||
-      !running.is_contiguous() || running.numel() != batch.numel()) {
-    running.mul_(1 - momentum).add_(batch, momentum);
-    return;
-  }
-  const auto keep = static_cast<float>(1 - momentum);
-  const auto take = static_cast<float>(momentum);
-  float* r = running.data_ptr<float>();
-  const float* b = batch.const_data_ptr<float>();
-  for (int64_t c = 0; c < running.numel(); ++c) {
-    r[c] = std::fma(take, b[c], r[c] * keep);
-  }
-  // As the in-place operators would: a graph that saved it sees the change.
-  torch::autograd::impl::bump_version(running);
-}
 
 class FusedBatchNormReLU6
     : public torch::autograd::Function<FusedBatchNormReLU6> {

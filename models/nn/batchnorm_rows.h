@@ -14,18 +14,28 @@
 
 namespace mnv2::batchnorm_rows {
 
-// Rows (pixels) per task: enough to amortise a task, few enough to split a
-// 7x7 batch between two threads.
-constexpr int64_t kFusedRowsPerTask = 256;
+// Values per task: enough to amortise a task, few enough to split the 2x2
+// maps of a 48x48 input (256 rows at batch 64) between two threads. A fixed
+// 256 rows per task ran those layers, up to 1280 channels wide, on one
+// thread while the other waited.
+constexpr int64_t kFusedValuesPerTask = int64_t{1} << 14;
 // Rows summed in fp32 before their sums go into the double totals.
 constexpr int64_t kFusedRowsPerFloatSum = 64;
 
 using cpu_loops::parallel_rows;
 
+// Rows of `width` values per task.
+inline int64_t rows_per_task(int64_t width) {
+  return std::max<int64_t>(1,
+                           kFusedValuesPerTask / std::max<int64_t>(1, width));
+}
+
 // Two per-channel sums over `rows` rows, in double: `add(begin, end, a, b)`
 // adds rows [begin, end) into fp32 sums a and b (a few rows at a time, so
 // that fp32 keeps the 1e-5 the tests ask), which each thread adds into its
-// own double partials, added at the end.
+// own double partials, added at the end. The tasks take whole blocks of
+// kFusedRowsPerFloatSum rows, so that the fp32 sums do not depend on how
+// the rows are split between threads.
 template <class AddRows>
 std::vector<double> channel_sums(int64_t rows,
                                  int64_t channels,
@@ -33,14 +43,19 @@ std::vector<double> channel_sums(int64_t rows,
   const auto width = static_cast<size_t>(2 * channels);
   std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
                               width);
-  parallel_rows(rows, kFusedRowsPerTask, [&](int64_t begin, int64_t end) {
+  const int64_t blocks =
+      (rows + kFusedRowsPerFloatSum - 1) / kFusedRowsPerFloatSum;
+  const int64_t blocks_per_task =
+      std::max<int64_t>(1, rows_per_task(channels) / kFusedRowsPerFloatSum);
+  parallel_rows(blocks, blocks_per_task, [&](int64_t begin, int64_t end) {
     double* sums =
         partial.data() + static_cast<size_t>(at::get_thread_num()) * width;
     std::vector<float> part(width);
-    for (int64_t r = begin; r < end; r += kFusedRowsPerFloatSum) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t first = block * kFusedRowsPerFloatSum;
       std::fill(part.begin(), part.end(), 0.f);
-      add(r,
-          std::min(end, r + kFusedRowsPerFloatSum),
+      add(first,
+          std::min(rows, first + kFusedRowsPerFloatSum),
           part.data(),
           part.data() + channels);
       for (size_t i = 0; i < width; ++i) {
@@ -110,11 +125,10 @@ inline std::vector<float> repeated(const float* values, const RowGroups& g) {
 template <class Rows>
 void for_row_groups(const RowGroups& g, const Rows& f) {
   const int64_t width = g.width();
-  const int64_t per_task =
-      std::max<int64_t>(1, kFusedRowsPerTask / g.rows_per_group);
-  parallel_rows(g.groups, per_task, [&](int64_t begin, int64_t end) {
-    f(begin * width, end - begin, width);
-  });
+  parallel_rows(
+      g.groups, rows_per_task(width), [&](int64_t begin, int64_t end) {
+        f(begin * width, end - begin, width);
+      });
   if (g.rest() > 0) {
     f(g.groups * width, g.rest(), g.channels);
   }

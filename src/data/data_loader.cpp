@@ -177,11 +177,7 @@ struct DataLoader::State {
                             "image '" + item.name + "'");
         return {eval_transform(bgr, options.eval_transform), std::nullopt};
       }
-      std::seed_seq seeds{static_cast<uint32_t>(options.seed),
-                          static_cast<uint32_t>(options.seed >> 32),
-                          static_cast<uint32_t>(epoch),
-                          static_cast<uint32_t>(index)};
-      std::mt19937_64 rng(seeds);
+      auto rng = sample_rng(options.seed, epoch, index);
       PreparedImage out{train_transform(bgr, options.train_transform, rng),
                         std::nullopt};
       if (options.train_transform.trivial_augment) {

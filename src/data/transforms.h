@@ -4,6 +4,7 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <random>
 #include <utility>
@@ -23,6 +24,12 @@ struct TrainTransformOptions {
   /// Applied by the loader on the normalised batch (see random_erase_box).
   double random_erase_prob = 0.0;
 };
+
+/// The random engine of one sample's augmentation, from the run's seed, the
+/// epoch and the sample's dataset index only (so not from the worker that
+/// loads it). The three are mixed by SplitMix64's finaliser into one seed:
+/// std::seed_seq took 11 us a sample here, a fifth of loading a digit.
+std::mt19937_64 sample_rng(uint64_t seed, int64_t epoch, int64_t index);
 
 /// torchvision's RandomResizedCrop.get_params: up to ten tries of a random
 /// area fraction and log-uniform aspect ratio, then the centre-crop fallback.

@@ -6,7 +6,7 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/dropout.h>
+#include <mobilenetv2/nn/dropout.h>
 #include <torch/nn/modules/linear.h>
 
 #include <algorithm>
@@ -70,7 +70,7 @@ MobileNetV2Impl::MobileNetV2Impl(MobileNetV2Options options_)
   register_module("features", features);
 
   classifier = torch::nn::Sequential(
-      torch::nn::Dropout(options.dropout()),
+      Dropout(options.dropout()),
       torch::nn::Linear(last_channel_, options.num_classes()));
   register_module("classifier", classifier);
 
@@ -121,7 +121,7 @@ void MobileNetV2Impl::reset_classifier(int64_t num_classes) {
   linear->to(device, dtype);
   classifier = replace_module(
       "classifier",
-      torch::nn::Sequential(torch::nn::Dropout(options.dropout()), linear));
+      torch::nn::Sequential(Dropout(options.dropout()), linear));
 }
 
 void MobileNetV2Impl::check_input(const torch::Tensor& x) const {

@@ -1,5 +1,6 @@
 #include "data/transforms.h"
 
+#include <mobilenetv2/util/splitmix64.h>
 #include "common/errors.h"
 
 #include <opencv2/core.hpp>
@@ -23,23 +24,12 @@ int random_int(std::mt19937_64& rng, int low, int high_inclusive) {
   return std::uniform_int_distribution<int>(low, high_inclusive)(rng);
 }
 
-// SplitMix64's output function (Steele, Lea and Flood 2014): a bijection
-// of 64-bit words whose outputs differ in about half their bits for inputs
-// one bit apart.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-constexpr uint64_t kGoldenGamma = 0x9e3779b97f4a7c15ULL;
-
 }  // namespace
 
 std::mt19937_64 sample_rng(uint64_t seed, int64_t epoch, int64_t index) {
-  uint64_t state = mix64(seed + kGoldenGamma);
-  state = mix64(state ^ (static_cast<uint64_t>(epoch) + kGoldenGamma));
-  state = mix64(state ^ (static_cast<uint64_t>(index) + kGoldenGamma));
+  uint64_t state = splitmix64_at(seed, 0);
+  state = splitmix64_at(state ^ static_cast<uint64_t>(epoch), 0);
+  state = splitmix64_at(state ^ static_cast<uint64_t>(index), 0);
   return std::mt19937_64(state);
 }
 

@@ -8,6 +8,7 @@
 #include <ATen/core/DistributionsHelper.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdint>
 #include <mutex>
 

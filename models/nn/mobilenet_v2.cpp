@@ -1,4 +1,5 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
+#include <mobilenetv2/nn/dropout.h>
 #include <mobilenetv2/nn/make_divisible.h>
 #include <mobilenetv2/nn/mobilenet_v2.h>
 
@@ -6,7 +7,6 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
-#include <mobilenetv2/nn/dropout.h>
 #include <torch/nn/modules/linear.h>
 
 #include <algorithm>
@@ -120,8 +120,7 @@ void MobileNetV2Impl::reset_classifier(int64_t num_classes) {
   auto dtype = classifier->parameters().front().scalar_type();
   linear->to(device, dtype);
   classifier = replace_module(
-      "classifier",
-      torch::nn::Sequential(Dropout(options.dropout()), linear));
+      "classifier", torch::nn::Sequential(Dropout(options.dropout()), linear));
 }
 
 void MobileNetV2Impl::check_input(const torch::Tensor& x) const {

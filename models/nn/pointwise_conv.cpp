@@ -7,19 +7,66 @@
 
 namespace mnv2 {
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// [N, C, H, W] channels last is [N, H, W, C] in memory: its pixels are the
+// rows of an [N H W, C] matrix, a view (a copy only for a gradient in
+// another layout).
+torch::Tensor pixel_rows(const torch::Tensor& nchw) {
+  return nchw.permute({0, 2, 3, 1}).reshape({-1, nchw.size(1)});
+}
+
+// The [N H W, channels] rows back as a channels-last [N, C, H, W] view.
+torch::Tensor from_pixel_rows(const torch::Tensor& rows,
+                              const torch::Tensor& like) {
+  return rows.view({like.size(0), like.size(2), like.size(3), rows.size(1)})
+      .permute({0, 3, 1, 2});
+}
+
+// One autograd node for the three products instead of the seven that the
+// views around torch::mm record: at 48x48 the step spends more of its main
+// thread on recording and dispatching than on these layers' arithmetic.
+class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx,
+                               const torch::Tensor& input,
+                               const torch::Tensor& weight) {
+    ctx->save_for_backward({input, weight});
+    const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
+    return from_pixel_rows(torch::mm(pixel_rows(input), matrix.t()), input);
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& input = saved[0];
+    const auto& weight = saved[1];
+    const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
+    const auto grad_rows = pixel_rows(grads[0].to(input.scalar_type()));
+    torch::Tensor grad_input, grad_weight;
+    if (ctx->needs_input_grad(0)) {
+      grad_input = from_pixel_rows(torch::mm(grad_rows, matrix), input);
+    }
+    if (ctx->needs_input_grad(1)) {
+      grad_weight =
+          torch::mm(grad_rows.t(), pixel_rows(input)).view(weight.sizes());
+    }
+    return {grad_input, grad_weight};
+  }
+};
+
+}  // namespace
+
 torch::Tensor pointwise_conv2d(const torch::Tensor& input,
                                const torch::Tensor& weight) {
   const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
-  const auto x = input.to(dtype);
-  const int64_t images = x.size(0), channels = x.size(1);
-  const int64_t height = x.size(2), width = x.size(3);
-  const int64_t out_channels = weight.size(0);
-  // Channels last, [N, C, H, W] is [N, H, W, C] in memory: the permute and
-  // reshape are views, and so are the ones back.
-  const auto pixels = x.permute({0, 2, 3, 1}).reshape({-1, channels});
-  const auto rows =
-      torch::mm(pixels, weight.to(dtype).reshape({out_channels, channels}).t());
-  return rows.view({images, height, width, out_channels}).permute({0, 3, 1, 2});
+  // Casts only where needed: even a cast to the same type is a dispatch.
+  const auto cast = [dtype](const torch::Tensor& t) {
+    return t.scalar_type() == dtype ? t : t.to(dtype);
+  };
+  return PointwiseProduct::apply(cast(input), cast(weight));
 }
 
 bool pointwise_conv2d_applies(const torch::Tensor& input,

@@ -9,9 +9,8 @@ namespace mnv2 {
 /// A 1x1, stride-1 convolution without bias on channels-last CPU input,
 /// computed as one matrix product per pass: the input's pixels are the rows
 /// of an [images x height x width, channels] matrix (a view, no copy), the
-/// output is that matrix times the transposed [out, in] weight, and
-/// LibTorch's autograd differentiates the product (two more products, for
-/// the input and the weight). On the small feature maps of a 48x48 model
+/// output is that matrix times the transposed [out, in] weight, and one
+/// autograd node computes both gradients as two more products. On the small feature maps of a 48x48 model
 /// LibTorch 2.13's oneDNN convolution spends 1.6-4x longer on the same three
 /// products in fp32, and up to 7x in bf16 (docs/benchmarks.md, per layer on
 /// an AMX Xeon): a fixed cost per call. Under bf16 autocast, or on bf16

@@ -39,6 +39,25 @@ using batchnorm_rows::row_groups;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
+// The parameter itself when it is already contiguous fp32: a detach, a cast
+// and a contiguous() are three dispatches per layer even when they do
+// nothing.
+torch::Tensor as_float(const torch::Tensor& parameter) {
+  if (parameter.scalar_type() == torch::kFloat && parameter.is_contiguous()) {
+    return parameter;
+  }
+  return parameter.detach().to(torch::kFloat).contiguous();
+}
+
+// The upstream gradient in the saved input's dtype and channels-last layout.
+torch::Tensor contiguous_as(const torch::Tensor& grad,
+                            const torch::Tensor& input) {
+  const auto typed = grad.scalar_type() == input.scalar_type()
+                         ? grad
+                         : grad.to(input.scalar_type());
+  return typed.contiguous(torch::MemoryFormat::ChannelsLast);
+}
+
 class FusedBatchNormReLU6
     : public torch::autograd::Function<FusedBatchNormReLU6> {
  public:
@@ -63,20 +82,17 @@ class FusedBatchNormReLU6
             add_moments(x + offset, n, width, a, b);
           });
     });
-    auto mean = torch::empty({channels}, torch::kFloat);
-    auto invstd = torch::empty({channels}, torch::kFloat);
-    auto scale = torch::empty({channels}, torch::kFloat);
-    auto shift = torch::empty({channels}, torch::kFloat);
-    auto unbiased = torch::empty({channels}, torch::kFloat);
-    const auto w = weight.detach().to(torch::kFloat).contiguous();
-    const auto b = bias.detach().to(torch::kFloat).contiguous();
+    // Rows: scale, shift, mean, invstd (one allocation; backward needs all).
+    auto per_channel = torch::empty({4, channels}, torch::kFloat);
+    std::vector<float> unbiased(static_cast<size_t>(channels));
+    const auto w = as_float(weight);
+    const auto b = as_float(bias);
     const float* wp = w.const_data_ptr<float>();
     const float* bp = b.const_data_ptr<float>();
-    float* mp = mean.data_ptr<float>();
-    float* ip = invstd.data_ptr<float>();
-    float* kp = scale.data_ptr<float>();
-    float* sp = shift.data_ptr<float>();
-    float* up = unbiased.data_ptr<float>();
+    float* kp = per_channel.data_ptr<float>();
+    float* sp = kp + channels;
+    float* mp = sp + channels;
+    float* ip = mp + channels;
     for (int64_t c = 0; c < channels; ++c) {
       const double m = sums[static_cast<size_t>(c)] / rows;
       const double var =
@@ -87,15 +103,15 @@ class FusedBatchNormReLU6
       const double k = wp[c] * is;
       kp[c] = static_cast<float>(k);
       sp[c] = static_cast<float>(bp[c] - m * k);
-      up[c] = static_cast<float>(var * static_cast<double>(rows) /
-                                 static_cast<double>(rows - 1));
+      unbiased[static_cast<size_t>(c)] = static_cast<float>(
+          var * static_cast<double>(rows) / static_cast<double>(rows - 1));
     }
-    update_running_stats(running_mean, mean, momentum);
-    update_running_stats(running_var, unbiased, momentum);
+    update_running_stats(running_mean, mp, momentum);
+    update_running_stats(running_var, unbiased.data(), momentum);
     auto output = torch::empty_like(input);
     // Per group position; the first `channels` are the rows past the groups'.
-    const auto k = repeated(scale.const_data_ptr<float>(), groups);
-    const auto s = repeated(shift.const_data_ptr<float>(), groups);
+    const auto k = repeated(kp, groups);
+    const auto s = repeated(sp, groups);
     const float high = relu6 ? 6.f : INFINITY;
     const float low = relu6 ? 0.f : -INFINITY;
     with_elements(input, [&](const auto* x) {
@@ -106,7 +122,7 @@ class FusedBatchNormReLU6
       });
       return 0;
     });
-    ctx->save_for_backward({input, scale, shift, w, mean, invstd});
+    ctx->save_for_backward({input, per_channel, w});
     ctx->saved_data["relu6"] = relu6;
     return output;
   }
@@ -114,19 +130,16 @@ class FusedBatchNormReLU6
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto& input = saved[0];
-    const auto& weight = saved[3];
-    const auto& mean = saved[4];
-    const auto& invstd = saved[5];
     const bool relu6 = ctx->saved_data["relu6"].toBool();
-    const auto grad = grads[0]
-                          .to(input.scalar_type())
-                          .contiguous(torch::MemoryFormat::ChannelsLast);
+    const auto grad = contiguous_as(grads[0], input);
     const int64_t channels = input.size(1);
     const int64_t rows = input.numel() / channels;
     const auto groups = row_groups(rows, channels);
-    const auto scale = repeated(saved[1].const_data_ptr<float>(), groups);
-    const auto shift = repeated(saved[2].const_data_ptr<float>(), groups);
-    const float* m = mean.const_data_ptr<float>();
+    const float* per_channel = saved[1].const_data_ptr<float>();
+    const auto scale = repeated(per_channel, groups);
+    const auto shift = repeated(per_channel + channels, groups);
+    const float* m = per_channel + 2 * channels;
+    const float* ip = per_channel + 3 * channels;
     const auto means = repeated(m, groups);
     const float high = relu6 ? 6.f : INFINITY;
     const float low = relu6 ? 0.f : -INFINITY;
@@ -153,16 +166,15 @@ class FusedBatchNormReLU6
     auto grad_bias = torch::empty({channels}, torch::kFloat);
     // dx = k (g - sum_g / n - (x - mean) invstd^2 sum_gx / n), k = w invstd,
     // as dx = g k - x a + b per channel.
-    auto gain = torch::empty({channels}, torch::kFloat);
-    auto slope = torch::empty({channels}, torch::kFloat);
-    auto offset_term = torch::empty({channels}, torch::kFloat);
-    const float* ip = invstd.const_data_ptr<float>();
-    const float* wp = weight.const_data_ptr<float>();
+    std::vector<float> gain(static_cast<size_t>(channels));
+    std::vector<float> slope(static_cast<size_t>(channels));
+    std::vector<float> offset_term(static_cast<size_t>(channels));
+    const float* wp = saved[2].const_data_ptr<float>();
     float* gw = grad_weight.data_ptr<float>();
     float* gb = grad_bias.data_ptr<float>();
-    float* gp = gain.data_ptr<float>();
-    float* sp = slope.data_ptr<float>();
-    float* op = offset_term.data_ptr<float>();
+    float* gp = gain.data();
+    float* sp = slope.data();
+    float* op = offset_term.data();
     for (int64_t c = 0; c < channels; ++c) {
       const double is = ip[c];
       const double sum_g = sums[static_cast<size_t>(c)];
@@ -177,9 +189,9 @@ class FusedBatchNormReLU6
       op[c] = static_cast<float>(k * (slope_c * m[c] - a));
     }
     auto grad_input = torch::empty_like(input);
-    const auto kg = repeated(gain.const_data_ptr<float>(), groups);
-    const auto ks = repeated(slope.const_data_ptr<float>(), groups);
-    const auto ko = repeated(offset_term.const_data_ptr<float>(), groups);
+    const auto kg = repeated(gp, groups);
+    const auto ks = repeated(sp, groups);
+    const auto ko = repeated(op, groups);
     with_elements(input, [&](const auto* x) {
       const auto* g = elements(grad, x);
       auto* dx = mutable_elements(grad_input, x);

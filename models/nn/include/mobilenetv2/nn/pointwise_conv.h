@@ -10,13 +10,14 @@ namespace mnv2 {
 /// computed as one matrix product per pass: the input's pixels are the rows
 /// of an [images x height x width, channels] matrix (a view, no copy), the
 /// output is that matrix times the transposed [out, in] weight, and one
-/// autograd node computes both gradients as two more products. On the small feature maps of a 48x48 model
-/// LibTorch 2.13's oneDNN convolution spends 1.6-4x longer on the same three
-/// products in fp32, and up to 7x in bf16 (docs/benchmarks.md, per layer on
-/// an AMX Xeon): a fixed cost per call. Under bf16 autocast, or on bf16
-/// input, `input` and `weight` are cast to bf16 (the weight's gradient flows
-/// back through the cast, as autocast's). The output is channels last, equal
-/// to torch::conv2d up to the order of the products' sums.
+/// autograd node computes both gradients as two more products. On the small
+/// feature maps of a 48x48 model LibTorch 2.13's oneDNN convolution
+/// spends 1.6-4x longer on the same three products in fp32, and up to 7x in
+/// bf16 (docs/benchmarks.md, per layer on an AMX Xeon): a fixed cost per call.
+/// Under bf16 autocast, or on bf16 input, `input` and `weight` are cast to bf16
+/// (the weight's gradient flows back through the cast, as autocast's). The
+/// output is channels last, equal to torch::conv2d up to the order of the
+/// products' sums.
 torch::Tensor pointwise_conv2d(const torch::Tensor& input,
                                const torch::Tensor& weight);
 

@@ -2,6 +2,7 @@
 
 #include "cpu_loops.h"
 #include "depthwise_loops.h"
+#include "gradient_layout.h"
 #include "training_dtype.h"
 
 #include <ATen/record_function.h>
@@ -153,12 +154,13 @@ torch::Tensor depthwise_weight_gradient(const torch::Tensor& grad_output,
     return 0;
   });
   // [kernel * kernel, channels] -> [channels, 1, kernel, kernel].
-  return partial.sum(0)
-      .reshape({s.kernel * s.kernel, s.channels})
-      .t()
-      .reshape(weight.sizes())
-      .to(weight.scalar_type())
-      .contiguous();
+  return in_strides_of(partial.sum(0)
+                           .reshape({s.kernel * s.kernel, s.channels})
+                           .t()
+                           .reshape(weight.sizes())
+                           .to(weight.scalar_type())
+                           .contiguous(),
+                       weight);
 }
 
 using torch::autograd::AutogradContext;

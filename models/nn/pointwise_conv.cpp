@@ -1,5 +1,6 @@
 #include <mobilenetv2/nn/pointwise_conv.h>
 
+#include "gradient_layout.h"
 #include "matrix_products.h"
 #include "training_dtype.h"
 
@@ -51,8 +52,9 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
       grad_input = from_pixel_rows(torch::mm(grad_rows, matrix), input);
     }
     if (ctx->needs_input_grad(1)) {
-      grad_weight =
-          torch::mm(grad_rows.t(), pixel_rows(input)).view(weight.sizes());
+      grad_weight = in_strides_of(
+          torch::mm(grad_rows.t(), pixel_rows(input)).view(weight.sizes()),
+          weight);
     }
     return {grad_input, grad_weight};
   }

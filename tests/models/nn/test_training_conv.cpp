@@ -5,6 +5,7 @@
 
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/util/autocast_guard.h>
 
 #include <catch2/catch.hpp>
 
@@ -64,5 +65,34 @@ TEST_CASE("training_conv2d leaves other convolutions to LibTorch",
     const auto expected_grads =
         torch::autograd::grad({expected}, {xr}, {upstream});
     CHECK(torch::equal(grads[0], expected_grads[0]));
+  }
+}
+
+TEST_CASE(
+    "the training kernels' weight gradients have their parameters' strides",
+    "[model][fused]") {
+  // use_channels_last gives 1x1 and depthwise weights channels-last strides
+  // that differ from contiguous ones only in size-1 dimensions. DDP's
+  // Reducer lays its buckets out by the parameters' strides and warns about
+  // (and copies) every gradient that differs, as LibTorch's own convolution
+  // gradients do not. fp32 and bf16, with the fast kernels and without.
+  for (const bool fast : {true, false}) {
+    for (const bool bf16 : {false, true}) {
+      CAPTURE(fast, bf16);
+      mnv2::test::FastPathSwitch on(fast);
+      auto [model, x, y] = mnv2::test::small_training_step(4);
+      {
+        mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, bf16);
+        torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+      }
+      int64_t squeezed = 0;  // parameters whose strides differ from contiguous
+      for (const auto& item : model->named_parameters()) {
+        const auto& p = item.value();
+        CAPTURE(item.key(), p.sizes(), p.strides(), p.grad().strides());
+        CHECK(p.grad().strides() == p.strides());
+        squeezed += p.strides() != p.contiguous().strides() ? 1 : 0;
+      }
+      CHECK(squeezed > 0);  // the case that matters is there
+    }
   }
 }

@@ -1,0 +1,61 @@
+// The narrow-side products (the expansions' backward off Intel CPUs) against
+// LibTorch's products in fp64, on every host: odd row counts and inner
+// sizes, tiles with and without a remainder, every narrow width.
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+
+#include "../models/nn/narrow_products.h"
+
+namespace {
+
+using mnv2::test::relative_error;
+
+torch::Tensor narrow_test_matrix(int64_t rows, int64_t columns) {
+  return torch::randn({rows, columns});
+}
+
+}  // namespace
+
+TEST_CASE("the narrow products equal LibTorch's in double", "[model][fused]") {
+  namespace products = mnv2::narrow_products;
+  CHECK(products::apply(16));
+  CHECK(products::apply(64));
+  CHECK_FALSE(products::apply(0));
+  CHECK_FALSE(products::apply(20));
+  CHECK_FALSE(products::apply(72));
+  torch::manual_seed(11);
+  for (int64_t columns = 8; columns <= 64; columns += 8) {
+    for (const int64_t rows : {1, 13, 1031}) {
+      for (const int64_t inner : {1, 7, 96, 145}) {
+        CAPTURE(columns, rows, inner);
+        const auto a = narrow_test_matrix(rows, inner);
+        const auto b = narrow_test_matrix(inner, columns);
+        auto c = torch::full({rows, columns}, 123.f);  // all overwritten
+        products::rows_times_matrix(a.const_data_ptr<float>(),
+                                    b.const_data_ptr<float>(),
+                                    c.data_ptr<float>(),
+                                    rows,
+                                    inner,
+                                    columns);
+        const auto product = a.to(torch::kDouble).mm(b.to(torch::kDouble));
+        CHECK(relative_error(c, product) <= 1e-5);
+
+        // a^T d added to what the output holds: a [rows x inner] as the
+        // wide factor, d [rows x columns] as the narrow one.
+        const auto d = narrow_test_matrix(rows, columns);
+        const auto start = narrow_test_matrix(inner, columns);
+        auto sums = start.clone();
+        products::add_transposed_product(a.const_data_ptr<float>(),
+                                         d.const_data_ptr<float>(),
+                                         sums.data_ptr<float>(),
+                                         rows,
+                                         inner,
+                                         columns);
+        const auto expected = start.to(torch::kDouble) +
+                              a.to(torch::kDouble).t().mm(d.to(torch::kDouble));
+        CHECK(relative_error(sums, expected) <= 1e-5);
+      }
+    }
+  }
+}

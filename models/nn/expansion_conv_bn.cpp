@@ -307,14 +307,15 @@ bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,
     return false;
   }
   const int64_t pixels = input.numel() / std::max<int64_t>(input.size(1), 1);
-  return pixels >= expansion_min_pixels() &&
+  return pixels >= expansion_min_pixels(input.size(1)) &&
          out_channels >= kExpansionMinRatio * input.size(1);
 }
 
-int64_t expansion_min_pixels() {
-  return fp32_products() == Fp32Products::kMklOnIntel
+int64_t expansion_min_pixels(int64_t in_channels) {
+  return fp32_products() == Fp32Products::kMklOnIntel ||
+                 narrow_products::apply(in_channels)
              ? kExpansionMinPixels
-             : kExpansionMinPixelsNotIntel;
+             : kExpansionMinPixelsSlowProducts;
 }
 
 }  // namespace mnv2

@@ -183,9 +183,17 @@ TEST_CASE("the expansion applies to large fp32 channels-last widenings",
     return t.contiguous(torch::MemoryFormat::ChannelsLast);
   };
   // The least pixels: 2^14 where the products are MKL's on an Intel CPU,
-  // 2^16 elsewhere (2 x 64 x 128 and 8 x 64 x 128).
+  // 2^16 elsewhere (2 x 64 x 128 and 8 x 64 x 128) for 4 input channels,
+  // and 2^14 everywhere for the multiples of 8 up to 64 that our own
+  // products take.
   const bool intel = at::globalContext().hasMKL() && mnv2::cpu_is_intel();
-  CHECK(mnv2::expansion_min_pixels() == (intel ? 1 << 14 : 1 << 16));
+  CHECK(mnv2::expansion_min_pixels(4) == (intel ? 1 << 14 : 1 << 16));
+  CHECK(mnv2::expansion_min_pixels(72) == (intel ? 1 << 14 : 1 << 16));
+  for (const int64_t in : {8, 16, 24, 64}) {
+    CHECK(mnv2::expansion_min_pixels(in) == 1 << 14);
+  }
+  CHECK(mnv2::expansion_conv_bn_relu6_applies(
+      cl(torch::empty({2, 16, 64, 128})), 64));
   const int64_t images = intel ? 2 : 8;
   const auto x = cl(torch::empty({images, 4, 64, 128}));
   CHECK(mnv2::expansion_conv_bn_relu6_applies(x, 24));

@@ -39,8 +39,8 @@ torch::Tensor expansion_conv_bn_relu6(const torch::Tensor& input,
 
 /// Whether expansion_conv_bn_relu6 is the faster way to train this layer: a
 /// CPU fp32 channels-last input (outside autocast) of at least
-/// expansion_min_pixels() pixels in the batch, in a pass that records
-/// gradients, to a 1x1 convolution that widens it at least
+/// expansion_min_pixels(in_channels) pixels in the batch, in a pass that
+/// records gradients, to a 1x1 convolution that widens it at least
 /// kExpansionMinRatio times. The input's covariance costs in_channels^2 per
 /// pixel against in_channels * out_channels for the convolution, and on
 /// small maps the fixed cost of the small products outweighs the memory
@@ -50,17 +50,18 @@ bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,
 
 inline constexpr int64_t kExpansionMinRatio = 4;
 
-/// The least pixels where LibTorch's fp32 product, which the backward's
-/// blocks use, is MKL's on an Intel CPU.
+/// The least pixels where the backward's block products are fast: MKL's on
+/// an Intel CPU, or elsewhere ours, which take in_channels a multiple of 8
+/// up to 64 (MobileNetV2's 16, 24 and 32 at the big resolutions).
 inline constexpr int64_t kExpansionMinPixels = 1 << 14;
 
-/// The least pixels elsewhere: MKL's small products are slow on an AMD EPYC,
-/// where a 48x48 model's 24x24 expansion at batch 64 (36,864 pixels) made
-/// the step about 4% slower, and the 28x28 ones at 224 (25,088) gained
-/// nothing (docs/benchmarks.md).
-inline constexpr int64_t kExpansionMinPixelsNotIntel = 1 << 16;
+/// The least pixels where they are MKL's on another CPU: slow on an AMD
+/// EPYC, where a 48x48 model's 24x24 expansion at batch 64 (36,864 pixels)
+/// made the step about 4% slower with them, and the 28x28 ones at 224
+/// (25,088) gained nothing (docs/benchmarks.md).
+inline constexpr int64_t kExpansionMinPixelsSlowProducts = 1 << 16;
 
-/// This host's least: one of the two above.
-int64_t expansion_min_pixels();
+/// This host's least for an input of `in_channels`: one of the two above.
+int64_t expansion_min_pixels(int64_t in_channels);
 
 }  // namespace mnv2

@@ -1,10 +1,16 @@
 #include <mobilenetv2/nn/pointwise_conv.h>
 
+#include "cpu_loops.h"
 #include "gradient_layout.h"
 #include "matrix_products.h"
+#include "narrow_products.h"
 #include "training_dtype.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <vector>
 
 namespace mnv2 {
 
@@ -27,6 +33,82 @@ torch::Tensor from_pixel_rows(const torch::Tensor& rows,
       .permute({0, 3, 1, 2});
 }
 
+// Rows per task of our products, and per partial sum of the weight's
+// gradient: 1024 rows of up to 144 input channels stay in a core's L2.
+// Fewer where that would leave a thread idle (a 3x3 map at batch 64 is
+// 576 rows).
+constexpr int64_t kOwnProductRows = 1024;
+int64_t own_product_task_rows(int64_t rows) {
+  const int64_t threads = std::max(1, at::get_num_threads());
+  return std::clamp<int64_t>(
+      (rows + threads - 1) / threads, 1, kOwnProductRows);
+}
+
+bool own_products(const torch::Tensor& input, const torch::Tensor& weight) {
+  return input.scalar_type() == torch::kFloat &&
+         pointwise_own_products_fp32(weight.size(1), weight.size(0));
+}
+
+// a [rows x inner] times m [inner x columns], both dense fp32.
+torch::Tensor own_product(const torch::Tensor& a, const torch::Tensor& m) {
+  const int64_t rows = a.size(0), inner = a.size(1), columns = m.size(1);
+  auto c = torch::empty({rows, columns}, a.options());
+  const float* pa = a.const_data_ptr<float>();
+  const float* pm = m.const_data_ptr<float>();
+  float* pc = c.data_ptr<float>();
+  cpu_loops::parallel_rows(
+      rows, own_product_task_rows(rows), [&](int64_t begin, int64_t end) {
+        narrow_products::rows_times_matrix(pa + begin * inner,
+                                           pm,
+                                           pc + begin * columns,
+                                           end - begin,
+                                           inner,
+                                           columns);
+      });
+  return c;
+}
+
+// a^T b for a [rows x m] and b [rows x n], both dense fp32: sums over
+// blocks of rows in fp32, added up in fp64.
+torch::Tensor own_transposed_product(const torch::Tensor& a,
+                                     const torch::Tensor& b) {
+  const int64_t rows = a.size(0), m = a.size(1), n = b.size(1);
+  const auto width = static_cast<size_t>(m * n);
+  std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
+                              width);
+  const float* pa = a.const_data_ptr<float>();
+  const float* pb = b.const_data_ptr<float>();
+  cpu_loops::parallel_rows(
+      rows, own_product_task_rows(rows), [&](int64_t begin, int64_t end) {
+        double* own =
+            partial.data() + static_cast<size_t>(at::get_thread_num()) * width;
+        std::vector<float> block(width);
+        for (int64_t r = begin; r < end; r += kOwnProductRows) {
+          std::fill(block.begin(), block.end(), 0.f);
+          narrow_products::add_transposed_product(
+              pa + r * m,
+              pb + r * n,
+              block.data(),
+              std::min(kOwnProductRows, end - r),
+              m,
+              n);
+          for (size_t i = 0; i < width; ++i) {
+            own[i] += block[i];
+          }
+        }
+      });
+  auto sums = torch::empty({m, n}, a.options());
+  float* out = sums.data_ptr<float>();
+  for (size_t i = 0; i < width; ++i) {
+    double total = 0;
+    for (size_t t = i; t < partial.size(); t += width) {
+      total += partial[t];
+    }
+    out[i] = static_cast<float>(total);
+  }
+  return sums;
+}
+
 // One autograd node for the three products instead of the seven that the
 // views around torch::mm record: recording and dispatching is serial work
 // on the main thread while the other threads wait (about a sixth of its
@@ -38,6 +120,10 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
                                const torch::Tensor& weight) {
     ctx->save_for_backward({input, weight});
     const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
+    if (own_products(input, weight)) {
+      return from_pixel_rows(
+          own_product(pixel_rows(input), matrix.t().contiguous()), input);
+    }
     return from_pixel_rows(torch::mm(pixel_rows(input), matrix.t()), input);
   }
 
@@ -48,6 +134,20 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
     const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
     const auto grad_rows = pixel_rows(grads[0].to(input.scalar_type()));
     torch::Tensor grad_input, grad_weight;
+    if (own_products(input, weight)) {
+      const auto dense_grad = grad_rows.contiguous();
+      if (ctx->needs_input_grad(0)) {
+        grad_input = from_pixel_rows(
+            own_product(dense_grad, matrix.contiguous()), input);
+      }
+      if (ctx->needs_input_grad(1)) {
+        grad_weight = in_strides_of(
+            own_transposed_product(dense_grad, pixel_rows(input).contiguous())
+                .view(weight.sizes()),
+            weight);
+      }
+      return {grad_input, grad_weight};
+    }
     if (ctx->needs_input_grad(0)) {
       grad_input = from_pixel_rows(torch::mm(grad_rows, matrix), input);
     }
@@ -87,12 +187,23 @@ bool pointwise_conv2d_applies(const torch::Tensor& input,
     return false;
   }
   const int64_t pixels = input.size(0) * input.size(2) * input.size(3);
+  if (*dtype == torch::kFloat &&
+      pointwise_own_products_fp32(input.size(1), out_channels)) {
+    return pixels > 0;
+  }
   const auto limits = *dtype == torch::kBFloat16 ? kPointwiseLimitsBf16
                                                  : pointwise_limits_fp32();
   // Checked in this order, pixels is at most 2^16 in the product, and a
   // weight of in x out channels that fits in memory keeps it in range.
   return pixels > 0 && pixels <= limits.max_pixels &&
          pixels * input.size(1) * out_channels <= limits.max_multiply_adds;
+}
+
+bool pointwise_own_products_fp32(int64_t in_channels, int64_t out_channels) {
+  return fp32_products() != Fp32Products::kMklOnIntel &&
+         narrow_products::apply(in_channels) &&
+         narrow_products::apply(out_channels) &&
+         std::min(in_channels, out_channels) <= kPointwiseOwnMaxNarrowSide;
 }
 
 PointwiseLimits pointwise_limits_fp32() {

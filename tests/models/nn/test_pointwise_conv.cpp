@@ -105,14 +105,14 @@ TEST_CASE("the pointwise convolution equals LibTorch's in bf16",
   }
 }
 
-TEST_CASE("the pointwise convolution applies to small channels-last 1x1s",
+TEST_CASE("the pointwise convolution applies where its products are fast",
           "[model][fused]") {
   const auto cl = [](torch::Tensor t) {
     return t.contiguous(torch::MemoryFormat::ChannelsLast);
   };
   const auto x = cl(torch::randn({2, 8, 9, 9}));
-  // fp32 takes the products only where they are MKL's on an Intel CPU; the
-  // vendor as the kernel reports it.
+  // Which products fp32 takes depends on the vendor: as the kernel reports
+  // it.
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
   while (std::getline(cpuinfo, line) && line.rfind("vendor_id", 0) != 0) {
@@ -130,7 +130,17 @@ TEST_CASE("the pointwise convolution applies to small channels-last 1x1s",
   CHECK(fp32.max_multiply_adds == (intel ? INT64_MAX
                                    : mkl ? int64_t{1} << 26
                                          : 0));
-  CHECK(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 1) == mkl);
+  // Elsewhere fp32 1x1s whose channel counts are multiples of 8, one of
+  // them at most 32, take our own products at any size.
+  const bool own = !intel;
+  CHECK(mnv2::pointwise_own_products_fp32(8, 16) == own);
+  CHECK(mnv2::pointwise_own_products_fp32(144, 32) == own);
+  CHECK(mnv2::pointwise_own_products_fp32(24, 144) == own);
+  CHECK_FALSE(mnv2::pointwise_own_products_fp32(144, 40));
+  CHECK_FALSE(mnv2::pointwise_own_products_fp32(12, 16));
+  CHECK(mnv2::pointwise_conv2d_applies(
+            cl(torch::empty({32, 144, 56, 56})), 24, 1, 1, 1) == own);
+  CHECK(mnv2::pointwise_conv2d_applies(x, 16, 1, 1, 1) == (mkl || own));
   CHECK_FALSE(mnv2::pointwise_conv2d_applies(x.contiguous(), 16, 1, 1, 1));
   CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 8, 8, 1, 1));  // depthwise
   CHECK_FALSE(mnv2::pointwise_conv2d_applies(x, 16, 1, 3, 1));

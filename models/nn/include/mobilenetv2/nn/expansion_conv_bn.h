@@ -52,7 +52,7 @@ inline constexpr int64_t kExpansionMinRatio = 4;
 
 /// The least pixels where the backward's block products are fast: MKL's on
 /// an Intel CPU, or elsewhere ours, which take in_channels a multiple of 8
-/// up to 64 (MobileNetV2's 16, 24 and 32 at the big resolutions).
+/// (MobileNetV2's 16, 24 and 32 at the big resolutions).
 inline constexpr int64_t kExpansionMinPixels = 1 << 14;
 
 /// The least pixels where they are MKL's on another CPU: slow on an AMD

@@ -24,7 +24,8 @@ torch::Tensor pointwise_conv2d(const torch::Tensor& input,
 /// Whether pointwise_conv2d is the faster way to compute this layer: a CPU
 /// 1x1 convolution at stride 1 (groups 1, no padding) to `out_channels` on
 /// channels-last input in a pass that records gradients, fp32 outside
-/// autocast or bf16, within the host's PointwiseLimits.
+/// autocast or bf16, within the host's PointwiseLimits or, in fp32, one that
+/// pointwise_own_products_fp32 takes (at any size).
 bool pointwise_conv2d_applies(const torch::Tensor& input,
                               int64_t out_channels,
                               int64_t groups,
@@ -52,6 +53,18 @@ inline constexpr PointwiseLimits kPointwiseLimitsBf16{1 << 14, INT64_MAX};
 /// oneDNN's fixed cost per call dominates: that step ran about 6% faster
 /// with them (docs/benchmarks.md).
 inline constexpr PointwiseLimits kPointwiseLimitsFp32NotIntel{1 << 12, 1 << 26};
+
+/// fp32 where LibTorch's products are not MKL's on an Intel CPU: our own
+/// products (loops holding a tile of rows times up to 32 columns in
+/// registers) for channel counts that are multiples of 8 with the narrow
+/// one at most kPointwiseOwnMaxNarrowSide, at any size. Forward and both
+/// gradients on an AMD EPYC (Zen 4, 2 threads) against oneDNN's
+/// convolution: 1.57x at 32 -> 16 and 112x112, 0.96-1.14x on the 56x56
+/// and 28x28 layers at 224 and batch 32, 1.14-1.69x on a 48x48 model's
+/// layers at batch 64, but 0.71-0.92x where both sides are 64 or more
+/// (docs/benchmarks.md).
+inline constexpr int64_t kPointwiseOwnMaxNarrowSide = 32;
+bool pointwise_own_products_fp32(int64_t in_channels, int64_t out_channels);
 
 /// The fp32 limits on this host: one of the two above, or none (the
 /// convolution for every size) where LibTorch has no MKL.

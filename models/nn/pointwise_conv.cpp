@@ -49,8 +49,12 @@ bool own_products(const torch::Tensor& input, const torch::Tensor& weight) {
          pointwise_own_products_fp32(weight.size(1), weight.size(0));
 }
 
-// a [rows x inner] times m [inner x columns], both dense fp32.
-torch::Tensor own_product(const torch::Tensor& a, const torch::Tensor& m) {
+// a [rows x inner] times m [inner x columns], fp32 (made dense: a view of
+// a channel slice has rows further apart).
+torch::Tensor own_product(const torch::Tensor& a_view,
+                          const torch::Tensor& m_view) {
+  const auto a = a_view.contiguous();
+  const auto m = m_view.contiguous();
   const int64_t rows = a.size(0), inner = a.size(1), columns = m.size(1);
   auto c = torch::empty({rows, columns}, a.options());
   const float* pa = a.const_data_ptr<float>();
@@ -68,10 +72,12 @@ torch::Tensor own_product(const torch::Tensor& a, const torch::Tensor& m) {
   return c;
 }
 
-// a^T b for a [rows x m] and b [rows x n], both dense fp32: sums over
+// a^T b for a [rows x m] and b [rows x n], fp32 (made dense): sums over
 // blocks of rows in fp32, added up in fp64.
-torch::Tensor own_transposed_product(const torch::Tensor& a,
-                                     const torch::Tensor& b) {
+torch::Tensor own_transposed_product(const torch::Tensor& a_view,
+                                     const torch::Tensor& b_view) {
+  const auto a = a_view.contiguous();
+  const auto b = b_view.contiguous();
   const int64_t rows = a.size(0), m = a.size(1), n = b.size(1);
   const auto width = static_cast<size_t>(m * n);
   std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
@@ -121,8 +127,7 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
     ctx->save_for_backward({input, weight});
     const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
     if (own_products(input, weight)) {
-      return from_pixel_rows(
-          own_product(pixel_rows(input), matrix.t().contiguous()), input);
+      return from_pixel_rows(own_product(pixel_rows(input), matrix.t()), input);
     }
     return from_pixel_rows(torch::mm(pixel_rows(input), matrix.t()), input);
   }
@@ -135,16 +140,14 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
     const auto grad_rows = pixel_rows(grads[0].to(input.scalar_type()));
     torch::Tensor grad_input, grad_weight;
     if (own_products(input, weight)) {
-      const auto dense_grad = grad_rows.contiguous();
       if (ctx->needs_input_grad(0)) {
-        grad_input = from_pixel_rows(
-            own_product(dense_grad, matrix.contiguous()), input);
+        grad_input = from_pixel_rows(own_product(grad_rows, matrix), input);
       }
       if (ctx->needs_input_grad(1)) {
-        grad_weight = in_strides_of(
-            own_transposed_product(dense_grad, pixel_rows(input).contiguous())
-                .view(weight.sizes()),
-            weight);
+        grad_weight =
+            in_strides_of(own_transposed_product(grad_rows, pixel_rows(input))
+                              .view(weight.sizes()),
+                          weight);
       }
       return {grad_input, grad_weight};
     }

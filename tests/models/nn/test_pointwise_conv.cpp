@@ -76,6 +76,27 @@ TEST_CASE("the pointwise convolution equals LibTorch's in fp32",
   }
 }
 
+TEST_CASE("the pointwise convolution takes a channel slice of a tensor",
+          "[model][fused]") {
+  // Its pixels' channels are 24 apart, not 16: no dense matrix of rows.
+  torch::manual_seed(5);
+  const auto whole =
+      torch::randn({2, 24, 9, 9}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto x = whole.narrow(1, 4, 16).requires_grad_(true);
+  const auto weight = torch::randn({8, 16, 1, 1}).requires_grad_(true);
+  const auto upstream = torch::randn({2, 8, 9, 9});
+  const auto output = mnv2::pointwise_conv2d(x, weight);
+  const auto grads = torch::autograd::grad({output}, {x, weight}, {upstream});
+  const auto x64 = x.detach().to(torch::kDouble).requires_grad_(true);
+  const auto w64 = weight.detach().to(torch::kDouble).requires_grad_(true);
+  const auto expected = torch::conv2d(x64, w64);
+  const auto expected_grads = torch::autograd::grad(
+      {expected}, {x64, w64}, {upstream.to(torch::kDouble)});
+  CHECK(relative_error(output, expected) <= 1e-5);
+  CHECK(relative_error(grads[0], expected_grads[0]) <= 1e-5);
+  CHECK(relative_error(grads[1], expected_grads[1]) <= 1e-5);
+}
+
 TEST_CASE("the pointwise convolution equals LibTorch's in bf16",
           "[model][fused]") {
   // bf16 input, and fp32 input under bf16 autocast: both compute in bf16.

@@ -60,7 +60,7 @@ inline constexpr PointwiseLimits kPointwiseLimitsFp32NotIntel{1 << 12, 1 << 26};
 /// one at most kPointwiseOwnMaxNarrowSide, at any size. Forward and both
 /// gradients on an AMD EPYC (Zen 4, 2 threads) against oneDNN's
 /// convolution: 1.57x at 32 -> 16 and 112x112, 0.96-1.14x on the 56x56
-/// and 28x28 layers at 224 and batch 32, 1.14-1.69x on a 48x48 model's
+/// and 28x28 layers at 224 and batch 32, 1.16-1.66x on a 48x48 model's
 /// layers at batch 64, but 0.71-0.92x where both sides are 64 or more
 /// (docs/benchmarks.md).
 inline constexpr int64_t kPointwiseOwnMaxNarrowSide = 32;

@@ -37,28 +37,37 @@ typedef float Floats8 __attribute__((vector_size(32), aligned(4), may_alias));
 template <int kN>
 inline constexpr int kTileRows = kN >= 12 ? 1 : 12 / kN;
 
-// c[rows x 8 kN] = a[rows x inner] b[inner x 8 kN], row-major with row
-// strides lda, ldb and ldc.
+// c[t][j] = (c[t][j] if accumulate, else 0) + sum over q < count of
+// f[t * f_row + q * f_step] b[q * ldb + j], for each of `rows` rows t of c
+// and 8 kN columns j: a b with f_row = lda, f_step = 1, and a^T b with
+// f_row = 1, f_step = lda. kTileRows<kN> rows of c at a time, then one.
 template <int kN>
-MNV2_VECTOR_CLONES void rows_times_matrix(const float* __restrict a,
-                                          int64_t lda,
-                                          const float* __restrict b,
-                                          int64_t ldb,
-                                          float* __restrict c,
-                                          int64_t ldc,
-                                          int64_t rows,
-                                          int64_t inner) {
-  constexpr int kRows = kTileRows<kN>;
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
+MNV2_VECTOR_CLONES void product_rows(const float* __restrict f,
+                                     int64_t f_row,
+                                     int64_t f_step,
+                                     const float* __restrict b,
+                                     int64_t ldb,
+                                     float* __restrict c,
+                                     int64_t ldc,
+                                     int64_t rows,
+                                     int64_t count,
+                                     bool accumulate) {
+  const auto tile = [&]<int kRows>(int64_t t) {
     Floats8 sums[kRows][kN] = {};
-    for (int64_t k = 0; k < inner; ++k) {
+    if (accumulate) {
+      for (int i = 0; i < kRows; ++i) {
+        for (int j = 0; j < kN; ++j) {
+          sums[i][j] = MNV2_CONST_FLOATS8(c + (t + i) * ldc + j * kLanes);
+        }
+      }
+    }
+    for (int64_t q = 0; q < count; ++q) {
       Floats8 row_of_b[kN];
       for (int j = 0; j < kN; ++j) {
-        row_of_b[j] = MNV2_CONST_FLOATS8(b + k * ldb + j * kLanes);
+        row_of_b[j] = MNV2_CONST_FLOATS8(b + q * ldb + j * kLanes);
       }
       for (int i = 0; i < kRows; ++i) {
-        const float factor = a[(r + i) * lda + k];
+        const float factor = f[(t + i) * f_row + q * f_step];
         for (int j = 0; j < kN; ++j) {
           sums[i][j] += factor * row_of_b[j];
         }
@@ -66,76 +75,17 @@ MNV2_VECTOR_CLONES void rows_times_matrix(const float* __restrict a,
     }
     for (int i = 0; i < kRows; ++i) {
       for (int j = 0; j < kN; ++j) {
-        MNV2_FLOATS8(c + (r + i) * ldc + j * kLanes) = sums[i][j];
+        MNV2_FLOATS8(c + (t + i) * ldc + j * kLanes) = sums[i][j];
       }
     }
+  };
+  constexpr int kRows = kTileRows<kN>;
+  int64_t t = 0;
+  for (; t + kRows <= rows; t += kRows) {
+    tile.template operator()<kRows>(t);
   }
-  for (; r < rows; ++r) {
-    Floats8 sums[kN] = {};
-    for (int64_t k = 0; k < inner; ++k) {
-      const float factor = a[r * lda + k];
-      for (int j = 0; j < kN; ++j) {
-        sums[j] += factor * MNV2_CONST_FLOATS8(b + k * ldb + j * kLanes);
-      }
-    }
-    for (int j = 0; j < kN; ++j) {
-      MNV2_FLOATS8(c + r * ldc + j * kLanes) = sums[j];
-    }
-  }
-}
-
-// c[a_columns x 8 kN] += a^T b for a [rows x a_columns], b [rows x 8 kN],
-// row-major with row strides lda, ldb and ldc.
-template <int kN>
-MNV2_VECTOR_CLONES void add_transposed_product(const float* __restrict a,
-                                               int64_t lda,
-                                               const float* __restrict b,
-                                               int64_t ldb,
-                                               float* __restrict c,
-                                               int64_t ldc,
-                                               int64_t rows,
-                                               int64_t a_columns) {
-  constexpr int kTile = kTileRows<kN>;
-  int64_t o = 0;
-  for (; o + kTile <= a_columns; o += kTile) {
-    Floats8 sums[kTile][kN];
-    for (int i = 0; i < kTile; ++i) {
-      for (int j = 0; j < kN; ++j) {
-        sums[i][j] = MNV2_CONST_FLOATS8(c + (o + i) * ldc + j * kLanes);
-      }
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      Floats8 row_of_b[kN];
-      for (int j = 0; j < kN; ++j) {
-        row_of_b[j] = MNV2_CONST_FLOATS8(b + r * ldb + j * kLanes);
-      }
-      for (int i = 0; i < kTile; ++i) {
-        const float factor = a[r * lda + o + i];
-        for (int j = 0; j < kN; ++j) {
-          sums[i][j] += factor * row_of_b[j];
-        }
-      }
-    }
-    for (int i = 0; i < kTile; ++i) {
-      for (int j = 0; j < kN; ++j) {
-        MNV2_FLOATS8(c + (o + i) * ldc + j * kLanes) = sums[i][j];
-      }
-    }
-  }
-  for (; o < a_columns; ++o) {
-    Floats8 sums[kN];
-    for (int j = 0; j < kN; ++j) {
-      sums[j] = MNV2_CONST_FLOATS8(c + o * ldc + j * kLanes);
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      const float factor = a[r * lda + o];
-      for (int j = 0; j < kN; ++j) {
-        sums[j] += factor * MNV2_CONST_FLOATS8(b + r * ldb + j * kLanes);
-      }
-    }
-    for (int j = 0; j < kN; ++j) {
-      MNV2_FLOATS8(c + o * ldc + j * kLanes) = sums[j];
-    }
+  for (; t < rows; ++t) {
+    tile.template operator()<1>(t);
   }
 }
 
@@ -178,8 +128,16 @@ inline void rows_times_matrix(const float* a,
                               int64_t inner,
                               int64_t columns) {
   detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
-    detail::rows_times_matrix<kN>(
-        a, inner, b + first, columns, c + first, columns, rows, inner);
+    detail::product_rows<kN>(a,
+                             inner,
+                             1,
+                             b + first,
+                             columns,
+                             c + first,
+                             columns,
+                             rows,
+                             inner,
+                             false);
   });
 }
 
@@ -192,8 +150,16 @@ inline void add_transposed_product(const float* a,
                                    int64_t a_columns,
                                    int64_t columns) {
   detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
-    detail::add_transposed_product<kN>(
-        a, a_columns, b + first, columns, c + first, columns, rows, a_columns);
+    detail::product_rows<kN>(a,
+                             1,
+                             a_columns,
+                             b + first,
+                             columns,
+                             c + first,
+                             columns,
+                             a_columns,
+                             rows,
+                             true);
   });
 }
 

@@ -4,6 +4,8 @@
 // applies.
 #include "test_support.h"
 
+#include "fp32_products_guard.h"
+
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/expansion_conv_bn.h>
 #include <mobilenetv2/util/autocast_guard.h>
@@ -118,63 +120,72 @@ void check_equal(const ExpansionResults& ours,
 
 TEST_CASE("the expansion equals convolution, BatchNorm and ReLU6",
           "[model][fused]") {
-  // Odd sizes, a single image, MobileNetV2's expansion by 6 and others.
-  for (const auto& s : {ExpansionShape{3, 16, 96, 13, 11},
-                        ExpansionShape{2, 5, 24, 7, 9},
-                        ExpansionShape{1, 24, 144, 10, 10},
-                        ExpansionShape{4, 3, 40, 1, 5}}) {
-    CAPTURE(s.images, s.in, s.out, s.h, s.w);
-    const auto values = expansion_values(s, 7);
-    const auto results = ours(values);
-    CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
-    CHECK(results[1].is_contiguous(torch::MemoryFormat::ChannelsLast));
-    // Some outputs clamped at each end, so both masks are exercised.
-    CHECK((results[0] == 0).any().item<bool>());
-    check_equal(results, unfused_in_double(values, results[0]));
-  }
-  {  // an NCHW input gives the same
-    auto values = expansion_values({3, 16, 96, 13, 11}, 7);
-    values.x = values.x.contiguous();
-    const auto results = ours(values);
-    check_equal(results, unfused_in_double(values, results[0]));
+  // MKL's products (an Intel CPU's) and our own (other CPUs') on any host.
+  for (const auto kind : mnv2::test::kBothFp32Products) {
+    CAPTURE(static_cast<int>(kind));
+    const mnv2::test::Fp32ProductsGuard products(kind);
+    // Odd sizes, a single image, MobileNetV2's expansion by 6 and others.
+    for (const auto& s : {ExpansionShape{3, 16, 96, 13, 11},
+                          ExpansionShape{2, 5, 24, 7, 9},
+                          ExpansionShape{1, 24, 144, 10, 10},
+                          ExpansionShape{4, 3, 40, 1, 5}}) {
+      CAPTURE(s.images, s.in, s.out, s.h, s.w);
+      const auto values = expansion_values(s, 7);
+      const auto results = ours(values);
+      CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      CHECK(results[1].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      // Some outputs clamped at each end, so both masks are exercised.
+      CHECK((results[0] == 0).any().item<bool>());
+      check_equal(results, unfused_in_double(values, results[0]));
+    }
+    {  // an NCHW input gives the same
+      auto values = expansion_values({3, 16, 96, 13, 11}, 7);
+      values.x = values.x.contiguous();
+      const auto results = ours(values);
+      check_equal(results, unfused_in_double(values, results[0]));
+    }
   }
 }
 
 TEST_CASE("a training 1x1 unit widening a large input takes the expansion",
           "[model][fused]") {
-  // 2^16 pixels: the least the expansion takes on a CPU other than Intel's,
-  // and more than the 2^14 it takes there.
-  const ExpansionShape s{4, 8, 48, 128, 128};
-  const auto values = expansion_values(s, 8);
-  REQUIRE(mnv2::expansion_conv_bn_relu6_applies(values.x, s.out));
-  mnv2::ConvBNActivation unit(
-      mnv2::ConvBNActivationOptions(s.in, s.out).kernel_size(1));
-  auto& conv = *unit->ptr(0)->as<torch::nn::Conv2dImpl>();
-  auto& bn = *unit->ptr(1)->as<torch::nn::BatchNorm2dImpl>();
-  {
-    torch::NoGradGuard no_grad;
-    conv.weight.copy_(values.conv_weight);
-    bn.weight.copy_(values.gamma);
-    bn.bias.copy_(values.beta);
-    bn.running_mean.copy_(values.running_mean);
-    bn.running_var.copy_(values.running_var);
+  for (const auto kind : mnv2::test::kBothFp32Products) {
+    CAPTURE(static_cast<int>(kind));
+    const mnv2::test::Fp32ProductsGuard products(kind);
+    // 2^16 pixels: the least the expansion takes on a CPU other than Intel's,
+    // and more than the 2^14 it takes there.
+    const ExpansionShape s{4, 8, 48, 128, 128};
+    const auto values = expansion_values(s, 8);
+    REQUIRE(mnv2::expansion_conv_bn_relu6_applies(values.x, s.out));
+    mnv2::ConvBNActivation unit(
+        mnv2::ConvBNActivationOptions(s.in, s.out).kernel_size(1));
+    auto& conv = *unit->ptr(0)->as<torch::nn::Conv2dImpl>();
+    auto& bn = *unit->ptr(1)->as<torch::nn::BatchNorm2dImpl>();
+    {
+      torch::NoGradGuard no_grad;
+      conv.weight.copy_(values.conv_weight);
+      bn.weight.copy_(values.gamma);
+      bn.bias.copy_(values.beta);
+      bn.running_mean.copy_(values.running_mean);
+      bn.running_var.copy_(values.running_var);
+    }
+    unit->train();
+    const auto x = values.x.clone().requires_grad_(true);
+    const auto output = unit->forward(x);
+    output.backward(values.upstream);
+    const ExpansionResults results{output.detach(),
+                                   x.grad(),
+                                   conv.weight.grad(),
+                                   bn.weight.grad(),
+                                   bn.bias.grad(),
+                                   bn.running_mean,
+                                   bn.running_var};
+    check_equal(results, unfused_in_double(values, results[0]));
+    CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
+    // Its backward is the expansion's, not a convolution's.
+    CHECK(output.grad_fn()->name().find("ExpansionConvBNReLU6") !=
+          std::string::npos);
   }
-  unit->train();
-  const auto x = values.x.clone().requires_grad_(true);
-  const auto output = unit->forward(x);
-  output.backward(values.upstream);
-  const ExpansionResults results{output.detach(),
-                                 x.grad(),
-                                 conv.weight.grad(),
-                                 bn.weight.grad(),
-                                 bn.bias.grad(),
-                                 bn.running_mean,
-                                 bn.running_var};
-  check_equal(results, unfused_in_double(values, results[0]));
-  CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
-  // Its backward is the expansion's, not a convolution's.
-  CHECK(output.grad_fn()->name().find("ExpansionConvBNReLU6") !=
-        std::string::npos);
 }
 
 TEST_CASE("the expansion applies to large fp32 channels-last widenings",

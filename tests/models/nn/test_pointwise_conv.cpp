@@ -2,6 +2,8 @@
 // values and both gradients, fp32 and bf16, and where it applies.
 #include "test_support.h"
 
+#include "fp32_products_guard.h"
+
 #include <mobilenetv2/nn/pointwise_conv.h>
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/cpu_features.h>
@@ -51,50 +53,59 @@ std::vector<torch::Tensor> conv_and_gradients(const PointwiseValues& v,
 
 TEST_CASE("the pointwise convolution equals LibTorch's in fp32",
           "[model][fused]") {
-  // Odd sizes and channel counts, a 1x1 map, one image.
-  for (const auto& s : {PointwiseShape{3, 13, 7, 5, 3},
-                        PointwiseShape{2, 8, 48, 9, 9},
-                        PointwiseShape{5, 40, 24, 1, 1},
-                        PointwiseShape{1, 96, 16, 6, 7}}) {
-    CAPTURE(s.images, s.in, s.out, s.h, s.w);
-    const auto values = pointwise_values(s, 3);
-    const auto ours = conv_and_gradients(
-        values, torch::kFloat, [](const auto& x, const auto& w) {
-          return mnv2::pointwise_conv2d(x, w);
-        });
-    const auto libtorch = conv_and_gradients(
-        values, torch::kFloat, [](const auto& x, const auto& w) {
-          return torch::conv2d(x, w);
-        });
-    CHECK(ours[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
-    CHECK(ours[0].sizes() == libtorch[0].sizes());
-    for (size_t i = 0; i < ours.size(); ++i) {
-      CAPTURE(i);  // output, input gradient, weight gradient
-      CHECK(ours[i].scalar_type() == torch::kFloat);
-      CHECK(relative_error(ours[i], libtorch[i]) <= 1e-5);
+  // MKL's products (an Intel CPU's) and our own (other CPUs') on any host.
+  for (const auto kind : mnv2::test::kBothFp32Products) {
+    CAPTURE(static_cast<int>(kind));
+    const mnv2::test::Fp32ProductsGuard products(kind);
+    // Odd sizes and channel counts, a 1x1 map, one image.
+    for (const auto& s : {PointwiseShape{3, 13, 7, 5, 3},
+                          PointwiseShape{2, 8, 48, 9, 9},
+                          PointwiseShape{5, 40, 24, 1, 1},
+                          PointwiseShape{1, 96, 16, 6, 7}}) {
+      CAPTURE(s.images, s.in, s.out, s.h, s.w);
+      const auto values = pointwise_values(s, 3);
+      const auto ours = conv_and_gradients(
+          values, torch::kFloat, [](const auto& x, const auto& w) {
+            return mnv2::pointwise_conv2d(x, w);
+          });
+      const auto libtorch = conv_and_gradients(
+          values, torch::kFloat, [](const auto& x, const auto& w) {
+            return torch::conv2d(x, w);
+          });
+      CHECK(ours[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      CHECK(ours[0].sizes() == libtorch[0].sizes());
+      for (size_t i = 0; i < ours.size(); ++i) {
+        CAPTURE(i);  // output, input gradient, weight gradient
+        CHECK(ours[i].scalar_type() == torch::kFloat);
+        CHECK(relative_error(ours[i], libtorch[i]) <= 1e-5);
+      }
     }
   }
 }
 
 TEST_CASE("the pointwise convolution takes a channel slice of a tensor",
           "[model][fused]") {
-  // Its pixels' channels are 24 apart, not 16: no dense matrix of rows.
-  torch::manual_seed(5);
-  const auto whole =
-      torch::randn({2, 24, 9, 9}).contiguous(torch::MemoryFormat::ChannelsLast);
-  const auto x = whole.narrow(1, 4, 16).requires_grad_(true);
-  const auto weight = torch::randn({8, 16, 1, 1}).requires_grad_(true);
-  const auto upstream = torch::randn({2, 8, 9, 9});
-  const auto output = mnv2::pointwise_conv2d(x, weight);
-  const auto grads = torch::autograd::grad({output}, {x, weight}, {upstream});
-  const auto x64 = x.detach().to(torch::kDouble).requires_grad_(true);
-  const auto w64 = weight.detach().to(torch::kDouble).requires_grad_(true);
-  const auto expected = torch::conv2d(x64, w64);
-  const auto expected_grads = torch::autograd::grad(
-      {expected}, {x64, w64}, {upstream.to(torch::kDouble)});
-  CHECK(relative_error(output, expected) <= 1e-5);
-  CHECK(relative_error(grads[0], expected_grads[0]) <= 1e-5);
-  CHECK(relative_error(grads[1], expected_grads[1]) <= 1e-5);
+  for (const auto kind : mnv2::test::kBothFp32Products) {
+    CAPTURE(static_cast<int>(kind));
+    const mnv2::test::Fp32ProductsGuard products(kind);
+    // Its pixels' channels are 24 apart, not 16: no dense matrix of rows.
+    torch::manual_seed(5);
+    const auto whole = torch::randn({2, 24, 9, 9})
+                           .contiguous(torch::MemoryFormat::ChannelsLast);
+    const auto x = whole.narrow(1, 4, 16).requires_grad_(true);
+    const auto weight = torch::randn({8, 16, 1, 1}).requires_grad_(true);
+    const auto upstream = torch::randn({2, 8, 9, 9});
+    const auto output = mnv2::pointwise_conv2d(x, weight);
+    const auto grads = torch::autograd::grad({output}, {x, weight}, {upstream});
+    const auto x64 = x.detach().to(torch::kDouble).requires_grad_(true);
+    const auto w64 = weight.detach().to(torch::kDouble).requires_grad_(true);
+    const auto expected = torch::conv2d(x64, w64);
+    const auto expected_grads = torch::autograd::grad(
+        {expected}, {x64, w64}, {upstream.to(torch::kDouble)});
+    CHECK(relative_error(output, expected) <= 1e-5);
+    CHECK(relative_error(grads[0], expected_grads[0]) <= 1e-5);
+    CHECK(relative_error(grads[1], expected_grads[1]) <= 1e-5);
+  }
 }
 
 TEST_CASE("the pointwise convolution equals LibTorch's in bf16",

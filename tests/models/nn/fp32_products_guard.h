@@ -5,6 +5,8 @@
 // it goes out of scope.
 #include "../models/nn/matrix_products.h"
 
+#include <catch2/catch.hpp>
+
 namespace mnv2::test {
 
 class Fp32ProductsGuard {
@@ -19,8 +21,18 @@ class Fp32ProductsGuard {
   Fp32ProductsGuard& operator=(const Fp32ProductsGuard&) = delete;
 };
 
-// Both kinds, for a loop over them.
-inline constexpr Fp32Products kBothFp32Products[] = {
-    Fp32Products::kMklOnIntel, Fp32Products::kMklElsewhere};
+// `check()` with MKL's products (an Intel CPU's), then with our own (other
+// CPUs'), on any host.
+template <class Check>
+void with_each_fp32_products(const Check& check) {
+  for (const auto kind :
+       {Fp32Products::kMklOnIntel, Fp32Products::kMklElsewhere}) {
+    INFO("fp32 products: " << (kind == Fp32Products::kMklOnIntel
+                                   ? "MKL's, as on an Intel CPU"
+                                   : "our own, as on other CPUs"));
+    const Fp32ProductsGuard products(kind);
+    check();
+  }
+}
 
 }  // namespace mnv2::test

@@ -120,10 +120,7 @@ void check_equal(const ExpansionResults& ours,
 
 TEST_CASE("the expansion equals convolution, BatchNorm and ReLU6",
           "[model][fused]") {
-  // MKL's products (an Intel CPU's) and our own (other CPUs') on any host.
-  for (const auto kind : mnv2::test::kBothFp32Products) {
-    CAPTURE(static_cast<int>(kind));
-    const mnv2::test::Fp32ProductsGuard products(kind);
+  mnv2::test::with_each_fp32_products([&] {
     // Odd sizes, a single image, MobileNetV2's expansion by 6 and others.
     for (const auto& s : {ExpansionShape{3, 16, 96, 13, 11},
                           ExpansionShape{2, 5, 24, 7, 9},
@@ -144,14 +141,12 @@ TEST_CASE("the expansion equals convolution, BatchNorm and ReLU6",
       const auto results = ours(values);
       check_equal(results, unfused_in_double(values, results[0]));
     }
-  }
+  });
 }
 
 TEST_CASE("a training 1x1 unit widening a large input takes the expansion",
           "[model][fused]") {
-  for (const auto kind : mnv2::test::kBothFp32Products) {
-    CAPTURE(static_cast<int>(kind));
-    const mnv2::test::Fp32ProductsGuard products(kind);
+  mnv2::test::with_each_fp32_products([&] {
     // 2^16 pixels: the least the expansion takes on a CPU other than Intel's,
     // and more than the 2^14 it takes there.
     const ExpansionShape s{4, 8, 48, 128, 128};
@@ -185,7 +180,7 @@ TEST_CASE("a training 1x1 unit widening a large input takes the expansion",
     // Its backward is the expansion's, not a convolution's.
     CHECK(output.grad_fn()->name().find("ExpansionConvBNReLU6") !=
           std::string::npos);
-  }
+  });
 }
 
 TEST_CASE("the expansion applies to large fp32 channels-last widenings",

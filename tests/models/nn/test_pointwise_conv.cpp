@@ -53,10 +53,7 @@ std::vector<torch::Tensor> conv_and_gradients(const PointwiseValues& v,
 
 TEST_CASE("the pointwise convolution equals LibTorch's in fp32",
           "[model][fused]") {
-  // MKL's products (an Intel CPU's) and our own (other CPUs') on any host.
-  for (const auto kind : mnv2::test::kBothFp32Products) {
-    CAPTURE(static_cast<int>(kind));
-    const mnv2::test::Fp32ProductsGuard products(kind);
+  mnv2::test::with_each_fp32_products([&] {
     // Odd sizes and channel counts, a 1x1 map, one image.
     for (const auto& s : {PointwiseShape{3, 13, 7, 5, 3},
                           PointwiseShape{2, 8, 48, 9, 9},
@@ -80,14 +77,12 @@ TEST_CASE("the pointwise convolution equals LibTorch's in fp32",
         CHECK(relative_error(ours[i], libtorch[i]) <= 1e-5);
       }
     }
-  }
+  });
 }
 
 TEST_CASE("the pointwise convolution takes a channel slice of a tensor",
           "[model][fused]") {
-  for (const auto kind : mnv2::test::kBothFp32Products) {
-    CAPTURE(static_cast<int>(kind));
-    const mnv2::test::Fp32ProductsGuard products(kind);
+  mnv2::test::with_each_fp32_products([&] {
     // Its pixels' channels are 24 apart, not 16: no dense matrix of rows.
     torch::manual_seed(5);
     const auto whole = torch::randn({2, 24, 9, 9})
@@ -105,7 +100,7 @@ TEST_CASE("the pointwise convolution takes a channel slice of a tensor",
     CHECK(relative_error(output, expected) <= 1e-5);
     CHECK(relative_error(grads[0], expected_grads[0]) <= 1e-5);
     CHECK(relative_error(grads[1], expected_grads[1]) <= 1e-5);
-  }
+  });
 }
 
 TEST_CASE("the pointwise convolution equals LibTorch's in bf16",

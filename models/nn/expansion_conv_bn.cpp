@@ -66,6 +66,13 @@ torch::Tensor convolution_relu6(const torch::Tensor& input,
   return torch::conv2d(input, weight, bias).clamp_(0, 6);
 }
 
+// Whether the backward's products (and the forward's scatter matrix) are
+// ours: MKL's are slow off Intel CPUs; ours take in_channels a multiple of 8.
+bool uses_narrow_products(int64_t in_channels) {
+  return fp32_products() != Fp32Products::kMklOnIntel &&
+         narrow_products::apply(in_channels);
+}
+
 // g = the output's gradient where the clamp passed it (0 < y < 6, the mask
 // hardtanh_backward takes on the stored output), else 0; adds g's column
 // sums into `sums`.
@@ -136,7 +143,10 @@ class ExpansionConvBNReLU6
     auto centred = torch::empty_like(x);
     auto c = as_rows(centred);
     torch::sub_out(c, u, mean);
-    const auto scatter = torch::mm(c.t(), c).to(torch::kDouble);
+    const auto scatter =
+        (uses_narrow_products(in) ? narrow_products::transposed_product(c, c)
+                                  : torch::mm(c.t(), c))
+            .to(torch::kDouble);
     // The convolution's output x = W u: its mean and biased variance.
     const auto w = conv_weight.detach().reshape({out, in}).to(torch::kDouble);
     const auto x_mean = w.mv(mean.to(torch::kDouble));
@@ -193,9 +203,7 @@ class ExpansionConvBNReLU6
     const auto width = static_cast<size_t>(out * in + out);
     std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
                                 width);
-    // MKL's products are slow off Intel CPUs; ours take the narrow side.
-    const bool narrow = fp32_products() != Fp32Products::kMklOnIntel &&
-                        narrow_products::apply(in);
+    const bool narrow = uses_narrow_products(in);
     cpu_loops::parallel_rows(
         pixels, kExpansionBlockRows, [&](int64_t begin, int64_t end) {
           torch::NoGradGuard no_grad;  // worker threads start with grad mode
@@ -265,7 +273,13 @@ class ExpansionConvBNReLU6
         w.t().mm(slope.unsqueeze(1) * w).to(torch::kFloat).contiguous();
     const auto constant = w.t().mv(offset).to(torch::kFloat);
     // Pass 2: du += u (W^T slope W) + W^T offset.
-    as_rows(grad_input).addmm_(as_rows(centred), u_weight).add_(constant);
+    auto du_rows = as_rows(grad_input);
+    if (narrow) {
+      narrow_products::add_product(du_rows, as_rows(centred), u_weight);
+    } else {
+      du_rows.addmm_(as_rows(centred), u_weight);
+    }
+    du_rows.add_(constant);
     return {grad_input,
             grad_weight.to(torch::kFloat).reshape(saved[1].sizes()),
             grad_gamma.to(torch::kFloat),
@@ -313,7 +327,7 @@ bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,
 
 int64_t expansion_min_pixels(int64_t in_channels) {
   return fp32_products() == Fp32Products::kMklOnIntel ||
-                 narrow_products::apply(in_channels)
+                 uses_narrow_products(in_channels)
              ? kExpansionMinPixels
              : kExpansionMinPixelsSlowProducts;
 }

@@ -141,6 +141,19 @@ inline void rows_times_matrix(const float* a,
   });
 }
 
+// c[rows x columns] += a[rows x inner] b[inner x columns], as above.
+inline void add_rows_times_matrix(const float* a,
+                                  const float* b,
+                                  float* c,
+                                  int64_t rows,
+                                  int64_t inner,
+                                  int64_t columns) {
+  detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
+    detail::product_rows<kN>(
+        a, inner, 1, b + first, columns, c + first, columns, rows, inner, true);
+  });
+}
+
 // c[a_columns x columns] += a^T b for a [rows x a_columns] and
 // b [rows x columns], row-major and dense; `columns` as apply() takes it.
 inline void add_transposed_product(const float* a,
@@ -162,5 +175,23 @@ inline void add_transposed_product(const float* a,
                              true);
   });
 }
+
+// The same on fp32 tensors (made dense: a channel slice of a channels-last
+// tensor has its rows further apart), in parallel over the rows on
+// LibTorch's threads (narrow_products.cpp). `columns` of b and m as apply()
+// takes them.
+
+// a [rows x inner] m [inner x columns].
+torch::Tensor product(const torch::Tensor& a, const torch::Tensor& m);
+
+// c += a m, c dense [rows x columns].
+void add_product(torch::Tensor& c,
+                 const torch::Tensor& a,
+                 const torch::Tensor& m);
+
+// a^T b for a [rows x m] and b [rows x n]: sums over blocks of rows in
+// fp32, added up in fp64.
+torch::Tensor transposed_product(const torch::Tensor& a,
+                                 const torch::Tensor& b);
 
 }  // namespace mnv2::narrow_products

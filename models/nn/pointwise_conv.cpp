@@ -1,16 +1,13 @@
 #include <mobilenetv2/nn/pointwise_conv.h>
 
-#include "cpu_loops.h"
 #include "gradient_layout.h"
 #include "matrix_products.h"
 #include "narrow_products.h"
 #include "training_dtype.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <vector>
 
 namespace mnv2 {
 
@@ -33,86 +30,9 @@ torch::Tensor from_pixel_rows(const torch::Tensor& rows,
       .permute({0, 3, 1, 2});
 }
 
-// Rows per task of our products, and per partial sum of the weight's
-// gradient: 1024 rows of up to 144 input channels stay in a core's L2.
-// Fewer where that would leave a thread idle (a 3x3 map at batch 64 is
-// 576 rows).
-constexpr int64_t kOwnProductRows = 1024;
-int64_t own_product_task_rows(int64_t rows) {
-  const int64_t threads = std::max(1, at::get_num_threads());
-  return std::clamp<int64_t>(
-      (rows + threads - 1) / threads, 1, kOwnProductRows);
-}
-
 bool own_products(const torch::Tensor& input, const torch::Tensor& weight) {
   return input.scalar_type() == torch::kFloat &&
          pointwise_own_products_fp32(weight.size(1), weight.size(0));
-}
-
-// a [rows x inner] times m [inner x columns], fp32 (made dense: a view of
-// a channel slice has rows further apart).
-torch::Tensor own_product(const torch::Tensor& a_view,
-                          const torch::Tensor& m_view) {
-  const auto a = a_view.contiguous();
-  const auto m = m_view.contiguous();
-  const int64_t rows = a.size(0), inner = a.size(1), columns = m.size(1);
-  auto c = torch::empty({rows, columns}, a.options());
-  const float* pa = a.const_data_ptr<float>();
-  const float* pm = m.const_data_ptr<float>();
-  float* pc = c.data_ptr<float>();
-  cpu_loops::parallel_rows(
-      rows, own_product_task_rows(rows), [&](int64_t begin, int64_t end) {
-        narrow_products::rows_times_matrix(pa + begin * inner,
-                                           pm,
-                                           pc + begin * columns,
-                                           end - begin,
-                                           inner,
-                                           columns);
-      });
-  return c;
-}
-
-// a^T b for a [rows x m] and b [rows x n], fp32 (made dense): sums over
-// blocks of rows in fp32, added up in fp64.
-torch::Tensor own_transposed_product(const torch::Tensor& a_view,
-                                     const torch::Tensor& b_view) {
-  const auto a = a_view.contiguous();
-  const auto b = b_view.contiguous();
-  const int64_t rows = a.size(0), m = a.size(1), n = b.size(1);
-  const auto width = static_cast<size_t>(m * n);
-  std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
-                              width);
-  const float* pa = a.const_data_ptr<float>();
-  const float* pb = b.const_data_ptr<float>();
-  cpu_loops::parallel_rows(
-      rows, own_product_task_rows(rows), [&](int64_t begin, int64_t end) {
-        double* own =
-            partial.data() + static_cast<size_t>(at::get_thread_num()) * width;
-        std::vector<float> block(width);
-        for (int64_t r = begin; r < end; r += kOwnProductRows) {
-          std::fill(block.begin(), block.end(), 0.f);
-          narrow_products::add_transposed_product(
-              pa + r * m,
-              pb + r * n,
-              block.data(),
-              std::min(kOwnProductRows, end - r),
-              m,
-              n);
-          for (size_t i = 0; i < width; ++i) {
-            own[i] += block[i];
-          }
-        }
-      });
-  auto sums = torch::empty({m, n}, a.options());
-  float* out = sums.data_ptr<float>();
-  for (size_t i = 0; i < width; ++i) {
-    double total = 0;
-    for (size_t t = i; t < partial.size(); t += width) {
-      total += partial[t];
-    }
-    out[i] = static_cast<float>(total);
-  }
-  return sums;
 }
 
 // One autograd node for the three products instead of the seven that the
@@ -127,7 +47,8 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
     ctx->save_for_backward({input, weight});
     const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
     if (own_products(input, weight)) {
-      return from_pixel_rows(own_product(pixel_rows(input), matrix.t()), input);
+      return from_pixel_rows(
+          narrow_products::product(pixel_rows(input), matrix.t()), input);
     }
     return from_pixel_rows(torch::mm(pixel_rows(input), matrix.t()), input);
   }
@@ -141,13 +62,14 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
     torch::Tensor grad_input, grad_weight;
     if (own_products(input, weight)) {
       if (ctx->needs_input_grad(0)) {
-        grad_input = from_pixel_rows(own_product(grad_rows, matrix), input);
+        grad_input =
+            from_pixel_rows(narrow_products::product(grad_rows, matrix), input);
       }
       if (ctx->needs_input_grad(1)) {
-        grad_weight =
-            in_strides_of(own_transposed_product(grad_rows, pixel_rows(input))
-                              .view(weight.sizes()),
-                          weight);
+        grad_weight = in_strides_of(
+            narrow_products::transposed_product(grad_rows, pixel_rows(input))
+                .view(weight.sizes()),
+            weight);
       }
       return {grad_input, grad_weight};
     }

@@ -20,14 +20,15 @@ int64_t task_rows(int64_t rows) {
   return std::clamp<int64_t>((rows + threads - 1) / threads, 1, kRowsPerTask);
 }
 
-}  // namespace
-
-torch::Tensor product(const torch::Tensor& a_view,
-                      const torch::Tensor& m_view) {
+// c = a m, or c += a m with `accumulate`, in parallel over the rows.
+void multiply_into(torch::Tensor& c,
+                   const torch::Tensor& a_view,
+                   const torch::Tensor& m_view,
+                   bool accumulate) {
+  TORCH_INTERNAL_ASSERT(c.is_contiguous());
   const auto a = a_view.contiguous();
   const auto m = m_view.contiguous();
   const int64_t rows = a.size(0), inner = a.size(1), columns = m.size(1);
-  auto c = torch::empty({rows, columns}, a.options());
   const float* pa = a.const_data_ptr<float>();
   const float* pm = m.const_data_ptr<float>();
   float* pc = c.data_ptr<float>();
@@ -38,9 +39,23 @@ torch::Tensor product(const torch::Tensor& a_view,
                           pc + begin * columns,
                           end - begin,
                           inner,
-                          columns);
+                          columns,
+                          accumulate);
       });
+}
+
+}  // namespace
+
+torch::Tensor product(const torch::Tensor& a, const torch::Tensor& m) {
+  auto c = torch::empty({a.size(0), m.size(1)}, a.options());
+  multiply_into(c, a, m, false);
   return c;
+}
+
+void add_product(torch::Tensor& c,
+                 const torch::Tensor& a,
+                 const torch::Tensor& m) {
+  multiply_into(c, a, m, true);
 }
 
 torch::Tensor transposed_product(const torch::Tensor& a_view,
@@ -81,27 +96,6 @@ torch::Tensor transposed_product(const torch::Tensor& a_view,
     out[i] = static_cast<float>(total);
   }
   return sums;
-}
-
-void add_product(torch::Tensor& c,
-                 const torch::Tensor& a_view,
-                 const torch::Tensor& m_view) {
-  TORCH_INTERNAL_ASSERT(c.is_contiguous());
-  const auto a = a_view.contiguous();
-  const auto m = m_view.contiguous();
-  const int64_t rows = a.size(0), inner = a.size(1), columns = m.size(1);
-  const float* pa = a.const_data_ptr<float>();
-  const float* pm = m.const_data_ptr<float>();
-  float* pc = c.data_ptr<float>();
-  cpu_loops::parallel_rows(
-      rows, task_rows(rows), [&](int64_t begin, int64_t end) {
-        add_rows_times_matrix(pa + begin * inner,
-                              pm,
-                              pc + begin * columns,
-                              end - begin,
-                              inner,
-                              columns);
-      });
 }
 
 }  // namespace mnv2::narrow_products

@@ -119,14 +119,15 @@ void over_column_blocks(int64_t columns, const F& f) {
 
 }  // namespace detail
 
-// c[rows x columns] = a[rows x inner] b[inner x columns], row-major and
-// dense; `columns` as apply() takes it.
+// c[rows x columns] = a[rows x inner] b[inner x columns], or c += a b
+// with `accumulate`; row-major and dense, `columns` as apply() takes it.
 inline void rows_times_matrix(const float* a,
                               const float* b,
                               float* c,
                               int64_t rows,
                               int64_t inner,
-                              int64_t columns) {
+                              int64_t columns,
+                              bool accumulate = false) {
   detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
     detail::product_rows<kN>(a,
                              inner,
@@ -137,20 +138,7 @@ inline void rows_times_matrix(const float* a,
                              columns,
                              rows,
                              inner,
-                             false);
-  });
-}
-
-// c[rows x columns] += a[rows x inner] b[inner x columns], as above.
-inline void add_rows_times_matrix(const float* a,
-                                  const float* b,
-                                  float* c,
-                                  int64_t rows,
-                                  int64_t inner,
-                                  int64_t columns) {
-  detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
-    detail::product_rows<kN>(
-        a, inner, 1, b + first, columns, c + first, columns, rows, inner, true);
+                             accumulate);
   });
 }
 

@@ -40,6 +40,17 @@ TEST_CASE("the narrow products equal LibTorch's in double", "[model][fused]") {
                                     columns);
         const auto product = a.to(torch::kDouble).mm(b.to(torch::kDouble));
         CHECK(relative_error(c, product) <= 1e-5);
+        // Added to what the output holds.
+        const auto held = narrow_test_matrix(rows, columns);
+        auto added = held.clone();
+        products::rows_times_matrix(a.const_data_ptr<float>(),
+                                    b.const_data_ptr<float>(),
+                                    added.data_ptr<float>(),
+                                    rows,
+                                    inner,
+                                    columns,
+                                    true);
+        CHECK(relative_error(added, held.to(torch::kDouble) + product) <= 1e-5);
 
         // a^T d added to what the output holds: a [rows x inner] as the
         // wide factor, d [rows x columns] as the narrow one.

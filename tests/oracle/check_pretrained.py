@@ -9,6 +9,7 @@ CASE: keras_reference | keras_layouts | keras_finetune | pretrained_files |
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -312,9 +313,18 @@ def keras_finetune(bin_dir, work, pretrained):
           f"{tuned_best:.1f}% vs {scratch_best:.1f}%")
     result = run([bin_dir / "mnv2-eval", "--weights", tuned / "model_best.pth",
                   "--data", data / "val", "--threads", 2])
-    best = max(row["val_top1"] for row in rows)
-    check(f"top-1 {best:.2f}%" in result.stdout,
-          f"mnv2-eval of the fine-tuned weights gives the run's best {best:.2f}%")
+    # The same weights give the same loss. Top-1 may differ by one image: two
+    # epochs from ImageNet leave near-ties among the 360 (67% top-1), and the
+    # trainer's validation and mnv2-eval's folded engine round differently.
+    best_row = max(rows, key=lambda row: row["val_top1"])
+    found = re.search(r"top-1 ([0-9.]+)%.*loss ([0-9.]+)", result.stdout)
+    one_image = 100.0 / 360
+    check(found is not None
+          and abs(float(found.group(1)) - best_row["val_top1"]) <= one_image + 0.01
+          and abs(float(found.group(2)) - best_row["val_loss"]) <= 1e-3,
+          f"mnv2-eval of the fine-tuned weights gives the run's best: top-1 "
+          f"{found and found.group(1)}% vs {best_row['val_top1']:.2f}%, loss "
+          f"{found and found.group(2)} vs {best_row['val_loss']:.4f}")
 
 
 

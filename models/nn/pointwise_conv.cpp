@@ -30,10 +30,22 @@ torch::Tensor from_pixel_rows(const torch::Tensor& rows,
       .permute({0, 3, 1, 2});
 }
 
-bool own_products(const torch::Tensor& input, const torch::Tensor& weight) {
-  return input.scalar_type() == torch::kFloat &&
-         pointwise_own_products_fp32(weight.size(1), weight.size(0));
-}
+// a b and a^T b: ours where pointwise_own_products_fp32 takes the layer,
+// else LibTorch's.
+struct Products {
+  bool own;
+  Products(const torch::Tensor& input, const torch::Tensor& weight)
+      : own(input.scalar_type() == torch::kFloat &&
+            pointwise_own_products_fp32(weight.size(1), weight.size(0))) {}
+  torch::Tensor times(const torch::Tensor& a, const torch::Tensor& b) const {
+    return own ? narrow_products::product(a, b) : torch::mm(a, b);
+  }
+  torch::Tensor transposed_times(const torch::Tensor& a,
+                                 const torch::Tensor& b) const {
+    return own ? narrow_products::transposed_product(a, b)
+               : torch::mm(a.t(), b);
+  }
+};
 
 // One autograd node for the three products instead of the seven that the
 // views around torch::mm record: recording and dispatching is serial work
@@ -46,11 +58,8 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
                                const torch::Tensor& weight) {
     ctx->save_for_backward({input, weight});
     const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
-    if (own_products(input, weight)) {
-      return from_pixel_rows(
-          narrow_products::product(pixel_rows(input), matrix.t()), input);
-    }
-    return from_pixel_rows(torch::mm(pixel_rows(input), matrix.t()), input);
+    return from_pixel_rows(
+        Products(input, weight).times(pixel_rows(input), matrix.t()), input);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -60,26 +69,15 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
     const auto matrix = weight.reshape({weight.size(0), weight.size(1)});
     const auto grad_rows = pixel_rows(grads[0].to(input.scalar_type()));
     torch::Tensor grad_input, grad_weight;
-    if (own_products(input, weight)) {
-      if (ctx->needs_input_grad(0)) {
-        grad_input =
-            from_pixel_rows(narrow_products::product(grad_rows, matrix), input);
-      }
-      if (ctx->needs_input_grad(1)) {
-        grad_weight = in_strides_of(
-            narrow_products::transposed_product(grad_rows, pixel_rows(input))
-                .view(weight.sizes()),
-            weight);
-      }
-      return {grad_input, grad_weight};
-    }
+    const Products products(input, weight);
     if (ctx->needs_input_grad(0)) {
-      grad_input = from_pixel_rows(torch::mm(grad_rows, matrix), input);
+      grad_input = from_pixel_rows(products.times(grad_rows, matrix), input);
     }
     if (ctx->needs_input_grad(1)) {
-      grad_weight = in_strides_of(
-          torch::mm(grad_rows.t(), pixel_rows(input)).view(weight.sizes()),
-          weight);
+      grad_weight =
+          in_strides_of(products.transposed_times(grad_rows, pixel_rows(input))
+                            .view(weight.sizes()),
+                        weight);
     }
     return {grad_input, grad_weight};
   }

@@ -22,11 +22,8 @@ bool cpu_capability(const char* name) {
   return it != capabilities.end() && it->second.isBool() && it->second.toBool();
 }
 
-// Whether the user capped the instruction sets LibTorch may use below those
-// with 16-bit float arithmetic: oneDNN's ONEDNN_MAX_CPU_ISA (its convolutions
-// then emulate bf16) or ATEN_CPU_CAPABILITY=default/avx2 (ATen's kernels).
-// Such a cap makes this CPU behave as one without native bf16/fp16.
-bool isa_capped_below_16bit_floats() {
+// The instruction-set cap the user gave oneDNN, upper case; empty if none.
+std::string onednn_isa_cap() {
   for (const char* variable : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
     const char* value = std::getenv(variable);
     if (value == nullptr || *value == '\0') {
@@ -36,6 +33,17 @@ bool isa_capped_below_16bit_floats() {
     std::transform(isa.begin(), isa.end(), isa.begin(), [](unsigned char c) {
       return static_cast<char>(std::toupper(c));
     });
+    return isa;
+  }
+  return {};
+}
+
+// Whether the user capped the instruction sets LibTorch may use below those
+// with 16-bit float arithmetic: oneDNN's ONEDNN_MAX_CPU_ISA (its convolutions
+// then emulate bf16) or ATEN_CPU_CAPABILITY=default/avx2 (ATen's kernels).
+// Such a cap makes this CPU behave as one without native bf16/fp16.
+bool isa_capped_below_16bit_floats() {
+  if (const std::string isa = onednn_isa_cap(); !isa.empty()) {
     const bool keeps_16bit =
         isa == "ALL" || isa.rfind("AVX512_CORE_BF16", 0) == 0 ||
         isa.rfind("AVX512_CORE_FP16", 0) == 0 ||
@@ -52,6 +60,14 @@ bool isa_capped_below_16bit_floats() {
 bool cpu_has_native_bf16() {
   return !isa_capped_below_16bit_floats() &&
          (cpu_capability("avx512_bf16") || cpu_capability("amx_bf16"));
+}
+
+bool cpu_has_amx_bf16() {
+  const std::string isa = onednn_isa_cap();
+  const bool keeps_amx = isa.empty() || isa == "ALL" ||
+                         isa.rfind("AVX512_CORE_AMX", 0) == 0 ||
+                         isa.find("_AMX") != std::string::npos;
+  return cpu_capability("amx_bf16") && keeps_amx;
 }
 
 bool cpu_has_native_fp16() {

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include <cstdlib>
 #include <optional>
 #include <set>
@@ -192,6 +194,38 @@ TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
     if (value) {
       ::setenv(name.c_str(), value->c_str(), 1);
     }
+  }
+}
+
+TEST_CASE("AMX counts only where oneDNN may use it", "[train]") {
+  // The CPU's own flags, read apart from LibTorch's detection.
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  bool amx = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) == 0) {
+      amx = line.find(" amx_bf16") != std::string::npos;
+      break;
+    }
+  }
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const std::optional<std::string> saved =
+      cap ? std::optional<std::string>(cap) : std::nullopt;
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  CHECK(mnv2::cpu_has_amx_bf16() == amx);
+  for (const char* below : {"AVX2", "avx512_core_vnni", "AVX512_CORE_BF16"}) {
+    CAPTURE(below);
+    ::setenv("ONEDNN_MAX_CPU_ISA", below, 1);
+    CHECK_FALSE(mnv2::cpu_has_amx_bf16());
+  }
+  for (const char* at_least : {"AVX512_CORE_AMX", "all"}) {
+    CAPTURE(at_least);
+    ::setenv("ONEDNN_MAX_CPU_ISA", at_least, 1);
+    CHECK(mnv2::cpu_has_amx_bf16() == amx);
+  }
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  if (saved) {
+    ::setenv("ONEDNN_MAX_CPU_ISA", saved->c_str(), 1);
   }
 }
 

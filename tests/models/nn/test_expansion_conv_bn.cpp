@@ -80,8 +80,9 @@ ExpansionResults unfused_in_double(const ExpansionValues& v,
           running_var};
 }
 
-ExpansionResults ours(const ExpansionValues& v) {
-  const auto x = v.x.clone().requires_grad_(true);
+ExpansionResults ours(const ExpansionValues& v,
+                      torch::ScalarType dtype = torch::kFloat) {
+  const auto x = v.x.to(dtype, false, true).requires_grad_(true);  // a copy
   const auto weight = v.conv_weight.clone().requires_grad_(true);
   const auto gamma = v.gamma.clone().requires_grad_(true);
   const auto beta = v.beta.clone().requires_grad_(true);
@@ -95,7 +96,7 @@ ExpansionResults ours(const ExpansionValues& v) {
                                                     running_var,
                                                     kExpansionMomentum,
                                                     kExpansionEps);
-  output.backward(v.upstream);
+  output.backward(v.upstream.to(dtype));
   return {output.detach(),
           x.grad(),
           weight.grad(),
@@ -140,6 +141,38 @@ TEST_CASE("the expansion equals convolution, BatchNorm and ReLU6",
       values.x = values.x.contiguous();
       const auto results = ours(values);
       check_equal(results, unfused_in_double(values, results[0]));
+    }
+  });
+}
+
+TEST_CASE("the bf16 expansion equals the unfused operators to bf16 rounding",
+          "[model][fused]") {
+  // On bf16 activations: the reference takes the same bf16 input and
+  // upstream gradient in double. The output (a bf16 convolution with the
+  // BatchNorm folded into its weight) and the input's gradient (rounded to
+  // bf16 once) are within two bf16 steps of the largest value (0.003 of it
+  // here; a 1% error in the folded mean gives 0.008-0.011). The
+  // parameters' gradients and the running statistics are sums in fp32 and
+  // fp64 (6e-7 here).
+  mnv2::test::with_each_fp32_products([&] {
+    for (const auto& s : {ExpansionShape{3, 16, 96, 13, 11},
+                          ExpansionShape{1, 24, 144, 10, 10}}) {
+      CAPTURE(s.images, s.in, s.out, s.h, s.w);
+      auto values = expansion_values(s, 9);
+      values.x = values.x.to(torch::kBFloat16).to(torch::kFloat);
+      values.upstream = values.upstream.to(torch::kBFloat16).to(torch::kFloat);
+      const auto results = ours(values, torch::kBFloat16);
+      CHECK(results[0].scalar_type() == torch::kBFloat16);
+      CHECK(results[1].scalar_type() == torch::kBFloat16);
+      CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      CHECK((results[0] == 0).any().item<bool>());
+      const auto expected =
+          unfused_in_double(values, results[0].to(torch::kFloat));
+      for (size_t i = 0; i < results.size(); ++i) {
+        CAPTURE(i);  // output, dx, dW, dgamma, dbeta, running mean, variance
+        CHECK(relative_error(results[i], expected[i]) <=
+              (i < 2 ? 1.0 / 128 : 1e-5));
+      }
     }
   });
 }
@@ -209,6 +242,17 @@ TEST_CASE("the expansion applies to large fp32 channels-last widenings",
       mnv2::expansion_conv_bn_relu6_applies(x.to(torch::kBFloat16), 24));
   CHECK_FALSE(mnv2::expansion_conv_bn_relu6_applies(
       cl(torch::empty({images, 4, 64, 127})), 24));
+  // bf16 (a bf16 input, or fp32 under bf16 autocast) with input channels
+  // that our products take, where bf16 is native and its products are not
+  // AMX's.
+  const bool bf16 = mnv2::cpu_has_native_bf16() && !mnv2::cpu_has_amx_bf16();
+  const auto wide = cl(torch::empty({2, 16, 64, 128}));
+  CHECK(mnv2::expansion_conv_bn_relu6_applies(wide.to(torch::kBFloat16), 96) ==
+        bf16);
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+    CHECK(mnv2::expansion_conv_bn_relu6_applies(wide, 96) == bf16);
+  }
   {
     torch::NoGradGuard inference;
     CHECK_FALSE(mnv2::expansion_conv_bn_relu6_applies(x, 24));

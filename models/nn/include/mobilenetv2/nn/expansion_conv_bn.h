@@ -7,7 +7,7 @@
 namespace mnv2 {
 
 /// A 1x1 convolution (no bias) followed by training-mode BatchNorm and
-/// ReLU6 on the CPU in fp32, computed without ever writing the
+/// ReLU6 on the CPU in fp32 or bf16, computed without ever writing the
 /// convolution's output: MobileNetV2's expansion layers, whose output is six
 /// times their input.
 ///
@@ -28,6 +28,12 @@ namespace mnv2 {
 /// rounding of 0 or 6 may clamp the other way); updates the running
 /// statistics as BatchNorm2d does (unbiased variance, `momentum`).
 /// Channels-last input avoids a copy; the output is channels last.
+///
+/// On bf16 activations (a bf16 input, or fp32 under bf16 autocast, which is
+/// cast) the convolution runs in bf16 with the folded weight rounded to
+/// bf16 and the output and the input's gradient are bf16; the statistics,
+/// the backward's products and the parameters' gradients (fp32, as the
+/// parameters) are computed in fp32 and fp64 from the bf16 values.
 torch::Tensor expansion_conv_bn_relu6(const torch::Tensor& input,
                                       const torch::Tensor& conv_weight,
                                       const torch::Tensor& bn_weight,
@@ -38,7 +44,9 @@ torch::Tensor expansion_conv_bn_relu6(const torch::Tensor& input,
                                       double eps);
 
 /// Whether expansion_conv_bn_relu6 is the faster way to train this layer: a
-/// CPU fp32 channels-last input (outside autocast) of at least
+/// CPU fp32 channels-last input (outside autocast), or bf16 activations
+/// with input channels a multiple of 8 on a CPU with native bf16 but no AMX
+/// (whose bf16 products would outrun the fp32 ones here), of at least
 /// expansion_min_pixels(in_channels) pixels in the batch, in a pass that
 /// records gradients, to a 1x1 convolution that widens it at least
 /// kExpansionMinRatio times. The input's covariance costs in_channels^2 per

@@ -2,6 +2,7 @@
 #include <mobilenetv2/util/cpu_features.h>
 
 #include "cpu_loops.h"
+#include "expansion_parts.h"
 #include "matrix_products.h"
 #include "narrow_products.h"
 #include "running_stats.h"
@@ -21,10 +22,6 @@
 namespace mnv2 {
 
 namespace {
-
-// Pixels per block of the backward: 1024 rows of up to 960 fp32 gradients
-// stay in a core's L2 between the clamp's mask and the products.
-constexpr int64_t kExpansionBlockRows = 1024;
 
 // oneDNN's convolution with a clamp after it (the operator torch.compile
 // fuses to), where this LibTorch has it with the signature below.
@@ -79,27 +76,6 @@ bool uses_narrow_products(int64_t in_channels) {
          narrow_products::apply(in_channels);
 }
 
-// g = the output's gradient where the clamp passed it (0 < y < 6, the mask
-// hardtanh_backward takes on the stored output), else 0, in fp32 from fp32
-// or bf16 activations; adds g's column sums into `sums`.
-template <class T>
-MNV2_VECTOR_CLONES void clamped_gradient(const T* __restrict dy,
-                                         const T* __restrict y,
-                                         float* __restrict g,
-                                         int64_t rows,
-                                         int64_t channels,
-                                         float* __restrict sums) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t o = r * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float out = cpu_loops::load(y, o + c);
-      const float v = out > 0.f && out < 6.f ? cpu_loops::load(dy, o + c) : 0.f;
-      g[o + c] = v;
-      sums[c] += v;
-    }
-  }
-}
-
 // out = rows + v for each of `rows` rows of `columns`, in fp32 or bf16 (out
 // may be rows itself).
 template <class T>
@@ -120,11 +96,8 @@ torch::Tensor rows_of(const float* data, int64_t rows, int64_t columns) {
   return torch::from_blob(const_cast<float*>(data), {rows, columns});
 }
 
-// [N, C, H, W] channels_last as [N * H * W, C] (a view).
-torch::Tensor as_rows(const torch::Tensor& t) {
-  return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)});
-}
-
+using expansion_parts::as_rows;
+using expansion_parts::kBlockRows;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
@@ -142,222 +115,268 @@ class ExpansionConvBNReLU6
                                double eps) {
     RECORD_FUNCTION("mnv2::expansion_conv_bn_relu6",
                     std::vector<c10::IValue>());
-    // Its own arithmetic is fp32 and fp64 on bf16 activations too.
-    const c10::impl::ExcludeDispatchKeyGuard no_autocast(
-        c10::DispatchKey::AutocastCPU);
-    TORCH_CHECK(input.device().is_cpu() &&
-                    (input.scalar_type() == torch::kFloat ||
-                     input.scalar_type() == torch::kBFloat16) &&
-                    input.dim() == 4 && conv_weight.dim() == 4 &&
-                    conv_weight.size(1) == input.size(1) &&
-                    conv_weight.size(2) == 1 && conv_weight.size(3) == 1,
-                "expansion_conv_bn_relu6: a CPU fp32 or bf16 [N, C, H, W] "
-                "input and "
-                "a [out, C, 1, 1] weight, got ",
-                input.sizes(),
-                " and ",
-                conv_weight.sizes());
-    const int64_t in = input.size(1), out = conv_weight.size(0);
-    // The loops below walk pixels of channels: channels last.
-    const auto x = input.contiguous(torch::MemoryFormat::ChannelsLast);
-    const auto u = as_rows(x);
-    const int64_t pixels = u.size(0);
-    TORCH_CHECK(pixels > 1,
-                "expansion_conv_bn_relu6: BatchNorm in training needs more "
-                "than one value per channel, got input of size ",
-                input.sizes());
-    // The input centred on its mean, in fp32, and its scatter matrix
-    // sum(u u^T).
-    const auto mean =
-        u.sum(0, false, torch::kFloat) / static_cast<double>(pixels);
-    auto centred = torch::empty_like(x, x.options().dtype(torch::kFloat));
-    auto c = as_rows(centred);
-    torch::sub_out(c, u, mean);
-    const auto scatter =
-        (uses_narrow_products(in) ? narrow_products::transposed_product(c, c)
-                                  : torch::mm(c.t(), c))
-            .to(torch::kDouble);
-    // The convolution's output x = W u: its mean and biased variance.
-    const auto w = conv_weight.detach().reshape({out, in}).to(torch::kDouble);
-    const auto x_mean = w.mv(mean.to(torch::kDouble));
-    const auto x_var = (w.mm(scatter) * w).sum(1) / static_cast<double>(pixels);
-    const auto invstd = (x_var + eps).rsqrt();
-    const auto scale = bn_weight.detach().to(torch::kDouble) * invstd;
-    // BatchNorm folded in: y = clamp(scale W (u - mean) + bias, 0, 6), in
-    // the input's dtype. bf16 takes the input itself, with the folded
-    // weight's (rounded) product with the mean in an fp32 bias.
-    const auto dtype = input.scalar_type();
-    const auto folded = (scale.unsqueeze(1) * w)
-                            .to(dtype)
-                            .reshape({out, in, 1, 1})
-                            .contiguous();
-    auto output =
-        (dtype == torch::kFloat
-             ? convolution_relu6(
-                   centred, folded, bn_bias.detach().to(torch::kFloat))
-             : convolution_relu6(x,
-                                 folded,
-                                 (bn_bias.detach().to(torch::kDouble) -
-                                  folded.reshape({out, in})
-                                      .to(torch::kDouble)
-                                      .mv(mean.to(torch::kDouble)))
-                                     .to(torch::kFloat)))
-            .contiguous(torch::MemoryFormat::ChannelsLast);
-    {
-      torch::NoGradGuard no_grad;
-      const auto unbiased =
-          x_var * (static_cast<double>(pixels) / (pixels - 1.0));
-      update_running_stats(running_mean, x_mean.to(torch::kFloat), momentum);
-      update_running_stats(running_var, unbiased.to(torch::kFloat), momentum);
-    }
-    ctx->save_for_backward({centred, conv_weight, output});
-    ctx->saved_data["scatter"] = scatter;
-    ctx->saved_data["invstd"] = invstd;
-    ctx->saved_data["scale"] = scale;
-    return output;
+    const auto f = expansion_parts::forward(input,
+                                            conv_weight,
+                                            bn_weight,
+                                            bn_bias,
+                                            running_mean,
+                                            running_var,
+                                            momentum,
+                                            eps);
+    ctx->save_for_backward({f.centred, conv_weight, f.output});
+    ctx->saved_data["scatter"] = f.scatter;
+    ctx->saved_data["invstd"] = f.invstd;
+    ctx->saved_data["scale"] = f.scale;
+    return f.output;
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(
         c10::DispatchKey::AutocastCPU);
     const auto saved = ctx->get_saved_variables();
-    const auto& centred = saved[0];
-    const auto& output = saved[2];
-    const auto scatter = ctx->saved_data["scatter"].toTensor();
-    const auto invstd = ctx->saved_data["invstd"].toTensor();
-    const auto scale = ctx->saved_data["scale"].toTensor();
-    const int64_t in = centred.size(1), out = output.size(1);
-    const int64_t pixels = centred.numel() / in;
-    const auto w = saved[1].reshape({out, in}).to(torch::kDouble);
+    const expansion_parts::Forward f{saved[2],
+                                     saved[0],
+                                     ctx->saved_data["scatter"].toTensor(),
+                                     ctx->saved_data["invstd"].toTensor(),
+                                     ctx->saved_data["scale"].toTensor()};
+    const auto& conv_weight = saved[1];
+    const int64_t in = f.centred.size(1), out = f.output.size(1);
+    const int64_t pixels = f.centred.numel() / in;
     const auto grad = grads[0]
-                          .to(output.scalar_type())
+                          .to(f.output.scalar_type())
                           .contiguous(torch::MemoryFormat::ChannelsLast);
-    const float* u = centred.const_data_ptr<float>();
+    const float* u = f.centred.const_data_ptr<float>();
 
     // The BatchNorm's input gradient is dx = scale g + slope (x - mean) +
     // offset per channel, and the input's du = dx W. Pass 1 computes sum(g),
     // G = sum(g u^T) and du = g (scale W), each block of g while it is in
     // cache; slope and offset need the sums, so their terms of du,
-    // u (W^T slope W) + W^T offset, come in a second pass over u and du.
-    const auto g_weight = (scale.unsqueeze(1) * w).to(torch::kFloat);
-    auto grad_input = torch::empty_like(centred);
-    float* du = grad_input.data_ptr<float>();
-    const auto width = static_cast<size_t>(out * in + out);
-    std::vector<double> partial(static_cast<size_t>(at::get_num_threads()) *
-                                width);
-    const bool narrow = uses_narrow_products(in);
-    cpu_loops::with_elements(output, [&](const auto* y) {
+    // u (W^T slope W) + W^T offset, come in a second pass (finish()).
+    auto du = torch::empty_like(f.centred);
+    float* dup = du.data_ptr<float>();
+    expansion_parts::BlockSums sums(f, conv_weight);
+    cpu_loops::with_elements(f.output, [&](const auto* y) {
       const auto* dy = cpu_loops::elements(grad, y);
       cpu_loops::parallel_rows(
-          pixels, kExpansionBlockRows, [&](int64_t begin, int64_t end) {
+          pixels, kBlockRows, [&](int64_t begin, int64_t end) {
             torch::NoGradGuard no_grad;  // worker threads start with grad mode
-            double* own = partial.data() +
-                          static_cast<size_t>(at::get_thread_num()) * width;
-            auto g = torch::empty({kExpansionBlockRows, out});
-            auto block_g_u = torch::empty({out, in});
-            std::vector<float> sums(static_cast<size_t>(out));
-            for (int64_t r = begin; r < end; r += kExpansionBlockRows) {
-              const int64_t rows = std::min(kExpansionBlockRows, end - r);
-              std::fill(sums.begin(), sums.end(), 0.f);
-              clamped_gradient(dy + r * out,
-                               y + r * out,
-                               g.data_ptr<float>(),
-                               rows,
-                               out,
-                               sums.data());
-              if (narrow) {
-                block_g_u.zero_();
-                narrow_products::add_transposed_product(
-                    g.const_data_ptr<float>(),
-                    u + r * in,
-                    block_g_u.data_ptr<float>(),
-                    rows,
-                    out,
-                    in);
-                narrow_products::rows_times_matrix(
-                    g.const_data_ptr<float>(),
-                    g_weight.const_data_ptr<float>(),
-                    du + r * in,
-                    rows,
-                    out,
-                    in);
-              } else {
-                const auto block = g.narrow(0, 0, rows);
-                torch::mm_out(
-                    block_g_u, block.t(), rows_of(u + r * in, rows, in));
-                auto block_du = rows_of(du + r * in, rows, in);
-                torch::mm_out(block_du, block, g_weight);
-              }
-              const float* bg = block_g_u.const_data_ptr<float>();
-              for (int64_t i = 0; i < out * in; ++i) {
-                own[i] += bg[i];
-              }
-              for (int64_t i = 0; i < out; ++i) {
-                own[out * in + i] += sums[static_cast<size_t>(i)];
-              }
+            std::vector<float> g(static_cast<size_t>(kBlockRows * out));
+            std::vector<float> g_sums(static_cast<size_t>(out));
+            for (int64_t r = begin; r < end; r += kBlockRows) {
+              const int64_t rows = std::min(kBlockRows, end - r);
+              std::fill(g_sums.begin(), g_sums.end(), 0.f);
+              expansion_parts::clamped_gradient(dy + r * out,
+                                                y + r * out,
+                                                g.data(),
+                                                rows,
+                                                out,
+                                                g_sums.data());
+              sums.add(g.data(), g_sums.data(), u + r * in, dup + r * in, rows);
             }
           });
       return 0;
     });
-    auto totals = torch::zeros({static_cast<int64_t>(width)}, torch::kDouble);
-    for (size_t t = 0; t < partial.size(); t += width) {
-      totals += torch::from_blob(
-          partial.data() + t, {static_cast<int64_t>(width)}, torch::kDouble);
-    }
-    const auto g_u = totals.narrow(0, 0, out * in).view({out, in});
-    const auto g_sum = totals.narrow(0, out * in, out);
-
-    // d gamma = sum(g xhat), d beta = sum(g); the weight's gradient dx^T u
-    // from G and the scatter matrix.
-    const double n = static_cast<double>(pixels);
-    const auto grad_gamma = invstd * (w * g_u).sum(1);
-    const auto slope = -scale * invstd * grad_gamma / n;
-    const auto offset = -scale * g_sum / n;
-    const auto grad_weight =
-        scale.unsqueeze(1) * g_u + slope.unsqueeze(1) * w.mm(scatter);
-    const auto u_weight =
-        w.t().mm(slope.unsqueeze(1) * w).to(torch::kFloat).contiguous();
-    const auto constant = w.t().mv(offset).to(torch::kFloat);
-    // Pass 2: du += u (W^T slope W) + W^T offset, a block of pixels at a
-    // time, written in the input's dtype.
-    auto typed_grad_input =
-        output.scalar_type() == torch::kFloat
-            ? grad_input
-            : torch::empty_like(
-                  grad_input, grad_input.options().dtype(output.scalar_type()));
-    const float* uw = u_weight.const_data_ptr<float>();
-    const float* add = constant.const_data_ptr<float>();
-    cpu_loops::with_elements(typed_grad_input, [&](const auto* like) {
-      auto* typed = cpu_loops::mutable_elements(typed_grad_input, like);
-      cpu_loops::parallel_rows(
-          pixels, kExpansionBlockRows, [&](int64_t begin, int64_t end) {
-            torch::NoGradGuard no_grad;
-            for (int64_t r = begin; r < end; r += kExpansionBlockRows) {
-              const int64_t rows = std::min(kExpansionBlockRows, end - r);
-              if (narrow) {
-                narrow_products::rows_times_matrix(
-                    u + r * in, uw, du + r * in, rows, in, in, true);
-              } else {
-                auto block = rows_of(du + r * in, rows, in);
-                block.addmm_(rows_of(u + r * in, rows, in), u_weight);
-              }
-              add_to_rows(du + r * in, add, typed + r * in, rows, in);
-            }
-          });
-      return 0;
-    });
-    return {typed_grad_input,
-            grad_weight.to(torch::kFloat).reshape(saved[1].sizes()),
-            grad_gamma.to(torch::kFloat),
-            g_sum.to(torch::kFloat),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor()};
+    auto grads_out = expansion_parts::finish(
+        f, conv_weight, sums.totals(), du, f.output.scalar_type());
+    grads_out.resize(8);
+    return grads_out;
   }
 };
 
 }  // namespace
+
+namespace expansion_parts {
+
+torch::Tensor as_rows(const torch::Tensor& t) {
+  return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)});
+}
+
+Forward forward(const torch::Tensor& input,
+                const torch::Tensor& conv_weight,
+                const torch::Tensor& bn_weight,
+                const torch::Tensor& bn_bias,
+                torch::Tensor& running_mean,
+                torch::Tensor& running_var,
+                double momentum,
+                double eps) {
+  // Its own arithmetic is fp32 and fp64 on bf16 activations too.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(
+      c10::DispatchKey::AutocastCPU);
+  TORCH_CHECK(input.device().is_cpu() &&
+                  (input.scalar_type() == torch::kFloat ||
+                   input.scalar_type() == torch::kBFloat16) &&
+                  input.dim() == 4 && conv_weight.dim() == 4 &&
+                  conv_weight.size(1) == input.size(1) &&
+                  conv_weight.size(2) == 1 && conv_weight.size(3) == 1,
+              "expansion_conv_bn_relu6: a CPU fp32 or bf16 [N, C, H, W] "
+              "input and "
+              "a [out, C, 1, 1] weight, got ",
+              input.sizes(),
+              " and ",
+              conv_weight.sizes());
+  const int64_t in = input.size(1), out = conv_weight.size(0);
+  // The loops below walk pixels of channels: channels last.
+  const auto x = input.contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto u = as_rows(x);
+  const int64_t pixels = u.size(0);
+  TORCH_CHECK(pixels > 1,
+              "expansion_conv_bn_relu6: BatchNorm in training needs more "
+              "than one value per channel, got input of size ",
+              input.sizes());
+  // The input centred on its mean, in fp32, and its scatter matrix
+  // sum(u u^T).
+  const auto mean =
+      u.sum(0, false, torch::kFloat) / static_cast<double>(pixels);
+  auto centred = torch::empty_like(x, x.options().dtype(torch::kFloat));
+  auto c = as_rows(centred);
+  torch::sub_out(c, u, mean);
+  const auto scatter =
+      (uses_narrow_products(in) ? narrow_products::transposed_product(c, c)
+                                : torch::mm(c.t(), c))
+          .to(torch::kDouble);
+  // The convolution's output x = W u: its mean and biased variance.
+  const auto w = conv_weight.detach().reshape({out, in}).to(torch::kDouble);
+  const auto x_mean = w.mv(mean.to(torch::kDouble));
+  const auto x_var = (w.mm(scatter) * w).sum(1) / static_cast<double>(pixels);
+  const auto invstd = (x_var + eps).rsqrt();
+  const auto scale = bn_weight.detach().to(torch::kDouble) * invstd;
+  // BatchNorm folded in: y = clamp(scale W (u - mean) + bias, 0, 6), in
+  // the input's dtype. bf16 takes the input itself, with the folded
+  // weight's (rounded) product with the mean in an fp32 bias.
+  const auto dtype = input.scalar_type();
+  const auto folded =
+      (scale.unsqueeze(1) * w).to(dtype).reshape({out, in, 1, 1}).contiguous();
+  auto output = (dtype == torch::kFloat
+                     ? convolution_relu6(
+                           centred, folded, bn_bias.detach().to(torch::kFloat))
+                     : convolution_relu6(x,
+                                         folded,
+                                         (bn_bias.detach().to(torch::kDouble) -
+                                          folded.reshape({out, in})
+                                              .to(torch::kDouble)
+                                              .mv(mean.to(torch::kDouble)))
+                                             .to(torch::kFloat)))
+                    .contiguous(torch::MemoryFormat::ChannelsLast);
+  {
+    torch::NoGradGuard no_grad;
+    const auto unbiased =
+        x_var * (static_cast<double>(pixels) / (pixels - 1.0));
+    update_running_stats(running_mean, x_mean.to(torch::kFloat), momentum);
+    update_running_stats(running_var, unbiased.to(torch::kFloat), momentum);
+  }
+  return {output, centred, scatter, invstd, scale};
+}
+
+BlockSums::BlockSums(const Forward& saved, const torch::Tensor& conv_weight)
+    : in_(saved.centred.size(1)),
+      out_(saved.output.size(1)),
+      narrow_(uses_narrow_products(in_)),
+      g_weight_((saved.scale.unsqueeze(1) *
+                 conv_weight.reshape({out_, in_}).to(torch::kDouble))
+                    .to(torch::kFloat)
+                    .contiguous()),
+      partial_(static_cast<size_t>(at::get_num_threads() * (out_ * in_ + out_)),
+               0.0) {}
+
+void BlockSums::add(const float* g,
+                    const float* g_sums,
+                    const float* u,
+                    float* du,
+                    int64_t rows) {
+  const int64_t width = out_ * in_ + out_;
+  double* own = partial_.data() + at::get_thread_num() * width;
+  auto block_g_u = torch::empty({out_, in_});
+  if (narrow_) {
+    block_g_u.zero_();
+    narrow_products::add_transposed_product(
+        g, u, block_g_u.data_ptr<float>(), rows, out_, in_);
+    narrow_products::rows_times_matrix(
+        g, g_weight_.const_data_ptr<float>(), du, rows, out_, in_);
+  } else {
+    const auto block = rows_of(g, rows, out_);
+    torch::mm_out(block_g_u, block.t(), rows_of(u, rows, in_));
+    auto block_du = rows_of(du, rows, in_);
+    torch::mm_out(block_du, block, g_weight_);
+  }
+  const float* bg = block_g_u.const_data_ptr<float>();
+  for (int64_t i = 0; i < out_ * in_; ++i) {
+    own[i] += bg[i];
+  }
+  for (int64_t i = 0; i < out_; ++i) {
+    own[out_ * in_ + i] += g_sums[i];
+  }
+}
+
+torch::Tensor BlockSums::totals() const {
+  const int64_t width = out_ * in_ + out_;
+  auto totals = torch::zeros({width}, torch::kDouble);
+  for (size_t t = 0; t < partial_.size(); t += static_cast<size_t>(width)) {
+    totals += torch::from_blob(
+        const_cast<double*>(partial_.data()) + t, {width}, torch::kDouble);
+  }
+  return totals;
+}
+
+tensor_list finish(const Forward& saved,
+                   const torch::Tensor& conv_weight,
+                   const torch::Tensor& totals,
+                   torch::Tensor& du,
+                   torch::ScalarType dtype) {
+  const int64_t in = saved.centred.size(1), out = saved.output.size(1);
+  const int64_t pixels = saved.centred.numel() / in;
+  const auto w = conv_weight.reshape({out, in}).to(torch::kDouble);
+  const auto g_u = totals.narrow(0, 0, out * in).view({out, in});
+  const auto g_sum = totals.narrow(0, out * in, out);
+  const auto& invstd = saved.invstd;
+  const auto& scale = saved.scale;
+
+  // d gamma = sum(g xhat), d beta = sum(g); the weight's gradient dx^T u
+  // from G and the scatter matrix.
+  const double n = static_cast<double>(pixels);
+  const auto grad_gamma = invstd * (w * g_u).sum(1);
+  const auto slope = -scale * invstd * grad_gamma / n;
+  const auto offset = -scale * g_sum / n;
+  const auto grad_weight =
+      scale.unsqueeze(1) * g_u + slope.unsqueeze(1) * w.mm(saved.scatter);
+  const auto u_weight =
+      w.t().mm(slope.unsqueeze(1) * w).to(torch::kFloat).contiguous();
+  const auto constant = w.t().mv(offset).to(torch::kFloat);
+  // Pass 2: du += u (W^T slope W) + W^T offset, a block of pixels at a
+  // time, written in the input's dtype.
+  auto typed_du = dtype == torch::kFloat
+                      ? du
+                      : torch::empty_like(du, du.options().dtype(dtype));
+  const float* u = saved.centred.const_data_ptr<float>();
+  float* dup = du.data_ptr<float>();
+  const bool narrow = uses_narrow_products(in);
+  const float* uw = u_weight.const_data_ptr<float>();
+  const float* add = constant.const_data_ptr<float>();
+  cpu_loops::with_elements(typed_du, [&](const auto* like) {
+    auto* typed = cpu_loops::mutable_elements(typed_du, like);
+    cpu_loops::parallel_rows(
+        pixels, kBlockRows, [&](int64_t begin, int64_t end) {
+          torch::NoGradGuard no_grad;
+          for (int64_t r = begin; r < end; r += kBlockRows) {
+            const int64_t rows = std::min(kBlockRows, end - r);
+            if (narrow) {
+              narrow_products::rows_times_matrix(
+                  u + r * in, uw, dup + r * in, rows, in, in, true);
+            } else {
+              auto block = rows_of(dup + r * in, rows, in);
+              block.addmm_(rows_of(u + r * in, rows, in), u_weight);
+            }
+            add_to_rows(dup + r * in, add, typed + r * in, rows, in);
+          }
+        });
+    return 0;
+  });
+  return {typed_du,
+          grad_weight.to(torch::kFloat).reshape(conv_weight.sizes()),
+          grad_gamma.to(torch::kFloat),
+          g_sum.to(torch::kFloat)};
+}
+
+}  // namespace expansion_parts
 
 torch::Tensor expansion_conv_bn_relu6(const torch::Tensor& input,
                                       const torch::Tensor& conv_weight,

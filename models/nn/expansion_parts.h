@@ -1,0 +1,96 @@
+#pragma once
+
+// The expansion's moment trick in parts (expansion_conv_bn.cpp), shared by
+// the expansion alone and by the expansion with the depthwise convolution
+// after it (expansion_depthwise.cpp). Private to nn/'s .cpp files.
+
+#include "cpu_loops.h"
+
+#include <torch/autograd.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace mnv2::expansion_parts {
+
+// Pixels per block of the backward: 1024 rows of up to 960 fp32 gradients
+// stay in a core's L2 between the clamp's mask and the products.
+inline constexpr int64_t kBlockRows = 1024;
+
+// What the forward leaves for the backward: the clamped output, the input
+// centred on its mean (fp32), its scatter matrix (fp64) and the BatchNorm's
+// invstd and scale = gamma invstd (fp64).
+struct Forward {
+  torch::Tensor output, centred, scatter, invstd, scale;
+};
+
+// The expansion's forward: the BatchNorm's statistics from the input's
+// moments, the BatchNorm folded into the convolution, the running
+// statistics updated (expansion_conv_bn_relu6).
+Forward forward(const torch::Tensor& input,
+                const torch::Tensor& conv_weight,
+                const torch::Tensor& bn_weight,
+                const torch::Tensor& bn_bias,
+                torch::Tensor& running_mean,
+                torch::Tensor& running_var,
+                double momentum,
+                double eps);
+
+// g = the output's gradient where the clamp passed it (0 < y < 6, the mask
+// hardtanh_backward takes on the stored output), else 0, in fp32 from fp32
+// or bf16 activations; adds g's column sums into `sums`.
+template <class T, class U>
+MNV2_VECTOR_CLONES void clamped_gradient(const U* __restrict dy,
+                                         const T* __restrict y,
+                                         float* __restrict g,
+                                         int64_t rows,
+                                         int64_t channels,
+                                         float* __restrict sums) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float out = cpu_loops::load(y, o + c);
+      const float v = out > 0.f && out < 6.f ? cpu_loops::load(dy, o + c) : 0.f;
+      g[o + c] = v;
+      sums[c] += v;
+    }
+  }
+}
+
+// The backward's first pass, per thread: G = sum(g u^T) and sum(g) in fp64
+// over the blocks a thread adds, and du = g (scale W) for each block.
+class BlockSums {
+ public:
+  BlockSums(const Forward& saved, const torch::Tensor& conv_weight);
+  // A block of `rows` pixels: g [rows x out] and its column sums, the
+  // centred input's rows u [rows x in]; writes du [rows x in]. Called on
+  // LibTorch's threads, each adding into its own sums.
+  void add(const float* g,
+           const float* g_sums,
+           const float* u,
+           float* du,
+           int64_t rows);
+  // sum(g u^T) [out, in] then sum(g) [out], over all threads, fp64.
+  torch::Tensor totals() const;
+
+ private:
+  int64_t in_, out_;
+  bool narrow_;
+  torch::Tensor g_weight_;  // scale W, fp32 [out, in]
+  std::vector<double> partial_;
+};
+
+// The gradients from the first pass's totals: the input's (du finished in a
+// second pass over u and du, returned in `dtype`), the convolution
+// weight's, gamma's and beta's.
+torch::autograd::tensor_list finish(const Forward& saved,
+                                    const torch::Tensor& conv_weight,
+                                    const torch::Tensor& totals,
+                                    torch::Tensor& du,
+                                    torch::ScalarType dtype);
+
+// [N, C, H, W] channels_last as [N * H * W, C] (a view).
+torch::Tensor as_rows(const torch::Tensor& t);
+
+}  // namespace mnv2::expansion_parts

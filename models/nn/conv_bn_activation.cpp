@@ -1,6 +1,7 @@
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/depthwise_conv.h>
 #include <mobilenetv2/nn/expansion_conv_bn.h>
+#include <mobilenetv2/nn/expansion_depthwise.h>
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/pointwise_conv.h>
 
@@ -104,6 +105,42 @@ torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
     }
   }
   return conv.forward(x);
+}
+
+std::optional<torch::Tensor> train_expansion_then_depthwise(
+    ConvBNActivationImpl& expansion,
+    ConvBNActivationImpl& depthwise,
+    const torch::Tensor& x) {
+  auto& expansion_bn = *expansion.ptr(1)->as<torch::nn::BatchNorm2dImpl>();
+  auto& depthwise_conv = *depthwise.ptr(0)->as<torch::nn::Conv2dImpl>();
+  auto& depthwise_bn = *depthwise.ptr(1)->as<torch::nn::BatchNorm2dImpl>();
+  const auto& e = expansion.options;
+  const auto& d = depthwise.options;
+  const bool pair =
+      fused_batchnorm_enabled() &&
+      trains_as_expansion(e, expansion.pads_input(), expansion_bn, x) &&
+      d.groups() == e.out_channels() && d.in_channels() == e.out_channels() &&
+      d.out_channels() == e.out_channels() && d.activation() &&
+      !depthwise.pads_input() && !depthwise_conv.bias.defined() &&
+      fuses_training_batchnorm(depthwise_bn) &&
+      expansion_depthwise_applies(
+          x, e.out_channels(), d.kernel_size(), d.stride());
+  if (!pair) {
+    return std::nullopt;
+  }
+  count_training_batch(expansion_bn);
+  auto& expansion_conv = *expansion.ptr(0)->as<torch::nn::Conv2dImpl>();
+  const auto y = expansion_depthwise(x,
+                                     expansion_conv.weight,
+                                     expansion_bn.weight,
+                                     expansion_bn.bias,
+                                     expansion_bn.running_mean,
+                                     expansion_bn.running_var,
+                                     *expansion_bn.options.momentum(),
+                                     expansion_bn.options.eps(),
+                                     depthwise_conv.weight,
+                                     d.stride());
+  return batchnorm_relu6(depthwise_bn, y, true);
 }
 
 torch::Tensor pad_tf_same(const torch::Tensor& x,

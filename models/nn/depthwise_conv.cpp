@@ -62,14 +62,12 @@ torch::Tensor depthwise_input_gradient(const torch::Tensor& grad_output,
     auto* out = cpu_loops::mutable_elements(dx, in);
     cpu_loops::parallel_rows(
         images * s.in_h, 1, [&](int64_t begin, int64_t end) {
-          std::vector<float> sum(static_cast<size_t>(s.channels));
           for (int64_t r = begin; r < end; ++r) {
             const int64_t n = r / s.in_h;
             depthwise_input_gradient_row(
                 in + n * s.out_h * s.out_w * s.channels,
                 weights.const_data_ptr<float>(),
                 out + r * s.in_w * s.channels,
-                sum.data(),
                 r % s.in_h,
                 rows,
                 cols,

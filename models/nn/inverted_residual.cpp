@@ -52,8 +52,20 @@ torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
   // where LibTorch's 1x1 convolution is slow) and its BatchNorm (fused when
   // training on CPU).
   auto y = x;
-  auto unit = conv->begin();
-  for (size_t i = 0; i + 2 < conv->size(); ++i, ++unit) {
+  size_t first = 0;
+  if (options.expand_ratio() != 1) {
+    // The expansion and the depthwise convolution as one where the training
+    // step fuses them.
+    if (auto pair = train_expansion_then_depthwise(
+            *conv->ptr(0)->as<ConvBNActivationImpl>(),
+            *conv->ptr(1)->as<ConvBNActivationImpl>(),
+            x)) {
+      y = *pair;
+      first = 2;
+    }
+  }
+  auto unit = conv->begin() + static_cast<std::ptrdiff_t>(first);
+  for (size_t i = first; i + 2 < conv->size(); ++i, ++unit) {
     y = unit->forward(y);
   }
   y = training_conv2d(*conv->ptr(conv->size() - 2)->as<torch::nn::Conv2dImpl>(),

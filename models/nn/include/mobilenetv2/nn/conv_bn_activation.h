@@ -6,6 +6,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include <cstdint>
+#include <optional>
 
 namespace mnv2 {
 
@@ -58,6 +59,16 @@ TORCH_MODULE(ConvBNActivation);
 /// LibTorch's Conv2d.
 torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
                               const torch::Tensor& x);
+
+/// An expansion unit and the depthwise unit after it applied to `x` as a
+/// training step wants them: through expansion_depthwise, then the depthwise
+/// unit's BatchNorm and ReLU6 (fused), where the fast paths are on
+/// (set_fused_batchnorm_enabled) and expansion_depthwise_applies; nothing
+/// where they do not.
+std::optional<torch::Tensor> train_expansion_then_depthwise(
+    ConvBNActivationImpl& expansion,
+    ConvBNActivationImpl& depthwise,
+    const torch::Tensor& x);
 
 /// `x` padded as TensorFlow's "SAME" pads a `kernel` x `kernel`
 /// convolution of this stride (the extra row and column after).

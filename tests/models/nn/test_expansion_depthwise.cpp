@@ -1,0 +1,283 @@
+// The expansion with the depthwise convolution after it, trained as one
+// (expansion_depthwise): against the unfused operators in double (output,
+// the six gradients, the running statistics) at strides 1 and 2, odd sizes
+// and channel counts off the 16-lane tiles; an inverted residual block that
+// routes to it; where it applies.
+#include "test_support.h"
+
+#include "fp32_products_guard.h"
+
+#include <mobilenetv2/nn/conv_bn_activation.h>
+#include <mobilenetv2/nn/expansion_conv_bn.h>
+#include <mobilenetv2/nn/expansion_depthwise.h>
+#include <mobilenetv2/nn/fused_batchnorm.h>
+#include <mobilenetv2/nn/inverted_residual.h>
+#include <mobilenetv2/util/autocast_guard.h>
+
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+using mnv2::test::relative_error;
+
+constexpr double kPairMomentum = 0.1;
+constexpr double kPairEps = 1e-5;
+
+struct PairShape {
+  int64_t images, in, out, h, w, stride;
+};
+
+struct PairValues {
+  torch::Tensor x, conv_weight, gamma, beta, running_mean, running_var,
+      depthwise_weight, upstream;
+};
+
+PairValues pair_values(const PairShape& s, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t oh = (s.h - 1) / s.stride + 1, ow = (s.w - 1) / s.stride + 1;
+  return {(torch::randn({s.images, s.in, s.h, s.w}) * 1.5 + 2)
+              .contiguous(torch::MemoryFormat::ChannelsLast),
+          torch::randn({s.out, s.in, 1, 1}) * 0.3,
+          torch::rand({s.out}) + 0.5,
+          torch::rand({s.out}) * 2 - 1,
+          torch::randn({s.out}) * 0.1,
+          torch::rand({s.out}) + 0.5,
+          torch::randn({s.out, 1, 3, 3}) * 0.4,
+          torch::randn({s.images, s.out, oh, ow})};
+}
+
+// Output, input, convolution weight, gamma, beta and depthwise weight
+// gradients, running mean and variance.
+using PairResults = std::vector<torch::Tensor>;
+
+// conv2d, batch_norm (training), clamp(0, 6) and the depthwise conv2d in
+// double. The clamp passes the gradient where `passed` (the mask of the
+// expansion's fp32 output, from expansion_conv_bn_relu6, whose own test
+// checks it): an element within rounding of 0 or 6 may clamp either way,
+// which would move every gradient sum.
+PairResults unfused_in_double(const PairValues& v,
+                              int64_t stride,
+                              const torch::Tensor& passed) {
+  const auto d = [](const torch::Tensor& t) {
+    return t.to(torch::kDouble).requires_grad_(true);
+  };
+  auto x = d(v.x), weight = d(v.conv_weight), gamma = d(v.gamma),
+       beta = d(v.beta), depthwise = d(v.depthwise_weight);
+  auto running_mean = v.running_mean.to(torch::kDouble);
+  auto running_var = v.running_var.to(torch::kDouble);
+  const auto z = torch::batch_norm(torch::conv2d(x, weight),
+                                   gamma,
+                                   beta,
+                                   running_mean,
+                                   running_var,
+                                   true,
+                                   kPairMomentum,
+                                   kPairEps,
+                                   false);
+  const auto clamped = torch::where(passed, z, z.detach().clamp(0, 6));
+  const auto y = torch::conv2d(clamped, depthwise, {}, stride, 1, 1, z.size(1));
+  y.backward(v.upstream.to(torch::kDouble));
+  return {y.detach(),
+          x.grad(),
+          weight.grad(),
+          gamma.grad(),
+          beta.grad(),
+          depthwise.grad(),
+          running_mean,
+          running_var};
+}
+
+// The mask of the expansion's own output on these values.
+torch::Tensor expansion_mask(const PairValues& v) {
+  torch::NoGradGuard no_grad;
+  auto running_mean = v.running_mean.clone();
+  auto running_var = v.running_var.clone();
+  const auto y = mnv2::expansion_conv_bn_relu6(v.x,
+                                               v.conv_weight,
+                                               v.gamma,
+                                               v.beta,
+                                               running_mean,
+                                               running_var,
+                                               kPairMomentum,
+                                               kPairEps);
+  return (y > 0) & (y < 6);
+}
+
+PairResults ours(const PairValues& v, int64_t stride) {
+  const auto x = v.x.clone().requires_grad_(true);
+  const auto weight = v.conv_weight.clone().requires_grad_(true);
+  const auto gamma = v.gamma.clone().requires_grad_(true);
+  const auto beta = v.beta.clone().requires_grad_(true);
+  const auto depthwise = v.depthwise_weight.clone().requires_grad_(true);
+  auto running_mean = v.running_mean.clone();
+  auto running_var = v.running_var.clone();
+  const auto output = mnv2::expansion_depthwise(x,
+                                                weight,
+                                                gamma,
+                                                beta,
+                                                running_mean,
+                                                running_var,
+                                                kPairMomentum,
+                                                kPairEps,
+                                                depthwise,
+                                                stride);
+  output.backward(v.upstream);
+  return {output.detach(),
+          x.grad(),
+          weight.grad(),
+          gamma.grad(),
+          beta.grad(),
+          depthwise.grad(),
+          running_mean,
+          running_var};
+}
+
+// Whether the autograd graph behind `t` has a node whose name holds `name`.
+bool graph_has(const torch::Tensor& t, const std::string& name) {
+  std::vector<torch::autograd::Node*> stack{t.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!stack.empty()) {
+    auto* node = stack.back();
+    stack.pop_back();
+    if (node == nullptr || !seen.insert(node).second) {
+      continue;
+    }
+    if (node->name().find(name) != std::string::npos) {
+      return true;
+    }
+    for (const auto& edge : node->next_edges()) {
+      stack.push_back(edge.function.get());
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the expansion with its depthwise convolution equals the unfused "
+    "operators",
+    "[model][fused]") {
+  mnv2::test::with_each_fp32_products([&] {
+    // Odd sizes, one image, MobileNetV2's widths, channel counts that are
+    // not multiples of 16 (the loops' tails) and an input that is not a
+    // multiple of 8 (LibTorch's products).
+    for (const auto& s : {PairShape{3, 16, 96, 13, 11, 2},
+                          PairShape{2, 8, 48, 9, 10, 1},
+                          PairShape{1, 24, 144, 10, 10, 1},
+                          PairShape{2, 16, 100, 7, 6, 1},
+                          PairShape{2, 5, 40, 7, 9, 2},
+                          PairShape{3, 8, 56, 2, 5, 2}}) {
+      CAPTURE(s.images, s.in, s.out, s.h, s.w, s.stride);
+      const auto values = pair_values(s, 11);
+      const auto mask = expansion_mask(values);
+      // Some of the expansion's outputs clamped, so the mask matters.
+      CHECK_FALSE(mask.all().item<bool>());
+      const auto results = ours(values, s.stride);
+      CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      CHECK(results[1].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      const auto expected = unfused_in_double(values, s.stride, mask);
+      REQUIRE(results.size() == expected.size());
+      for (size_t i = 0; i < results.size(); ++i) {
+        // output, dx, dW, dgamma, dbeta, d depthwise, running mean, var
+        CAPTURE(i);
+        CHECK(results[i].scalar_type() == torch::kFloat);
+        CHECK(results[i].sizes() == expected[i].sizes());
+        CHECK(relative_error(results[i], expected[i]) <= 1e-5);
+      }
+    }
+  });
+}
+
+TEST_CASE(
+    "an inverted residual block trains its expansion and depthwise "
+    "convolution as one",
+    "[model][fused]") {
+  // 2 x 128 x 64 = 2^14 pixels, the least the expansion takes with 16 input
+  // channels. Against the same block's units run one after another (the
+  // expansion alone, then the depthwise unit): the same forward, so the
+  // same clamp masks, and the same gradients up to float rounding. (Against
+  // LibTorch's operators in double an element within rounding of a clamp
+  // bound flips a BatchNorm weight's gradient by about 1%, with or without
+  // the pair; the function's own test above is against double.)
+  for (const int64_t stride : {1, 2}) {
+    CAPTURE(stride);
+    const auto run = [&](bool paired) {
+      torch::manual_seed(5);
+      mnv2::InvertedResidual block(
+          mnv2::InvertedResidualOptions(16, 16, stride, 6));
+      block->train();
+      torch::manual_seed(6);
+      const auto x = (torch::randn({2, 16, 128, 64}) + 1)
+                         .contiguous(torch::MemoryFormat::ChannelsLast)
+                         .requires_grad_(true);
+      torch::Tensor y;
+      if (paired) {
+        y = block->forward(x);
+      } else {
+        auto& units = *block->conv;
+        y = units[0]->as<mnv2::ConvBNActivationImpl>()->forward(x);
+        y = units[1]->as<mnv2::ConvBNActivationImpl>()->forward(y);
+        y = mnv2::training_conv2d(*units[2]->as<torch::nn::Conv2dImpl>(), y);
+        y = mnv2::batchnorm_relu6(
+            *units[3]->as<torch::nn::BatchNorm2dImpl>(), y, false);
+        if (stride == 1) {
+          y = x + y;
+        }
+      }
+      torch::manual_seed(7);
+      y.backward(torch::randn(y.sizes()));
+      std::vector<torch::Tensor> out{y.detach(), x.grad()};
+      for (const auto& p : block->parameters()) {
+        out.push_back(p.grad());
+      }
+      for (const auto& b : block->buffers()) {
+        out.push_back(b.clone());
+      }
+      return std::pair(out, graph_has(y, "ExpansionDepthwise"));
+    };
+    const auto [fused, paired] = run(true);
+    const auto [apart, paired_apart] = run(false);
+    CHECK(paired);
+    CHECK_FALSE(paired_apart);
+    REQUIRE(fused.size() == apart.size());
+    for (size_t i = 0; i < apart.size(); ++i) {
+      CAPTURE(i, apart[i].sizes());
+      CHECK(relative_error(fused[i], apart[i]) <= 1e-5);
+    }
+  }
+}
+
+TEST_CASE(
+    "the expansion and depthwise pair applies to fp32 3x3 strides 1 "
+    "and 2",
+    "[model][fused]") {
+  const auto x = torch::empty({2, 16, 128, 64})
+                     .contiguous(torch::MemoryFormat::ChannelsLast);
+  CHECK(mnv2::expansion_depthwise_applies(x, 96, 3, 1));
+  CHECK(mnv2::expansion_depthwise_applies(x, 96, 3, 2));
+  CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 5, 1));
+  CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 3));
+  CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 1) !=
+              mnv2::expansion_conv_bn_relu6_applies(x, 96));
+  CHECK_FALSE(
+      mnv2::expansion_depthwise_applies(x.to(torch::kBFloat16), 96, 3, 1));
+  {
+    mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+    CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 1));
+  }
+  {
+    torch::NoGradGuard inference;
+    CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 1));
+  }
+  // Too few pixels for the expansion.
+  CHECK_FALSE(mnv2::expansion_depthwise_applies(
+      torch::empty({1, 16, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast),
+      96,
+      3,
+      1));
+}

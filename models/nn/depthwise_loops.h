@@ -129,6 +129,7 @@ MNV2_VECTOR_CLONES void depthwise_input_gradient_row(
   // The covering taps of one input pixel: offsets into grad and weights.
   std::vector<int64_t> grad_at(static_cast<size_t>(s.kernel * s.kernel));
   std::vector<int64_t> weight_at(grad_at.size());
+  std::vector<float> sums(std::is_same_v<T, float> ? 0 : channels);
   for (int64_t col = 0; col < s.in_w; ++col) {
     size_t taps = 0;
     for (int64_t i = 0; i < rows.count[row]; ++i) {
@@ -152,9 +153,13 @@ MNV2_VECTOR_CLONES void depthwise_input_gradient_row(
       if constexpr (std::is_same_v<T, float>) {
         std::memcpy(out + c, &sum, sizeof sum);
       } else {
-        for (int64_t k = 0; k < kLanes; ++k) {
-          store(out, c + k, sum[k]);
-        }
+        std::memcpy(sums.data() + c, &sum, sizeof sum);
+      }
+    }
+    if constexpr (!std::is_same_v<T, float>) {
+      // Rounded to bf16 in one loop over the row, which GCC vectorises.
+      for (int64_t c = 0; c < tiled; ++c) {
+        store(out, c, sums[static_cast<size_t>(c)]);
       }
     }
     for (int64_t c = tiled; c < channels; ++c) {

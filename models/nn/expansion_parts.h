@@ -90,6 +90,10 @@ torch::autograd::tensor_list finish(const Forward& saved,
                                     torch::Tensor& du,
                                     torch::ScalarType dtype);
 
+// Whether the backward's products (and the forward's scatter matrix) are
+// ours: MKL's are slow off Intel CPUs; ours take in_channels a multiple of 8.
+bool uses_narrow_products(int64_t in_channels);
+
 // [N, C, H, W] channels_last as [N * H * W, C] (a view).
 torch::Tensor as_rows(const torch::Tensor& t);
 

@@ -186,6 +186,7 @@ BlockSums::BlockSums(const Forward& saved, const torch::Tensor& conv_weight)
                  conv_weight.reshape({out_, in_}).to(torch::kDouble))
                     .to(torch::kFloat)
                     .contiguous()),
+      block_g_u_(static_cast<size_t>(at::get_num_threads() * out_ * in_)),
       partial_(static_cast<size_t>(at::get_num_threads() * (out_ * in_ + out_)),
                0.0) {}
 
@@ -195,21 +196,22 @@ void BlockSums::add(const float* g,
                     float* du,
                     int64_t rows) {
   const int64_t width = out_ * in_ + out_;
-  double* own = partial_.data() + at::get_thread_num() * width;
-  auto block_g_u = torch::empty({out_, in_});
+  const int64_t thread = at::get_thread_num();
+  double* own = partial_.data() + thread * width;
+  // This block's g^T u, in the thread's own scratch (no allocation per block).
+  float* bg = block_g_u_.data() + thread * out_ * in_;
   if (narrow_) {
-    block_g_u.zero_();
-    narrow_products::add_transposed_product(
-        g, u, block_g_u.data_ptr<float>(), rows, out_, in_);
+    std::fill(bg, bg + out_ * in_, 0.f);
+    narrow_products::add_transposed_product(g, u, bg, rows, out_, in_);
     narrow_products::rows_times_matrix(
         g, g_weight_.const_data_ptr<float>(), du, rows, out_, in_);
   } else {
     const auto block = rows_of(g, rows, out_);
+    auto block_g_u = rows_of(bg, out_, in_);
     torch::mm_out(block_g_u, block.t(), rows_of(u, rows, in_));
     auto block_du = rows_of(du, rows, in_);
     torch::mm_out(block_du, block, g_weight_);
   }
-  const float* bg = block_g_u.const_data_ptr<float>();
   for (int64_t i = 0; i < out_ * in_; ++i) {
     own[i] += bg[i];
   }

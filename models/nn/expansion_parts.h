@@ -77,7 +77,8 @@ class BlockSums {
  private:
   int64_t in_, out_;
   bool narrow_;
-  torch::Tensor g_weight_;  // scale W, fp32 [out, in]
+  torch::Tensor g_weight_;        // scale W, fp32 [out, in]
+  std::vector<float> block_g_u_;  // per thread, one block's g^T u
   std::vector<double> partial_;
 };
 

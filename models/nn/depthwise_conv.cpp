@@ -2,7 +2,6 @@
 
 #include "cpu_loops.h"
 #include "depthwise_loops.h"
-#include "gradient_layout.h"
 #include "training_dtype.h"
 
 #include <ATen/record_function.h>
@@ -15,11 +14,12 @@ namespace mnv2 {
 
 namespace {
 
-using depthwise_loops::add_depthwise3x3_weight_gradient;
-using depthwise_loops::add_depthwise_weight_gradient;
+using depthwise_loops::add_image_weight_gradient;
 using depthwise_loops::covering_taps;
 using depthwise_loops::depthwise_input_gradient_row;
 using depthwise_loops::DepthwiseShape;
+using depthwise_loops::kernel_as_taps;
+using depthwise_loops::taps_as_kernel;
 
 DepthwiseShape shape_of(const torch::Tensor& input,
                         const torch::Tensor& grad_output,
@@ -47,11 +47,7 @@ torch::Tensor depthwise_input_gradient(const torch::Tensor& grad_output,
   const auto grad = grad_output.to(input.scalar_type())
                         .contiguous(torch::MemoryFormat::ChannelsLast);
   const DepthwiseShape s = shape_of(input, grad, weight, stride, padding);
-  // [channels, 1, k, k] -> [k * k, channels], fp32.
-  const auto weights = weight.to(torch::kFloat)
-                           .reshape({s.channels, s.kernel * s.kernel})
-                           .t()
-                           .contiguous();
+  const auto weights = kernel_as_taps(weight);
   auto dx = torch::empty(
       input.sizes(),
       input.options().memory_format(torch::MemoryFormat::ChannelsLast));
@@ -141,24 +137,12 @@ torch::Tensor depthwise_weight_gradient(const torch::Tensor& grad_output,
       for (int64_t n = begin; n < end; ++n) {
         const auto* image_grad = g + n * s.out_h * s.out_w * s.channels;
         const auto* image = in + n * s.in_h * s.in_w * s.channels;
-        const int64_t rest = s.kernel == 3 ? add_depthwise3x3_weight_gradient(
-                                                 image_grad, image, own, s)
-                                           : 0;
-        if (rest < s.channels) {
-          add_depthwise_weight_gradient(image_grad, image, own, s, rest);
-        }
+        add_image_weight_gradient(image_grad, image, own, s);
       }
     });
     return 0;
   });
-  // [kernel * kernel, channels] -> [channels, 1, kernel, kernel].
-  return in_strides_of(partial.sum(0)
-                           .reshape({s.kernel * s.kernel, s.channels})
-                           .t()
-                           .reshape(weight.sizes())
-                           .to(weight.scalar_type())
-                           .contiguous(),
-                       weight);
+  return taps_as_kernel(partial, weight);
 }
 
 using torch::autograd::AutogradContext;

@@ -1,9 +1,11 @@
 #pragma once
 
 // The depthwise convolution's gradient loops over channels-last images, for
-// fp32 and bf16 activations. Private to depthwise_conv.cpp.
+// fp32 and bf16 activations, and the kernel's layout for them. Private to
+// depthwise_conv.cpp and expansion_depthwise.cpp.
 
 #include "cpu_loops.h"
+#include "gradient_layout.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -258,6 +260,44 @@ MNV2_VECTOR_CLONES int64_t add_depthwise3x3_weight_gradient(
     }
   }
   return tiled;
+}
+
+// One image's contribution to the whole kernel's gradient: the 3x3 loop
+// where it applies, the general one for the channels it left.
+template <class T>
+void add_image_weight_gradient(const T* grad,
+                               const T* input,
+                               float* sums,
+                               const DepthwiseShape& s) {
+  const int64_t rest =
+      s.kernel == 3 ? add_depthwise3x3_weight_gradient(grad, input, sums, s)
+                    : 0;
+  if (rest < s.channels) {
+    add_depthwise_weight_gradient(grad, input, sums, s, rest);
+  }
+}
+
+// The kernel [channels, 1, k, k] as the loops take it: [k * k, channels],
+// fp32.
+inline torch::Tensor kernel_as_taps(const torch::Tensor& weight) {
+  return weight.to(torch::kFloat)
+      .reshape({weight.size(0), weight.size(2) * weight.size(3)})
+      .t()
+      .contiguous();
+}
+
+// The threads' [threads, k * k * channels] sums as the kernel's gradient
+// [channels, 1, k, k], in the weight's dtype and strides.
+inline torch::Tensor taps_as_kernel(const torch::Tensor& partial,
+                                    const torch::Tensor& weight) {
+  return in_strides_of(
+      partial.sum(0)
+          .reshape({weight.size(2) * weight.size(3), weight.size(0)})
+          .t()
+          .reshape(weight.sizes())
+          .to(weight.scalar_type())
+          .contiguous(),
+      weight);
 }
 
 }  // namespace mnv2::depthwise_loops

@@ -4,7 +4,6 @@
 #include "cpu_loops.h"
 #include "depthwise_loops.h"
 #include "expansion_parts.h"
-#include "gradient_layout.h"
 #include "training_dtype.h"
 
 #include <ATen/Parallel.h>
@@ -95,11 +94,7 @@ class ExpansionDepthwise
                            kDepthwisePadding};
     const auto rows = depthwise_loops::covering_taps(s.in_h, s.out_h, s);
     const auto cols = depthwise_loops::covering_taps(s.in_w, s.out_w, s);
-    // [channels, 1, 3, 3] -> [9, channels].
-    const auto taps = depthwise_weight.to(torch::kFloat)
-                          .reshape({channels, 9})
-                          .t()
-                          .contiguous();
+    const auto taps = depthwise_loops::kernel_as_taps(depthwise_weight);
     const int64_t image_pixels = s.in_h * s.in_w;
     // Whole rows of the expanded map per block, about the expansion's block.
     const int64_t block_rows =
@@ -155,25 +150,14 @@ class ExpansionDepthwise
         }
         // The depthwise weight's gradient while this image's expanded
         // output is still in cache.
-        const int64_t rest = depthwise_loops::add_depthwise3x3_weight_gradient(
-            image_grad, image_z, own, s);
-        if (rest < channels) {
-          depthwise_loops::add_depthwise_weight_gradient(
-              image_grad, image_z, own, s, rest);
-        }
+        depthwise_loops::add_image_weight_gradient(image_grad, image_z, own, s);
       }
     });
     auto result = expansion_parts::finish(
         f, conv_weight, sums.totals(), du, torch::kFloat);
-    // [9, channels] -> [channels, 1, 3, 3].
-    auto depthwise_grad = in_strides_of(depthwise_partial.sum(0)
-                                            .reshape({9, channels})
-                                            .t()
-                                            .reshape(depthwise_weight.sizes())
-                                            .contiguous(),
-                                        depthwise_weight);
     result.resize(10);
-    result[8] = depthwise_grad;
+    result[8] =
+        depthwise_loops::taps_as_kernel(depthwise_partial, depthwise_weight);
     return result;
   }
 };

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,27 @@ inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   const double scale = b64.abs().max().item<double>();
   const double diff = (a64 - b64).abs().max().item<double>();
   return diff / std::max(scale, 1e-12);
+}
+
+/// Whether the autograd graph behind `t` has a node whose name holds
+/// `name`: which fused function a module's forward routed to.
+inline bool graph_has(const torch::Tensor& t, const std::string& name) {
+  std::vector<torch::autograd::Node*> stack{t.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!stack.empty()) {
+    auto* node = stack.back();
+    stack.pop_back();
+    if (node == nullptr || !seen.insert(node).second) {
+      continue;
+    }
+    if (node->name().find(name) != std::string::npos) {
+      return true;
+    }
+    for (const auto& edge : node->next_edges()) {
+      stack.push_back(edge.function.get());
+    }
+  }
+  return false;
 }
 
 /// The documented top-1 claim of the reduced-precision engines (int8, bf16;
@@ -127,17 +149,24 @@ inline std::vector<double> errors_from_threads(
 }
 
 /// Randomised BatchNorm statistics and affine parameters, as training
-/// leaves them, so that folding BatchNorm has something to fold.
-inline void randomise_batchnorm(mnv2::MobileNetV2& model) {
+/// leaves them, so that folding BatchNorm has something to fold. A wider
+/// `bias` range also keeps ReLU6 from being nearly homogeneous (with bias 0,
+/// scaling a BatchNorm's weight scales its channel, which the next
+/// BatchNorm undoes: that weight's gradient is then a sum that cancels to
+/// almost nothing, and float rounding shows in it).
+inline void randomise_batchnorm(torch::nn::Module& network, double bias = 0.2) {
   torch::NoGradGuard no_grad;
-  for (auto& module : model->modules(/*include_self=*/false)) {
+  for (auto& module : network.modules(/*include_self=*/false)) {
     if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
       bn->running_mean.uniform_(-0.5, 0.5);
       bn->running_var.uniform_(0.5, 2.0);
       bn->weight.uniform_(0.5, 1.5);
-      bn->bias.uniform_(-0.2, 0.2);
+      bn->bias.uniform_(-bias, bias);
     }
   }
+}
+inline void randomise_batchnorm(mnv2::MobileNetV2& model) {
+  randomise_batchnorm(*model);
 }
 
 /// A training step's network and batch at odd sizes: MobileNetV2 0.35

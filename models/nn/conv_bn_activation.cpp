@@ -1,3 +1,4 @@
+#include <mobilenetv2/nn/batchnorm_projection.h>
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/depthwise_conv.h>
 #include <mobilenetv2/nn/expansion_conv_bn.h>
@@ -72,8 +73,14 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
                                    *bn.options.momentum(),
                                    bn.options.eps());
   }
-  x = training_conv2d(conv, x);
-  return batchnorm_relu6(bn, x, options.activation());
+  return batchnorm_relu6(bn, training_conv2d(conv, x), options.activation());
+}
+
+torch::Tensor ConvBNActivationImpl::convolve(torch::Tensor x) {
+  if (pads_input_) {
+    x = pad_tf_same(x, options.kernel_size(), options.stride());
+  }
+  return training_conv2d(*ptr(0)->as<torch::nn::Conv2dImpl>(), x);
 }
 
 torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
@@ -140,7 +147,38 @@ std::optional<torch::Tensor> train_expansion_then_depthwise(
                                      expansion_bn.options.eps(),
                                      depthwise_conv.weight,
                                      d.stride());
-  return batchnorm_relu6(depthwise_bn, y, true);
+  return y;
+}
+
+torch::Tensor train_depthwise_bn_then_projection(
+    ConvBNActivationImpl& depthwise,
+    torch::nn::Conv2dImpl& projection,
+    const torch::Tensor& z) {
+  auto& bn = *depthwise.ptr(1)->as<torch::nn::BatchNorm2dImpl>();
+  const auto& p = projection.options;
+  const bool fused =
+      fused_batchnorm_enabled() && depthwise.options.activation() &&
+      fuses_training_batchnorm(bn) && !projection.bias.defined() &&
+      projection.weight.scalar_type() == torch::kFloat &&
+      p.kernel_size()->at(0) == 1 && p.kernel_size()->at(1) == 1 &&
+      p.stride()->at(0) == 1 && p.stride()->at(1) == 1 && p.groups() == 1 &&
+      p.in_channels() == z.size(1) &&
+      batchnorm_relu6_projection_applies(z, p.out_channels());
+  const auto* padding = std::get_if<torch::ExpandingArray<2>>(&p.padding());
+  if (!fused || padding == nullptr || (*padding)->at(0) != 0 ||
+      (*padding)->at(1) != 0) {
+    return training_conv2d(
+        projection, batchnorm_relu6(bn, z, depthwise.options.activation()));
+  }
+  count_training_batch(bn);
+  return batchnorm_relu6_projection(z,
+                                    bn.weight,
+                                    bn.bias,
+                                    bn.running_mean,
+                                    bn.running_var,
+                                    *bn.options.momentum(),
+                                    bn.options.eps(),
+                                    projection.weight);
 }
 
 torch::Tensor pad_tf_same(const torch::Tensor& x,

@@ -1,6 +1,7 @@
 #include <mobilenetv2/nn/fused_batchnorm.h>
 
 #include "batchnorm_rows.h"
+#include "batchnorm_terms.h"
 #include "fused_batchnorm_loops.h"
 #include "running_stats.h"
 
@@ -22,6 +23,8 @@ namespace {
 
 std::atomic<bool> fused_batchnorm_on{true};
 
+using batchnorm_terms::as_float;
+using batchnorm_terms::moments;
 using cpu_loops::elements;
 using cpu_loops::mutable_elements;
 using cpu_loops::with_elements;
@@ -38,16 +41,6 @@ using batchnorm_rows::row_groups;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
-
-// The parameter itself when it is already contiguous fp32: a detach, a cast
-// and a contiguous() are three dispatches per layer even when they do
-// nothing.
-torch::Tensor as_float(const torch::Tensor& parameter) {
-  if (parameter.scalar_type() == torch::kFloat && parameter.is_contiguous()) {
-    return parameter;
-  }
-  return parameter.detach().to(torch::kFloat).contiguous();
-}
 
 // The upstream gradient in the saved input's dtype and channels-last layout.
 torch::Tensor contiguous_as(const torch::Tensor& grad,
@@ -75,39 +68,17 @@ class FusedBatchNormReLU6
     const int64_t channels = input.size(1);
     const int64_t rows = input.numel() / channels;
     const auto groups = row_groups(rows, channels);
-    const auto sums = with_elements(input, [&](const auto* x) {
-      return grouped_channel_sums(
-          groups,
-          [&](int64_t offset, int64_t n, int64_t width, float* a, float* b) {
-            add_moments(x + offset, n, width, a, b);
-          });
-    });
-    // Rows: scale, shift, mean, invstd (one allocation; backward needs all).
-    auto per_channel = torch::empty({4, channels}, torch::kFloat);
-    std::vector<float> unbiased(static_cast<size_t>(channels));
     const auto w = as_float(weight);
-    const auto b = as_float(bias);
-    const float* wp = w.const_data_ptr<float>();
-    const float* bp = b.const_data_ptr<float>();
-    float* kp = per_channel.data_ptr<float>();
-    float* sp = kp + channels;
-    float* mp = sp + channels;
-    float* ip = mp + channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const double m = sums[static_cast<size_t>(c)] / rows;
-      const double var =
-          std::max(sums[static_cast<size_t>(channels + c)] / rows - m * m, 0.0);
-      const double is = 1.0 / std::sqrt(var + eps);
-      mp[c] = static_cast<float>(m);
-      ip[c] = static_cast<float>(is);
-      const double k = wp[c] * is;
-      kp[c] = static_cast<float>(k);
-      sp[c] = static_cast<float>(bp[c] - m * k);
-      unbiased[static_cast<size_t>(c)] = static_cast<float>(
-          var * static_cast<double>(rows) / static_cast<double>(rows - 1));
-    }
-    update_running_stats(running_mean, mp, momentum);
-    update_running_stats(running_var, unbiased.data(), momentum);
+    auto per_channel = batchnorm_terms::forward_terms(moments(input),
+                                                      rows,
+                                                      w,
+                                                      as_float(bias),
+                                                      running_mean,
+                                                      running_var,
+                                                      momentum,
+                                                      eps);
+    const float* kp = per_channel.const_data_ptr<float>();
+    const float* sp = kp + channels;
     auto output = torch::empty_like(input);
     // Per group position; the first `channels` are the rows past the groups'.
     const auto k = repeated(kp, groups);
@@ -139,7 +110,6 @@ class FusedBatchNormReLU6
     const auto scale = repeated(per_channel, groups);
     const auto shift = repeated(per_channel + channels, groups);
     const float* m = per_channel + 2 * channels;
-    const float* ip = per_channel + 3 * channels;
     const auto means = repeated(m, groups);
     const float high = relu6 ? 6.f : INFINITY;
     const float low = relu6 ? 0.f : -INFINITY;
@@ -162,36 +132,12 @@ class FusedBatchNormReLU6
                                  b);
           });
     });
-    auto grad_weight = torch::empty({channels}, torch::kFloat);
-    auto grad_bias = torch::empty({channels}, torch::kFloat);
-    // dx = k (g - sum_g / n - (x - mean) invstd^2 sum_gx / n), k = w invstd,
-    // as dx = g k - x a + b per channel.
-    std::vector<float> gain(static_cast<size_t>(channels));
-    std::vector<float> slope(static_cast<size_t>(channels));
-    std::vector<float> offset_term(static_cast<size_t>(channels));
-    const float* wp = saved[2].const_data_ptr<float>();
-    float* gw = grad_weight.data_ptr<float>();
-    float* gb = grad_bias.data_ptr<float>();
-    float* gp = gain.data();
-    float* sp = slope.data();
-    float* op = offset_term.data();
-    for (int64_t c = 0; c < channels; ++c) {
-      const double is = ip[c];
-      const double sum_g = sums[static_cast<size_t>(c)];
-      const double sum_gx = sums[static_cast<size_t>(channels + c)];
-      gb[c] = static_cast<float>(sum_g);
-      gw[c] = static_cast<float>(sum_gx * is);
-      const double k = wp[c] * is;
-      const double a = sum_g / static_cast<double>(rows);
-      const double slope_c = is * is * sum_gx / static_cast<double>(rows);
-      gp[c] = static_cast<float>(k);
-      sp[c] = static_cast<float>(k * slope_c);
-      op[c] = static_cast<float>(k * (slope_c * m[c] - a));
-    }
+    auto terms = batchnorm_terms::backward_terms(
+        sums, rows, per_channel, saved[2].const_data_ptr<float>());
     auto grad_input = torch::empty_like(input);
-    const auto kg = repeated(gp, groups);
-    const auto ks = repeated(sp, groups);
-    const auto ko = repeated(op, groups);
+    const auto kg = repeated(terms.gain.data(), groups);
+    const auto ks = repeated(terms.slope.data(), groups);
+    const auto ko = repeated(terms.offset.data(), groups);
     with_elements(input, [&](const auto* x) {
       const auto* g = elements(grad, x);
       auto* dx = mutable_elements(grad_input, x);
@@ -213,8 +159,8 @@ class FusedBatchNormReLU6
       return 0;
     });
     return {grad_input,
-            grad_weight,
-            grad_bias,
+            terms.grad_weight,
+            terms.grad_bias,
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
@@ -224,6 +170,98 @@ class FusedBatchNormReLU6
 };
 
 }  // namespace
+
+namespace batchnorm_terms {
+
+torch::Tensor as_float(const torch::Tensor& parameter) {
+  if (parameter.scalar_type() == torch::kFloat && parameter.is_contiguous()) {
+    return parameter;
+  }
+  return parameter.detach().to(torch::kFloat).contiguous();
+}
+
+std::vector<double> moments(const torch::Tensor& input) {
+  const int64_t channels = input.size(1);
+  const auto groups = row_groups(input.numel() / channels, channels);
+  return with_elements(input, [&](const auto* x) {
+    return grouped_channel_sums(
+        groups,
+        [&](int64_t offset, int64_t n, int64_t width, float* a, float* b) {
+          add_moments(x + offset, n, width, a, b);
+        });
+  });
+}
+
+torch::Tensor forward_terms(const std::vector<double>& sums,
+                            int64_t rows,
+                            const torch::Tensor& weight,
+                            const torch::Tensor& bias,
+                            torch::Tensor& running_mean,
+                            torch::Tensor& running_var,
+                            double momentum,
+                            double eps) {
+  const int64_t channels = weight.numel();
+  // Rows: scale, shift, mean, invstd (one allocation; backward needs all).
+  auto per_channel = torch::empty({4, channels}, torch::kFloat);
+  std::vector<float> unbiased(static_cast<size_t>(channels));
+  const float* wp = weight.const_data_ptr<float>();
+  const float* bp = bias.const_data_ptr<float>();
+  float* kp = per_channel.data_ptr<float>();
+  float* sp = kp + channels;
+  float* mp = sp + channels;
+  float* ip = mp + channels;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double m = sums[static_cast<size_t>(c)] / rows;
+    const double var =
+        std::max(sums[static_cast<size_t>(channels + c)] / rows - m * m, 0.0);
+    const double is = 1.0 / std::sqrt(var + eps);
+    mp[c] = static_cast<float>(m);
+    ip[c] = static_cast<float>(is);
+    const double k = wp[c] * is;
+    kp[c] = static_cast<float>(k);
+    sp[c] = static_cast<float>(bp[c] - m * k);
+    unbiased[static_cast<size_t>(c)] = static_cast<float>(
+        var * static_cast<double>(rows) / static_cast<double>(rows - 1));
+  }
+  update_running_stats(running_mean, mp, momentum);
+  update_running_stats(running_var, unbiased.data(), momentum);
+  return per_channel;
+}
+
+BackwardTerms backward_terms(const std::vector<double>& sums,
+                             int64_t rows,
+                             const float* per_channel,
+                             const float* weight) {
+  const auto channels = static_cast<int64_t>(sums.size() / 2);
+  const float* m = per_channel + 2 * channels;
+  const float* ip = per_channel + 3 * channels;
+  BackwardTerms t{torch::empty({channels}, torch::kFloat),
+                  torch::empty({channels}, torch::kFloat),
+                  std::vector<float>(static_cast<size_t>(channels)),
+                  std::vector<float>(static_cast<size_t>(channels)),
+                  std::vector<float>(static_cast<size_t>(channels))};
+  // dx = k (g - sum_g / n - (x - mean) invstd^2 sum_gx / n), k = w invstd,
+  // as dx = g k - x a + b per channel.
+  float* gw = t.grad_weight.data_ptr<float>();
+  float* gb = t.grad_bias.data_ptr<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    const auto i = static_cast<size_t>(c);
+    const double is = ip[c];
+    const double sum_g = sums[i];
+    const double sum_gx = sums[static_cast<size_t>(channels) + i];
+    gb[c] = static_cast<float>(sum_g);
+    gw[c] = static_cast<float>(sum_gx * is);
+    const double k = weight[c] * is;
+    const double a = sum_g / static_cast<double>(rows);
+    const double slope = is * is * sum_gx / static_cast<double>(rows);
+    t.gain[i] = static_cast<float>(k);
+    t.slope[i] = static_cast<float>(k * slope);
+    t.offset[i] = static_cast<float>(k * (slope * m[c] - a));
+  }
+  return t;
+}
+
+}  // namespace batchnorm_terms
 
 bool fused_batchnorm_applies(const torch::Tensor& input) {
   // fp32 outside autocast (under it BatchNorm would see another dtype), or

@@ -6,6 +6,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include <cmath>
+#include <optional>
 
 namespace mnv2 {
 
@@ -48,30 +49,33 @@ InvertedResidualImpl::InvertedResidualImpl(
 }
 
 torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
-  // The expansion and depthwise units, then the projection (a matrix product
-  // where LibTorch's 1x1 convolution is slow) and its BatchNorm (fused when
-  // training on CPU).
-  auto y = x;
-  size_t first = 0;
+  // The units up to the depthwise convolution, the depthwise unit's
+  // BatchNorm and ReLU6 with the projection (fused when training on CPU
+  // where our products compute the projection), then the projection's
+  // BatchNorm (fused when training on CPU).
+  const size_t depthwise = conv->size() - 3;
+  auto& depthwise_unit = *conv->ptr(depthwise)->as<ConvBNActivationImpl>();
+  std::optional<torch::Tensor> z;
   if (options.expand_ratio() != 1) {
     // The expansion and the depthwise convolution as one where the training
     // step fuses them.
-    if (auto pair = train_expansion_then_depthwise(
-            *conv->ptr(0)->as<ConvBNActivationImpl>(),
-            *conv->ptr(1)->as<ConvBNActivationImpl>(),
-            x)) {
-      y = *pair;
-      first = 2;
+    z = train_expansion_then_depthwise(
+        *conv->ptr(0)->as<ConvBNActivationImpl>(), depthwise_unit, x);
+  }
+  if (!z) {
+    auto y = x;
+    auto unit = conv->begin();
+    for (size_t i = 0; i < depthwise; ++i, ++unit) {
+      y = unit->forward(y);
     }
+    z = depthwise_unit.convolve(y);
   }
-  auto unit = conv->begin() + static_cast<std::ptrdiff_t>(first);
-  for (size_t i = first; i + 2 < conv->size(); ++i, ++unit) {
-    y = unit->forward(y);
-  }
-  y = training_conv2d(*conv->ptr(conv->size() - 2)->as<torch::nn::Conv2dImpl>(),
-                      y);
+  auto y = train_depthwise_bn_then_projection(
+      depthwise_unit,
+      *conv->ptr(depthwise + 1)->as<torch::nn::Conv2dImpl>(),
+      *z);
   y = batchnorm_relu6(
-      *conv->ptr(conv->size() - 1)->as<torch::nn::BatchNorm2dImpl>(), y, false);
+      *conv->ptr(depthwise + 2)->as<torch::nn::BatchNorm2dImpl>(), y, false);
   return use_residual_ ? x + y : y;
 }
 

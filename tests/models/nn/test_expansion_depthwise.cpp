@@ -16,12 +16,11 @@
 
 #include <catch2/catch.hpp>
 
-#include <set>
-#include <string>
 #include <vector>
 
 namespace {
 
+using mnv2::test::graph_has;
 using mnv2::test::relative_error;
 
 constexpr double kPairMomentum = 0.1;
@@ -136,26 +135,6 @@ PairResults ours(const PairValues& v, int64_t stride) {
           running_var};
 }
 
-// Whether the autograd graph behind `t` has a node whose name holds `name`.
-bool graph_has(const torch::Tensor& t, const std::string& name) {
-  std::vector<torch::autograd::Node*> stack{t.grad_fn().get()};
-  std::set<torch::autograd::Node*> seen;
-  while (!stack.empty()) {
-    auto* node = stack.back();
-    stack.pop_back();
-    if (node == nullptr || !seen.insert(node).second) {
-      continue;
-    }
-    if (node->name().find(name) != std::string::npos) {
-      return true;
-    }
-    for (const auto& edge : node->next_edges()) {
-      stack.push_back(edge.function.get());
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE(
@@ -211,6 +190,7 @@ TEST_CASE(
       mnv2::InvertedResidual block(
           mnv2::InvertedResidualOptions(16, 16, stride, 6));
       block->train();
+      mnv2::test::randomise_batchnorm(*block, 1.0);
       torch::manual_seed(6);
       const auto x = (torch::randn({2, 16, 128, 64}) + 1)
                          .contiguous(torch::MemoryFormat::ChannelsLast)

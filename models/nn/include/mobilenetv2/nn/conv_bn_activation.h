@@ -41,6 +41,10 @@ class ConvBNActivationImpl : public torch::nn::SequentialImpl {
   explicit ConvBNActivationImpl(const ConvBNActivationOptions& options);
   /// A concrete forward so the unit can sit inside another Sequential.
   torch::Tensor forward(torch::Tensor x);
+  /// The convolution alone (forward() without the BatchNorm and ReLU6), as
+  /// a training step wants it (training_conv2d), the input padded where
+  /// forward() pads it.
+  torch::Tensor convolve(torch::Tensor x);
   /// Whether forward() pads the input itself (TF "SAME" with stride > 1).
   bool pads_input() const {
     return pads_input_;
@@ -60,15 +64,25 @@ TORCH_MODULE(ConvBNActivation);
 torch::Tensor training_conv2d(torch::nn::Conv2dImpl& conv,
                               const torch::Tensor& x);
 
-/// An expansion unit and the depthwise unit after it applied to `x` as a
-/// training step wants them: through expansion_depthwise, then the depthwise
-/// unit's BatchNorm and ReLU6 (fused), where the fast paths are on
-/// (set_fused_batchnorm_enabled) and expansion_depthwise_applies; nothing
-/// where they do not.
+/// An expansion unit and the depthwise unit's convolution after it applied
+/// to `x` as a training step wants them: through expansion_depthwise where
+/// the fast paths are on (set_fused_batchnorm_enabled) and
+/// expansion_depthwise_applies, nothing where they do not. Returns the
+/// depthwise convolution's output, before its BatchNorm.
 std::optional<torch::Tensor> train_expansion_then_depthwise(
     ConvBNActivationImpl& expansion,
     ConvBNActivationImpl& depthwise,
     const torch::Tensor& x);
+
+/// A depthwise unit's BatchNorm and ReLU6 and the 1x1 projection after them,
+/// applied to the depthwise convolution's output `z` as a training step
+/// wants them: through batchnorm_relu6_projection where the fast paths are
+/// on and it applies, else the unit's BatchNorm and ReLU6 (fused where they
+/// apply), then training_conv2d.
+torch::Tensor train_depthwise_bn_then_projection(
+    ConvBNActivationImpl& depthwise,
+    torch::nn::Conv2dImpl& projection,
+    const torch::Tensor& z);
 
 /// `x` padded as TensorFlow's "SAME" pads a `kernel` x `kernel`
 /// convolution of this stride (the extra row and column after).

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace mnv2 {
@@ -78,10 +79,10 @@ class ExpansionDepthwise
     const auto& conv_weight = saved[1];
     const auto& depthwise_weight = saved[3];
     const auto stride = ctx->saved_data["stride"].toInt();
-    const auto grad = grads[0]
-                          .to(torch::kFloat)
-                          .contiguous(torch::MemoryFormat::ChannelsLast);
     const auto& z = f.output;  // the expansion's output, channels last
+    const auto grad = grads[0]
+                          .to(z.scalar_type())
+                          .contiguous(torch::MemoryFormat::ChannelsLast);
     const int64_t images = z.size(0), channels = z.size(1);
     const int64_t in = f.centred.size(1);
     const DepthwiseShape s{z.size(2),
@@ -104,57 +105,65 @@ class ExpansionDepthwise
     expansion_parts::BlockSums sums(f, conv_weight);
     auto depthwise_partial =
         torch::zeros({at::get_num_threads(), 9 * channels});
-    const float* dy = grad.const_data_ptr<float>();
-    const float* zp = z.const_data_ptr<float>();
     const float* u = f.centred.const_data_ptr<float>();
     const float* kernel = taps.const_data_ptr<float>();
     float* dup = du.data_ptr<float>();
     float* dw = depthwise_partial.data_ptr<float>();
-    cpu_loops::parallel_rows(images, 1, [&](int64_t begin, int64_t end) {
-      torch::NoGradGuard no_grad;  // worker threads start with grad mode
-      const auto block = static_cast<size_t>(block_rows * s.in_w * channels);
-      std::vector<float> dz(block), g(block);
-      std::vector<float> g_sums(static_cast<size_t>(channels));
-      float* own = dw + at::get_thread_num() * 9 * channels;
-      for (int64_t n = begin; n < end; ++n) {
-        const float* image_grad = dy + n * s.out_h * s.out_w * channels;
-        const float* image_z = zp + n * image_pixels * channels;
-        for (int64_t r0 = 0; r0 < s.in_h; r0 += block_rows) {
-          const int64_t count = std::min(block_rows, s.in_h - r0);
-          // The expanded output's gradient for these rows, from the
-          // depthwise output's, in cache.
-          for (int64_t r = r0; r < r0 + count; ++r) {
-            depthwise_loops::depthwise_input_gradient_row(
-                image_grad,
-                kernel,
-                dz.data() + (r - r0) * s.in_w * channels,
-                r,
-                rows,
-                cols,
-                s);
+    // fp32, or bf16 activations as their bits: the expanded output's
+    // gradient is then rounded to bf16 as the unfused depthwise backward
+    // writes it, and masked and multiplied in fp32.
+    cpu_loops::with_elements(z, [&](const auto* zp) {
+      using T = std::remove_cv_t<std::remove_pointer_t<decltype(zp)>>;
+      const T* dy = cpu_loops::elements(grad, zp);
+      cpu_loops::parallel_rows(images, 1, [&](int64_t begin, int64_t end) {
+        torch::NoGradGuard no_grad;  // worker threads start with grad mode
+        const auto block = static_cast<size_t>(block_rows * s.in_w * channels);
+        std::vector<T> dz(block);
+        std::vector<float> g(block);
+        std::vector<float> g_sums(static_cast<size_t>(channels));
+        float* own = dw + at::get_thread_num() * 9 * channels;
+        for (int64_t n = begin; n < end; ++n) {
+          const T* image_grad = dy + n * s.out_h * s.out_w * channels;
+          const T* image_z = zp + n * image_pixels * channels;
+          for (int64_t r0 = 0; r0 < s.in_h; r0 += block_rows) {
+            const int64_t count = std::min(block_rows, s.in_h - r0);
+            // The expanded output's gradient for these rows, from the
+            // depthwise output's, in cache.
+            for (int64_t r = r0; r < r0 + count; ++r) {
+              depthwise_loops::depthwise_input_gradient_row(
+                  image_grad,
+                  kernel,
+                  dz.data() + (r - r0) * s.in_w * channels,
+                  r,
+                  rows,
+                  cols,
+                  s);
+            }
+            const int64_t pixels = count * s.in_w;
+            const int64_t first = n * image_pixels + r0 * s.in_w;
+            std::fill(g_sums.begin(), g_sums.end(), 0.f);
+            expansion_parts::clamped_gradient(dz.data(),
+                                              image_z + r0 * s.in_w * channels,
+                                              g.data(),
+                                              pixels,
+                                              channels,
+                                              g_sums.data());
+            sums.add(g.data(),
+                     g_sums.data(),
+                     u + first * in,
+                     dup + first * in,
+                     pixels);
           }
-          const int64_t pixels = count * s.in_w;
-          const int64_t first = n * image_pixels + r0 * s.in_w;
-          std::fill(g_sums.begin(), g_sums.end(), 0.f);
-          expansion_parts::clamped_gradient(dz.data(),
-                                            image_z + r0 * s.in_w * channels,
-                                            g.data(),
-                                            pixels,
-                                            channels,
-                                            g_sums.data());
-          sums.add(g.data(),
-                   g_sums.data(),
-                   u + first * in,
-                   dup + first * in,
-                   pixels);
+          // The depthwise weight's gradient while this image's expanded
+          // output is still in cache.
+          depthwise_loops::add_image_weight_gradient(
+              image_grad, image_z, own, s);
         }
-        // The depthwise weight's gradient while this image's expanded
-        // output is still in cache.
-        depthwise_loops::add_image_weight_gradient(image_grad, image_z, own, s);
-      }
+      });
+      return 0;
     });
     auto result = expansion_parts::finish(
-        f, conv_weight, sums.totals(), du, torch::kFloat);
+        f, conv_weight, sums.totals(), du, z.scalar_type());
     result.resize(10);
     result[8] =
         depthwise_loops::taps_as_kernel(depthwise_partial, depthwise_weight);
@@ -177,7 +186,14 @@ torch::Tensor expansion_depthwise(const torch::Tensor& input,
   TORCH_CHECK(stride == 1 || stride == 2,
               "expansion_depthwise: stride 1 or 2, got ",
               stride);
-  return ExpansionDepthwise::apply(input,
+  // Under bf16 autocast the fp32 input and depthwise weight are cast, and
+  // their gradients flow back through the casts (the expansion's weight is
+  // folded and rounded in expansion_parts::forward).
+  const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
+  const auto cast = [dtype](const torch::Tensor& t) {
+    return t.scalar_type() == dtype ? t : t.to(dtype);
+  };
+  return ExpansionDepthwise::apply(cast(input),
                                    conv_weight,
                                    bn_weight,
                                    bn_bias,
@@ -185,7 +201,7 @@ torch::Tensor expansion_depthwise(const torch::Tensor& input,
                                    std::move(running_var),
                                    momentum,
                                    eps,
-                                   depthwise_weight,
+                                   cast(depthwise_weight),
                                    stride);
 }
 
@@ -195,7 +211,6 @@ bool expansion_depthwise_applies(const torch::Tensor& input,
                                  int64_t depthwise_stride) {
   return depthwise_kernel == 3 &&
          (depthwise_stride == 1 || depthwise_stride == 2) &&
-         cpu_computation_dtype(input) == torch::kFloat &&
          expansion_conv_bn_relu6_applies(input, out_channels);
 }
 

@@ -13,6 +13,7 @@
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/inverted_residual.h>
 #include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <catch2/catch.hpp>
 
@@ -91,11 +92,12 @@ PairResults unfused_in_double(const PairValues& v,
 }
 
 // The mask of the expansion's own output on these values.
-torch::Tensor expansion_mask(const PairValues& v) {
+torch::Tensor expansion_mask(const PairValues& v,
+                             torch::ScalarType dtype = torch::kFloat) {
   torch::NoGradGuard no_grad;
   auto running_mean = v.running_mean.clone();
   auto running_var = v.running_var.clone();
-  const auto y = mnv2::expansion_conv_bn_relu6(v.x,
+  const auto y = mnv2::expansion_conv_bn_relu6(v.x.to(dtype),
                                                v.conv_weight,
                                                v.gamma,
                                                v.beta,
@@ -106,8 +108,10 @@ torch::Tensor expansion_mask(const PairValues& v) {
   return (y > 0) & (y < 6);
 }
 
-PairResults ours(const PairValues& v, int64_t stride) {
-  const auto x = v.x.clone().requires_grad_(true);
+PairResults ours(const PairValues& v,
+                 int64_t stride,
+                 torch::ScalarType dtype = torch::kFloat) {
+  const auto x = v.x.to(dtype, false, true).requires_grad_(true);  // a copy
   const auto weight = v.conv_weight.clone().requires_grad_(true);
   const auto gamma = v.gamma.clone().requires_grad_(true);
   const auto beta = v.beta.clone().requires_grad_(true);
@@ -124,7 +128,7 @@ PairResults ours(const PairValues& v, int64_t stride) {
                                                 kPairEps,
                                                 depthwise,
                                                 stride);
-  output.backward(v.upstream);
+  output.backward(v.upstream.to(dtype));
   return {output.detach(),
           x.grad(),
           weight.grad(),
@@ -167,6 +171,43 @@ TEST_CASE(
         CHECK(results[i].scalar_type() == torch::kFloat);
         CHECK(results[i].sizes() == expected[i].sizes());
         CHECK(relative_error(results[i], expected[i]) <= 1e-5);
+      }
+    }
+  });
+}
+
+TEST_CASE(
+    "the bf16 expansion with its depthwise convolution equals the unfused "
+    "operators to bf16 rounding",
+    "[model][fused]") {
+  // On bf16 activations: the reference takes the same bf16 input, depthwise
+  // kernel and upstream gradient in double. The expanded activations and
+  // their gradient are rounded to bf16, as the unfused bf16 layers store
+  // them, so the output and every gradient are within two bf16 steps of
+  // their largest value (0.001-0.004 measured); the running statistics are
+  // fp32 and fp64 sums of the same bf16 input (1e-7).
+  mnv2::test::with_each_fp32_products([&] {
+    for (const auto& s : {PairShape{3, 16, 96, 13, 11, 2},
+                          PairShape{1, 24, 144, 10, 10, 1},
+                          PairShape{2, 8, 56, 9, 7, 1}}) {
+      CAPTURE(s.images, s.in, s.out, s.h, s.w, s.stride);
+      auto values = pair_values(s, 12);
+      values.x = values.x.to(torch::kBFloat16).to(torch::kFloat);
+      values.upstream = values.upstream.to(torch::kBFloat16).to(torch::kFloat);
+      values.depthwise_weight =
+          values.depthwise_weight.to(torch::kBFloat16).to(torch::kFloat);
+      const auto results = ours(values, s.stride, torch::kBFloat16);
+      CHECK(results[0].scalar_type() == torch::kBFloat16);
+      CHECK(results[1].scalar_type() == torch::kBFloat16);
+      CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+      const auto expected = unfused_in_double(
+          values, s.stride, expansion_mask(values, torch::kBFloat16));
+      REQUIRE(results.size() == expected.size());
+      for (size_t i = 0; i < results.size(); ++i) {
+        // output, dx, dW, dgamma, dbeta, d depthwise, running mean, var
+        CAPTURE(i);
+        CHECK(relative_error(results[i], expected[i]) <=
+              (i < 6 ? 1.0 / 128 : 1e-5));
       }
     }
   });
@@ -233,8 +274,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "the expansion and depthwise pair applies to fp32 3x3 strides 1 "
-    "and 2",
+    "the expansion and depthwise pair applies to 3x3 strides 1 and 2 "
+    "where the expansion does",
     "[model][fused]") {
   const auto x = torch::empty({2, 16, 128, 64})
                      .contiguous(torch::MemoryFormat::ChannelsLast);
@@ -244,11 +285,24 @@ TEST_CASE(
   CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 3));
   CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 1) !=
               mnv2::expansion_conv_bn_relu6_applies(x, 96));
-  CHECK_FALSE(
-      mnv2::expansion_depthwise_applies(x.to(torch::kBFloat16), 96, 3, 1));
+  // bf16 (a bf16 input, or fp32 under bf16 autocast) where the expansion
+  // alone takes it: native bf16 whose products are not much faster than
+  // fp32's (no AMX).
+  const bool bf16 = mnv2::cpu_has_native_bf16() && !mnv2::cpu_has_amx_bf16();
+  CHECK(mnv2::expansion_depthwise_applies(x.to(torch::kBFloat16), 96, 3, 1) ==
+        bf16);
   {
     mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
-    CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 1));
+    CHECK(mnv2::expansion_depthwise_applies(x, 96, 3, 2) == bf16);
+    // A block under bf16 autocast routes to it there.
+    mnv2::InvertedResidual block(mnv2::InvertedResidualOptions(16, 24, 2, 6));
+    block->train();
+    const auto y =
+        block->forward(torch::randn({2, 16, 128, 64})
+                           .contiguous(torch::MemoryFormat::ChannelsLast)
+                           .requires_grad_(true));
+    CHECK(y.scalar_type() == torch::kBFloat16);
+    CHECK(graph_has(y, "ExpansionDepthwise") == bf16);
   }
   {
     torch::NoGradGuard inference;

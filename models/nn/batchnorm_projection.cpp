@@ -22,7 +22,7 @@ namespace mnv2 {
 namespace {
 
 using fused_batchnorm_loops::add_gradient_moments;
-using fused_batchnorm_loops::input_gradient;
+using fused_batchnorm_loops::input_gradient_in_place;
 using fused_batchnorm_loops::scale_shift_clamp;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
@@ -199,24 +199,22 @@ class BatchNormReLU6Projection
     auto terms = batchnorm_terms::backward_terms(
         sums, rows, per_channel, saved[2].const_data_ptr<float>());
 
-    // Second pass: the input's gradient, as the fused BatchNorm's.
-    auto grad_input = torch::empty_like(input);
-    float* dx = grad_input.data_ptr<float>();
+    // Second pass: the input's gradient, as the fused BatchNorm's, over the
+    // activations' gradient.
     over_projection_blocks(rows, [&](int64_t first, int64_t n) {
-      input_gradient(x + first * channels,
-                     d + first * channels,
-                     dx + first * channels,
-                     n,
-                     channels,
-                     scale,
-                     shift,
-                     terms.gain.data(),
-                     terms.slope.data(),
-                     terms.offset.data(),
-                     kReLU6Low,
-                     kReLU6High);
+      input_gradient_in_place(x + first * channels,
+                              d + first * channels,
+                              n,
+                              channels,
+                              scale,
+                              shift,
+                              terms.gain.data(),
+                              terms.slope.data(),
+                              terms.offset.data(),
+                              kReLU6Low,
+                              kReLU6High);
     });
-    return {grad_input,
+    return {activations_grad,
             terms.grad_weight,
             terms.grad_bias,
             torch::Tensor(),

@@ -138,6 +138,25 @@ MNV2_VECTOR_CLONES void add_gradient_moments(const T* __restrict x,
   }
 }
 
+// Element i (of channel c) of the input's gradient, dx = g gain - x slope +
+// offset with g the clamp's passed gradient.
+template <class T>
+inline float input_gradient_value(const T* x,
+                                  const T* g,
+                                  int64_t i,
+                                  int64_t c,
+                                  const float* scale,
+                                  const float* shift,
+                                  const float* gain,
+                                  const float* slope,
+                                  const float* offset,
+                                  float low,
+                                  float high) {
+  const float xv = load(x, i);
+  const float gv = passed_gradient(g, i, xv, scale[c], shift[c], low, high);
+  return gv * gain[c] - xv * slope[c] + offset[c];
+}
+
 template <class T>
 MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
                                        const T* __restrict g,
@@ -154,10 +173,10 @@ MNV2_VECTOR_CLONES void input_gradient(const T* __restrict x,
   for (int64_t r = 0; r < rows; ++r) {
     const auto o = r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      const float xv = load(x, o + c);
-      const float gv =
-          passed_gradient(g, o + c, xv, scale[c], shift[c], low, high);
-      store(dx, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
+      store(dx,
+            o + c,
+            input_gradient_value(
+                x, g, o + c, c, scale, shift, gain, slope, offset, low, high));
     }
   }
 }
@@ -182,10 +201,10 @@ MNV2_VECTOR_CLONES void input_gradient_in_place(const T* __restrict x,
   for (int64_t r = 0; r < rows; ++r) {
     const auto o = r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      const float xv = load(x, o + c);
-      const float gv =
-          passed_gradient(g, o + c, xv, scale[c], shift[c], low, high);
-      store(g, o + c, gv * gain[c] - xv * slope[c] + offset[c]);
+      store(g,
+            o + c,
+            input_gradient_value(
+                x, g, o + c, c, scale, shift, gain, slope, offset, low, high));
     }
   }
 }

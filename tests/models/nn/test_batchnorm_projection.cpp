@@ -6,6 +6,7 @@
 // their units run one after another; where it applies.
 #include "test_support.h"
 
+#include "block_runs.h"
 #include "fp32_products_guard.h"
 
 #include <mobilenetv2/nn/batchnorm_projection.h>
@@ -189,55 +190,9 @@ TEST_CASE(
                         Block{16, 16, 1, 6},
                         Block{24, 32, 1, 6}}) {
     CAPTURE(b.in, b.out, b.stride, b.expand);
-    const auto run = [&](bool whole) {
-      torch::manual_seed(5);
-      mnv2::InvertedResidual block(
-          mnv2::InvertedResidualOptions(b.in, b.out, b.stride, b.expand));
-      block->train();
-      mnv2::test::randomise_batchnorm(*block, 1.0);
-      torch::manual_seed(6);
-      const auto x = (torch::randn({2, b.in, 128, 64}) + 1)
-                         .contiguous(torch::MemoryFormat::ChannelsLast)
-                         .requires_grad_(true);
-      torch::Tensor y;
-      if (whole) {
-        y = block->forward(x);
-      } else {
-        auto& units = *block->conv;
-        y = x;
-        for (size_t i = 0; i + 2 < units.size(); ++i) {
-          y = units[i]->as<mnv2::ConvBNActivationImpl>()->forward(y);
-        }
-        y = mnv2::training_conv2d(
-            *units[units.size() - 2]->as<torch::nn::Conv2dImpl>(), y);
-        y = mnv2::batchnorm_relu6(
-            *units[units.size() - 1]->as<torch::nn::BatchNorm2dImpl>(),
-            y,
-            false);
-        if (b.stride == 1 && b.in == b.out) {
-          y = x + y;
-        }
-      }
-      torch::manual_seed(7);
-      y.backward(torch::randn(y.sizes()));
-      std::vector<torch::Tensor> out{y.detach(), x.grad()};
-      for (const auto& p : block->parameters()) {
-        out.push_back(p.grad());
-      }
-      for (const auto& buffer : block->buffers()) {
-        out.push_back(buffer.clone());
-      }
-      return std::pair(out, graph_has(y, "BatchNormReLU6Projection"));
-    };
-    const auto [fused, projected] = run(true);
-    const auto [apart, projected_apart] = run(false);
-    CHECK(projected);
-    CHECK_FALSE(projected_apart);
-    REQUIRE(fused.size() == apart.size());
-    for (size_t i = 0; i < apart.size(); ++i) {
-      CAPTURE(i, apart[i].sizes());
-      CHECK(relative_error(fused[i], apart[i]) <= 1e-5);
-    }
+    mnv2::test::check_block_routes_to(
+        mnv2::InvertedResidualOptions(b.in, b.out, b.stride, b.expand),
+        "BatchNormReLU6Projection");
   }
 }
 

@@ -5,6 +5,7 @@
 // routes to it; where it applies.
 #include "test_support.h"
 
+#include "block_runs.h"
 #include "fp32_products_guard.h"
 
 #include <mobilenetv2/nn/conv_bn_activation.h>
@@ -226,50 +227,8 @@ TEST_CASE(
   // the pair; the function's own test above is against double.)
   for (const int64_t stride : {1, 2}) {
     CAPTURE(stride);
-    const auto run = [&](bool paired) {
-      torch::manual_seed(5);
-      mnv2::InvertedResidual block(
-          mnv2::InvertedResidualOptions(16, 16, stride, 6));
-      block->train();
-      mnv2::test::randomise_batchnorm(*block, 1.0);
-      torch::manual_seed(6);
-      const auto x = (torch::randn({2, 16, 128, 64}) + 1)
-                         .contiguous(torch::MemoryFormat::ChannelsLast)
-                         .requires_grad_(true);
-      torch::Tensor y;
-      if (paired) {
-        y = block->forward(x);
-      } else {
-        auto& units = *block->conv;
-        y = units[0]->as<mnv2::ConvBNActivationImpl>()->forward(x);
-        y = units[1]->as<mnv2::ConvBNActivationImpl>()->forward(y);
-        y = mnv2::training_conv2d(*units[2]->as<torch::nn::Conv2dImpl>(), y);
-        y = mnv2::batchnorm_relu6(
-            *units[3]->as<torch::nn::BatchNorm2dImpl>(), y, false);
-        if (stride == 1) {
-          y = x + y;
-        }
-      }
-      torch::manual_seed(7);
-      y.backward(torch::randn(y.sizes()));
-      std::vector<torch::Tensor> out{y.detach(), x.grad()};
-      for (const auto& p : block->parameters()) {
-        out.push_back(p.grad());
-      }
-      for (const auto& b : block->buffers()) {
-        out.push_back(b.clone());
-      }
-      return std::pair(out, graph_has(y, "ExpansionDepthwise"));
-    };
-    const auto [fused, paired] = run(true);
-    const auto [apart, paired_apart] = run(false);
-    CHECK(paired);
-    CHECK_FALSE(paired_apart);
-    REQUIRE(fused.size() == apart.size());
-    for (size_t i = 0; i < apart.size(); ++i) {
-      CAPTURE(i, apart[i].sizes());
-      CHECK(relative_error(fused[i], apart[i]) <= 1e-5);
-    }
+    mnv2::test::check_block_routes_to(
+        mnv2::InvertedResidualOptions(16, 16, stride, 6), "ExpansionDepthwise");
   }
 }
 

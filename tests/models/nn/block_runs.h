@@ -17,6 +17,23 @@
 
 namespace mnv2::test {
 
+// Each of `ours` has the expected shape, is within `tolerance` of
+// `expected` (relative to its largest value) and is fp32 where `expected`
+// is a double reference (else of its dtype: a buffer's count).
+inline void check_each_within(const std::vector<torch::Tensor>& ours,
+                              const std::vector<torch::Tensor>& expected,
+                              double tolerance) {
+  REQUIRE(ours.size() == expected.size());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    CAPTURE(i, expected[i].sizes());
+    CHECK(ours[i].scalar_type() == (expected[i].scalar_type() == torch::kDouble
+                                        ? torch::kFloat
+                                        : expected[i].scalar_type()));
+    CHECK(ours[i].sizes() == expected[i].sizes());
+    CHECK(relative_error(ours[i], expected[i]) <= tolerance);
+  }
+}
+
 // The output, the input's and parameters' gradients and the buffers after
 // one training pass, and whether the graph held a node named `node`.
 struct BlockRun {
@@ -76,11 +93,7 @@ inline void check_block_routes_to(const mnv2::InvertedResidualOptions& options,
   const auto apart = run_block(options, false, node);
   CHECK(whole.routed);
   CHECK_FALSE(apart.routed);
-  REQUIRE(whole.values.size() == apart.values.size());
-  for (size_t i = 0; i < apart.values.size(); ++i) {
-    CAPTURE(i, apart.values[i].sizes());
-    CHECK(relative_error(whole.values[i], apart.values[i]) <= 1e-5);
-  }
+  check_each_within(whole.values, apart.values, 1e-5);
 }
 
 }  // namespace mnv2::test

@@ -160,14 +160,8 @@ TEST_CASE(
     CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
     CHECK(results[1].is_contiguous(torch::MemoryFormat::ChannelsLast));
     const auto expected = unfused_in_double(values, mask);
-    REQUIRE(results.size() == expected.size());
-    for (size_t i = 0; i < results.size(); ++i) {
-      // output, dx, dgamma, dbeta, dW, running mean, var
-      CAPTURE(i);
-      CHECK(results[i].scalar_type() == torch::kFloat);
-      CHECK(results[i].sizes() == expected[i].sizes());
-      CHECK(relative_error(results[i], expected[i]) <= 1e-5);
-    }
+    // output, dx, dgamma, dbeta, dW, running mean, var
+    mnv2::test::check_each_within(results, expected, 1e-5);
   }
 }
 

@@ -222,9 +222,8 @@ torch::Tensor depthwise_conv2d(const torch::Tensor& input,
                                const torch::Tensor& weight,
                                int64_t stride,
                                int64_t padding) {
-  const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
-  return DepthwiseConv::apply(
-      input.to(dtype), weight.to(dtype), stride, padding);
+  const ComputationCast cast(input);
+  return DepthwiseConv::apply(cast(input), cast(weight), stride, padding);
 }
 
 bool depthwise_conv2d_applies(const torch::Tensor& input,

@@ -118,18 +118,16 @@ torch::Tensor expansion_conv_bn_relu6(const torch::Tensor& input,
                                       torch::Tensor running_var,
                                       double momentum,
                                       double eps) {
-  // Under bf16 autocast an fp32 input is cast, and its gradient flows back
-  // through the cast.
-  const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
-  return ExpansionConvBNReLU6::apply(
-      input.scalar_type() == dtype ? input : input.to(dtype),
-      conv_weight,
-      bn_weight,
-      bn_bias,
-      std::move(running_mean),
-      std::move(running_var),
-      momentum,
-      eps);
+  // Under bf16 autocast an fp32 input is cast (the weight is folded and
+  // rounded in expansion_parts::forward).
+  return ExpansionConvBNReLU6::apply(ComputationCast(input)(input),
+                                     conv_weight,
+                                     bn_weight,
+                                     bn_bias,
+                                     std::move(running_mean),
+                                     std::move(running_var),
+                                     momentum,
+                                     eps);
 }
 
 bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,

@@ -186,13 +186,9 @@ torch::Tensor expansion_depthwise(const torch::Tensor& input,
   TORCH_CHECK(stride == 1 || stride == 2,
               "expansion_depthwise: stride 1 or 2, got ",
               stride);
-  // Under bf16 autocast the fp32 input and depthwise weight are cast, and
-  // their gradients flow back through the casts (the expansion's weight is
-  // folded and rounded in expansion_parts::forward).
-  const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
-  const auto cast = [dtype](const torch::Tensor& t) {
-    return t.scalar_type() == dtype ? t : t.to(dtype);
-  };
+  // Under bf16 autocast the fp32 input and depthwise weight are cast (the
+  // expansion's weight is folded and rounded in expansion_parts::forward).
+  const ComputationCast cast(input);
   return ExpansionDepthwise::apply(cast(input),
                                    conv_weight,
                                    bn_weight,

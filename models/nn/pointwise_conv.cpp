@@ -87,11 +87,7 @@ class PointwiseProduct : public torch::autograd::Function<PointwiseProduct> {
 
 torch::Tensor pointwise_conv2d(const torch::Tensor& input,
                                const torch::Tensor& weight) {
-  const auto dtype = cpu_computation_dtype(input).value_or(input.scalar_type());
-  // Casts only where needed: even a cast to the same type is a dispatch.
-  const auto cast = [dtype](const torch::Tensor& t) {
-    return t.scalar_type() == dtype ? t : t.to(dtype);
-  };
+  const ComputationCast cast(input);
   return PointwiseProduct::apply(cast(input), cast(weight));
 }
 

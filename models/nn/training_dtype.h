@@ -27,4 +27,20 @@ inline std::optional<torch::ScalarType> cpu_computation_dtype(
   return std::nullopt;
 }
 
+// Casts tensors to the dtype a kernel computes `input` in (the computation
+// dtype, else the input's own), the tensor itself where it already has it:
+// even a cast to the same type is a dispatch. Under autocast the gradient
+// flows back through the cast, as autocast's does.
+class ComputationCast {
+ public:
+  explicit ComputationCast(const torch::Tensor& input)
+      : dtype_(cpu_computation_dtype(input).value_or(input.scalar_type())) {}
+  torch::Tensor operator()(const torch::Tensor& t) const {
+    return t.scalar_type() == dtype_ ? t : t.to(dtype_);
+  }
+
+ private:
+  torch::ScalarType dtype_;
+};
+
 }  // namespace mnv2

@@ -54,14 +54,11 @@ ConvBNActivationImpl::ConvBNActivationImpl(
 }
 
 torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
-  if (pads_input_) {
-    x = pad_tf_same(x, options.kernel_size(), options.stride());
-  }
   auto& conv = *ptr(0)->as<torch::nn::Conv2dImpl>();
   auto& bn = *ptr(1)->as<torch::nn::BatchNorm2dImpl>();
-  // A large expansion as one function that never writes the convolution's
-  // output; else the convolution, then BatchNorm and ReLU6 (fused when
-  // training on CPU).
+  // A large expansion (which never pads its input) as one function that
+  // never writes the convolution's output; else the convolution, then
+  // BatchNorm and ReLU6 (fused when training on CPU).
   if (trains_as_expansion(options, pads_input_, bn, x)) {
     count_training_batch(bn);
     return expansion_conv_bn_relu6(x,
@@ -73,7 +70,7 @@ torch::Tensor ConvBNActivationImpl::forward(torch::Tensor x) {
                                    *bn.options.momentum(),
                                    bn.options.eps());
   }
-  return batchnorm_relu6(bn, training_conv2d(conv, x), options.activation());
+  return batchnorm_relu6(bn, convolve(x), options.activation());
 }
 
 torch::Tensor ConvBNActivationImpl::convolve(torch::Tensor x) {

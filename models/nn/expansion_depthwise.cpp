@@ -119,7 +119,13 @@ class ExpansionDepthwise
         torch::NoGradGuard no_grad;  // worker threads start with grad mode
         const auto block = static_cast<size_t>(block_rows * s.in_w * channels);
         std::vector<T> dz(block);
-        std::vector<float> g(block);
+        // g in fp32, or in bf16 as rows and pairs of rows where the sums
+        // take bf16 products (bf16 activations only).
+        constexpr bool kBf16 = std::is_same_v<T, uint16_t>;
+        const bool bf16_products = kBf16 && sums.takes_bf16();
+        std::vector<float> g(bf16_products ? 0 : block);
+        std::vector<uint16_t> g_rows(bf16_products ? block : 0);
+        std::vector<uint16_t> g_pairs(bf16_products ? block + channels : 0);
         std::vector<float> g_sums(static_cast<size_t>(channels));
         float* own = dw + at::get_thread_num() * 9 * channels;
         for (int64_t n = begin; n < end; ++n) {
@@ -142,12 +148,27 @@ class ExpansionDepthwise
             const int64_t pixels = count * s.in_w;
             const int64_t first = n * image_pixels + r0 * s.in_w;
             std::fill(g_sums.begin(), g_sums.end(), 0.f);
-            expansion_parts::clamped_gradient(dz.data(),
-                                              image_z + r0 * s.in_w * channels,
-                                              g.data(),
-                                              pixels,
-                                              channels,
-                                              g_sums.data());
+            const T* block_z = image_z + r0 * s.in_w * channels;
+            if constexpr (kBf16) {
+              if (bf16_products) {
+                expansion_parts::clamped_gradient_pairs(dz.data(),
+                                                        block_z,
+                                                        g_rows.data(),
+                                                        g_pairs.data(),
+                                                        pixels,
+                                                        channels,
+                                                        g_sums.data());
+                sums.add_bf16(g_rows.data(),
+                              g_pairs.data(),
+                              g_sums.data(),
+                              u + first * in,
+                              dup + first * in,
+                              pixels);
+                continue;
+              }
+            }
+            expansion_parts::clamped_gradient(
+                dz.data(), block_z, g.data(), pixels, channels, g_sums.data());
             sums.add(g.data(),
                      g_sums.data(),
                      u + first * in,

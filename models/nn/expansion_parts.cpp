@@ -4,6 +4,7 @@
 
 #include <mobilenetv2/util/cpu_features.h>
 
+#include "bf16_products.h"
 #include "matrix_products.h"
 #include "narrow_products.h"
 #include "running_stats.h"
@@ -178,26 +179,72 @@ Forward forward(const torch::Tensor& input,
   return {output, centred, scatter, invstd, scale};
 }
 
+MNV2_VECTOR_CLONES void clamped_gradient_pairs(const uint16_t* __restrict dy,
+                                               const uint16_t* __restrict y,
+                                               uint16_t* __restrict g,
+                                               uint16_t* __restrict g_pairs,
+                                               int64_t rows,
+                                               int64_t channels,
+                                               float* __restrict sums) {
+  const auto masked = [&](int64_t i) -> uint16_t {
+    const float out = cpu_loops::load(y, i);
+    return out > 0.f && out < 6.f ? dy[i] : uint16_t{0};
+  };
+  // A pair of rows at a time; pair row r / 2 starts where row r does.
+  for (int64_t r = 0; r < rows; r += 2) {
+    const int64_t o = r * channels;
+    if (r + 1 < rows) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const uint16_t first = masked(o + c);
+        const uint16_t second = masked(o + channels + c);
+        g[o + c] = first;
+        g[o + channels + c] = second;
+        g_pairs[o + 2 * c] = first;
+        g_pairs[o + 2 * c + 1] = second;
+        sums[c] += cpu_loops::load(&first, 0) + cpu_loops::load(&second, 0);
+      }
+    } else {  // an odd last row, paired with zero
+      for (int64_t c = 0; c < channels; ++c) {
+        const uint16_t first = masked(o + c);
+        g[o + c] = first;
+        g_pairs[o + 2 * c] = first;
+        g_pairs[o + 2 * c + 1] = 0;
+        sums[c] += cpu_loops::load(&first, 0);
+      }
+    }
+  }
+}
+
 BlockSums::BlockSums(const Forward& saved, const torch::Tensor& conv_weight)
     : in_(saved.centred.size(1)),
       out_(saved.output.size(1)),
       narrow_(uses_narrow_products(in_)),
+      pairs_(saved.output.scalar_type() == torch::kBFloat16 &&
+             bf16_products::available() && bf16_products::apply(in_) &&
+             out_ % 2 == 0),
       g_weight_((saved.scale.unsqueeze(1) *
                  conv_weight.reshape({out_, in_}).to(torch::kDouble))
                     .to(torch::kFloat)
                     .contiguous()),
       block_g_u_(static_cast<size_t>(at::get_num_threads() * out_ * in_)),
       partial_(static_cast<size_t>(at::get_num_threads() * (out_ * in_ + out_)),
-               0.0) {}
+               0.0) {
+  if (pairs_) {
+    g_weight_pairs_.resize(
+        static_cast<size_t>(bf16_products::pairs_size(out_, in_)));
+    bf16_products::pack_pairs(
+        g_weight_.const_data_ptr<float>(), out_, in_, g_weight_pairs_.data());
+    u_pairs_.resize(static_cast<size_t>(
+        at::get_num_threads() * bf16_products::pairs_size(kBlockRows, in_)));
+  }
+}
 
 void BlockSums::add(const float* g,
                     const float* g_sums,
                     const float* u,
                     float* du,
                     int64_t rows) {
-  const int64_t width = out_ * in_ + out_;
   const int64_t thread = at::get_thread_num();
-  double* own = partial_.data() + thread * width;
   // This block's g^T u, in the thread's own scratch (no allocation per block).
   float* bg = block_g_u_.data() + thread * out_ * in_;
   if (narrow_) {
@@ -212,8 +259,38 @@ void BlockSums::add(const float* g,
     auto block_du = rows_of(du, rows, in_);
     torch::mm_out(block_du, block, g_weight_);
   }
+  add_block_sums(bg, g_sums);
+}
+
+void BlockSums::add_bf16(const uint16_t* g,
+                         const uint16_t* g_pairs,
+                         const float* g_sums,
+                         const float* u,
+                         float* du,
+                         int64_t rows) {
+  TORCH_INTERNAL_ASSERT(pairs_);
+  const int64_t thread = at::get_thread_num();
+  float* bg = block_g_u_.data() + thread * out_ * in_;
+  uint16_t* up =
+      u_pairs_.data() + thread * bf16_products::pairs_size(kBlockRows, in_);
+  std::fill(bg, bg + out_ * in_, 0.f);
+  // u's pairs in chunks of the scratch's rows (an even count, so that g's
+  // pairs of rows start where its rows do).
+  for (int64_t r = 0; r < rows; r += kBlockRows) {
+    const int64_t count = std::min(kBlockRows, rows - r);
+    bf16_products::pack_pairs(u + r * in_, count, in_, up);
+    bf16_products::add_transposed_pairs(
+        g_pairs + r * out_, up, bg, count, out_, in_);
+  }
+  bf16_products::rows_times_pairs(
+      g, g_weight_pairs_.data(), du, rows, out_, in_);
+  add_block_sums(bg, g_sums);
+}
+
+void BlockSums::add_block_sums(const float* block_g_u, const float* g_sums) {
+  double* own = partial_.data() + at::get_thread_num() * (out_ * in_ + out_);
   for (int64_t i = 0; i < out_ * in_; ++i) {
-    own[i] += bg[i];
+    own[i] += block_g_u[i];
   }
   for (int64_t i = 0; i < out_; ++i) {
     own[out_ * in_ + i] += g_sums[i];

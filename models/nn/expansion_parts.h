@@ -58,6 +58,16 @@ MNV2_VECTOR_CLONES void clamped_gradient(const U* __restrict dy,
   }
 }
 
+// The same for bf16 gradients, which g keeps exactly (the gradient or 0):
+// g as rows [rows x channels] and as pairs of rows (bf16_products.h).
+void clamped_gradient_pairs(const uint16_t* dy,
+                            const uint16_t* y,
+                            uint16_t* g,
+                            uint16_t* g_pairs,
+                            int64_t rows,
+                            int64_t channels,
+                            float* sums);
+
 // The backward's first pass, per thread: G = sum(g u^T) and sum(g) in fp64
 // over the blocks a thread adds, and du = g (scale W) for each block.
 class BlockSums {
@@ -71,14 +81,33 @@ class BlockSums {
            const float* u,
            float* du,
            int64_t rows);
+  // Whether add_bf16 takes the blocks: bf16 activations, on a CPU with
+  // AVX512-BF16's products (bf16_products.h).
+  bool takes_bf16() const {
+    return pairs_;
+  }
+  // The same with bf16 products: g as clamped_gradient_pairs gives it; u
+  // and scale W rounded to bf16 as the unfused bf16 layers take them.
+  void add_bf16(const uint16_t* g,
+                const uint16_t* g_pairs,
+                const float* g_sums,
+                const float* u,
+                float* du,
+                int64_t rows);
   // sum(g u^T) [out, in] then sum(g) [out], over all threads, fp64.
   torch::Tensor totals() const;
 
  private:
+  // Adds a block's g^T u (the thread's scratch) and g's sums into the
+  // thread's fp64 sums.
+  void add_block_sums(const float* block_g_u, const float* g_sums);
+
   int64_t in_, out_;
-  bool narrow_;
-  torch::Tensor g_weight_;        // scale W, fp32 [out, in]
-  std::vector<float> block_g_u_;  // per thread, one block's g^T u
+  bool narrow_, pairs_;
+  torch::Tensor g_weight_;                // scale W, fp32 [out, in]
+  std::vector<uint16_t> g_weight_pairs_;  // the same in bf16, pairs of rows
+  std::vector<float> block_g_u_;          // per thread, one block's g^T u
+  std::vector<uint16_t> u_pairs_;         // per thread, a block's u in bf16
   std::vector<double> partial_;
 };
 

@@ -62,6 +62,10 @@ bool cpu_has_native_bf16() {
          (cpu_capability("avx512_bf16") || cpu_capability("amx_bf16"));
 }
 
+bool cpu_has_avx512_bf16() {
+  return !isa_capped_below_16bit_floats() && cpu_capability("avx512_bf16");
+}
+
 bool cpu_has_amx_bf16() {
   const std::string isa = onednn_isa_cap();
   const bool keeps_amx = isa.empty() || isa == "ALL" ||

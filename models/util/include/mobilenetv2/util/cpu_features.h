@@ -9,6 +9,10 @@ namespace mnv2 {
 bool cpu_has_native_bf16();
 bool cpu_has_native_fp16();
 
+/// Whether this CPU has AVX512-BF16's dot product of bf16 pairs, under the
+/// same caps as cpu_has_native_bf16 (AMX alone does not count).
+bool cpu_has_avx512_bf16();
+
 /// Whether oneDNN may use this CPU's AMX-BF16 tiles: present, and not capped
 /// below them by ONEDNN_MAX_CPU_ISA. Its bf16 products then run several
 /// times faster than fp32 ones, where AVX512-BF16's run about twice as fast.

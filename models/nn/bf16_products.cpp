@@ -212,25 +212,59 @@ void add_transposed_pairs(
 
 #endif
 
-MNV2_VECTOR_CLONES void pack_pairs(const float* __restrict b,
-                                   int64_t rows,
-                                   int64_t columns,
-                                   uint16_t* __restrict pairs) {
+namespace {
+
+inline uint16_t as_bf16(float value) {
+  return cpu_loops::to_bf16(value);
+}
+inline uint16_t as_bf16(uint16_t bits) {
+  return bits;
+}
+
+template <class T>
+MNV2_VECTOR_CLONES void pack_pairs_of(const T* __restrict b,
+                                      int64_t rows,
+                                      int64_t columns,
+                                      uint16_t* __restrict pairs) {
   int64_t r = 0;
   for (; r + 1 < rows; r += 2) {
     uint16_t* out = pairs + r * columns;  // pair row r / 2
-    const float* first = b + r * columns;
-    const float* second = first + columns;
+    const T* first = b + r * columns;
+    const T* second = first + columns;
     for (int64_t c = 0; c < columns; ++c) {
-      out[2 * c] = cpu_loops::to_bf16(first[c]);
-      out[2 * c + 1] = cpu_loops::to_bf16(second[c]);
+      out[2 * c] = as_bf16(first[c]);
+      out[2 * c + 1] = as_bf16(second[c]);
     }
   }
   if (r < rows) {  // an odd last row, paired with zero
     for (int64_t c = 0; c < columns; ++c) {
-      pairs[r * columns + 2 * c] = cpu_loops::to_bf16(b[r * columns + c]);
+      pairs[r * columns + 2 * c] = as_bf16(b[r * columns + c]);
       pairs[r * columns + 2 * c + 1] = 0;
     }
+  }
+}
+
+}  // namespace
+
+void pack_pairs(const float* b,
+                int64_t rows,
+                int64_t columns,
+                uint16_t* pairs) {
+  pack_pairs_of(b, rows, columns, pairs);
+}
+
+void pack_pairs(const uint16_t* b,
+                int64_t rows,
+                int64_t columns,
+                uint16_t* pairs) {
+  pack_pairs_of(b, rows, columns, pairs);
+}
+
+MNV2_VECTOR_CLONES void round_to_bf16(const float* __restrict values,
+                                      int64_t count,
+                                      uint16_t* __restrict out) {
+  for (int64_t i = 0; i < count; ++i) {
+    out[i] = cpu_loops::to_bf16(values[i]);
   }
 }
 

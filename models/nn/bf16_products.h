@@ -36,6 +36,14 @@ inline int64_t pairs_size(int64_t rows, int64_t columns) {
 // b [rows x columns] (row-major fp32, rounded to bf16 as c10::BFloat16) as
 // pairs of rows into `pairs` (pairs_size(rows, columns) elements).
 void pack_pairs(const float* b, int64_t rows, int64_t columns, uint16_t* pairs);
+// The same from bf16 values (their bits), which it only moves.
+void pack_pairs(const uint16_t* b,
+                int64_t rows,
+                int64_t columns,
+                uint16_t* pairs);
+
+// out[i] = values[i] rounded to bf16 (as c10::BFloat16), i < count.
+void round_to_bf16(const float* values, int64_t count, uint16_t* out);
 
 // c [rows x columns] = a [rows x inner] b: a bf16 row-major with an even
 // `inner`, b [inner x columns] as pairs of rows; `columns` as apply().

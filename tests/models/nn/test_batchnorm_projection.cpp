@@ -14,6 +14,7 @@
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/nn/inverted_residual.h>
 #include <mobilenetv2/util/autocast_guard.h>
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <catch2/catch.hpp>
 
@@ -102,8 +103,11 @@ torch::Tensor batchnorm_output(const ProjectionValues& v) {
   return y;
 }
 
-ProjectionResults ours(const ProjectionValues& v) {
-  const auto x = v.x.clone().requires_grad_(true);
+// Ours on the values in `dtype` (the input and the upstream gradient; the
+// parameters stay fp32, as under autocast).
+ProjectionResults ours(const ProjectionValues& v,
+                       torch::ScalarType dtype = torch::kFloat) {
+  const auto x = v.x.to(dtype).clone().requires_grad_(true);
   const auto gamma = v.gamma.clone().requires_grad_(true);
   const auto beta = v.beta.clone().requires_grad_(true);
   const auto weight = v.weight.clone().requires_grad_(true);
@@ -117,7 +121,7 @@ ProjectionResults ours(const ProjectionValues& v) {
                                                        kProjectionMomentum,
                                                        kProjectionEps,
                                                        weight);
-  output.backward(v.upstream);
+  output.backward(v.upstream.to(dtype));
   return {output.detach(),
           x.grad(),
           gamma.grad(),
@@ -166,6 +170,46 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "the bf16 BatchNorm, ReLU6 and projection as one equal the unfused "
+    "operators to bf16 rounding",
+    "[model][fused]") {
+  // Where AVX512-BF16's products serve it. On bf16 values of the input and
+  // the upstream gradient, against double: the normalised activations,
+  // the output and the activations' gradient are rounded to bf16 as the
+  // unfused bf16 layers store them, and the weight in the products, so the
+  // output and every gradient are within two bf16 steps of their largest
+  // value; the running statistics are sums of the same bf16 input (1e-5).
+  const auto probe = torch::empty({2, 96, 9, 9}, torch::kBFloat16)
+                         .contiguous(torch::MemoryFormat::ChannelsLast);
+  if (!mnv2::batchnorm_relu6_projection_applies(probe, 24)) {
+    WARN("no AVX512-BF16 products on this CPU (or AMX's instead): skipped");
+    return;
+  }
+  for (const auto& s : {ProjectionShape{3, 96, 24, 13, 11},
+                        ProjectionShape{1, 32, 16, 17, 15},
+                        ProjectionShape{2, 40, 8, 7, 9},
+                        ProjectionShape{4, 192, 32, 30, 28}}) {
+    CAPTURE(s.images, s.channels, s.out, s.h, s.w);
+    auto values = projection_values(s, 14);
+    values.x = values.x.to(torch::kBFloat16).to(torch::kFloat);
+    values.upstream = values.upstream.to(torch::kBFloat16).to(torch::kFloat);
+    const auto clamped = batchnorm_output(values);
+    const auto results = ours(values, torch::kBFloat16);
+    CHECK(results[0].scalar_type() == torch::kBFloat16);
+    CHECK(results[1].scalar_type() == torch::kBFloat16);
+    CHECK(results[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+    const auto expected =
+        unfused_in_double(values, (clamped > 0) & (clamped < 6));
+    // output, dx, dgamma, dbeta, dW, running mean, var
+    for (size_t i = 0; i < results.size(); ++i) {
+      CAPTURE(i);
+      CHECK(relative_error(results[i], expected[i]) <=
+            (i < 5 ? 1.0 / 128 : 1e-5));
+    }
+  }
+}
+
+TEST_CASE(
     "inverted residual blocks train the depthwise BatchNorm with the "
     "projection as one",
     "[model][fused]") {
@@ -191,8 +235,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "the BatchNorm and projection function applies to fp32 projections our "
-    "products compute",
+    "the BatchNorm and projection function applies to fp32 and bf16 "
+    "projections our products compute",
     "[model][fused]") {
   const auto x = torch::empty({2, 144, 9, 9})
                      .contiguous(torch::MemoryFormat::ChannelsLast);
@@ -210,10 +254,28 @@ TEST_CASE(
         16));
     CHECK_FALSE(
         mnv2::batchnorm_relu6_projection_applies(x.contiguous(), 24));  // NCHW
-    CHECK_FALSE(
-        mnv2::batchnorm_relu6_projection_applies(x.to(torch::kBFloat16), 24));
+    // bf16 where AVX512-BF16's products compute it: not with AMX, whose
+    // tiles make oneDNN's bf16 products several times faster.
+    const bool bf16 = mnv2::cpu_has_avx512_bf16() && !mnv2::cpu_has_amx_bf16();
+    CHECK(mnv2::batchnorm_relu6_projection_applies(x.to(torch::kBFloat16),
+                                                   24) == bf16);
     {
       mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, true);
+      CHECK(mnv2::batchnorm_relu6_projection_applies(x, 24) == bf16);
+      CHECK_FALSE(mnv2::batchnorm_relu6_projection_applies(x, 40));
+      // A block under bf16 autocast routes to it there.
+      mnv2::InvertedResidual block(mnv2::InvertedResidualOptions(24, 32, 2, 6));
+      block->train();
+      const auto y =
+          block->forward(torch::randn({2, 24, 16, 16})
+                             .contiguous(torch::MemoryFormat::ChannelsLast)
+                             .requires_grad_(true));
+      CHECK(y.scalar_type() == torch::kBFloat16);
+      CHECK(graph_has(y, "BatchNormReLU6Projection") == bf16);
+    }
+    {
+      // fp16 autocast: neither.
+      mnv2::AutocastGuard autocast(torch::kCPU, torch::kHalf, true);
       CHECK_FALSE(mnv2::batchnorm_relu6_projection_applies(x, 24));
     }
     {

@@ -33,36 +33,40 @@ inline uint32_t pair_at(const uint16_t* p) {
   return pair;
 }
 
-// c[t][j] = (c[t][j] if accumulate, else 0) + sum over q < pairs of
-// f(t, q) . b[q][j] for `rows` rows t of c and 8 kN columns j, where
-// f(t, q) is the pair at f + 2 (t f_row + q f_step) and b[q] row q of
-// pairs (ldb values apart). kRows rows of c per tile, then one.
+// One product's operands: c[t][j] = (c[t][j] if accumulate, else 0) +
+// sum over q < pairs of f(t, q) . b[q][j], where f(t, q) is the pair at
+// f + 2 (t f_row + q f_step) and b[q] is row q of pairs (ldb values apart).
+struct PairProduct {
+  const uint16_t* f;
+  int64_t f_row, f_step;
+  const uint16_t* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc, pairs;
+  bool accumulate;
+};
+
+// Rows t, ..., t + kRows - 1 of c, 8 kN columns from b's and c's start.
 template <int kN, int kRows>
-MNV2_BF16_PAIRS_TARGET inline void pair_tile(const uint16_t* f,
-                                             int64_t f_row,
-                                             int64_t f_step,
-                                             const uint16_t* b,
-                                             int64_t ldb,
-                                             float* c,
-                                             int64_t ldc,
-                                             int64_t pairs,
-                                             bool accumulate) {
+MNV2_BF16_PAIRS_TARGET inline void pair_tile(const PairProduct& p, int64_t t) {
+  const uint16_t* f = p.f + 2 * t * p.f_row;
+  float* c = p.c + t * p.ldc;
   __m256 sums[kRows][kN];
   for (int i = 0; i < kRows; ++i) {
     for (int j = 0; j < kN; ++j) {
-      sums[i][j] = accumulate ? _mm256_loadu_ps(c + i * ldc + j * 8)
-                              : _mm256_setzero_ps();
+      sums[i][j] = p.accumulate ? _mm256_loadu_ps(c + i * p.ldc + j * 8)
+                                : _mm256_setzero_ps();
     }
   }
-  for (int64_t q = 0; q < pairs; ++q) {
+  for (int64_t q = 0; q < p.pairs; ++q) {
     __m256bh row_of_b[kN];
     for (int j = 0; j < kN; ++j) {
       row_of_b[j] = (__m256bh)_mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(b + q * ldb + j * 16));
+          reinterpret_cast<const __m256i*>(p.b + q * p.ldb + j * 16));
     }
     for (int i = 0; i < kRows; ++i) {
       const auto factor = (__m256bh)_mm256_set1_epi32(
-          static_cast<int>(pair_at(f + 2 * (i * f_row + q * f_step))));
+          static_cast<int>(pair_at(f + 2 * (i * p.f_row + q * p.f_step))));
       for (int j = 0; j < kN; ++j) {
         sums[i][j] = _mm256_dpbf16_ps(sums[i][j], factor, row_of_b[j]);
       }
@@ -70,7 +74,7 @@ MNV2_BF16_PAIRS_TARGET inline void pair_tile(const uint16_t* f,
   }
   for (int i = 0; i < kRows; ++i) {
     for (int j = 0; j < kN; ++j) {
-      _mm256_storeu_ps(c + i * ldc + j * 8, sums[i][j]);
+      _mm256_storeu_ps(c + i * p.ldc + j * 8, sums[i][j]);
     }
   }
 }
@@ -80,75 +84,40 @@ MNV2_BF16_PAIRS_TARGET inline void pair_tile(const uint16_t* f,
 template <int kN>
 inline constexpr int kPairTileRows = 24 / kN;
 
+// All `rows` rows of c: tiles of kPairTileRows, then one row at a time.
 template <int kN>
-MNV2_BF16_PAIRS_TARGET void pair_rows(const uint16_t* f,
-                                      int64_t f_row,
-                                      int64_t f_step,
-                                      const uint16_t* b,
-                                      int64_t ldb,
-                                      float* c,
-                                      int64_t ldc,
-                                      int64_t rows,
-                                      int64_t pairs,
-                                      bool accumulate) {
+MNV2_BF16_PAIRS_TARGET void pair_rows(const PairProduct& p, int64_t rows) {
   constexpr int kRows = kPairTileRows<kN>;
   int64_t t = 0;
   for (; t + kRows <= rows; t += kRows) {
-    pair_tile<kN, kRows>(f + 2 * t * f_row,
-                         f_row,
-                         f_step,
-                         b,
-                         ldb,
-                         c + t * ldc,
-                         ldc,
-                         pairs,
-                         accumulate);
+    pair_tile<kN, kRows>(p, t);
   }
   for (; t < rows; ++t) {
-    pair_tile<kN, 1>(f + 2 * t * f_row,
-                     f_row,
-                     f_step,
-                     b,
-                     ldb,
-                     c + t * ldc,
-                     ldc,
-                     pairs,
-                     accumulate);
+    pair_tile<kN, 1>(p, t);
   }
 }
 
 // pair_rows over blocks of the columns: 32 at a time (four vectors), then
-// one block of the rest. b and c start at column `first` of each block.
-void pair_rows_over_columns(const uint16_t* f,
-                            int64_t f_row,
-                            int64_t f_step,
-                            const uint16_t* b_pairs,
-                            float* c,
-                            int64_t rows,
-                            int64_t pairs,
-                            int64_t columns,
-                            bool accumulate) {
-  const int64_t ldb = 2 * columns;
+// one block of the rest; b's and c's columns `columns` wide.
+void pair_rows_over_columns(PairProduct p, int64_t rows, int64_t columns) {
+  const uint16_t* b = p.b;
+  float* c = p.c;
   for (int64_t first = 0; first < columns;) {
     const int64_t vectors = std::min<int64_t>(4, (columns - first) / 8);
-    const uint16_t* b = b_pairs + 2 * first;
-    float* cb = c + first;
+    p.b = b + 2 * first;
+    p.c = c + first;
     switch (vectors) {
       case 1:
-        pair_rows<1>(
-            f, f_row, f_step, b, ldb, cb, columns, rows, pairs, accumulate);
+        pair_rows<1>(p, rows);
         break;
       case 2:
-        pair_rows<2>(
-            f, f_row, f_step, b, ldb, cb, columns, rows, pairs, accumulate);
+        pair_rows<2>(p, rows);
         break;
       case 3:
-        pair_rows<3>(
-            f, f_row, f_step, b, ldb, cb, columns, rows, pairs, accumulate);
+        pair_rows<3>(p, rows);
         break;
       default:
-        pair_rows<4>(
-            f, f_row, f_step, b, ldb, cb, columns, rows, pairs, accumulate);
+        pair_rows<4>(p, rows);
         break;
     }
     first += 8 * vectors;
@@ -172,7 +141,9 @@ void rows_times_pairs(const uint16_t* a,
   // a's row t holds its pairs side by side: pair q of row t at 2 (t inner
   // / 2 + q).
   pair_rows_over_columns(
-      a, inner / 2, 1, b_pairs, c, rows, inner / 2, columns, false);
+      {a, inner / 2, 1, b_pairs, 2 * columns, c, columns, inner / 2, false},
+      rows,
+      columns);
 }
 
 void add_transposed_pairs(const uint16_t* a_pairs,
@@ -183,15 +154,17 @@ void add_transposed_pairs(const uint16_t* a_pairs,
                           int64_t columns) {
   TORCH_INTERNAL_ASSERT(available() && apply(columns));
   // Row t of c takes a's column t: its pair q at 2 (t + q a_columns).
-  pair_rows_over_columns(a_pairs,
-                         1,
+  pair_rows_over_columns({a_pairs,
+                          1,
+                          a_columns,
+                          b_pairs,
+                          2 * columns,
+                          c,
+                          columns,
+                          (rows + 1) / 2,
+                          true},
                          a_columns,
-                         b_pairs,
-                         c,
-                         a_columns,
-                         (rows + 1) / 2,
-                         columns,
-                         true);
+                         columns);
 }
 
 #else  // no AVX512-BF16 loops in this build

@@ -124,6 +124,24 @@ class ProjectionMatrix {
   std::vector<uint16_t> pairs_;
 };
 
+// Whether our products compute the projection in the dtype the layer
+// computes in: fp32 where pointwise_own_products_fp32 says so; bf16 on
+// AVX512-BF16 without AMX (whose tiles make oneDNN's bf16 products several
+// times faster), for the same narrow shapes.
+bool own_projection_products(const torch::Tensor& input, int64_t out) {
+  const int64_t channels = input.size(1);
+  switch (cpu_computation_dtype(input).value_or(torch::kHalf)) {
+    case torch::kFloat:
+      return pointwise_own_products_fp32(channels, out);
+    case torch::kBFloat16:
+      return bf16_products::available() && !cpu_has_amx_bf16() &&
+             bf16_products::apply(channels) && bf16_products::apply(out) &&
+             std::min(channels, out) <= kPointwiseOwnMaxNarrowSide;
+    default:
+      return false;
+  }
+}
+
 class BatchNormReLU6Projection
     : public torch::autograd::Function<BatchNormReLU6Projection> {
  public:
@@ -295,28 +313,6 @@ class BatchNormReLU6Projection
             in_strides_of(grad_matrix.view(conv_weight.sizes()), conv_weight)};
   }
 };
-
-}  // namespace
-
-namespace {
-
-// Whether our products compute the projection in the dtype the layer
-// computes in: fp32 where pointwise_own_products_fp32 says so; bf16 on
-// AVX512-BF16 without AMX (whose tiles make oneDNN's bf16 products several
-// times faster), for the same narrow shapes.
-bool own_projection_products(const torch::Tensor& input, int64_t out) {
-  const int64_t channels = input.size(1);
-  switch (cpu_computation_dtype(input).value_or(torch::kHalf)) {
-    case torch::kFloat:
-      return pointwise_own_products_fp32(channels, out);
-    case torch::kBFloat16:
-      return bf16_products::available() && !cpu_has_amx_bf16() &&
-             bf16_products::apply(channels) && bf16_products::apply(out) &&
-             std::min(channels, out) <= kPointwiseOwnMaxNarrowSide;
-    default:
-      return false;
-  }
-}
 
 }  // namespace
 

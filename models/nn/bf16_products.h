@@ -20,7 +20,7 @@
 namespace mnv2::bf16_products {
 
 // Whether this CPU runs them: AVX512-BF16, and no oneDNN or ATen cap below
-// 16-bit floats (cpu_features' native bf16).
+// 16-bit floats (cpu_has_avx512_bf16).
 bool available();
 
 // Whether the products take a side of `columns` (the vectors' side).

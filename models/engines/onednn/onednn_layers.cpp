@@ -11,6 +11,12 @@ using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = dnnl::memory::data_type::f32;
 
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 dnnl::primitive_attr fused_ops(bool add_to_destination,
                                bool relu6,
                                const plain::Conv* depthwise,
@@ -28,7 +34,7 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
       ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
     }
   }
-  dnnl::primitive_attr attr;
+  auto attr = user_scratchpad();
   attr.set_post_ops(ops);
   return attr;
 }

@@ -10,10 +10,17 @@
 
 namespace mnv2::onednn_layers {
 
+/// Attributes with the scratchpad the caller passes (DNNL_ARG_SCRATCHPAD).
+/// The library's own scratchpad is per thread, so that a primitive must run
+/// in the thread that created it; a plan's primitives run in whichever
+/// thread calls, or in a thread of a split batch.
+dnnl::primitive_attr user_scratchpad();
+
 /// Post-ops: the residual add into the destination (scaled by `sum_scale`:
 /// an int8 destination's code step), ReLU6, and optionally a 3x3 depthwise
 /// convolution (padding 1, the depthwise layer's stride) with its ReLU6,
-/// computed from the result while it is still in cache.
+/// computed from the result while it is still in cache. With
+/// user_scratchpad().
 dnnl::primitive_attr fused_ops(bool add_to_destination,
                                bool relu6,
                                const plain::Conv* depthwise = nullptr,

@@ -1,19 +1,73 @@
 // The executor's state and running: weights reordered once per layout,
-// plans kept per input shape, buffers grown to the largest plan.
+// plans kept per input shape and lane, buffers grown to the largest plan;
+// int8 batches split among the threads.
 #include "onednn_layers.h"
 #include "onednn_network_impl.h"
 
+#include <omp.h>
+
+#include <cstdlib>
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace mnv2 {
 
+using onednn_executor::kBuffers;
 using onednn_executor::kPlansKept;
-using onednn_executor::kPooledSlot;
+using onednn_executor::Lane;
 using onednn_executor::Plan;
 
-Plan& OneDnnNetwork::Impl::plan_for(const std::array<int64_t, 4>& sizes,
+namespace {
+
+// A run of images of a batch.
+struct Share {
+  int64_t first = 0;
+  int64_t size = 0;
+};
+
+// How a batch of `images` splits among `threads` threads: a share of at least
+// two images per thread, or one share (the whole batch, all threads on each
+// layer) where `split` is off or the batch is smaller.
+std::vector<Share> batch_shares(int64_t images, int threads, bool split) {
+  constexpr int64_t kFewestPerShare = 2;
+  if (!split || threads < 2 || images < kFewestPerShare * threads) {
+    return {{0, images}};
+  }
+  std::vector<Share> shares;
+  int64_t first = 0;
+  for (int t = 0; t < threads; ++t) {
+    const int64_t size = images / threads + (t < images % threads ? 1 : 0);
+    shares.push_back({first, size});
+    first += size;
+  }
+  return shares;
+}
+
+// omp_set_num_threads(1) while in scope: oneDNN blocks a primitive's work
+// for the thread count it is created under.
+class OneThread {
+ public:
+  OneThread() : previous_(omp_get_max_threads()) {
+    omp_set_num_threads(1);
+  }
+  ~OneThread() {
+    omp_set_num_threads(previous_);
+  }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  int previous_;
+};
+
+}  // namespace
+
+Plan& OneDnnNetwork::Impl::plan_for(Lane& lane,
+                                    const std::array<int64_t, 4>& sizes,
                                     bool channels_last) {
+  auto& plans = lane.plans;
   for (auto it = plans.begin(); it != plans.end(); ++it) {
     if (it->sizes == sizes && it->channels_last == channels_last) {
       plans.splice(plans.begin(), plans, it);
@@ -27,25 +81,43 @@ Plan& OneDnnNetwork::Impl::plan_for(const std::array<int64_t, 4>& sizes,
   return plans.front();
 }
 
-void OneDnnNetwork::Impl::bind(Plan& plan) {
-  for (int slot = 0; slot <= kPooledSlot; ++slot) {
-    if (plan.bytes[slot] > capacity[slot]) {
+void OneDnnNetwork::Impl::bind(Lane& lane, Plan& plan) {
+  for (int slot = 0; slot < kBuffers; ++slot) {
+    if (plan.bytes[slot] > lane.capacity[slot]) {
       void* p = std::aligned_alloc(64, (plan.bytes[slot] + 63) / 64 * 64);
       if (p == nullptr) {
         throw std::bad_alloc();
       }
-      buffers[slot].reset(p);
-      capacity[slot] = plan.bytes[slot];
-      ++generation;
+      lane.buffers[slot].reset(p);
+      lane.capacity[slot] = plan.bytes[slot];
+      ++lane.generation;
     }
   }
-  if (plan.bound_to == generation) {
+  if (plan.bound_to == lane.generation) {
     return;
   }
   for (auto& [mem, slot] : plan.slotted) {
-    mem.set_data_handle(buffers[slot].get());
+    mem.set_data_handle(lane.buffers[slot].get());
   }
-  plan.bound_to = generation;
+  plan.bound_to = lane.generation;
+}
+
+void OneDnnNetwork::Impl::run(Lane& lane,
+                              Plan& plan,
+                              const float* images,
+                              float* output) {
+  plan.input.set_data_handle(const_cast<float*>(images));
+  plan.output.set_data_handle(output);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    try {
+      plan.steps[i].primitive.execute(lane.stream, plan.steps[i].args);
+    } catch (const dnnl::error& e) {
+      throw std::runtime_error("oneDNN: step " + std::to_string(i) + " of " +
+                               std::to_string(plan.steps.size()) + ": " +
+                               e.what());
+    }
+  }
+  lane.stream.wait();
 }
 
 OneDnnNetwork::OneDnnNetwork(plain::Network network,
@@ -72,20 +144,58 @@ void OneDnnNetwork::forward(const float* images,
                             float* output) const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   try {
-    auto& plan = impl_->plan_for(sizes, channels_last);
-    impl_->bind(plan);
-    plan.input.set_data_handle(const_cast<float*>(images));
-    plan.output.set_data_handle(output);
-    for (size_t i = 0; i < plan.steps.size(); ++i) {
-      try {
-        plan.steps[i].primitive.execute(impl_->stream, plan.steps[i].args);
-      } catch (const dnnl::error& e) {
-        throw std::runtime_error("oneDNN: step " + std::to_string(i) + " of " +
-                                 std::to_string(plan.steps.size()) + ": " +
-                                 e.what());
+    const auto shares =
+        batch_shares(sizes[0], omp_get_max_threads(), impl_->split_batches());
+    if (shares.size() == 1) {
+      auto& lane = impl_->lane(0);
+      auto& plan = impl_->plan_for(lane, sizes, channels_last);
+      Impl::bind(lane, plan);
+      Impl::run(lane, plan, images, output);
+      return;
+    }
+    // Thread t runs share t alone, in lane t: its primitives run
+    // single-threaded inside the parallel region, planned for one thread.
+    // The plans are built here, one after another: building reorders weights
+    // into the store all lanes share.
+    const int64_t image_values = sizes[1] * sizes[2] * sizes[3];
+    std::vector<Lane*> lanes;
+    std::vector<Plan*> plans;
+    {
+      const OneThread planning;
+      for (size_t t = 0; t < shares.size(); ++t) {
+        lanes.push_back(&impl_->lane(t));
+        plans.push_back(
+            &impl_->plan_for(*lanes[t],
+                             {shares[t].size, sizes[1], sizes[2], sizes[3]},
+                             channels_last));
+        Impl::bind(*lanes[t], *plans[t]);
       }
     }
-    impl_->stream.wait();
+    std::vector<std::exception_ptr> errors(shares.size());
+    const int threads = static_cast<int>(shares.size());
+#pragma omp parallel num_threads(threads)
+    {
+      // A nested region (a caller's own) has a team of one, which runs them
+      // all.
+      const auto team = static_cast<size_t>(omp_get_num_threads());
+      for (auto t = static_cast<size_t>(omp_get_thread_num());
+           t < shares.size();
+           t += team) {
+        try {
+          Impl::run(*lanes[t],
+                    *plans[t],
+                    images + shares[t].first * image_values,
+                    output + shares[t].first * outputs());
+        } catch (...) {
+          errors[t] = std::current_exception();
+        }
+      }
+    }
+    for (const auto& error : errors) {
+      if (error) {
+        std::rethrow_exception(error);
+      }
+    }
   } catch (const dnnl::error& e) {
     throw std::runtime_error(std::string("oneDNN: ") + e.what());
   }

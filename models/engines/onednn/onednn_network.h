@@ -20,8 +20,10 @@ namespace mnv2 {
 /// Compared with oneDNN Graph under TorchScript, it drops LibTorch's
 /// per-partition work; computing the classifier here rather than in LibTorch
 /// saves a dispatched gemm per call.
-/// Uses the calling thread's OpenMP thread count. Calls are serialised. The
-/// engine of mnv2::OneDnnMobileNetV2.
+/// Uses the calling thread's OpenMP thread count. An int8 batch of at least
+/// two images per thread is split among the threads, each running its share
+/// alone through its own plan and buffers. Calls are serialised; any thread
+/// may call. The engine of mnv2::OneDnnMobileNetV2.
 class OneDnnNetwork {
  public:
   /// The activations' memory layout between layers. Both compute the same

@@ -5,6 +5,7 @@
 // they run in (onednn_network.cpp), and the planning (onednn_plan.cpp).
 // Sees no LibTorch header (see onednn_network.h).
 
+#include "onednn_layers.h"
 #include "onednn_network.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -36,10 +37,13 @@ constexpr auto kS8 = memory::data_type::s8;
 constexpr auto kU8 = memory::data_type::u8;
 
 // The executor's buffers: three for activations, one for the pooled
-// features; kInputSlot stands for the caller's images.
+// features, one for the primitives' scratchpads; kInputSlot stands for the
+// caller's images.
 constexpr int kInputSlot = -1;
 constexpr int kActivationSlots = 3;
 constexpr int kPooledSlot = kActivationSlots;
+constexpr int kScratchpadSlot = kPooledSlot + 1;
+constexpr int kBuffers = kScratchpadSlot + 1;
 constexpr size_t kPlansKept = 4;
 
 struct Step {
@@ -51,10 +55,10 @@ struct Plan {
   std::array<int64_t, 4> sizes{};
   bool channels_last = false;
   std::vector<Step> steps;
-  std::vector<std::pair<memory, int>> slotted;       // memories in the buffers
-  memory input;                                      // the caller's images
-  memory output;                                     // the caller's output
-  std::array<size_t, kActivationSlots + 1> bytes{};  // needed per buffer
+  std::vector<std::pair<memory, int>> slotted;  // memories in the buffers
+  memory input;                                 // the caller's images
+  memory output;                                // the caller's output
+  std::array<size_t, kBuffers> bytes{};         // needed per buffer
   uint64_t bound_to = 0;  // the buffers' generation the slots point into
 };
 
@@ -64,13 +68,26 @@ struct FreeDeleter {
   }
 };
 
+// What one stream of calls owns: its plans and the buffers they run in. A
+// batch split among threads runs one lane per thread, so that each thread's
+// primitives write their own activations.
+struct Lane {
+  std::list<Plan> plans;  // most recently used first
+  std::array<std::unique_ptr<void, FreeDeleter>, kBuffers> buffers;
+  std::array<size_t, kBuffers> capacity{};
+  uint64_t generation = 0;
+  dnnl::stream stream;
+
+  explicit Lane(const dnnl::engine& engine) : stream(engine) {}
+};
+
 }  // namespace onednn_executor
 
 struct OneDnnNetwork::Impl {
   using Plan = onednn_executor::Plan;
+  using Lane = onednn_executor::Lane;
   using memory = dnnl::memory;
   using Tag = memory::format_tag;
-  static constexpr int kBuffers = onednn_executor::kActivationSlots + 1;
   plain::Network net;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
@@ -83,11 +100,8 @@ struct OneDnnNetwork::Impl {
   std::vector<memory> source_scales, weight_scales, output_scales;
   std::vector<std::vector<int8_t>> codes;
   memory input_scale;
-  std::list<Plan> plans;  // most recently used first
-  std::array<std::unique_ptr<void, onednn_executor::FreeDeleter>, kBuffers>
-      buffers;
-  std::array<size_t, kBuffers> capacity{};
-  uint64_t generation = 0;
+  // Lane 0 runs unsplit calls; lane t runs thread t's share of a split one.
+  std::vector<std::unique_ptr<Lane>> lanes;
   std::mutex mutex;
 
   bool fuse_depthwise;
@@ -113,6 +127,14 @@ struct OneDnnNetwork::Impl {
 
   bool int8() const {
     return net.input_scale > 0;
+  }
+
+  // Whether a batch splits among the threads, each running its share alone.
+  // int8: on an AMD EPYC (VNNI, 2 threads) that ran batches of 4-32 about 5%
+  // faster than all threads on each layer, whose int8 work is small for its
+  // synchronisation; fp32 ran level (docs/benchmarks.md).
+  bool split_batches() const {
+    return int8();
   }
 
   void prepare_int8() {
@@ -176,12 +198,21 @@ struct OneDnnNetwork::Impl {
   dnnl::reorder::primitive_desc scaled_reorder(const memory::desc& from,
                                                const memory::desc& to,
                                                int scaled) const {
-    dnnl::primitive_attr attr;
+    auto attr = onednn_layers::user_scratchpad();
     attr.set_scales_mask(scaled, 0);
     return {engine, from, engine, to, attr};
   }
-  Plan& plan_for(const std::array<int64_t, 4>& sizes, bool channels_last);
-  void bind(Plan& plan);
+  Lane& lane(size_t index) {
+    while (lanes.size() <= index) {
+      lanes.push_back(std::make_unique<Lane>(engine));
+    }
+    return *lanes[index];
+  }
+  Plan& plan_for(Lane& lane,
+                 const std::array<int64_t, 4>& sizes,
+                 bool channels_last);
+  static void bind(Lane& lane, Plan& plan);
+  static void run(Lane& lane, Plan& plan, const float* images, float* output);
 };
 
 }  // namespace mnv2

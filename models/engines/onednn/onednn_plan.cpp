@@ -17,6 +17,7 @@ using onednn_executor::kF32;
 using onednn_executor::kInputSlot;
 using onednn_executor::kPooledSlot;
 using onednn_executor::kS8;
+using onednn_executor::kScratchpadSlot;
 using onednn_executor::kU8;
 using onednn_executor::Plan;
 using onednn_executor::Step;
@@ -26,6 +27,7 @@ using onednn_layers::fusable;
 using onednn_layers::fused_ops;
 using onednn_layers::geometry;
 using onednn_layers::is_reference;
+using onednn_layers::user_scratchpad;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 using ConvPd = dnnl::convolution_forward::primitive_desc;
@@ -76,6 +78,26 @@ struct OneDnnNetwork::Impl::PlanWriter {
     return mem;
   }
 
+  // `pd`'s primitive as the plan's next step, with its scratchpad (every
+  // primitive here takes user_scratchpad()) in the scratchpad buffer.
+  void push(Step step, const dnnl::primitive_desc_base& pd) {
+    const auto scratchpad = pd.scratchpad_desc();
+    if (scratchpad.get_size() > 0) {
+      step.args[DNNL_ARG_SCRATCHPAD] = slotted(scratchpad, kScratchpadSlot);
+    }
+    plan.steps.push_back(std::move(step));
+  }
+
+  // A reorder of `from` into `to`, as the plan's next step.
+  void push_reorder(const memory& from, const memory& to) {
+    const dnnl::reorder::primitive_desc pd(impl.engine,
+                                           from.get_desc(),
+                                           impl.engine,
+                                           to.get_desc(),
+                                           user_scratchpad());
+    push({dnnl::reorder(pd), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}}, pd);
+  }
+
   void start_block() {
     block_md = current_md;
     block_input = current;
@@ -117,9 +139,7 @@ struct OneDnnNetwork::Impl::PlanWriter {
     }
     const int slot = free_slot(current_slot, block_slot);
     memory reordered = slotted(wanted, slot);
-    plan.steps.push_back(
-        {dnnl::reorder(current, reordered),
-         {{DNNL_ARG_FROM, current}, {DNNL_ARG_TO, reordered}}});
+    push_reorder(current, reordered);
     current = reordered;
     current_md = wanted;
     current_slot = slot;
@@ -176,17 +196,17 @@ struct OneDnnNetwork::Impl::PlanWriter {
         {h, w},
         {0, 0},
         {0, 0},
-        {0, 0});
+        {0, 0},
+        user_scratchpad());
     memory pooled = slotted(pool_pd.dst_desc(), kPooledSlot);
-    plan.steps.push_back({dnnl::pooling_forward(pool_pd),
-                          {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}});
+    push({dnnl::pooling_forward(pool_pd),
+          {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}},
+         pool_pd);
     if (net.classes == 0) {
       plan.output = memory(memory::desc({n, c, 1, 1}, kF32, Tag::nchw),
                            impl.engine,
                            DNNL_MEMORY_NONE);
-      plan.steps.push_back(
-          {dnnl::reorder(pooled, plan.output),
-           {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, plan.output}}});
+      push_reorder(pooled, plan.output);
       return std::move(plan);
     }
     const Dims fc_weights{net.classes, c, 1, 1};
@@ -196,17 +216,19 @@ struct OneDnnNetwork::Impl::PlanWriter {
         pool_pd.dst_desc(),
         memory::desc(fc_weights, kF32, Tag::any),
         memory::desc({net.classes}, kF32, Tag::x),
-        memory::desc({n, net.classes}, kF32, Tag::nc));
+        memory::desc({n, net.classes}, kF32, Tag::nc),
+        user_scratchpad());
     plan.output = memory(fc_pd.dst_desc(), impl.engine, DNNL_MEMORY_NONE);
-    plan.steps.push_back({dnnl::inner_product_forward(fc_pd),
-                          {{DNNL_ARG_SRC, pooled},
-                           {DNNL_ARG_WEIGHTS,
-                            impl.weights_for(impl.weights.size() - 1,
-                                             {fc_weights, kF32, Tag::oihw},
-                                             net.fc_weight.data(),
-                                             fc_pd.weights_desc())},
-                           {DNNL_ARG_BIAS, impl.classifier_bias},
-                           {DNNL_ARG_DST, plan.output}}});
+    push({dnnl::inner_product_forward(fc_pd),
+          {{DNNL_ARG_SRC, pooled},
+           {DNNL_ARG_WEIGHTS,
+            impl.weights_for(impl.weights.size() - 1,
+                             {fc_weights, kF32, Tag::oihw},
+                             net.fc_weight.data(),
+                             fc_pd.weights_desc())},
+           {DNNL_ARG_BIAS, impl.classifier_bias},
+           {DNNL_ARG_DST, plan.output}}},
+         fc_pd);
     return std::move(plan);
   }
 };
@@ -284,7 +306,7 @@ Plan OneDnnNetwork::Impl::build_fp32(const std::array<int64_t, 4>& sizes,
             pd->query_md(dnnl::query::exec_arg_md, kDw | DNNL_ARG_WEIGHTS));
         step.args[kDw | DNNL_ARG_BIAS] = biases[p.layer];
       }
-      p.plan.steps.push_back(std::move(step));
+      p.push(std::move(step), *pd);
       p.advance(dst, pd->dst_desc(), dst_slot);
     }
   }
@@ -297,11 +319,12 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
   // int8 kernels read and write channels last. The images become s8 codes.
   const memory::desc codes_md({p.n, p.c, p.h, p.w}, kS8, Tag::nhwc);
   const memory codes_mem = p.slotted(codes_md, 0);
-  p.plan.steps.push_back(
-      {dnnl::reorder(scaled_reorder(p.current_md, codes_md, DNNL_ARG_DST)),
-       {{DNNL_ARG_FROM, p.current},
-        {DNNL_ARG_TO, codes_mem},
-        {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, input_scale}}});
+  const auto quantize = scaled_reorder(p.current_md, codes_md, DNNL_ARG_DST);
+  p.push({dnnl::reorder(quantize),
+          {{DNNL_ARG_FROM, p.current},
+           {DNNL_ARG_TO, codes_mem},
+           {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, input_scale}}},
+         quantize);
   p.advance(codes_mem, codes_md, 0);
   float step_size = net.input_scale;  // the current activation's code step
   for (const auto& block : net.blocks) {
@@ -340,7 +363,7 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
           weight_scales[p.layer];
       step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST] = output_scales[p.layer];
       step_size = conv.output_scale;
-      p.plan.steps.push_back(std::move(step));
+      p.push(std::move(step), pd);
       p.advance(dst, pd.dst_desc(), dst_slot);
     }
   }
@@ -348,11 +371,12 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
   const memory::desc real_md({p.n, p.c, p.h, p.w}, kF32, Tag::nhwc);
   const int slot = free_slot(p.current_slot, kInputSlot);
   const memory real = p.slotted(real_md, slot);
-  p.plan.steps.push_back(
-      {dnnl::reorder(scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC)),
-       {{DNNL_ARG_FROM, p.current},
-        {DNNL_ARG_TO, real},
-        {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}});
+  const auto dequantize = scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC);
+  p.push({dnnl::reorder(dequantize),
+          {{DNNL_ARG_FROM, p.current},
+           {DNNL_ARG_TO, real},
+           {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}},
+         dequantize);
   p.advance(real, real_md, slot);
   return p.finish();
 }

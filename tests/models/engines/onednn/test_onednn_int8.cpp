@@ -84,3 +84,38 @@ TEST_CASE("int8 engine computes a QAT model's evaluation pass", "[int8]") {
   const auto actual = torch::softmax(engine.forward(images), 1);
   CHECK((actual - expected).abs().max().item<double>() < 1e-5);
 }
+
+TEST_CASE("int8 engine computes a batch split among threads as a whole",
+          "[int8]") {
+  // From two images per thread, each thread runs its share alone in its own
+  // plan and buffers: uneven shares, shares of different sizes in one call,
+  // three threads on two cores, and the same shapes again (plans reused).
+  const auto net = quantized_model(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  const mnv2::OneDnnMobileNetV2 engine(net);
+  const int threads_before = at::get_num_threads();
+  for (const int threads : {2, 3}) {
+    at::set_num_threads(threads);
+    for (const int64_t batch : {4, 5, 7, 9, 5}) {
+      torch::manual_seed(batch);
+      const auto images = torch::randn({batch, 3, 48, 48});
+      const auto expected = mnv2::simulate_quantized(net, images);
+      for (const bool channels_last : {false, true}) {
+        INFO(threads << " threads, batch " << batch
+                     << (channels_last ? " NHWC" : " NCHW"));
+        const auto input =
+            channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                          : images;
+        const auto actual = engine.forward(input);
+        CHECK(mnv2::test::relative_error(actual, expected) < 1e-5);
+        // Each image alone, unsplit.
+        for (int64_t i = 0; i < batch; ++i) {
+          const auto alone = engine.forward(input.slice(0, i, i + 1));
+          CHECK((alone - actual.slice(0, i, i + 1)).abs().max().item<double>() <
+                1e-5 * (1 + alone.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+  at::set_num_threads(threads_before);
+}

@@ -4,7 +4,9 @@ timed steps, a Chrome trace) beside torchvision's Python step under the same
 profiler (torch.autograd.profiler, use_kineto=False), same
 model (MobileNetV2 1.0, 1000 classes), batch, size, channels_last, SGD with
 momentum and threads, in one run. Each side's self CPU time per operator,
-per step, and its share of the step; the host is printed with it. The
+per step, and its share of the step; the host is printed with it. Our fused
+functions are operators too: mnv2::X is one's forward, "mnv2::X backward"
+its backward node. The
 profiler slows both steps (elementwise operators most): compare the sides
 within a run, and take speed from bench/train_throughput.py.
 
@@ -14,6 +16,7 @@ Usage: python bench/train_profile.py [--batch 32] [--size 224] [--steps 3]
 import argparse
 import json
 import os
+import re
 import tempfile
 import time
 from collections import defaultdict
@@ -52,6 +55,22 @@ def self_times(trace_path):
         for _, name, own in stack:
             totals[name] += own
     return totals, calls
+
+
+def operator(name):
+    """Whether a trace event is an operator's own time: ATen's and oneDNN's
+    operators, our fused functions' forwards (mnv2::) and their backward
+    nodes (CppNode<mnv2::...>), autograd's backward nodes, the optimizer."""
+    return (name.startswith(("aten::", "mkldnn::", "mnv2::")) or "CppNode<mnv2::" in name
+            or "Optimizer" in name or "Backward" in name)
+
+
+def label(name):
+    """A backward node of ours by its function's name: 'mnv2::X backward'."""
+    match = re.search(r"CppNode<mnv2::(?:\(anonymous namespace\)::)?(\w+)>", name)
+    if match and not name.startswith("autograd::engine"):
+        return f"mnv2::{match.group(1)} backward"
+    return name
 
 
 def ours(args):
@@ -93,15 +112,14 @@ def main():
     sides = {"ours": ours(args), "torchvision": torchvision_step(args)}
     names = set()
     for totals, _, _ in sides.values():
-        names |= {n for n in totals if n.startswith("aten::") or "Optimizer" in n
-                  or "Backward" in n}
+        names |= {n for n in totals if operator(n)}
     per_step = {side: {n: totals.get(n, 0.0) / 1000 / args.steps for n in names}
                 for side, (totals, _, _) in sides.items()}
     step_ms = {side: seconds * 1000 for side, (_, _, seconds) in sides.items()}
     ranked = sorted(names, key=lambda n: -max(per_step["ours"][n], per_step["torchvision"][n]))
     rows = []
     for name in ranked[:args.top]:
-        row = [name]
+        row = [label(name)]
         for side in sides:
             ms = per_step[side][name]
             calls = sides[side][1].get(name, 0) // args.steps

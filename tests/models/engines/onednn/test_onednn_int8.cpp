@@ -26,6 +26,12 @@ mnv2::QuantizedNetwork quantized_model(
   return mnv2::quantize_network(mnv2::fold_batchnorm(model), batches, q);
 }
 
+torch::Tensor in_memory_format(const torch::Tensor& images,
+                               bool channels_last) {
+  return channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                       : images;
+}
+
 }  // namespace
 
 TEST_CASE("int8 engine computes the simulated quantized network", "[int8]") {
@@ -54,9 +60,7 @@ TEST_CASE("int8 engine computes the simulated quantized network", "[int8]") {
       for (const bool channels_last : {false, true}) {
         INFO(name << ": " << batch << "x" << size
                   << (channels_last ? " NHWC" : " NCHW"));
-        const auto input =
-            channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
-                          : images;
+        const auto input = in_memory_format(images, channels_last);
         const auto actual = engine.forward(input);
         CHECK(mnv2::test::relative_error(actual, expected) < 1e-5);
       }
@@ -103,9 +107,7 @@ TEST_CASE("int8 engine computes a batch split among threads as a whole",
       for (const bool channels_last : {false, true}) {
         INFO(threads << " threads, batch " << batch
                      << (channels_last ? " NHWC" : " NCHW"));
-        const auto input =
-            channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
-                          : images;
+        const auto input = in_memory_format(images, channels_last);
         const auto actual = engine.forward(input);
         CHECK(mnv2::test::relative_error(actual, expected) < 1e-5);
         // Each image alone, unsplit.

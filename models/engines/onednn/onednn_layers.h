@@ -11,9 +11,10 @@
 namespace mnv2::onednn_layers {
 
 /// Attributes with the scratchpad the caller passes (DNNL_ARG_SCRATCHPAD).
-/// The library's own scratchpad is per thread, so that a primitive must run
-/// in the thread that created it; a plan's primitives run in whichever
-/// thread calls, or in a thread of a split batch.
+/// oneDNN's own is private to most kernels, but per thread for some (the
+/// gemm-based ones), which may then run only in the thread that created
+/// them; a plan's primitives run in whichever thread calls, or in a thread
+/// of a split batch. One buffer per lane also serves all its steps.
 dnnl::primitive_attr user_scratchpad();
 
 /// Post-ops: the residual add into the destination (scaled by `sum_scale`:

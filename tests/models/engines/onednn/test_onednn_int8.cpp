@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 namespace {
 
 mnv2::QuantizedNetwork quantized_model(
@@ -120,4 +122,22 @@ TEST_CASE("int8 engine computes a batch split among threads as a whole",
     }
   }
   at::set_num_threads(threads_before);
+}
+
+TEST_CASE("int8 engine answers from a thread other than the one that planned",
+          "[int8]") {
+  // The engine's promise (onednn_network.h): any thread may call. Plans are
+  // built in the first caller's thread; their primitives take the
+  // scratchpad the plan passes, never a per-thread one of oneDNN's.
+  const auto net = quantized_model(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  const mnv2::OneDnnMobileNetV2 engine(net);
+  for (const int64_t batch : {1, 6}) {
+    INFO("batch " << batch);
+    const auto images = torch::randn({batch, 3, 64, 64});
+    const auto here = engine.forward(images);  // plans it in this thread
+    torch::Tensor there;
+    std::thread([&] { there = engine.forward(images); }).join();
+    CHECK(torch::equal(there, here));
+  }
 }

@@ -67,14 +67,20 @@ class OneThread {
 Plan& OneDnnNetwork::Impl::plan_for(Lane& lane,
                                     const std::array<int64_t, 4>& sizes,
                                     bool channels_last) {
+  // A plan made for other threads would run on them: a share's plan (one
+  // thread) must not serve an unsplit call of the same size, nor a plan a
+  // call after at::set_num_threads.
+  const int threads = omp_get_max_threads();
   auto& plans = lane.plans;
   for (auto it = plans.begin(); it != plans.end(); ++it) {
-    if (it->sizes == sizes && it->channels_last == channels_last) {
+    if (it->sizes == sizes && it->channels_last == channels_last &&
+        it->threads == threads) {
       plans.splice(plans.begin(), plans, it);
       return plans.front();
     }
   }
   plans.push_front(build(sizes, channels_last));
+  plans.front().threads = threads;
   if (plans.size() > kPlansKept) {
     plans.pop_back();
   }

@@ -54,6 +54,7 @@ struct Step {
 struct Plan {
   std::array<int64_t, 4> sizes{};
   bool channels_last = false;
+  int threads = 0;  // oneDNN blocks each primitive's work for this many
   std::vector<Step> steps;
   std::vector<std::pair<memory, int>> slotted;  // memories in the buffers
   memory input;                                 // the caller's images

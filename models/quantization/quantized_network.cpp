@@ -95,6 +95,17 @@ torch::Tensor saturate_codes(const torch::Tensor& values,
                       unsigned_codes ? 255 : 127);
 }
 
+// A convolution's output codes from y / step (fp32): u8 after ReLU6; signed
+// codes otherwise, rounded as their u8 form offset by 128 in fp32, as the
+// int8 engine rounds them on every CPU (onednn_layers.h, SignedCodes).
+torch::Tensor output_codes(const torch::Tensor& scaled, bool relu6) {
+  if (relu6) {
+    return torch::clamp(torch::round(scaled), 0, 255).to(torch::kDouble);
+  }
+  const auto offset = scaled + 128.f;  // rounded in fp32
+  return (torch::clamp(torch::round(offset), 0, 255) - 128).to(torch::kDouble);
+}
+
 }  // namespace
 
 QuantizedConv quantize_weights(const FoldedConv& conv) {
@@ -344,10 +355,7 @@ torch::Tensor simulate_quantized(
                 .to(torch::kFloat);
       }
       step = static_cast<float>(q.output_scale);
-      codes = torch::clamp(torch::round(y * (1.f / step)),
-                           conv.relu6 ? 0 : -128,
-                           conv.relu6 ? 255 : 127)
-                  .to(torch::kDouble);
+      codes = output_codes(y * (1.f / step), conv.relu6);
       if (visit) {
         visit(n, codes.to(torch::kFloat) * step);
       }

@@ -135,8 +135,14 @@ def integer_network(state, images):
             # (one rounding: float64 holds the product exactly).
             y = (y.double() + block_codes.double() * block_step.double()).to(f32)
         step = state[f"convs.{n}.output_scale"].to(f32)
-        low, high = (0, 255) if relu6 else (-128, 127)
-        codes = torch.clamp(torch.round(y * (1 / step)), low, high).to(torch.int64)
+        scaled = y * (1 / step)
+        if relu6:
+            codes = torch.clamp(torch.round(scaled), 0, 255).to(torch.int64)
+        else:
+            # Signed codes round as u8 codes offset by 128 in fp32 (the
+            # engine's rule on every CPU; see docs/inference.md).
+            offset = scaled + torch.tensor(128.0, dtype=f32)
+            codes = torch.clamp(torch.round(offset), 0, 255).to(torch.int64) - 128
         n += 1
     pooled = (codes.to(f32) * step).mean((2, 3))
     return pooled @ state["classifier.weight"].T + state["classifier.bias"]

@@ -2,6 +2,8 @@
 
 #include <mobilenetv2/nn/padding.h>
 
+#include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 namespace mnv2::onednn_layers {
@@ -20,10 +22,11 @@ dnnl::primitive_attr user_scratchpad() {
 dnnl::primitive_attr fused_ops(bool add_to_destination,
                                bool relu6,
                                const plain::Conv* depthwise,
-                               float sum_scale) {
+                               float sum_scale,
+                               int32_t sum_zero_point) {
   dnnl::post_ops ops;
   if (add_to_destination) {
-    ops.append_sum(sum_scale);
+    ops.append_sum(sum_scale, sum_zero_point);
   }
   if (relu6) {
     ops.append_eltwise(dnnl::algorithm::eltwise_clip, 0.f, 6.f);
@@ -39,7 +42,37 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
   return attr;
 }
 
-Int8Operands int8_operands(const plain::Network& net) {
+SignedCodes signed_codes() {
+  // Either form runs on any CPU: the variable lets the tests run both.
+  if (const char* forced = std::getenv("MNV2_ONEDNN_SIGNED_CODES")) {
+    const std::string form(forced);
+    if (form == "s8") {
+      return SignedCodes::kS8;
+    }
+    if (form == "shifted-u8") {
+      return SignedCodes::kShiftedU8;
+    }
+    if (!form.empty()) {
+      throw std::invalid_argument("MNV2_ONEDNN_SIGNED_CODES='" + form +
+                                  "': expected s8 or shifted-u8");
+    }
+  }
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
+  return (isa & amx) == amx ? SignedCodes::kS8 : SignedCodes::kShiftedU8;
+}
+
+void append_offset_rounding(dnnl::post_ops& ops, float output_step) {
+  // Three steps, each rounded in fp32 as oneDNN rounds a destination scale
+  // and zero point: y * (1 / step), + 128, then - 128 (exact).
+  const auto offset = static_cast<float>(kSignedCodeOffset);
+  ops.append_eltwise(dnnl::algorithm::eltwise_linear, 1.f / output_step, 0.f);
+  ops.append_eltwise(dnnl::algorithm::eltwise_linear, 1.f, offset);
+  ops.append_eltwise(dnnl::algorithm::eltwise_linear, 1.f, -offset);
+}
+
+Int8Operands int8_operands(const plain::Network& net,
+                           SignedCodes signed_codes) {
   Int8Operands out;
   float step = net.input_scale;
   bool signed_source = true;  // the image's codes are s8
@@ -59,7 +92,8 @@ Int8Operands int8_operands(const plain::Network& net) {
       }
       out.source_steps.push_back(step);
       step = conv.output_scale;
-      signed_source = !conv.relu6;  // u8 codes after ReLU6
+      // u8 codes after ReLU6, and shifted ones without it
+      signed_source = !conv.relu6 && signed_codes == SignedCodes::kS8;
     }
   }
   return out;

@@ -18,14 +18,43 @@ namespace mnv2::onednn_layers {
 dnnl::primitive_attr user_scratchpad();
 
 /// Post-ops: the residual add into the destination (scaled by `sum_scale`:
-/// an int8 destination's code step), ReLU6, and optionally a 3x3 depthwise
+/// an int8 destination's code step; `sum_zero_point`: its codes' offset),
+/// ReLU6, and optionally a 3x3 depthwise
 /// convolution (padding 1, the depthwise layer's stride) with its ReLU6,
 /// computed from the result while it is still in cache. With
 /// user_scratchpad().
 dnnl::primitive_attr fused_ops(bool add_to_destination,
                                bool relu6,
                                const plain::Conv* depthwise = nullptr,
-                               float sum_scale = 1.f);
+                               float sum_scale = 1.f,
+                               int32_t sum_zero_point = 0);
+
+/// How an int8 network keeps the signed codes of the outputs without ReLU6
+/// (projections, residual sums). Both give the same codes, which
+/// simulate_quantized() computes: a signed code is rounded as its unsigned
+/// form, offset by 128 in fp32 (round(fl(y / step) + 128) - 128).
+enum class SignedCodes {
+  /// u8 codes with zero point 128. An s8 source costs oneDNN's VNNI and
+  /// AVX2 kernels a shift and a compensation per load (the expansions ran
+  /// 1.1-1.3x faster on u8 with a zero point, docs/benchmarks.md).
+  kShiftedU8,
+  /// s8 codes, rounded by post-ops as kShiftedU8 rounds. oneDNN 3.2's AMX
+  /// kernels multiply s8 natively, and a source zero point sends them to
+  /// a slower kernel.
+  kS8,
+};
+
+/// kS8 where oneDNN runs its AMX int8 kernels, kShiftedU8 elsewhere, or
+/// as MNV2_ONEDNN_SIGNED_CODES says ("s8" or "shifted-u8"; another value
+/// throws std::invalid_argument).
+SignedCodes signed_codes();
+
+/// The zero point of SignedCodes::kShiftedU8.
+constexpr int32_t kSignedCodeOffset = 128;
+
+/// For SignedCodes::kS8: scales the result to codes by the output step (in
+/// place of oneDNN's destination scale) and rounds through +128 in fp32.
+void append_offset_rounding(dnnl::post_ops& ops, float output_step);
 
 /// An int8 network's convolutions as oneDNN is given them, in order.
 struct Int8Operands {
@@ -35,10 +64,11 @@ struct Int8Operands {
 };
 
 /// Without VNNI, oneDNN multiplies an s8 source by halved weights (and
-/// compensates): a dense convolution on an s8 source gets its codes doubled
-/// and its weight steps halved, which oneDNN halves back without loss.
+/// compensates): a dense convolution on an s8 source (the image, and with
+/// SignedCodes::kS8 every output without ReLU6) gets its codes doubled and
+/// its weight steps halved, which oneDNN halves back without loss.
 /// Depthwise kernels widen to 16 bits and keep the codes as they are.
-Int8Operands int8_operands(const plain::Network& net);
+Int8Operands int8_operands(const plain::Network& net, SignedCodes signed_codes);
 
 /// Whether oneDNN's fused-depthwise post-op can compute `next` after
 /// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.

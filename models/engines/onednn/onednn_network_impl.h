@@ -12,7 +12,6 @@
 
 #include <array>
 #include <cstdint>
-#include <cstdlib>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -101,6 +100,8 @@ struct OneDnnNetwork::Impl {
   std::vector<memory> source_scales, weight_scales, output_scales;
   std::vector<std::vector<int8_t>> codes;
   memory input_scale;
+  onednn_layers::SignedCodes signed_codes{};
+  memory signed_code_offset;  // s32, the zero point of shifted u8 codes
   // Lane 0 runs unsplit calls; lane t runs thread t's share of a split one.
   std::vector<std::unique_ptr<Lane>> lanes;
   std::mutex mutex;
@@ -139,7 +140,11 @@ struct OneDnnNetwork::Impl {
   }
 
   void prepare_int8() {
-    auto operands = onednn_layers::int8_operands(net);
+    signed_codes = onednn_layers::signed_codes();
+    auto operands = onednn_layers::int8_operands(net, signed_codes);
+    const memory::desc offset_md({1}, memory::data_type::s32, Tag::x);
+    signed_code_offset =
+        reordered(offset_md, &onednn_layers::kSignedCodeOffset, offset_md);
     codes = std::move(operands.codes);
     size_t n = 0;
     for (const auto& block : net.blocks) {
@@ -195,12 +200,17 @@ struct OneDnnNetwork::Impl {
   struct PlanWriter;
 
   // A reorder that scales by the step of its source or destination
-  // (`scaled`: DNNL_ARG_SRC or DNNL_ARG_DST).
+  // (`scaled`: DNNL_ARG_SRC or DNNL_ARG_DST), and subtracts or adds the
+  // zero point of shifted codes there.
   dnnl::reorder::primitive_desc scaled_reorder(const memory::desc& from,
                                                const memory::desc& to,
-                                               int scaled) const {
+                                               int scaled,
+                                               bool shifted = false) const {
     auto attr = onednn_layers::user_scratchpad();
     attr.set_scales_mask(scaled, 0);
+    if (shifted) {
+      attr.set_zero_points_mask(scaled, 0);
+    }
     return {engine, from, engine, to, attr};
   }
   Lane& lane(size_t index) {

@@ -22,11 +22,13 @@ using onednn_executor::kU8;
 using onednn_executor::Plan;
 using onednn_executor::Step;
 using onednn_layers::activation_tag;
+using onednn_layers::append_offset_rounding;
 using onednn_layers::ConvGeometry;
 using onednn_layers::fusable;
 using onednn_layers::fused_ops;
 using onednn_layers::geometry;
 using onednn_layers::is_reference;
+using onednn_layers::kSignedCodeOffset;
 using onednn_layers::user_scratchpad;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
@@ -327,6 +329,8 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
          quantize);
   p.advance(codes_mem, codes_md, 0);
   float step_size = net.input_scale;  // the current activation's code step
+  const bool shift = signed_codes == onednn_layers::SignedCodes::kShiftedU8;
+  bool source_shifted = false;  // the image's codes are plain s8
   for (const auto& block : net.blocks) {
     p.start_block();
     const float block_step = step_size;
@@ -334,18 +338,38 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
       const auto& conv = block.convs[i];
       const bool residual = block.residual && i + 1 == block.convs.size();
       const auto g = geometry(conv, p.c, p.h, p.w);
+      // Outputs without ReLU6 are signed codes (see SignedCodes).
+      const bool shifted_output = shift && !conv.relu6;
+      const bool offset_rounding = !shift && !conv.relu6;
       const auto make = [&](const memory::desc& src_md, Tag dst_tag) {
         // An int8 sum adds the block input's codes times their step.
-        auto attr = fused_ops(residual, conv.relu6, nullptr, block_step);
+        auto attr = fused_ops(residual,
+                              conv.relu6,
+                              nullptr,
+                              block_step,
+                              shifted_output ? kSignedCodeOffset : 0);
         attr.set_scales_mask(DNNL_ARG_SRC, 0);
         attr.set_scales_mask(DNNL_ARG_WEIGHTS, conv.groups > 1 ? 3 : 1);
-        attr.set_scales_mask(DNNL_ARG_DST, 0);
+        if (offset_rounding) {
+          auto ops = attr.get_post_ops();
+          append_offset_rounding(ops, conv.output_scale);
+          attr.set_post_ops(ops);
+        } else {
+          attr.set_scales_mask(DNNL_ARG_DST, 0);
+        }
+        if (source_shifted) {
+          attr.set_zero_points_mask(DNNL_ARG_SRC, 0);
+        }
+        if (shifted_output) {
+          attr.set_zero_points_mask(DNNL_ARG_DST, 0);
+        }
+        const bool unsigned_output = conv.relu6 || shifted_output;
         return p.convolution(
             src_md,
             g,
             kS8,
             memory::desc(
-                {p.n, g.out, g.oh, g.ow}, conv.relu6 ? kU8 : kS8, dst_tag),
+                {p.n, g.out, g.oh, g.ow}, unsigned_output ? kU8 : kS8, dst_tag),
             conv,
             residual,
             attr);
@@ -361,7 +385,18 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
       step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC] = source_scales[p.layer];
       step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS] =
           weight_scales[p.layer];
-      step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST] = output_scales[p.layer];
+      if (!offset_rounding) {
+        step.args[DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST] = output_scales[p.layer];
+      }
+      if (source_shifted) {
+        step.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
+            signed_code_offset;
+      }
+      if (shifted_output) {
+        step.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST] =
+            signed_code_offset;
+      }
+      source_shifted = shifted_output;
       step_size = conv.output_scale;
       p.push(std::move(step), pd);
       p.advance(dst, pd.dst_desc(), dst_slot);
@@ -371,12 +406,16 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
   const memory::desc real_md({p.n, p.c, p.h, p.w}, kF32, Tag::nhwc);
   const int slot = free_slot(p.current_slot, kInputSlot);
   const memory real = p.slotted(real_md, slot);
-  const auto dequantize = scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC);
-  p.push({dnnl::reorder(dequantize),
-          {{DNNL_ARG_FROM, p.current},
-           {DNNL_ARG_TO, real},
-           {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}},
-         dequantize);
+  const auto dequantize =
+      scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC, source_shifted);
+  Step step{dnnl::reorder(dequantize),
+            {{DNNL_ARG_FROM, p.current},
+             {DNNL_ARG_TO, real},
+             {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}};
+  if (source_shifted) {
+    step.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = signed_code_offset;
+  }
+  p.push(std::move(step), dequantize);
   p.advance(real, real_md, slot);
   return p.finish();
 }

@@ -70,6 +70,40 @@ TEST_CASE("int8 engine computes the simulated quantized network", "[int8]") {
   }
 }
 
+TEST_CASE("int8 engine keeps signed codes as s8 or as shifted u8 alike",
+          "[int8]") {
+  // Outputs without ReLU6 are s8 codes where oneDNN's AMX kernels run and
+  // u8 codes offset by 128 elsewhere, both rounded as the offset u8 codes
+  // (onednn_layers.h). Both forms on this CPU, whichever it is, and the
+  // variable's refusal of a third.
+  const auto net = quantized_model(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  struct Restore {
+    ~Restore() {
+      ::unsetenv("MNV2_ONEDNN_SIGNED_CODES");
+    }
+  } restore;
+  std::vector<torch::Tensor> outputs;
+  // Ties that the two roundings break apart are rare (about 1 in 10^5
+  // codes): enough pixels to meet some.
+  torch::manual_seed(11);
+  const auto images = torch::randn({5, 3, 97, 97});
+  const auto expected = mnv2::simulate_quantized(net, images);
+  for (const char* form : {"s8", "shifted-u8"}) {
+    INFO(form);
+    ::setenv("MNV2_ONEDNN_SIGNED_CODES", form, 1);
+    const mnv2::OneDnnMobileNetV2 engine(net);
+    outputs.push_back(engine.forward(images));
+    CHECK(mnv2::test::relative_error(outputs.back(), expected) < 1e-5);
+    CHECK(mnv2::test::relative_error(engine.forward(images.slice(0, 1, 2)),
+                                     expected.slice(0, 1, 2)) < 1e-5);
+  }
+  CHECK(torch::equal(outputs[0], outputs[1]));
+  ::setenv("MNV2_ONEDNN_SIGNED_CODES", "u8", 1);
+  CHECK_THROWS_WITH(mnv2::OneDnnMobileNetV2(net),
+                    Catch::Contains("MNV2_ONEDNN_SIGNED_CODES='u8'"));
+}
+
 TEST_CASE("int8 engine computes a QAT model's evaluation pass", "[int8]") {
   torch::manual_seed(8);
   mnv2::MobileNetV2 model(

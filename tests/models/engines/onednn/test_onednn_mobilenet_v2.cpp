@@ -35,13 +35,15 @@ mnv2::MobileNetV2Options small() {
 
 TEST_CASE("OneDnnMobileNetV2 computes what the eager model does", "[onednn]") {
   // Widths whose channel counts are not multiples of oneDNN's 8 or 16
-  // blocks (0.35: 8 and 16 channels; 1.4: 1792 features), TF "SAME"
+  // blocks (0.35: 8 and 16 channels; 1.4: 1792 features; 1.02: 1304
+  // features, which a 16-channel block pads before the classifier), TF "SAME"
   // padding (asymmetric on even sizes, no depthwise fusion for stride 2),
   // and sizes down to one pixel.
   const std::vector<std::pair<std::string, mnv2::MobileNetV2Options>> models = {
       {"0.5", small()},
       {"0.35", mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35)},
       {"1.4", mnv2::MobileNetV2Options().num_classes(5).width_mult(1.4)},
+      {"1.02", mnv2::MobileNetV2Options().num_classes(6).width_mult(1.02)},
       {"0.5 tf_same", small().padding(mnv2::Padding::kTfSame).bn_eps(1e-3)}};
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
       {1, 224}, {5, 97}, {3, 64}, {2, 33}, {64, 32}, {1, 16}, {2, 1}};

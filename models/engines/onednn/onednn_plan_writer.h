@@ -1,0 +1,257 @@
+#pragma once
+
+// The executor's plan writer: what the fp32 and int8 plans share (buffers,
+// input reorders, destinations, pooling and the classifier). Each
+// precision's own layers: build_fp32 (onednn_plan.cpp: depthwise fusion,
+// blocked layouts), build_int8 (onednn_int8_plan.cpp: codes, scales).
+#include "onednn_layers.h"
+#include "onednn_network_impl.h"
+
+#include <algorithm>
+#include <optional>
+
+namespace mnv2 {
+
+namespace onednn_plan {
+
+using dnnl::memory;
+using onednn_executor::kF32;
+using onednn_executor::kInputSlot;
+using onednn_executor::kPooledSlot;
+using onednn_executor::kS8;
+using onednn_executor::kScratchpadSlot;
+using onednn_executor::kU8;
+using onednn_executor::Plan;
+using onednn_executor::Step;
+using onednn_layers::activation_tag;
+using onednn_layers::append_offset_rounding;
+using onednn_layers::ConvGeometry;
+using onednn_layers::fusable;
+using onednn_layers::fused_ops;
+using onednn_layers::geometry;
+using onednn_layers::is_reference;
+using onednn_layers::kSignedCodeOffset;
+using onednn_layers::user_scratchpad;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+using ConvPd = dnnl::convolution_forward::primitive_desc;
+
+// The activation buffer for a layer's output: neither its input's nor the
+// block input's (kept for the residual add).
+inline int free_slot(int input, int block_input) {
+  int slot = 0;
+  while (slot == input || slot == block_input) {
+    ++slot;
+  }
+  return slot;
+}
+
+}  // namespace onednn_plan
+
+using namespace onednn_plan;  // NOLINT: the plan files' shared vocabulary
+
+// A plan being written: the current activation (its memory, layout and
+// buffer), the block input kept for the residual add, the layer count.
+struct OneDnnNetwork::Impl::PlanWriter {
+  Impl& impl;
+  Plan plan;
+  memory::dim n, c, h, w;
+  memory::desc current_md;
+  memory current;
+  int current_slot = kInputSlot;
+  size_t layer = 0;  // index into the per-convolution weights and scales
+  memory::desc block_md;
+  memory block_input;
+  int block_slot = kInputSlot;
+
+  PlanWriter(Impl& owner,
+             const std::array<int64_t, 4>& sizes,
+             bool channels_last)
+      : impl(owner), n(sizes[0]), c(sizes[1]), h(sizes[2]), w(sizes[3]) {
+    plan.sizes = sizes;
+    plan.channels_last = channels_last;
+    current_md =
+        memory::desc({n, c, h, w}, kF32, channels_last ? Tag::nhwc : Tag::nchw);
+    plan.input = memory(current_md, impl.engine, DNNL_MEMORY_NONE);
+    current = plan.input;
+  }
+
+  // A memory in buffer `slot`, which grows to hold it.
+  memory slotted(const memory::desc& md, int slot) {
+    plan.bytes[slot] = std::max(plan.bytes[slot], md.get_size());
+    memory mem(md, impl.engine, DNNL_MEMORY_NONE);
+    plan.slotted.emplace_back(mem, slot);
+    return mem;
+  }
+
+  // `pd`'s primitive as the plan's next step, with its scratchpad (every
+  // primitive here takes user_scratchpad()) in the scratchpad buffer.
+  void push(Step step, const dnnl::primitive_desc_base& pd) {
+    const auto scratchpad = pd.scratchpad_desc();
+    if (scratchpad.get_size() > 0) {
+      step.args[DNNL_ARG_SCRATCHPAD] = slotted(scratchpad, kScratchpadSlot);
+    }
+    plan.steps.push_back(std::move(step));
+  }
+
+  // A reorder of `from` into `to`, as the plan's next step.
+  void push_reorder(const memory& from, const memory& to) {
+    const dnnl::reorder::primitive_desc pd(impl.engine,
+                                           from.get_desc(),
+                                           impl.engine,
+                                           to.get_desc(),
+                                           user_scratchpad());
+    push({dnnl::reorder(pd), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}}, pd);
+  }
+
+  void start_block() {
+    block_md = current_md;
+    block_input = current;
+    block_slot = current_slot;
+  }
+
+  // The current activation's shape with any layout: lets the first layer
+  // read the caller's images where a kernel can.
+  memory::desc any_source() const {
+    return memory::desc({n, c, h, w}, current_md.get_data_type(), Tag::any);
+  }
+
+  // A convolution of `conv` writing `dst_md`, or into the block input when
+  // it ends a residual block.
+  ConvPd convolution(const memory::desc& src_md,
+                     const ConvGeometry& g,
+                     memory::data_type weights_dt,
+                     const memory::desc& dst_md,
+                     const plain::Conv& conv,
+                     bool residual,
+                     const dnnl::primitive_attr& attr) const {
+    return ConvPd(impl.engine,
+                  dnnl::prop_kind::forward_inference,
+                  dnnl::algorithm::convolution_direct,
+                  src_md,
+                  memory::desc(g.weights, weights_dt, Tag::any),
+                  memory::desc({g.out}, kF32, Tag::x),
+                  residual ? block_md : dst_md,
+                  {conv.stride, conv.stride},
+                  g.pad_l,
+                  g.pad_r,
+                  attr);
+  }
+
+  // Reorders the current activation into `wanted` first where they differ.
+  void feed(const memory::desc& wanted) {
+    if (wanted == current_md) {
+      return;
+    }
+    const int slot = free_slot(current_slot, block_slot);
+    memory reordered = slotted(wanted, slot);
+    push_reorder(current, reordered);
+    current = reordered;
+    current_md = wanted;
+    current_slot = slot;
+  }
+
+  // Where a layer writes: in place into the block input for the residual
+  // add, else a free buffer.
+  std::pair<memory, int> destination(const memory::desc& md, bool residual) {
+    if (residual) {
+      plan.bytes[block_slot] = std::max(plan.bytes[block_slot], md.get_size());
+      return {block_input, block_slot};
+    }
+    const int slot = free_slot(current_slot, block_slot);
+    return {slotted(md, slot), slot};
+  }
+
+  // The layer's step (source, weights as the primitive wants them, bias,
+  // destination), to which the caller adds its own arguments.
+  Step convolution_step(const ConvPd& pd,
+                        const memory& dst,
+                        const memory::desc& plain_weights,
+                        const void* weight_values) {
+    return {dnnl::convolution_forward(pd),
+            {{DNNL_ARG_SRC, current},
+             {DNNL_ARG_WEIGHTS,
+              impl.weights_for(
+                  layer, plain_weights, weight_values, pd.weights_desc())},
+             {DNNL_ARG_BIAS, impl.biases[layer]},
+             {DNNL_ARG_DST, dst}}};
+  }
+
+  void advance(const memory& dst, const memory::desc& md, int slot) {
+    current = dst;
+    current_md = md;
+    current_slot = slot;
+    const auto dims = md.get_dims();
+    c = dims[1];
+    h = dims[2];
+    w = dims[3];
+  }
+
+  // Global average pooling, then the classifier (a matmul on the pooled
+  // features as [n, c] rows) into the caller's [n, classes]; without a
+  // classifier the features are copied out as [n, c].
+  Plan finish() {
+    const auto& net = impl.net;
+    const dnnl::pooling_forward::primitive_desc pool_pd(
+        impl.engine,
+        dnnl::prop_kind::forward_inference,
+        dnnl::algorithm::pooling_avg_exclude_padding,
+        current_md,
+        memory::desc({n, c, 1, 1}, kF32, Tag::any),
+        {1, 1},
+        {h, w},
+        {0, 0},
+        {0, 0},
+        {0, 0},
+        user_scratchpad());
+    memory pooled = slotted(pool_pd.dst_desc(), kPooledSlot);
+    push({dnnl::pooling_forward(pool_pd),
+          {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}},
+         pool_pd);
+    if (net.classes == 0) {
+      plan.output = memory(memory::desc({n, c, 1, 1}, kF32, Tag::nchw),
+                           impl.engine,
+                           DNNL_MEMORY_NONE);
+      push_reorder(pooled, plan.output);
+      return std::move(plan);
+    }
+    // A matmul, not an inner product: oneDNN 3.2 runs the inner product as
+    // a gemm that packs the 5 MB of weights on every call; its matmul keeps
+    // them packed (AVX-512: 0.5 against 2.0 ms for 16 images, 0.09 against
+    // 0.13 ms for one, docs/benchmarks.md; AVX2 runs the same gemm).
+    const memory::desc features_md({n, c}, kF32, Tag::ab);
+    const memory::desc nchw_md({n, c, 1, 1}, kF32, Tag::nchw);
+    const memory::desc nhwc_md({n, c, 1, 1}, kF32, Tag::nhwc);  // the same
+    int features_slot = kPooledSlot;
+    if (pool_pd.dst_desc() != nchw_md && pool_pd.dst_desc() != nhwc_md) {
+      // Blocked pooled features (the fp32 engine's layout) as [n, c] rows.
+      features_slot = free_slot(current_slot, kInputSlot);
+      push_reorder(pooled, slotted(nchw_md, features_slot));
+    }
+    const memory features = slotted(features_md, features_slot);
+    const dnnl::matmul::primitive_desc fc_pd(
+        impl.engine,
+        features_md,
+        memory::desc({c, net.classes}, kF32, Tag::any),
+        memory::desc({1, net.classes}, kF32, Tag::ab),
+        memory::desc({n, net.classes}, kF32, Tag::ab),
+        user_scratchpad());
+    plan.output = memory(fc_pd.dst_desc(), impl.engine, DNNL_MEMORY_NONE);
+    const memory bias_row(memory::desc({1, net.classes}, kF32, Tag::ab),
+                          impl.engine,
+                          impl.classifier_bias.get_data_handle());
+    push({dnnl::matmul(fc_pd),
+          {{DNNL_ARG_SRC, features},
+           {DNNL_ARG_WEIGHTS,
+            impl.weights_for(impl.weights.size() - 1,
+                             {{c, net.classes}, kF32, Tag::ba},
+                             net.fc_weight.data(),
+                             fc_pd.weights_desc())},
+           {DNNL_ARG_BIAS, bias_row},
+           {DNNL_ARG_DST, plan.output}}},
+         fc_pd);
+    return std::move(plan);
+  }
+};
+
+}  // namespace mnv2

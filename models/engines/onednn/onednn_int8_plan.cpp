@@ -3,6 +3,8 @@
 // the last codes back to fp32 for pooling and the classifier.
 #include "onednn_plan_writer.h"
 
+#include <stdexcept>
+
 namespace mnv2 {
 
 Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
@@ -96,16 +98,16 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
   const memory::desc real_md({p.n, p.c, p.h, p.w}, kF32, Tag::nhwc);
   const int slot = free_slot(p.current_slot, kInputSlot);
   const memory real = p.slotted(real_md, slot);
-  const auto dequantize =
-      scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC, source_shifted);
-  Step step{dnnl::reorder(dequantize),
-            {{DNNL_ARG_FROM, p.current},
-             {DNNL_ARG_TO, real},
-             {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}};
   if (source_shifted) {
-    step.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = signed_code_offset;
+    // MobileNetV2 ends in a convolution with ReLU6 (u8 codes, no offset).
+    throw std::logic_error("int8 plan: the last codes must follow ReLU6");
   }
-  p.push(std::move(step), dequantize);
+  const auto dequantize = scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC);
+  p.push({dnnl::reorder(dequantize),
+          {{DNNL_ARG_FROM, p.current},
+           {DNNL_ARG_TO, real},
+           {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}},
+         dequantize);
   p.advance(real, real_md, slot);
   return p.finish();
 }

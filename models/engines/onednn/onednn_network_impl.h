@@ -200,17 +200,12 @@ struct OneDnnNetwork::Impl {
   struct PlanWriter;
 
   // A reorder that scales by the step of its source or destination
-  // (`scaled`: DNNL_ARG_SRC or DNNL_ARG_DST), and subtracts or adds the
-  // zero point of shifted codes there.
+  // (`scaled`: DNNL_ARG_SRC or DNNL_ARG_DST).
   dnnl::reorder::primitive_desc scaled_reorder(const memory::desc& from,
                                                const memory::desc& to,
-                                               int scaled,
-                                               bool shifted = false) const {
+                                               int scaled) const {
     auto attr = onednn_layers::user_scratchpad();
     attr.set_scales_mask(scaled, 0);
-    if (shifted) {
-      attr.set_zero_points_mask(scaled, 0);
-    }
     return {engine, from, engine, to, attr};
   }
   Lane& lane(size_t index) {

@@ -1,6 +1,7 @@
 // The int8 plan: the image quantized to s8 codes, each convolution on codes
-// with its weight and activation steps (signed codes as SignedCodes says),
-// the last codes back to fp32 for pooling and the classifier.
+// with its weight and activation steps (kernels and signed codes as
+// Int8Kernels chooses), the last codes back to fp32 for pooling and the
+// classifier.
 #include "onednn_plan_writer.h"
 
 #include <stdexcept>
@@ -21,8 +22,7 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
          quantize);
   p.advance(codes_mem, codes_md, 0);
   float step_size = net.input_scale;  // the current activation's code step
-  const bool shift = signed_codes == onednn_layers::SignedCodes::kShiftedU8;
-  bool source_shifted = false;  // the image's codes are plain s8
+  bool source_shifted = false;        // the image's codes are plain s8
   for (const auto& block : net.blocks) {
     p.start_block();
     const float block_step = step_size;
@@ -30,9 +30,12 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
       const auto& conv = block.convs[i];
       const bool residual = block.residual && i + 1 == block.convs.size();
       const auto g = geometry(conv, p.c, p.h, p.w);
-      // Outputs without ReLU6 are signed codes (see SignedCodes).
-      const bool shifted_output = shift && !conv.relu6;
-      const bool offset_rounding = !shift && !conv.relu6;
+      // Outputs without ReLU6 are signed codes, kept as their reader takes
+      // them (see Int8Kernels).
+      const bool shifted_output =
+          !conv.relu6 && int8_kernels.signed_codes(g.out) ==
+                             onednn_layers::SignedCodes::kShiftedU8;
+      const bool offset_rounding = !conv.relu6 && !shifted_output;
       const auto make = [&](const memory::desc& src_md, Tag dst_tag) {
         // An int8 sum adds the block input's codes times their step.
         auto attr = fused_ops(residual,
@@ -66,9 +69,17 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
             residual,
             attr);
       };
-      auto pd = make(p.current_md, Tag::nhwc);
+      const auto planned = [&](const memory::desc& src_md, Tag dst_tag) {
+        auto pd = make(src_md, dst_tag);
+        if (!int8_kernels.amx(conv, p.c, residual) &&
+            !onednn_layers::skip_amx(pd)) {
+          pd = make(src_md, dst_tag);  // AMX's is the only one
+        }
+        return pd;
+      };
+      auto pd = planned(p.current_md, Tag::nhwc);
       if (is_reference(pd)) {
-        pd = make(p.any_source(), Tag::any);
+        pd = planned(p.any_source(), Tag::any);
       }
       p.feed(pd.src_desc());
       const auto [dst, dst_slot] = p.destination(pd.dst_desc(), residual);

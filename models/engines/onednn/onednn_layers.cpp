@@ -42,24 +42,52 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
   return attr;
 }
 
-SignedCodes signed_codes() {
-  // Either form runs on any CPU: the variable lets the tests run both.
+Int8Kernels::Int8Kernels() {
   if (const char* forced = std::getenv("MNV2_ONEDNN_SIGNED_CODES")) {
     const std::string form(forced);
     if (form == "s8") {
-      return SignedCodes::kS8;
-    }
-    if (form == "shifted-u8") {
-      return SignedCodes::kShiftedU8;
-    }
-    if (!form.empty()) {
+      forced_ = SignedCodes::kS8;
+    } else if (form == "shifted-u8") {
+      forced_ = SignedCodes::kShiftedU8;
+    } else if (!form.empty()) {
       throw std::invalid_argument("MNV2_ONEDNN_SIGNED_CODES='" + form +
                                   "': expected s8 or shifted-u8");
     }
   }
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
-  return (isa & amx) == amx ? SignedCodes::kS8 : SignedCodes::kShiftedU8;
+  amx_ = (isa & amx) == amx;
+}
+
+bool Int8Kernels::amx(const plain::Conv& conv,
+                      int64_t input_channels,
+                      bool residual) const {
+  const bool shifted_sum =
+      residual && signed_codes(conv.weight_shape[0]) == SignedCodes::kShiftedU8;
+  return amx_ && conv.groups == 1 && input_channels >= kAmxMinInputChannels &&
+         !shifted_sum;
+}
+
+SignedCodes Int8Kernels::signed_codes(int64_t channels) const {
+  if (forced_) {
+    return *forced_;
+  }
+  // Their reader has ReLU6, so only its input channels decide.
+  return amx_ && channels >= kAmxMinInputChannels ? SignedCodes::kS8
+                                                  : SignedCodes::kShiftedU8;
+}
+
+bool skip_amx(dnnl::primitive_desc& pd) {
+  const auto wanted = [&] {
+    const std::string name = pd.impl_info_str();
+    return name.find("amx") == std::string::npos && !is_reference(pd);
+  };
+  while (!wanted()) {
+    if (!pd.next_impl()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void append_offset_rounding(dnnl::post_ops& ops, float output_step) {
@@ -72,7 +100,7 @@ void append_offset_rounding(dnnl::post_ops& ops, float output_step) {
 }
 
 Int8Operands int8_operands(const plain::Network& net,
-                           SignedCodes signed_codes) {
+                           const Int8Kernels& kernels) {
   Int8Operands out;
   float step = net.input_scale;
   bool signed_source = true;  // the image's codes are s8
@@ -92,8 +120,10 @@ Int8Operands int8_operands(const plain::Network& net,
       }
       out.source_steps.push_back(step);
       step = conv.output_scale;
-      // u8 codes after ReLU6, and shifted ones without it
-      signed_source = !conv.relu6 && signed_codes == SignedCodes::kS8;
+      // u8 codes after ReLU6; without it, as their reader takes them
+      signed_source =
+          !conv.relu6 &&
+          kernels.signed_codes(conv.weight_shape[0]) == SignedCodes::kS8;
     }
   }
   return out;

@@ -8,6 +8,9 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <cstdint>
+#include <optional>
+
 namespace mnv2::onednn_layers {
 
 /// Attributes with the scratchpad the caller passes (DNNL_ARG_SCRATCHPAD).
@@ -44,10 +47,42 @@ enum class SignedCodes {
   kS8,
 };
 
-/// kS8 where oneDNN runs its AMX int8 kernels, kShiftedU8 elsewhere, or
-/// as MNV2_ONEDNN_SIGNED_CODES says ("s8" or "shifted-u8"; another value
-/// throws std::invalid_argument).
-SignedCodes signed_codes();
+/// The fewest input channels for which a dense int8 convolution runs
+/// oneDNN's AMX kernels. An AMX tile row holds 64 int8 products; on fewer
+/// channels oneDNN 3.2's AMX 1x1 kernels took 1.3-1.7x the time of its VNNI
+/// ones in MobileNetV2 (docs/benchmarks.md).
+constexpr int64_t kAmxMinInputChannels = 64;
+
+/// Which kernels run an int8 network's convolutions, and so how each tensor
+/// of signed codes is kept: in the form its reader, a 1x1 convolution with
+/// as many input channels, reads fastest.
+class Int8Kernels {
+ public:
+  /// From the CPU oneDNN runs on, and MNV2_ONEDNN_SIGNED_CODES: "s8" or
+  /// "shifted-u8" keeps every signed tensor in that form (the tests run
+  /// both); another value throws std::invalid_argument.
+  Int8Kernels();
+
+  /// Whether oneDNN's AMX kernels run `conv` on `input_channels`: dense,
+  /// with at least kAmxMinInputChannels, and not adding a residual into
+  /// shifted u8 codes. A destination zero point sends oneDNN 3.2 to its
+  /// older AMX 1x1 kernel, whose sum with a zero point came out wrong in
+  /// some shapes (the int8 split-batch test failed 102 of 140 checks).
+  bool amx(const plain::Conv& conv,
+           int64_t input_channels,
+           bool residual) const;
+
+  /// kS8 for `channels` that AMX kernels read, kShiftedU8 for the others.
+  SignedCodes signed_codes(int64_t channels) const;
+
+ private:
+  bool amx_ = false;
+  std::optional<SignedCodes> forced_;
+};
+
+/// Moves `pd` to its first implementation that is neither an AMX nor a
+/// reference one; false where it has none.
+bool skip_amx(dnnl::primitive_desc& pd);
 
 /// The zero point of SignedCodes::kShiftedU8.
 constexpr int32_t kSignedCodeOffset = 128;
@@ -64,11 +99,12 @@ struct Int8Operands {
 };
 
 /// Without VNNI, oneDNN multiplies an s8 source by halved weights (and
-/// compensates): a dense convolution on an s8 source (the image, and with
-/// SignedCodes::kS8 every output without ReLU6) gets its codes doubled and
+/// compensates): a dense convolution on an s8 source (the image, and every
+/// output without ReLU6 kept as SignedCodes::kS8) gets its codes doubled and
 /// its weight steps halved, which oneDNN halves back without loss.
 /// Depthwise kernels widen to 16 bits and keep the codes as they are.
-Int8Operands int8_operands(const plain::Network& net, SignedCodes signed_codes);
+Int8Operands int8_operands(const plain::Network& net,
+                           const Int8Kernels& kernels);
 
 /// Whether oneDNN's fused-depthwise post-op can compute `next` after
 /// `conv`: a 1x1 convolution followed by a 3x3 depthwise one with padding 1.

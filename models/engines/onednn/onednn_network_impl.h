@@ -100,7 +100,7 @@ struct OneDnnNetwork::Impl {
   std::vector<memory> source_scales, weight_scales, output_scales;
   std::vector<std::vector<int8_t>> codes;
   memory input_scale;
-  onednn_layers::SignedCodes signed_codes{};
+  onednn_layers::Int8Kernels int8_kernels;
   memory signed_code_offset;  // s32, the zero point of shifted u8 codes
   // Lane 0 runs unsplit calls; lane t runs thread t's share of a split one.
   std::vector<std::unique_ptr<Lane>> lanes;
@@ -140,8 +140,8 @@ struct OneDnnNetwork::Impl {
   }
 
   void prepare_int8() {
-    signed_codes = onednn_layers::signed_codes();
-    auto operands = onednn_layers::int8_operands(net, signed_codes);
+    int8_kernels = onednn_layers::Int8Kernels();
+    auto operands = onednn_layers::int8_operands(net, int8_kernels);
     const memory::desc offset_md({1}, memory::data_type::s32, Tag::x);
     signed_code_offset =
         reordered(offset_md, &onednn_layers::kSignedCodeOffset, offset_md);

@@ -8,6 +8,10 @@ among its threads; OpenVINO runs both ways: one request on all threads (its
 default latency hint) and, labelled, one stream per thread with the batch
 split among them (its THROUGHPUT hint).
 Ours also runs with oneDNN capped to AVX2, as a CPU without VNNI runs it.
+Then, where it is built, mnv2-bench-openvino runs ours and OpenVINO's C++
+runtime on the same files in one process, in interleaved pairs (a shared
+VM's speed swings between the separate runs above), and prints the median
+per-pair ratio.
 
 Accuracy: on the embedded digits (a trained checkpoint, --digits WEIGHTS),
 val top-1 of int8 vs fp32; on Keras' weights, top-1 agreement with fp32 and
@@ -113,6 +117,25 @@ def digits_accuracy(weights, work):
     return top1
 
 
+def side_by_side(int8_file, qdq_file, args):
+    """Ours and OpenVINO in one process, interleaved (bench/openvino_int8.cpp)."""
+    program = BUILD / "bench" / "mnv2-bench-openvino"
+    if not program.exists():
+        print(f"{program} is not built (no openvino wheel in the build's MNV2_PYTHON): "
+              "no in-process pairs")
+        return None
+    result = json.loads(run([program, "--int8", int8_file, "--onnx", qdq_file,
+                             "--threads", args.threads, "--batch", args.batch]))
+    rows = [[f"b{b['batch']}", f"{b['ours_median_ms']:.2f}", f"{b['openvino_median_ms']:.2f}",
+             f"{b['speed_ratio_median']:.2f}x ({b['speed_ratio_min']:.2f}-"
+             f"{b['speed_ratio_max']:.2f})"] for b in result["batches"]]
+    print_table(f"ours int8 and OpenVINO on our QDQ ONNX in one process, {result['pairs']} "
+                f"interleaved pairs of {result['block']} calls",
+                ["batch", "ours ms", "OpenVINO ms", "ours speed / OpenVINO's, median (range)"],
+                rows)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -211,6 +234,7 @@ def main():
             for name, (b1, rate) in best.items()]
     print_table(f"int8 vs fp32 on {host_label()}, {args.threads} threads, 224x224",
                 ["system", "b1 p50 ms", f"b{args.batch} img/s", "vs ours fp32"], rows)
+    in_process = side_by_side(int8_file, work / "ours_qdq.onnx", args)
     accuracy = {"keras_photos": agreement(work, folder, int8_file)}
     if args.digits:
         accuracy["digits_val_top1"] = digits_accuracy(args.digits, work)
@@ -220,6 +244,7 @@ def main():
         "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__,
         "systems": {k: {"batch1_p50_ms": v[0], "images_per_second": v[1]}
                     for k, v in best.items()},
+        "ours_and_openvino_in_one_process": in_process,
         "accuracy": accuracy})
 
 

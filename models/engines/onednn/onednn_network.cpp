@@ -207,6 +207,16 @@ void OneDnnNetwork::forward(const float* images,
   }
 }
 
+std::vector<OneDnnNetwork::StepInfo> OneDnnNetwork::steps(
+    const std::array<int64_t, 4>& sizes, bool channels_last) const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  try {
+    return impl_->plan_for(impl_->lane(0), sizes, channels_last).described;
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(std::string("oneDNN: ") + e.what());
+  }
+}
+
 std::string onednn_library_version() {
   const dnnl_version_t* v = dnnl_version();
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." +

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mnv2 {
 
@@ -57,6 +58,19 @@ class OneDnnNetwork {
   /// Values per image: the logits where the network has a classifier
   /// (classes > 0), else the pooled features.
   int64_t outputs() const;
+
+  /// What runs one step of a plan (for tests and diagnostics).
+  struct StepInfo {
+    std::string kind;            ///< oneDNN's primitive kind: "convolution"...
+    std::string implementation;  ///< its kernel, "brgconv_1x1:avx512_core_amx"
+    int64_t input_channels = 0;  ///< channels of the source
+    bool unsigned_source = false;  ///< the source is u8
+  };
+
+  /// The steps of a call with these sizes, unsplit (one plan on the
+  /// calling thread's OpenMP threads), planned where not yet planned.
+  std::vector<StepInfo> steps(const std::array<int64_t, 4>& sizes,
+                              bool channels_last) const;
 
  private:
   struct Impl;

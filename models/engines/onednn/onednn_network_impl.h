@@ -55,10 +55,11 @@ struct Plan {
   bool channels_last = false;
   int threads = 0;  // oneDNN blocks each primitive's work for this many
   std::vector<Step> steps;
-  std::vector<std::pair<memory, int>> slotted;  // memories in the buffers
-  memory input;                                 // the caller's images
-  memory output;                                // the caller's output
-  std::array<size_t, kBuffers> bytes{};         // needed per buffer
+  std::vector<OneDnnNetwork::StepInfo> described;  // one per step
+  std::vector<std::pair<memory, int>> slotted;     // memories in the buffers
+  memory input;                                    // the caller's images
+  memory output;                                   // the caller's output
+  std::array<size_t, kBuffers> bytes{};            // needed per buffer
   uint64_t bound_to = 0;  // the buffers' generation the slots point into
 };
 

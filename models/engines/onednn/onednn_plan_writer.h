@@ -7,6 +7,8 @@
 #include "onednn_layers.h"
 #include "onednn_network_impl.h"
 
+#include <oneapi/dnnl/dnnl_debug.h>
+
 #include <algorithm>
 #include <optional>
 
@@ -92,6 +94,12 @@ struct OneDnnNetwork::Impl::PlanWriter {
       step.args[DNNL_ARG_SCRATCHPAD] = slotted(scratchpad, kScratchpadSlot);
     }
     plan.steps.push_back(std::move(step));
+    const auto source = pd.src_desc();
+    plan.described.push_back(
+        {dnnl_prim_kind2str(static_cast<dnnl_primitive_kind_t>(pd.get_kind())),
+         pd.impl_info_str(),
+         source.get_ndims() > 1 ? source.get_dims()[1] : 0,
+         source.get_data_type() == kU8});
   }
 
   // A reorder of `from` into `to`, as the plan's next step.

@@ -3,10 +3,15 @@
 // simulation in Python is the independent reference (check_int8.py).
 #include "test_support.h"
 
+#include "engines/onednn/onednn_network.h"
+
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
+#include <mobilenetv2/engines/plain_network.h>
 #include <mobilenetv2/nn/folded_network.h>
 #include <mobilenetv2/quantization/qat.h>
 #include <mobilenetv2/quantization/quantize.h>
+
+#include <mobilenetv2/util/cpu_features.h>
 
 #include <catch2/catch.hpp>
 
@@ -102,6 +107,45 @@ TEST_CASE("int8 engine keeps signed codes as s8 or as shifted u8 alike",
   ::setenv("MNV2_ONEDNN_SIGNED_CODES", "u8", 1);
   CHECK_THROWS_WITH(mnv2::OneDnnMobileNetV2(net),
                     Catch::Contains("MNV2_ONEDNN_SIGNED_CODES='u8'"));
+}
+
+TEST_CASE(
+    "int8 engine puts AMX kernels where they pay and s8 codes before them",
+    "[int8]") {
+  // onednn_layers::Int8Kernels: AMX runs the layers with at least 64 input
+  // channels, where AMX is present and not capped; the others read signed
+  // codes as shifted u8. So an s8 source is read only by AMX kernels and by
+  // the first layer (the image's codes). Width 1.0 has expansions on 16, 24
+  // and 32 channels and layers on up to 960.
+  const auto net = quantized_model(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(1.0));
+  const mnv2::OneDnnNetwork engine(mnv2::to_plain_network(net));
+  const auto steps = engine.steps({1, 3, 64, 64}, true);
+  int convolutions = 0, on_amx = 0;
+  for (const auto& step : steps) {
+    if (step.kind != "convolution") {
+      continue;
+    }
+    INFO("layer " << convolutions << ": " << step.implementation << " on "
+                  << step.input_channels << " channels"
+                  << (step.unsigned_source ? " (u8)" : " (s8)"));
+    const bool amx = step.implementation.find("amx") != std::string::npos;
+    on_amx += amx ? 1 : 0;
+    if (amx) {
+      CHECK(step.input_channels >= 64);
+    } else if (convolutions > 0) {
+      CHECK(step.unsigned_source);
+    }
+    ++convolutions;
+  }
+  CHECK(convolutions == 52);
+  if (mnv2::cpu_has_amx_bf16()) {
+    // The 1x1 layers on 64 or more channels (29 here), but for the residual
+    // sums into the 24- and 32-channel blocks' shifted codes.
+    CHECK(on_amx >= 20);
+  } else {
+    CHECK(on_amx == 0);
+  }
 }
 
 TEST_CASE("int8 engine computes a QAT model's evaluation pass", "[int8]") {

@@ -78,16 +78,18 @@ SignedCodes Int8Kernels::signed_codes(int64_t channels) const {
 }
 
 bool skip_amx(dnnl::primitive_desc& pd) {
-  const auto wanted = [&] {
-    const std::string name = pd.impl_info_str();
-    return name.find("amx") == std::string::npos && !is_reference(pd);
+  const auto on_amx = [&] {
+    return std::string(pd.impl_info_str()).find("amx") != std::string::npos;
   };
-  while (!wanted()) {
-    if (!pd.next_impl()) {
-      return false;
+  if (!on_amx()) {
+    return true;
+  }
+  while (pd.next_impl()) {
+    if (!on_amx() && !is_reference(pd)) {
+      return true;
     }
   }
-  return true;
+  return false;
 }
 
 void append_offset_rounding(dnnl::post_ops& ops, float output_step) {

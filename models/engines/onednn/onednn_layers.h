@@ -80,8 +80,8 @@ class Int8Kernels {
   std::optional<SignedCodes> forced_;
 };
 
-/// Moves `pd` to its first implementation that is neither an AMX nor a
-/// reference one; false where it has none.
+/// Where `pd` is at an AMX kernel, moves it to its next implementation
+/// that is neither an AMX nor a reference one; false where it has none.
 bool skip_amx(dnnl::primitive_desc& pd);
 
 /// The zero point of SignedCodes::kShiftedU8.

@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <stdexcept>
@@ -27,18 +28,27 @@ struct Share {
   int64_t size = 0;
 };
 
-// How a batch of `images` splits among `threads` threads: a share of at least
-// two images per thread, or one share (the whole batch, all threads on each
-// layer) where `split` is off or the batch is smaller.
+// How a batch of `images` splits among `threads` threads: shares of two to
+// four images, as many per thread, share i run by thread i % threads; or one
+// share (the whole batch, all threads on each layer) where `split` is off or
+// the batch is smaller than two images per thread. Four images at a time keep
+// more of each layer's output in the core's cache for the next layer than a
+// thread's whole part does: on an AMX Xeon, batch 32 on 2 threads ran about 5%
+// faster in shares of 4 than in shares of 16, level on its VNNI kernels;
+// shares of one or two images ran slower.
 std::vector<Share> batch_shares(int64_t images, int threads, bool split) {
   constexpr int64_t kFewestPerShare = 2;
+  constexpr int64_t kMostPerShare = 4;
   if (!split || threads < 2 || images < kFewestPerShare * threads) {
     return {{0, images}};
   }
+  const int64_t rounds =
+      (images + kMostPerShare * threads - 1) / (kMostPerShare * threads);
+  const int64_t count = rounds * threads;
   std::vector<Share> shares;
   int64_t first = 0;
-  for (int t = 0; t < threads; ++t) {
-    const int64_t size = images / threads + (t < images % threads ? 1 : 0);
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t size = images / count + (i < images % count ? 1 : 0);
     shares.push_back({first, size});
     first += size;
   }
@@ -159,39 +169,45 @@ void OneDnnNetwork::forward(const float* images,
       Impl::run(lane, plan, images, output);
       return;
     }
-    // Thread t runs share t alone, in lane t: its primitives run
-    // single-threaded inside the parallel region, planned for one thread.
-    // The plans are built here, one after another: building reorders weights
-    // into the store all lanes share.
+    // Lane t runs shares t, t + lanes, ... one after another, each alone on
+    // one thread: its primitives run single-threaded inside the parallel
+    // region, planned for one thread. The plans are built here, one after
+    // another: building reorders weights into the store all lanes share.
     const int64_t image_values = sizes[1] * sizes[2] * sizes[3];
-    std::vector<Lane*> lanes;
+    const auto lane_count =
+        std::min(shares.size(), static_cast<size_t>(omp_get_max_threads()));
     std::vector<Plan*> plans;
     {
       const OneThread planning;
-      for (size_t t = 0; t < shares.size(); ++t) {
-        lanes.push_back(&impl_->lane(t));
+      for (size_t i = 0; i < shares.size(); ++i) {
+        auto& lane = impl_->lane(i % lane_count);
         plans.push_back(
-            &impl_->plan_for(*lanes[t],
-                             {shares[t].size, sizes[1], sizes[2], sizes[3]},
+            &impl_->plan_for(lane,
+                             {shares[i].size, sizes[1], sizes[2], sizes[3]},
                              channels_last));
-        Impl::bind(*lanes[t], *plans[t]);
+        Impl::bind(lane, *plans[i]);
+      }
+      // A lane's buffers grow to its largest plan: bind its smaller plans
+      // again to the grown buffers.
+      for (size_t i = 0; i < shares.size(); ++i) {
+        Impl::bind(impl_->lane(i % lane_count), *plans[i]);
       }
     }
-    std::vector<std::exception_ptr> errors(shares.size());
-    const int threads = static_cast<int>(shares.size());
-#pragma omp parallel num_threads(threads)
+    std::vector<std::exception_ptr> errors(lane_count);
+#pragma omp parallel num_threads(static_cast <int>(lane_count))
     {
-      // A nested region (a caller's own) has a team of one, which runs them
-      // all.
+      // A nested region (a caller's own) has a team of one, which runs all
+      // the lanes.
       const auto team = static_cast<size_t>(omp_get_num_threads());
-      for (auto t = static_cast<size_t>(omp_get_thread_num());
-           t < shares.size();
+      for (auto t = static_cast<size_t>(omp_get_thread_num()); t < lane_count;
            t += team) {
         try {
-          Impl::run(*lanes[t],
-                    *plans[t],
-                    images + shares[t].first * image_values,
-                    output + shares[t].first * outputs());
+          for (size_t i = t; i < shares.size(); i += lane_count) {
+            Impl::run(impl_->lane(t),
+                      *plans[i],
+                      images + shares[i].first * image_values,
+                      output + shares[i].first * outputs());
+          }
         } catch (...) {
           errors[t] = std::current_exception();
         }

@@ -103,7 +103,7 @@ struct OneDnnNetwork::Impl {
   memory input_scale;
   onednn_layers::Int8Kernels int8_kernels;
   memory signed_code_offset;  // s32, the zero point of shifted u8 codes
-  // Lane 0 runs unsplit calls; lane t runs thread t's share of a split one.
+  // Lane 0 runs unsplit calls; lane t runs thread t's shares of a split one.
   std::vector<std::unique_ptr<Lane>> lanes;
   std::mutex mutex;
 

@@ -171,16 +171,18 @@ TEST_CASE("int8 engine computes a QAT model's evaluation pass", "[int8]") {
 
 TEST_CASE("int8 engine computes a batch split among threads as a whole",
           "[int8]") {
-  // From two images per thread, each thread runs its share alone in its own
-  // plan and buffers: uneven shares, shares of different sizes in one call,
-  // three threads on two cores, and the same shapes again (plans reused).
+  // From two images per thread, each thread runs its shares of two to four
+  // images alone, one after another, in its own plans and buffers: uneven
+  // shares, shares of different sizes in one call and in one thread (9 on 2
+  // threads: 3 + 2 and 2 + 2; 19: 4 + 3 + 3 and 3 + 3 + 3), three threads on
+  // two cores, and the same shapes again (plans reused).
   const auto net = quantized_model(
       mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
   const mnv2::OneDnnMobileNetV2 engine(net);
   const int threads_before = at::get_num_threads();
   for (const int threads : {2, 3}) {
     at::set_num_threads(threads);
-    for (const int64_t batch : {4, 5, 7, 9, 5}) {
+    for (const int64_t batch : {4, 5, 7, 9, 19, 5}) {
       torch::manual_seed(batch);
       const auto images = torch::randn({batch, 3, 48, 48});
       const auto expected = mnv2::simulate_quantized(net, images);

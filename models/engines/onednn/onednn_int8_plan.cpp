@@ -14,12 +14,29 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
   // int8 kernels read and write channels last. The images become s8 codes.
   const memory::desc codes_md({p.n, p.c, p.h, p.w}, kS8, Tag::nhwc);
   const memory codes_mem = p.slotted(codes_md, 0);
-  const auto quantize = scaled_reorder(p.current_md, codes_md, DNNL_ARG_DST);
-  p.push({dnnl::reorder(quantize),
-          {{DNNL_ARG_FROM, p.current},
-           {DNNL_ARG_TO, codes_mem},
-           {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, input_scale}}},
-         quantize);
+  if (channels_last) {
+    // Element by element (onednn_layers::quantize_images).
+    const memory images = p.current;
+    const float step = net.input_scale;
+    const int64_t count = p.n * p.c * p.h * p.w;
+    p.push_own(
+        [images, codes_mem, step, count] {
+          onednn_layers::quantize_images(
+              static_cast<const float*>(images.get_data_handle()),
+              static_cast<int8_t*>(codes_mem.get_data_handle()),
+              count,
+              step);
+        },
+        "reorder",
+        "mnv2:quantize_images");
+  } else {
+    const auto quantize = scaled_reorder(p.current_md, codes_md, DNNL_ARG_DST);
+    p.push({dnnl::reorder(quantize),
+            {{DNNL_ARG_FROM, p.current},
+             {DNNL_ARG_TO, codes_mem},
+             {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, input_scale}}},
+           quantize);
+  }
   p.advance(codes_mem, codes_md, 0);
   float step_size = net.input_scale;  // the current activation's code step
   bool source_shifted = false;        // the image's codes are plain s8

@@ -2,6 +2,8 @@
 
 #include <mobilenetv2/nn/padding.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -176,6 +178,48 @@ Tag activation_tag(OneDnnNetwork::Layout layout) {
 
 bool is_reference(const dnnl::primitive_desc_base& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+namespace {
+
+// GCC's function multiversioning, as in nn/cpu_loops.h: the build targets
+// plain x86-64; these clones vectorise for AVX-512 and AVX2.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MNV2_QUANTIZE_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MNV2_QUANTIZE_CLONES
+#endif
+
+MNV2_QUANTIZE_CLONES void quantize_run(const float* __restrict x,
+                                       int8_t* __restrict codes,
+                                       int64_t count,
+                                       float inverse) {
+  for (int64_t i = 0; i < count; ++i) {
+    float v = std::nearbyint(x[i] * inverse);
+    v = v > -128.f ? v : -128.f;  // NaN fails both: -128
+    v = v < 127.f ? v : 127.f;
+    codes[i] = static_cast<int8_t>(v);
+  }
+}
+
+}  // namespace
+
+void quantize_images(const float* images,
+                     int8_t* codes,
+                     int64_t count,
+                     float step) {
+  const float inverse = 1.f / step;
+  constexpr int64_t kChunk = 16384;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t first = k * kChunk;
+    quantize_run(images + first,
+                 codes + first,
+                 std::min(kChunk, count - first),
+                 inverse);
+  }
 }
 
 }  // namespace mnv2::onednn_layers

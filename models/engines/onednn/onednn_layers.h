@@ -32,6 +32,17 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
                                float sum_scale = 1.f,
                                int32_t sum_zero_point = 0);
 
+/// Images (fp32, any layout) to s8 codes of step `step`, element by element:
+/// x * (1 / step) rounded to nearest even and saturated (NaN to -128), as
+/// the QAT fake quantizer and the oracle compute them. On the calling
+/// thread's team (one thread inside a split batch's lane). Replaces
+/// oneDNN's scaled reorder where the layouts match: that took 4-5% of an
+/// int8 pass, at a third of the memory's speed.
+void quantize_images(const float* images,
+                     int8_t* codes,
+                     int64_t count,
+                     float step);
+
 /// How an int8 network keeps the signed codes of the outputs without ReLU6
 /// (projections, residual sums). Both give the same codes, which
 /// simulate_quantized() computes: a signed code is rounded as its unsigned

@@ -126,6 +126,10 @@ void OneDnnNetwork::Impl::run(Lane& lane,
   plan.output.set_data_handle(output);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     try {
+      if (plan.steps[i].own) {
+        plan.steps[i].own();
+        continue;
+      }
       plan.steps[i].primitive.execute(lane.stream, plan.steps[i].args);
     } catch (const dnnl::error& e) {
       throw std::runtime_error("oneDNN: step " + std::to_string(i) + " of " +

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,7 @@ constexpr size_t kPlansKept = 4;
 struct Step {
   dnnl::primitive primitive;
   std::unordered_map<int, memory> args;
+  std::function<void()> own{};  // where set, runs instead of the primitive
 };
 
 struct Plan {

@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 
 namespace mnv2 {
@@ -100,6 +101,15 @@ struct OneDnnNetwork::Impl::PlanWriter {
          pd.impl_info_str(),
          source.get_ndims() > 1 ? source.get_dims()[1] : 0,
          source.get_data_type() == kU8});
+  }
+
+  // Our own code as the plan's next step, described as `kind` by
+  // `implementation`.
+  void push_own(std::function<void()> run,
+                const char* kind,
+                const char* implementation) {
+    plan.steps.push_back({{}, {}, std::move(run)});
+    plan.described.push_back({kind, implementation, c, false});
   }
 
   // A reorder of `from` into `to`, as the plan's next step.

@@ -3,6 +3,7 @@
 // simulation in Python is the independent reference (check_int8.py).
 #include "test_support.h"
 
+#include "engines/onednn/onednn_layers.h"
 #include "engines/onednn/onednn_network.h"
 
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
@@ -15,7 +16,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -220,4 +223,39 @@ TEST_CASE("int8 engine answers from a thread other than the one that planned",
     std::thread([&] { there = engine.forward(images); }).join();
     CHECK(torch::equal(there, here));
   }
+}
+
+TEST_CASE("int8 engine quantizes images as the integer oracle does", "[int8]") {
+  // codes = clamp(round-half-even(x * (1 / step)), -128, 127), as
+  // tests/oracle/check_int8.py and the QAT fake quantizer compute them:
+  // ties both ways, saturation, infinities, NaN (-128, as oneDNN's
+  // conversion gives), over several chunks and a ragged end.
+  const float step = 0.03125f;  // a power of two: x / step is exact
+  const int64_t count = 3 * 16384 + 37;
+  torch::manual_seed(3);
+  auto images = torch::randn({count}) * 2;
+  auto* x = images.data_ptr<float>();
+  const float ties[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f, -127.5f};
+  for (int i = 0; i < 8; ++i) {
+    x[100 + i] = ties[i] * step;
+  }
+  x[200] = 1e6f;
+  x[201] = -1e6f;
+  x[202] = std::numeric_limits<float>::infinity();
+  x[203] = -std::numeric_limits<float>::infinity();
+  x[204] = std::numeric_limits<float>::quiet_NaN();
+  auto expected = torch::clamp(torch::round(images * (1.f / step)), -128, 127);
+  expected[204] = -128;
+  std::vector<int8_t> codes(count);
+  at::set_num_threads(2);
+  mnv2::onednn_layers::quantize_images(x, codes.data(), count, step);
+  const auto actual =
+      torch::from_blob(codes.data(), {count}, torch::kInt8).to(torch::kFloat);
+  CHECK(torch::equal(actual, expected));
+  CHECK(codes[100] == 0);
+  CHECK(codes[101] == 2);
+  CHECK(codes[102] == 2);
+  CHECK(codes[106] == 126);
+  CHECK(codes[107] == -128);
+  CHECK(codes[204] == -128);
 }

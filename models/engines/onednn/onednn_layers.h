@@ -36,8 +36,9 @@ dnnl::primitive_attr fused_ops(bool add_to_destination,
 /// x * (1 / step) rounded to nearest even and saturated (NaN to -128), as
 /// the QAT fake quantizer and the oracle compute them. On the calling
 /// thread's team (one thread inside a split batch's lane). Replaces
-/// oneDNN's scaled reorder where the layouts match: that took 4-5% of an
-/// int8 pass, at a third of the memory's speed.
+/// oneDNN 3.2's scaled reorder where the layouts match: on one 224x224
+/// image that took 35-50 us on two threads, no less than on one; this takes
+/// 35 us on one thread and 15-17 us on two (AMX Xeon).
 void quantize_images(const float* images,
                      int8_t* codes,
                      int64_t count,

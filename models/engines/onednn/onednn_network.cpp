@@ -31,11 +31,11 @@ struct Share {
 // How a batch of `images` splits among `threads` threads: shares of two to
 // four images, as many per thread, share i run by thread i % threads; or one
 // share (the whole batch, all threads on each layer) where `split` is off or
-// the batch is smaller than two images per thread. Four images at a time keep
-// more of each layer's output in the core's cache for the next layer than a
-// thread's whole part does: on an AMX Xeon, batch 32 on 2 threads ran about 5%
-// faster in shares of 4 than in shares of 16, level on its VNNI kernels;
-// shares of one or two images ran slower.
+// the batch is smaller than two images per thread. Against OpenVINO in one
+// process (AMX Xeon, 2 threads), shares of four instead of one per thread
+// ran batch 32 2-4% faster on AMX and on VNNI kernels and batch 16 4%
+// faster on VNNI kernels, level on AMX; shares of one or two images ran
+// slower, of eight no faster.
 std::vector<Share> batch_shares(int64_t images, int threads, bool split) {
   constexpr int64_t kFewestPerShare = 2;
   constexpr int64_t kMostPerShare = 4;

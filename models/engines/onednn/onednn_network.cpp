@@ -198,7 +198,8 @@ void OneDnnNetwork::forward(const float* images,
       }
     }
     std::vector<std::exception_ptr> errors(lane_count);
-#pragma omp parallel num_threads(static_cast <int>(lane_count))
+    const int team_size = static_cast<int>(lane_count);
+#pragma omp parallel num_threads(team_size)
     {
       // A nested region (a caller's own) has a team of one, which runs all
       // the lanes.

@@ -191,8 +191,10 @@ void OneDnnNetwork::forward(const float* images,
                              channels_last));
         Impl::bind(lane, *plans[i]);
       }
-      // A lane's buffers grow to its largest plan: bind its smaller plans
-      // again to the grown buffers.
+      // Binding a later plan may have grown (reallocated) a buffer an
+      // earlier plan of the same lane points into: a plan's sizes per buffer
+      // (its scratchpad too) need not grow with its share. Bind all again;
+      // an unchanged lane returns at once.
       for (size_t i = 0; i < shares.size(); ++i) {
         Impl::bind(impl_->lane(i % lane_count), *plans[i]);
       }

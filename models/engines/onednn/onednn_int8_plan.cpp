@@ -9,7 +9,8 @@
 namespace mnv2 {
 
 Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
-                                     bool channels_last) {
+                                     bool channels_last,
+                                     bool classify) {
   PlanWriter p(*this, sizes, channels_last);
   // int8 kernels read and write channels last. The images become s8 codes.
   const memory::desc codes_md({p.n, p.c, p.h, p.w}, kS8, Tag::nhwc);
@@ -122,22 +123,11 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
       p.advance(dst, pd.dst_desc(), dst_slot);
     }
   }
-  // The last activation's codes back to real values for the fp32 head.
-  const memory::desc real_md({p.n, p.c, p.h, p.w}, kF32, Tag::nhwc);
-  const int slot = free_slot(p.current_slot, kInputSlot);
-  const memory real = p.slotted(real_md, slot);
+  // MobileNetV2 ends in a convolution with ReLU6: u8 codes, no offset.
   if (source_shifted) {
-    // MobileNetV2 ends in a convolution with ReLU6 (u8 codes, no offset).
     throw std::logic_error("int8 plan: the last codes must follow ReLU6");
   }
-  const auto dequantize = scaled_reorder(p.current_md, real_md, DNNL_ARG_SRC);
-  p.push({dnnl::reorder(dequantize),
-          {{DNNL_ARG_FROM, p.current},
-           {DNNL_ARG_TO, real},
-           {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, output_scales.back()}}},
-         dequantize);
-  p.advance(real, real_md, slot);
-  return p.finish();
+  return p.finish(classify, step_size);
 }
 
 }  // namespace mnv2

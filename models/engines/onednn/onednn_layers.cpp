@@ -185,16 +185,16 @@ namespace {
 // GCC's function multiversioning, as in nn/cpu_loops.h: the build targets
 // plain x86-64; these clones vectorise for AVX-512 and AVX2.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MNV2_QUANTIZE_CLONES \
+#define MNV2_CODE_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
-#define MNV2_QUANTIZE_CLONES
+#define MNV2_CODE_CLONES
 #endif
 
-MNV2_QUANTIZE_CLONES void quantize_run(const float* __restrict x,
-                                       int8_t* __restrict codes,
-                                       int64_t count,
-                                       float inverse) {
+MNV2_CODE_CLONES void quantize_run(const float* __restrict x,
+                                   int8_t* __restrict codes,
+                                   int64_t count,
+                                   float inverse) {
   for (int64_t i = 0; i < count; ++i) {
     float v = std::nearbyint(x[i] * inverse);
     v = v > -128.f ? v : -128.f;  // NaN fails both: -128
@@ -203,7 +203,38 @@ MNV2_QUANTIZE_CLONES void quantize_run(const float* __restrict x,
   }
 }
 
+// Adds each pixel's codes to `sums`, channel by channel.
+MNV2_CODE_CLONES void add_pixels(const uint8_t* __restrict codes,
+                                 int64_t pixels,
+                                 int64_t channels,
+                                 float* __restrict sums) {
+  for (int64_t k = 0; k < channels; ++k) {
+    sums[k] = 0.f;
+  }
+  for (int64_t p = 0; p < pixels; ++p) {
+    const uint8_t* pixel = codes + p * channels;
+    for (int64_t k = 0; k < channels; ++k) {
+      sums[k] += static_cast<float>(pixel[k]);
+    }
+  }
+}
+
 }  // namespace
+
+void pool_codes(const uint8_t* codes,
+                int64_t images,
+                int64_t pixels,
+                int64_t channels,
+                float step,
+                float* pooled) {
+  for (int64_t i = 0; i < images; ++i) {
+    float* sums = pooled + i * channels;
+    add_pixels(codes + i * pixels * channels, pixels, channels, sums);
+    for (int64_t k = 0; k < channels; ++k) {
+      sums[k] = sums[k] / static_cast<float>(pixels) * step;
+    }
+  }
+}
 
 void quantize_images(const float* images,
                      int8_t* codes,

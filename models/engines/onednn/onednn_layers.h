@@ -44,6 +44,19 @@ void quantize_images(const float* images,
                      int64_t count,
                      float step);
 
+/// Global average pooling of u8 codes of step `step`, [images, pixels,
+/// channels] (NHWC), into real values [images, channels]: the codes'
+/// sum (exact in fp32 up to 65,793 pixels), divided by `pixels`, times
+/// `step`. On the calling thread. Replaces oneDNN 3.2's dequantizing reorder
+/// and pooling (its pooling takes no u8 source with an fp32 destination):
+/// 19 + 7 us for one 224x224 image on two threads (AMX Xeon).
+void pool_codes(const uint8_t* codes,
+                int64_t images,
+                int64_t pixels,
+                int64_t channels,
+                float step,
+                float* pooled);
+
 /// How an int8 network keeps the signed codes of the outputs without ReLU6
 /// (projections, residual sums). Both give the same codes, which
 /// simulate_quantized() computes: a signed code is rounded as its unsigned

@@ -55,6 +55,10 @@ struct Step {
 struct Plan {
   std::array<int64_t, 4> sizes{};
   bool channels_last = false;
+  // Ends in the classifier, where the network has one; else writes the
+  // pooled features (a share of a split batch: the classifier runs once for
+  // the whole batch, build_head()).
+  bool classify = true;
   int threads = 0;  // oneDNN blocks each primitive's work for this many
   std::vector<Step> steps;
   std::vector<OneDnnNetwork::StepInfo> described;  // one per step
@@ -107,6 +111,10 @@ struct OneDnnNetwork::Impl {
   memory signed_code_offset;  // s32, the zero point of shifted u8 codes
   // Lane 0 runs unsplit calls; lane t runs thread t's shares of a split one.
   std::vector<std::unique_ptr<Lane>> lanes;
+  // A split batch's pooled features, and the classifier's plans for them
+  // (per batch size and thread count, most recently used first).
+  std::vector<float> features;
+  std::list<Plan> heads;
   std::mutex mutex;
 
   bool fuse_depthwise;
@@ -194,12 +202,20 @@ struct OneDnnNetwork::Impl {
 
   // The plan for one input shape (onednn_plan.cpp): fp32 and int8 each
   // lay out their own chain, on the shared PlanWriter.
-  Plan build(const std::array<int64_t, 4>& sizes, bool channels_last) {
-    return int8() ? build_int8(sizes, channels_last)
-                  : build_fp32(sizes, channels_last);
+  Plan build(const std::array<int64_t, 4>& sizes,
+             bool channels_last,
+             bool classify) {
+    return int8() ? build_int8(sizes, channels_last, classify)
+                  : build_fp32(sizes, channels_last, classify);
   }
-  Plan build_fp32(const std::array<int64_t, 4>& sizes, bool channels_last);
-  Plan build_int8(const std::array<int64_t, 4>& sizes, bool channels_last);
+  Plan build_fp32(const std::array<int64_t, 4>& sizes,
+                  bool channels_last,
+                  bool classify);
+  Plan build_int8(const std::array<int64_t, 4>& sizes,
+                  bool channels_last,
+                  bool classify);
+  // The classifier alone, on `images` rows of pooled features.
+  Plan build_head(int64_t images);
   struct PlanWriter;
 
   // A reorder that scales by the step of its source or destination
@@ -219,7 +235,9 @@ struct OneDnnNetwork::Impl {
   }
   Plan& plan_for(Lane& lane,
                  const std::array<int64_t, 4>& sizes,
-                 bool channels_last);
+                 bool channels_last,
+                 bool classify = true);
+  Plan& head_for(int64_t images);
   static void bind(Lane& lane, Plan& plan);
   static void run(Lane& lane, Plan& plan, const float* images, float* output);
 };

@@ -1,12 +1,14 @@
 // The fp32 plan: each convolution with its bias, ReLU6 and residual add,
 // a 1x1 expansion with the depthwise convolution after it where oneDNN
-// fuses them, activations in oneDNN's blocked layout.
+// fuses them, activations in oneDNN's blocked layout. And the classifier
+// alone, for a split batch's pooled features.
 #include "onednn_plan_writer.h"
 
 namespace mnv2 {
 
 Plan OneDnnNetwork::Impl::build_fp32(const std::array<int64_t, 4>& sizes,
-                                     bool channels_last) {
+                                     bool channels_last,
+                                     bool classify) {
   PlanWriter p(*this, sizes, channels_last);
   const Tag activations = activation_tag(layout);
   for (const auto& block : net.blocks) {
@@ -82,7 +84,16 @@ Plan OneDnnNetwork::Impl::build_fp32(const std::array<int64_t, 4>& sizes,
       p.advance(dst, pd->dst_desc(), dst_slot);
     }
   }
-  return p.finish();
+  return p.finish(classify);
+}
+
+Plan OneDnnNetwork::Impl::build_head(int64_t images) {
+  PlanWriter p(*this, {images, net.features, 1, 1}, false);
+  p.plan.input = memory(memory::desc({images, net.features}, kF32, Tag::ab),
+                        engine,
+                        DNNL_MEMORY_NONE);
+  p.push_classifier(p.plan.input);
+  return std::move(p.plan);
 }
 
 }  // namespace mnv2

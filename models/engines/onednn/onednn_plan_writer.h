@@ -205,51 +205,89 @@ struct OneDnnNetwork::Impl::PlanWriter {
     w = dims[3];
   }
 
-  // Global average pooling, then the classifier (a matmul on the pooled
-  // features as [n, c] rows) into the caller's [n, classes]; without a
-  // classifier the features are copied out as [n, c].
-  Plan finish() {
-    const auto& net = impl.net;
-    const dnnl::pooling_forward::primitive_desc pool_pd(
-        impl.engine,
-        dnnl::prop_kind::forward_inference,
-        dnnl::algorithm::pooling_avg_exclude_padding,
-        current_md,
-        memory::desc({n, c, 1, 1}, kF32, Tag::any),
-        {1, 1},
-        {h, w},
-        {0, 0},
-        {0, 0},
-        {0, 0},
-        user_scratchpad());
-    memory pooled = slotted(pool_pd.dst_desc(), kPooledSlot);
-    push({dnnl::pooling_forward(pool_pd),
-          {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pooled}}},
-         pool_pd);
-    if (net.classes == 0) {
-      plan.output = memory(memory::desc({n, c, 1, 1}, kF32, Tag::nchw),
-                           impl.engine,
-                           DNNL_MEMORY_NONE);
-      push_reorder(pooled, plan.output);
-      return std::move(plan);
-    }
-    // A matmul, not an inner product: oneDNN 3.2 runs the inner product as
-    // a gemm that packs the 5 MB of weights on every call; its matmul keeps
-    // them packed (AVX-512: 0.5 against 2.0 ms for 16 images, 0.09 against
-    // 0.13 ms for one, docs/benchmarks.md; AVX2 runs the same gemm).
-    const memory::desc features_md({n, c}, kF32, Tag::ab);
+  // Global average pooling, then (`classify`, where the network has a
+  // classifier) the classifier into the caller's [n, classes]; else the
+  // pooled features into the caller's [n, c]. `code_step`: the current
+  // activation holds u8 codes of this step (int8), pooled as codes.
+  Plan finish(bool classify, float code_step = 0) {
+    const bool features_out = impl.net.classes == 0 || !classify;
     const memory::desc nchw_md({n, c, 1, 1}, kF32, Tag::nchw);
-    const memory::desc nhwc_md({n, c, 1, 1}, kF32, Tag::nhwc);  // the same
-    int features_slot = kPooledSlot;
-    if (pool_pd.dst_desc() != nchw_md && pool_pd.dst_desc() != nhwc_md) {
-      // Blocked pooled features (the fp32 engine's layout) as [n, c] rows.
-      features_slot = free_slot(current_slot, kInputSlot);
-      push_reorder(pooled, slotted(nchw_md, features_slot));
+    const memory::desc rows_md({n, c}, kF32, Tag::ab);  // the same layout
+    memory pooled;
+    if (code_step > 0) {
+      feed(memory::desc({n, c, h, w}, kU8, Tag::nhwc));
+      pooled = features_out ? memory(rows_md, impl.engine, DNNL_MEMORY_NONE)
+                            : slotted(rows_md, kPooledSlot);
+      const memory codes = current;
+      const int64_t images = n, pixels = h * w, channels = c;
+      push_own(
+          [codes, pooled, images, pixels, channels, code_step] {
+            onednn_layers::pool_codes(
+                static_cast<const uint8_t*>(codes.get_data_handle()),
+                images,
+                pixels,
+                channels,
+                code_step,
+                static_cast<float*>(pooled.get_data_handle()));
+          },
+          "pooling",
+          "mnv2:pool_codes");
+    } else {
+      const dnnl::pooling_forward::primitive_desc pool_pd(
+          impl.engine,
+          dnnl::prop_kind::forward_inference,
+          dnnl::algorithm::pooling_avg_exclude_padding,
+          current_md,
+          memory::desc({n, c, 1, 1}, kF32, Tag::any),
+          {1, 1},
+          {h, w},
+          {0, 0},
+          {0, 0},
+          {0, 0},
+          user_scratchpad());
+      const memory::desc nhwc_md({n, c, 1, 1}, kF32, Tag::nhwc);  // the same
+      // Blocked pooled features (the fp32 engine's layout) need a reorder
+      // into [n, c] rows.
+      const bool rows =
+          pool_pd.dst_desc() == nchw_md || pool_pd.dst_desc() == nhwc_md;
+      const memory pool_dst =
+          features_out && rows
+              ? memory(pool_pd.dst_desc(), impl.engine, DNNL_MEMORY_NONE)
+              : slotted(pool_pd.dst_desc(), kPooledSlot);
+      push({dnnl::pooling_forward(pool_pd),
+            {{DNNL_ARG_SRC, current}, {DNNL_ARG_DST, pool_dst}}},
+           pool_pd);
+      if (rows) {
+        pooled = features_out ? pool_dst : slotted(rows_md, kPooledSlot);
+      } else {
+        const int slot = free_slot(current_slot, kInputSlot);
+        pooled = features_out ? memory(nchw_md, impl.engine, DNNL_MEMORY_NONE)
+                              : slotted(nchw_md, slot);
+        push_reorder(pool_dst, pooled);
+        if (!features_out) {
+          pooled = slotted(rows_md, slot);
+        }
+      }
     }
-    const memory features = slotted(features_md, features_slot);
+    if (features_out) {
+      plan.output = pooled;
+    } else {
+      push_classifier(pooled);
+    }
+    return std::move(plan);
+  }
+
+  // The classifier, a matmul on `features` ([n, c] rows), into the caller's
+  // [n, classes]. A matmul, not an inner product: oneDNN 3.2 runs the inner
+  // product as a gemm that packs the 5 MB of weights on every call; its
+  // matmul keeps them packed (AVX-512: 0.5 against 2.0 ms for 16 images,
+  // 0.09 against 0.13 ms for one, docs/benchmarks.md; AVX2 runs the same
+  // gemm).
+  void push_classifier(const memory& features) {
+    const auto& net = impl.net;
     const dnnl::matmul::primitive_desc fc_pd(
         impl.engine,
-        features_md,
+        memory::desc({n, c}, kF32, Tag::ab),
         memory::desc({c, net.classes}, kF32, Tag::any),
         memory::desc({1, net.classes}, kF32, Tag::ab),
         memory::desc({n, net.classes}, kF32, Tag::ab),
@@ -268,7 +306,6 @@ struct OneDnnNetwork::Impl::PlanWriter {
            {DNNL_ARG_BIAS, bias_row},
            {DNNL_ARG_DST, plan.output}}},
          fc_pd);
-    return std::move(plan);
   }
 };
 

@@ -259,3 +259,30 @@ TEST_CASE("int8 engine quantizes images as the integer oracle does", "[int8]") {
   CHECK(codes[107] == -128);
   CHECK(codes[204] == -128);
 }
+
+TEST_CASE("int8 engine pools codes as the integer oracle does", "[int8]") {
+  // The mean of each channel's real values (code * step) over the pixels,
+  // as tests/oracle/check_int8.py computes it in float64: two images of
+  // 7x7 pixels and 37 channels (a ragged vector end), all codes 255 in one
+  // channel (the largest sum), all 0 in another.
+  const int64_t images = 2, pixels = 49, channels = 37;
+  const float step = 0.0235f;
+  torch::manual_seed(4);
+  auto codes = torch::randint(0, 256, {images, pixels, channels}, torch::kU8);
+  codes.select(2, 3).fill_(255);
+  codes.select(2, 4).fill_(0);
+  std::vector<float> pooled(images * channels, -1.f);
+  mnv2::onednn_layers::pool_codes(
+      codes.data_ptr<uint8_t>(), images, pixels, channels, step, pooled.data());
+  const auto expected =
+      (codes.to(torch::kDouble) * static_cast<double>(step)).mean(1);
+  const auto actual =
+      torch::from_blob(pooled.data(), {images, channels}, torch::kFloat)
+          .to(torch::kDouble);
+  CHECK(((actual - expected).abs() / expected.abs().clamp_min(1e-30))
+            .max()
+            .item<double>() < 3e-7);
+  CHECK(actual[0][4].item<double>() == 0);
+  CHECK(actual[1][3].item<double>() ==
+        Approx(255.0 * static_cast<double>(step)).epsilon(2e-7));
+}

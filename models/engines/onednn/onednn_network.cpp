@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <stdexcept>
@@ -18,7 +19,9 @@ namespace mnv2 {
 using onednn_executor::kBuffers;
 using onednn_executor::kPlansKept;
 using onednn_executor::Lane;
+using onednn_executor::OneThread;
 using onednn_executor::Plan;
+using onednn_executor::Slotted;
 
 namespace {
 
@@ -55,24 +58,15 @@ std::vector<Share> batch_shares(int64_t images, int threads, bool split) {
   return shares;
 }
 
-// omp_set_num_threads(1) while in scope: oneDNN blocks a primitive's work
-// for the thread count it is created under.
-class OneThread {
- public:
-  OneThread() : previous_(omp_get_max_threads()) {
-    omp_set_num_threads(1);
-  }
-  ~OneThread() {
-    omp_set_num_threads(previous_);
-  }
-  OneThread(const OneThread&) = delete;
-  OneThread& operator=(const OneThread&) = delete;
-
- private:
-  int previous_;
-};
-
 }  // namespace
+
+OneThread::OneThread() : previous_(omp_get_max_threads()) {
+  omp_set_num_threads(1);
+}
+
+OneThread::~OneThread() {
+  omp_set_num_threads(previous_);
+}
 
 Plan& OneDnnNetwork::Impl::plan_for(Lane& lane,
                                     const std::array<int64_t, 4>& sizes,
@@ -130,8 +124,15 @@ void OneDnnNetwork::Impl::bind(Lane& lane, Plan& plan) {
   if (plan.bound_to == lane.generation) {
     return;
   }
-  for (auto& [mem, slot] : plan.slotted) {
-    mem.set_data_handle(lane.buffers[slot].get());
+  const auto point = [&lane](std::vector<Slotted>& slotted) {
+    for (auto& [mem, slot, offset] : slotted) {
+      mem.set_data_handle(static_cast<char*>(lane.buffers[slot].get()) +
+                          offset);
+    }
+  };
+  point(plan.slotted);
+  for (auto& part : plan.parts) {
+    point(part.slotted);
   }
   plan.bound_to = lane.generation;
 }
@@ -140,7 +141,9 @@ void OneDnnNetwork::Impl::run(Lane& lane,
                               Plan& plan,
                               const float* images,
                               float* output) {
-  plan.input.set_data_handle(const_cast<float*>(images));
+  plan.input.set_data_handle(
+      const_cast<char*>(reinterpret_cast<const char*>(images)) +
+      plan.input_offset);
   plan.output.set_data_handle(output);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     try {
@@ -156,6 +159,67 @@ void OneDnnNetwork::Impl::run(Lane& lane,
     }
   }
   lane.stream.wait();
+}
+
+void OneDnnNetwork::Impl::run_parts(Plan& plan,
+                                    const float* images,
+                                    float* output) {
+  auto& parts = plan.parts;
+  const auto count = parts.size();
+  for (auto& part : parts) {
+    part.input.set_data_handle(
+        const_cast<char*>(reinterpret_cast<const char*>(images)) +
+        part.input_offset);
+  }
+  for (auto& part : parts) {
+    if (part.output) {
+      part.output.set_data_handle(output + part.output_offset);
+    }
+  }
+  lane(count - 1);  // not created inside the parallel region
+  std::vector<std::exception_ptr> errors(count);
+  std::atomic<bool> failed{false};
+  const int team_size = static_cast<int>(count);
+#pragma omp parallel num_threads(team_size)
+  {
+    // A smaller team (a nested region: one thread) runs several parts,
+    // phase by phase, so that each phase sees the last one's rows. Each
+    // part's primitives were planned for one thread, and run on one.
+    const OneThread alone;
+    const auto team = static_cast<size_t>(omp_get_num_threads());
+    const auto me = static_cast<size_t>(omp_get_thread_num());
+    std::vector<size_t> next(count, 0);
+    for (size_t phase = 0; phase < plan.phases; ++phase) {
+      for (size_t t = me; t < count; t += team) {
+        auto& steps = parts[t].steps;
+        auto& stream = lanes[t]->stream;
+        size_t& i = next[t];
+        for (; i < steps.size() && !steps[i].barrier; ++i) {
+          if (failed.load(std::memory_order_relaxed)) {
+            continue;
+          }
+          try {
+            if (steps[i].own) {
+              steps[i].own();
+            } else {
+              steps[i].primitive.execute(stream, steps[i].args);
+            }
+          } catch (...) {
+            errors[t] = std::current_exception();
+            failed = true;
+          }
+        }
+        ++i;  // past the barrier
+        stream.wait();
+      }
+#pragma omp barrier
+    }
+  }
+  for (const auto& error : errors) {
+    if (error) {
+      std::rethrow_exception(error);
+    }
+  }
 }
 
 OneDnnNetwork::OneDnnNetwork(plain::Network network,
@@ -188,7 +252,11 @@ void OneDnnNetwork::forward(const float* images,
       auto& lane = impl_->lane(0);
       auto& plan = impl_->plan_for(lane, sizes, channels_last);
       Impl::bind(lane, plan);
-      Impl::run(lane, plan, images, output);
+      if (plan.parts.empty()) {
+        Impl::run(lane, plan, images, output);
+      } else {
+        impl_->run_parts(plan, images, output);
+      }
       return;
     }
     // Lane t runs shares t, t + lanes, ... one after another, each alone on
@@ -233,7 +301,8 @@ void OneDnnNetwork::forward(const float* images,
 #pragma omp parallel num_threads(team_size)
     {
       // A nested region (a caller's own) has a team of one, which runs all
-      // the lanes.
+      // the lanes. Their primitives were planned for one thread.
+      const OneThread alone;
       const auto team = static_cast<size_t>(omp_get_num_threads());
       for (auto t = static_cast<size_t>(omp_get_thread_num()); t < lane_count;
            t += team) {

@@ -16,6 +16,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -50,6 +51,22 @@ struct Step {
   dnnl::primitive primitive;
   std::unordered_map<int, memory> args;
   std::function<void()> own{};  // where set, runs instead of the primitive
+  // A row-split plan's marker: every part waits here for all the others.
+  bool barrier = false;
+};
+
+// A memory that points into one of a lane's buffers, `offset` bytes in.
+struct Slotted {
+  memory mem;
+  int slot = 0;
+  size_t offset = 0;
+};
+
+// Part `index` of `count` of a row-split plan: it computes rows
+// [rows * index / count, rows * (index + 1) / count) of each layer.
+struct RowPart {
+  int index = 0;
+  int count = 1;
 };
 
 struct Plan {
@@ -62,12 +79,36 @@ struct Plan {
   int threads = 0;  // oneDNN blocks each primitive's work for this many
   std::vector<Step> steps;
   std::vector<OneDnnNetwork::StepInfo> described;  // one per step
-  std::vector<std::pair<memory, int>> slotted;     // memories in the buffers
-  memory input;                                    // the caller's images
-  memory output;                                   // the caller's output
-  std::array<size_t, kBuffers> bytes{};            // needed per buffer
+  std::vector<Slotted> slotted;                    // memories in the buffers
+  memory input;  // the caller's images (from `input_offset` bytes)
+  size_t input_offset = 0;
+  memory output;  // the caller's output (from `output_offset` floats)
+  size_t output_offset = 0;
+  std::array<size_t, kBuffers> bytes{};  // needed per buffer
   uint64_t bound_to = 0;  // the buffers' generation the slots point into
+  // A row-split plan (one image on several threads): no steps of its own;
+  // part t, run by thread t, computes its rows of each layer in the shared
+  // buffers, its barrier markers splitting the call into `phases`.
+  std::vector<Plan> parts;
+  size_t phases = 0;
 };
+
+// omp_set_num_threads(1) while in scope: oneDNN blocks a primitive's work
+// for the thread count it is created under.
+class OneThread {
+ public:
+  OneThread();
+  ~OneThread();
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  int previous_;
+};
+
+// A row-split plan cannot be made for this network and shape (a layer
+// without a channels-last kernel, or fewer rows than parts).
+struct RowsUnsupported {};
 
 struct FreeDeleter {
   void operator()(void* p) const {
@@ -98,8 +139,10 @@ struct OneDnnNetwork::Impl {
   plain::Network net;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  // Reordered weights per convolution, per layout.
+  // Reordered weights per convolution, per layout; then the classifier's,
+  // and its columns for each part of a row-split plan after the first.
   std::vector<std::vector<std::pair<memory::desc, memory>>> weights;
+  size_t classifier_index = 0;
   std::vector<memory> biases;
   memory classifier_bias;
   // int8 networks: each convolution's scales as oneDNN reads them, and the
@@ -126,7 +169,8 @@ struct OneDnnNetwork::Impl {
     for (const auto& block : net.blocks) {
       convs += block.convs.size();
     }
-    weights.resize(convs + 1);  // the classifier's last
+    classifier_index = convs;
+    weights.resize(convs + 1);
     if (net.classes > 0) {
       classifier_bias = bias(net.fc_bias);
     }
@@ -205,6 +249,11 @@ struct OneDnnNetwork::Impl {
   Plan build(const std::array<int64_t, 4>& sizes,
              bool channels_last,
              bool classify) {
+    if (int8() && sizes[0] == 1) {
+      if (auto rows = build_int8_rows(sizes, channels_last, classify)) {
+        return std::move(*rows);
+      }
+    }
     return int8() ? build_int8(sizes, channels_last, classify)
                   : build_fp32(sizes, channels_last, classify);
   }
@@ -213,7 +262,15 @@ struct OneDnnNetwork::Impl {
                   bool classify);
   Plan build_int8(const std::array<int64_t, 4>& sizes,
                   bool channels_last,
-                  bool classify);
+                  bool classify,
+                  onednn_executor::RowPart part = {});
+  // One image's rows split among the calling thread's OpenMP threads, each
+  // running its part of every layer single-threaded, with a barrier before
+  // each layer that reads another part's rows; nothing where they are
+  // fewer than two or the network cannot be split (RowsUnsupported).
+  std::optional<Plan> build_int8_rows(const std::array<int64_t, 4>& sizes,
+                                      bool channels_last,
+                                      bool classify);
   // The classifier alone, on `images` rows of pooled features.
   Plan build_head(int64_t images);
   struct PlanWriter;
@@ -240,6 +297,8 @@ struct OneDnnNetwork::Impl {
   Plan& head_for(int64_t images);
   static void bind(Lane& lane, Plan& plan);
   static void run(Lane& lane, Plan& plan, const float* images, float* output);
+  // A row-split plan, part t on lane t's stream, in lane 0's buffers.
+  void run_parts(Plan& plan, const float* images, float* output);
 };
 
 }  // namespace mnv2

@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <optional>
+#include <set>
 
 namespace mnv2 {
 
@@ -66,6 +68,11 @@ struct OneDnnNetwork::Impl::PlanWriter {
   memory::desc block_md;
   memory block_input;
   int block_slot = kInputSlot;
+  // A row-split part's buffers since its last barrier: written, read
+  // across parts (another part's rows), and touched at all; and the
+  // activation each buffer holds (its rows' places in the buffer).
+  std::set<int> written, read_across, touched;
+  std::map<int, memory::desc> holds;
 
   PlanWriter(Impl& owner,
              const std::array<int64_t, 4>& sizes,
@@ -83,8 +90,61 @@ struct OneDnnNetwork::Impl::PlanWriter {
   memory slotted(const memory::desc& md, int slot) {
     plan.bytes[slot] = std::max(plan.bytes[slot], md.get_size());
     memory mem(md, impl.engine, DNNL_MEMORY_NONE);
-    plan.slotted.emplace_back(mem, slot);
+    plan.slotted.push_back({mem, slot, 0});
     return mem;
+  }
+
+  // A memory `offset` bytes into buffer `slot`, which grows to `bytes`.
+  memory slotted_at(const memory::desc& md,
+                    int slot,
+                    size_t offset,
+                    size_t bytes) {
+    plan.bytes[slot] = std::max(plan.bytes[slot], bytes);
+    memory mem(md, impl.engine, DNNL_MEMORY_NONE);
+    plan.slotted.push_back({mem, slot, offset});
+    return mem;
+  }
+
+  // Rows [first, last) of the channels-last activation `full` ([1, c, h,
+  // w]) in buffer `slot`, which grows to hold all of it.
+  memory slotted_rows(const memory::desc& full,
+                      int slot,
+                      memory::dim first,
+                      memory::dim last) {
+    plan.bytes[slot] = std::max(plan.bytes[slot], full.get_size());
+    const auto dims = full.get_dims();
+    const memory::desc rows_md(
+        {1, dims[1], last - first, dims[3]}, full.get_data_type(), Tag::nhwc);
+    memory mem(rows_md, impl.engine, DNNL_MEMORY_NONE);
+    const size_t row_bytes = full.get_size() / static_cast<size_t>(dims[2]);
+    plan.slotted.push_back({mem, slot, row_bytes * first});
+    return mem;
+  }
+
+  // Before a row-split part's step that reads buffer `reads` (`across`:
+  // other parts' rows too) and writes activation `md` into buffer `writes`:
+  // a barrier where another part may not have written what it reads, or
+  // may still read or write there what this write overlaps. A part's rows
+  // of an activation are its own, but a new activation of another row size
+  // puts them where other parts' rows of the last one were. Each part
+  // decides alike: from the layers, not from its rows.
+  void order(int reads, bool across, int writes, const memory::desc& md) {
+    const auto held = holds.find(writes);
+    const bool moved = held == holds.end() || held->second != md;
+    if ((across && written.count(reads) > 0) || read_across.count(writes) > 0 ||
+        (moved && touched.count(writes) > 0)) {
+      plan.steps.push_back({{}, {}, {}, true});
+      written.clear();
+      read_across.clear();
+      touched.clear();
+    }
+    if (across) {
+      read_across.insert(reads);
+    }
+    touched.insert(reads);
+    touched.insert(writes);
+    written.insert(writes);
+    holds[writes] = md;
   }
 
   // `pd`'s primitive as the plan's next step, with its scratchpad (every
@@ -108,7 +168,7 @@ struct OneDnnNetwork::Impl::PlanWriter {
   void push_own(std::function<void()> run,
                 const char* kind,
                 const char* implementation) {
-    plan.steps.push_back({{}, {}, std::move(run)});
+    plan.steps.push_back({{}, {}, std::move(run), false});
     plan.described.push_back({kind, implementation, c, false});
   }
 
@@ -208,16 +268,26 @@ struct OneDnnNetwork::Impl::PlanWriter {
   // Global average pooling, then (`classify`, where the network has a
   // classifier) the classifier into the caller's [n, classes]; else the
   // pooled features into the caller's [n, c]. `code_step`: the current
-  // activation holds u8 codes of this step (int8), pooled as codes.
-  Plan finish(bool classify, float code_step = 0) {
+  // activation holds u8 codes of this step (int8), pooled as codes. Each
+  // part of a row-split plan pools all rows into its own features and
+  // computes its share of the classes (of the features: the first part).
+  Plan finish(bool classify,
+              float code_step = 0,
+              onednn_executor::RowPart part = {}) {
     const bool features_out = impl.net.classes == 0 || !classify;
+    if (features_out && part.index > 0) {
+      return std::move(plan);
+    }
     const memory::desc nchw_md({n, c, 1, 1}, kF32, Tag::nchw);
     const memory::desc rows_md({n, c}, kF32, Tag::ab);  // the same layout
     memory pooled;
     if (code_step > 0) {
       feed(memory::desc({n, c, h, w}, kU8, Tag::nhwc));
       pooled = features_out ? memory(rows_md, impl.engine, DNNL_MEMORY_NONE)
-                            : slotted(rows_md, kPooledSlot);
+                            : slotted_at(rows_md,
+                                         kPooledSlot,
+                                         rows_md.get_size() * part.index,
+                                         rows_md.get_size() * part.count);
       const memory codes = current;
       const int64_t images = n, pixels = h * w, channels = c;
       push_own(
@@ -272,7 +342,7 @@ struct OneDnnNetwork::Impl::PlanWriter {
     if (features_out) {
       plan.output = pooled;
     } else {
-      push_classifier(pooled);
+      push_classifier(pooled, part);
     }
     return std::move(plan);
   }
@@ -283,25 +353,36 @@ struct OneDnnNetwork::Impl::PlanWriter {
   // matmul keeps them packed (AVX-512: 0.5 against 2.0 ms for 16 images,
   // 0.09 against 0.13 ms for one, docs/benchmarks.md; AVX2 runs the same
   // gemm).
-  void push_classifier(const memory& features) {
+  // A row-split plan's part computes its share of the classes (one image).
+  void push_classifier(const memory& features,
+                       onednn_executor::RowPart part = {}) {
     const auto& net = impl.net;
+    const memory::dim first = net.classes * part.index / part.count;
+    const memory::dim classes =
+        net.classes * (part.index + 1) / part.count - first;
     const dnnl::matmul::primitive_desc fc_pd(
         impl.engine,
         memory::desc({n, c}, kF32, Tag::ab),
-        memory::desc({c, net.classes}, kF32, Tag::any),
-        memory::desc({1, net.classes}, kF32, Tag::ab),
-        memory::desc({n, net.classes}, kF32, Tag::ab),
+        memory::desc({c, classes}, kF32, Tag::any),
+        memory::desc({1, classes}, kF32, Tag::ab),
+        memory::desc({n, classes}, kF32, Tag::ab),
         user_scratchpad());
     plan.output = memory(fc_pd.dst_desc(), impl.engine, DNNL_MEMORY_NONE);
-    const memory bias_row(memory::desc({1, net.classes}, kF32, Tag::ab),
-                          impl.engine,
-                          impl.classifier_bias.get_data_handle());
+    plan.output_offset = static_cast<size_t>(first);
+    const memory bias_row(
+        memory::desc({1, classes}, kF32, Tag::ab),
+        impl.engine,
+        static_cast<float*>(impl.classifier_bias.get_data_handle()) + first);
+    const size_t index = impl.classifier_index + part.index;
+    if (impl.weights.size() <= index) {
+      impl.weights.resize(index + 1);
+    }
     push({dnnl::matmul(fc_pd),
           {{DNNL_ARG_SRC, features},
            {DNNL_ARG_WEIGHTS,
-            impl.weights_for(impl.weights.size() - 1,
-                             {{c, net.classes}, kF32, Tag::ba},
-                             net.fc_weight.data(),
+            impl.weights_for(index,
+                             {{c, classes}, kF32, Tag::ba},
+                             net.fc_weight.data() + first * c,
                              fc_pd.weights_desc())},
            {DNNL_ARG_BIAS, bias_row},
            {DNNL_ARG_DST, plan.output}}},

@@ -14,6 +14,7 @@
 
 #include <mobilenetv2/util/cpu_features.h>
 
+#include <omp.h>
 #include <catch2/catch.hpp>
 
 #include <limits>
@@ -200,6 +201,53 @@ TEST_CASE("int8 engine computes a batch split among threads as a whole",
           const auto alone = engine.forward(input.slice(0, i, i + 1));
           CHECK((alone - actual.slice(0, i, i + 1)).abs().max().item<double>() <
                 1e-5 * (1 + alone.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+  at::set_num_threads(threads_before);
+}
+
+TEST_CASE("int8 engine computes one image split by rows among threads",
+          "[int8]") {
+  // One image runs as a part per thread, each computing its rows of every
+  // layer, with barriers where a layer reads another part's rows or a new
+  // activation moves them: odd sizes (parts of unlike rows), TF SAME
+  // padding (the extra row at the bottom), 2 and 3 threads, both formats;
+  // a call where parallel regions are inactive (as inside a caller's own),
+  // whose team of one runs all parts phase by phase (a missing barrier
+  // reads rows not yet written there); and 16x16, whose last layers have one
+  // row (unsplit).
+  const std::vector<std::pair<std::string, mnv2::MobileNetV2Options>> models = {
+      {"0.5", mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5)},
+      {"0.35 tf_same",
+       mnv2::MobileNetV2Options()
+           .num_classes(7)
+           .width_mult(0.35)
+           .padding(mnv2::Padding::kTfSame)
+           .bn_eps(1e-3)}};
+  const int threads_before = at::get_num_threads();
+  for (const auto& [name, options] : models) {
+    const auto net = quantized_model(options);
+    const mnv2::OneDnnMobileNetV2 engine(net);
+    for (const int64_t size : {16, 33, 64, 97}) {
+      torch::manual_seed(size);
+      const auto images = torch::randn({1, 3, size, size});
+      const auto expected = mnv2::simulate_quantized(net, images);
+      for (const bool channels_last : {false, true}) {
+        const auto input = in_memory_format(images, channels_last);
+        for (const int threads : {2, 3}) {
+          INFO(name << ": " << size << "x" << size << ", " << threads
+                    << " threads" << (channels_last ? " NHWC" : " NCHW"));
+          at::set_num_threads(threads);
+          CHECK(mnv2::test::relative_error(engine.forward(input), expected) <
+                1e-5);
+          // As in a caller's own region: every region a team of one.
+          const int levels = omp_get_max_active_levels();
+          omp_set_max_active_levels(0);
+          const auto alone = engine.forward(input);
+          omp_set_max_active_levels(levels);
+          CHECK(mnv2::test::relative_error(alone, expected) < 1e-5);
         }
       }
     }

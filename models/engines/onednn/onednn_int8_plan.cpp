@@ -112,12 +112,18 @@ Plan OneDnnNetwork::Impl::build_int8(const std::array<int64_t, 4>& sizes,
                              onednn_layers::SignedCodes::kShiftedU8;
       const bool offset_rounding = !conv.relu6 && !shifted_output;
       const bool unsigned_output = conv.relu6 || shifted_output;
+      // ReLU6 into u8 codes whose top code stands for 6 or less: the codes'
+      // saturation at 0 and 255 clips alike, with no post-op (oneDNN's
+      // kernels ran batch 32 5-10% faster without it, AMX Xeon). oneDNN
+      // multiplies by the step's reciprocal r: a ReLU6 output of 6 or more
+      // gives 6 * r > 254.5, which rounds to 255 or more.
+      const bool clip = conv.relu6 && 6.f * (1.f / conv.output_scale) <= 254.5f;
       const memory::desc full_dst_md(
           {p.n, g.out, full.oh, g.ow}, unsigned_output ? kU8 : kS8, Tag::nhwc);
       const auto make = [&](const memory::desc& src_md, Tag dst_tag) {
         // An int8 sum adds the block input's codes times their step.
         auto attr = fused_ops(residual,
-                              conv.relu6,
+                              clip,
                               nullptr,
                               block_step,
                               shifted_output ? kSignedCodeOffset : 0);

@@ -255,6 +255,37 @@ TEST_CASE("int8 engine computes one image split by rows among threads",
   at::set_num_threads(threads_before);
 }
 
+TEST_CASE("int8 engine clips ReLU6 where its codes reach past 6", "[int8]") {
+  // The engine leaves ReLU6 to the u8 codes' saturation where the top code
+  // stands for 6 or less (every calibrated step). Steps of 12 / 255 (as a
+  // trained range may be) keep the clip: outputs over 6 (biases raised by
+  // 5) must code as round(6 / step), not higher.
+  auto net = quantized_model(
+      mnv2::MobileNetV2Options().num_classes(10).width_mult(0.5));
+  int widened = 0;
+  size_t n = 0;
+  for (auto& block : net.network.blocks) {
+    for (auto& conv : block.convs) {
+      if (conv.relu6) {
+        net.convs[n].output_scale = 12.0 / 255;
+        conv.bias = conv.bias + 5;  // many outputs over 6
+        ++widened;
+      }
+      ++n;
+    }
+  }
+  REQUIRE(widened > 10);
+  const mnv2::OneDnnMobileNetV2 engine(net);
+  for (const int64_t batch : {1, 2}) {
+    INFO("batch " << batch);
+    torch::manual_seed(batch);
+    const auto images = torch::randn({batch, 3, 64, 64}) * 3;
+    CHECK(mnv2::test::relative_error(engine.forward(images),
+                                     mnv2::simulate_quantized(net, images)) <
+          1e-5);
+  }
+}
+
 TEST_CASE("int8 engine answers from a thread other than the one that planned",
           "[int8]") {
   // The engine's promise (onednn_network.h): any thread may call. Plans are

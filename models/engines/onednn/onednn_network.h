@@ -23,8 +23,9 @@ namespace mnv2 {
 /// saves a dispatched gemm per call.
 /// Uses the calling thread's OpenMP thread count. An int8 batch of at least
 /// two images per thread is split among the threads, each running its share
-/// alone through its own plan and buffers. Calls are serialised; any thread
-/// may call. The engine of mnv2::OneDnnMobileNetV2.
+/// alone through its own plan and buffers; one int8 image is split by rows,
+/// each thread computing its rows of every layer. Calls are serialised; any
+/// thread may call. The engine of mnv2::OneDnnMobileNetV2.
 class OneDnnNetwork {
  public:
   /// The activations' memory layout between layers. Both compute the same

@@ -137,21 +137,36 @@ void OneDnnNetwork::Impl::bind(Lane& lane, Plan& plan) {
   plan.bound_to = lane.generation;
 }
 
+namespace {
+
+void execute_step(onednn_executor::Step& step, dnnl::stream& stream) {
+  if (step.own) {
+    step.own();
+  } else {
+    step.primitive.execute(stream, step.args);
+  }
+}
+
+// Points the plan's input and output at the caller's, from its offsets.
+void point_at_caller(Plan& plan, const float* images, float* output) {
+  plan.input.set_data_handle(
+      const_cast<char*>(reinterpret_cast<const char*>(images)) +
+      plan.input_offset);
+  if (plan.output) {
+    plan.output.set_data_handle(output + plan.output_offset);
+  }
+}
+
+}  // namespace
+
 void OneDnnNetwork::Impl::run(Lane& lane,
                               Plan& plan,
                               const float* images,
                               float* output) {
-  plan.input.set_data_handle(
-      const_cast<char*>(reinterpret_cast<const char*>(images)) +
-      plan.input_offset);
-  plan.output.set_data_handle(output);
+  point_at_caller(plan, images, output);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     try {
-      if (plan.steps[i].own) {
-        plan.steps[i].own();
-        continue;
-      }
-      plan.steps[i].primitive.execute(lane.stream, plan.steps[i].args);
+      execute_step(plan.steps[i], lane.stream);
     } catch (const dnnl::error& e) {
       throw std::runtime_error("oneDNN: step " + std::to_string(i) + " of " +
                                std::to_string(plan.steps.size()) + ": " +
@@ -167,14 +182,7 @@ void OneDnnNetwork::Impl::run_parts(Plan& plan,
   auto& parts = plan.parts;
   const auto count = parts.size();
   for (auto& part : parts) {
-    part.input.set_data_handle(
-        const_cast<char*>(reinterpret_cast<const char*>(images)) +
-        part.input_offset);
-  }
-  for (auto& part : parts) {
-    if (part.output) {
-      part.output.set_data_handle(output + part.output_offset);
-    }
+    point_at_caller(part, images, output);
   }
   lane(count - 1);  // not created inside the parallel region
   std::vector<std::exception_ptr> errors(count);
@@ -199,11 +207,7 @@ void OneDnnNetwork::Impl::run_parts(Plan& plan,
             continue;
           }
           try {
-            if (steps[i].own) {
-              steps[i].own();
-            } else {
-              steps[i].primitive.execute(stream, steps[i].args);
-            }
+            execute_step(steps[i], stream);
           } catch (...) {
             errors[t] = std::current_exception();
             failed = true;

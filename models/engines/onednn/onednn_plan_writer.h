@@ -88,10 +88,7 @@ struct OneDnnNetwork::Impl::PlanWriter {
 
   // A memory in buffer `slot`, which grows to hold it.
   memory slotted(const memory::desc& md, int slot) {
-    plan.bytes[slot] = std::max(plan.bytes[slot], md.get_size());
-    memory mem(md, impl.engine, DNNL_MEMORY_NONE);
-    plan.slotted.push_back({mem, slot, 0});
-    return mem;
+    return slotted_at(md, slot, 0, md.get_size());
   }
 
   // A memory `offset` bytes into buffer `slot`, which grows to `bytes`.
@@ -111,14 +108,11 @@ struct OneDnnNetwork::Impl::PlanWriter {
                       int slot,
                       memory::dim first,
                       memory::dim last) {
-    plan.bytes[slot] = std::max(plan.bytes[slot], full.get_size());
     const auto dims = full.get_dims();
     const memory::desc rows_md(
         {1, dims[1], last - first, dims[3]}, full.get_data_type(), Tag::nhwc);
-    memory mem(rows_md, impl.engine, DNNL_MEMORY_NONE);
     const size_t row_bytes = full.get_size() / static_cast<size_t>(dims[2]);
-    plan.slotted.push_back({mem, slot, row_bytes * first});
-    return mem;
+    return slotted_at(rows_md, slot, row_bytes * first, full.get_size());
   }
 
   // Before a row-split part's step that reads buffer `reads` (`across`:

@@ -153,8 +153,7 @@ bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,
 }
 
 int64_t expansion_min_pixels(int64_t in_channels) {
-  return fp32_products() == Fp32Products::kMklOnIntel ||
-                 uses_narrow_products(in_channels)
+  return mkl_products_fastest() || uses_narrow_products(in_channels)
              ? kExpansionMinPixels
              : kExpansionMinPixelsSlowProducts;
 }

@@ -93,10 +93,9 @@ torch::Tensor rows_of(const float* data, int64_t rows, int64_t columns) {
 }  // namespace
 
 // Whether the backward's products (and the forward's scatter matrix) are
-// ours: MKL's are slow off Intel CPUs; ours take in_channels a multiple of 8.
+// ours (own_narrow_products); ours take in_channels a multiple of 8.
 bool uses_narrow_products(int64_t in_channels) {
-  return fp32_products() != Fp32Products::kMklOnIntel &&
-         narrow_products::apply(in_channels);
+  return own_narrow_products() && narrow_products::apply(in_channels);
 }
 
 torch::Tensor as_rows(const torch::Tensor& t) {

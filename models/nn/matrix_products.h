@@ -2,7 +2,11 @@
 
 // Which matrix products LibTorch computes fast on this CPU (private to
 // nn/'s .cpp files): the fp32 ones are MKL's where LibTorch has it, and MKL
-// takes its fastest kernels on Intel CPUs only.
+// takes its fastest kernels on Intel CPUs only. Our own loops for layers
+// with a narrow side (narrow_products.h) serve those layers off Intel's
+// MKL, and on Intel CPUs with AVX-512, where they run on 16-float vectors
+// and let the depthwise BatchNorm and the projection train as one
+// (docs/benchmarks.md).
 
 #include <mobilenetv2/util/cpu_features.h>
 
@@ -12,7 +16,12 @@
 
 namespace mnv2 {
 
-enum class Fp32Products { kMklOnIntel, kMklElsewhere, kNoMkl };
+enum class Fp32Products {
+  kMklOnIntel,           // MKL's products wherever they serve
+  kMklElsewhere,         // our narrow products; MKL's on the smallest maps
+  kNoMkl,                // our narrow products; oneDNN's elsewhere
+  kMklOnIntelOwnNarrow,  // our narrow products; MKL's as on Intel elsewhere
+};
 
 // A kind the tests set, so that every host runs both paths (-1: none).
 inline std::atomic<int>& fp32_products_for_testing() {
@@ -28,9 +37,22 @@ inline Fp32Products fp32_products() {
   }
   static const Fp32Products kind =
       !at::globalContext().hasMKL() ? Fp32Products::kNoMkl
-      : cpu_is_intel()              ? Fp32Products::kMklOnIntel
-                                    : Fp32Products::kMklElsewhere;
+      : !cpu_is_intel()             ? Fp32Products::kMklElsewhere
+      : cpu_has_avx512()            ? Fp32Products::kMklOnIntelOwnNarrow
+                                    : Fp32Products::kMklOnIntel;
   return kind;
+}
+
+// Whether the fp32 products that MKL computes are Intel's fastest kernels.
+inline bool mkl_products_fastest() {
+  const auto kind = fp32_products();
+  return kind == Fp32Products::kMklOnIntel ||
+         kind == Fp32Products::kMklOnIntelOwnNarrow;
+}
+
+// Whether our own loops compute the fp32 products of narrow layers.
+inline bool own_narrow_products() {
+  return fp32_products() != Fp32Products::kMklOnIntel;
 }
 
 }  // namespace mnv2

@@ -1,12 +1,142 @@
 #include "narrow_products.h"
 
+#include <mobilenetv2/util/cpu_features.h>
+
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MNV2_HAS_WIDE_LANES 1
+// The wide loop only: the build itself targets plain x86-64, and
+// wide_lanes() keeps other CPUs out.
+#define MNV2_WIDE_TARGET \
+  __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")))
+#else
+#define MNV2_HAS_WIDE_LANES 0
+#endif
+
 namespace mnv2::narrow_products {
+
+namespace {
+
+std::atomic<bool> wide_lanes_on{true};
+
+}  // namespace
+
+bool wide_lanes() {
+  static const bool available =
+      MNV2_HAS_WIDE_LANES && cpu_is_intel() && cpu_has_avx512();
+  return available && wide_lanes_on.load(std::memory_order_relaxed);
+}
+
+void set_wide_lanes_enabled(bool on) {
+  wide_lanes_on = on;
+}
+
+namespace detail {
+
+#if MNV2_HAS_WIDE_LANES
+
+namespace {
+
+// Sixteen floats; loads and stores are unaligned.
+typedef float Floats16 __attribute__((vector_size(64), aligned(4), may_alias));
+
+template <int kRows>
+MNV2_WIDE_TARGET inline void wide_tile(const float* __restrict f,
+                                       int64_t f_row,
+                                       int64_t f_step,
+                                       const float* __restrict b,
+                                       int64_t ldb,
+                                       float* __restrict c,
+                                       int64_t ldc,
+                                       int64_t count,
+                                       bool accumulate) {
+  Floats16 sums[kRows][2] = {};
+  if (accumulate) {
+    for (int i = 0; i < kRows; ++i) {
+      for (int j = 0; j < 2; ++j) {
+        sums[i][j] = *reinterpret_cast<const Floats16*>(c + i * ldc + j * 16);
+      }
+    }
+  }
+  for (int64_t q = 0; q < count; ++q) {
+    const Floats16 left = *reinterpret_cast<const Floats16*>(b + q * ldb);
+    const Floats16 right = *reinterpret_cast<const Floats16*>(b + q * ldb + 16);
+    for (int i = 0; i < kRows; ++i) {
+      const float factor = f[i * f_row + q * f_step];
+      sums[i][0] += factor * left;
+      sums[i][1] += factor * right;
+    }
+  }
+  for (int i = 0; i < kRows; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      *reinterpret_cast<Floats16*>(c + i * ldc + j * 16) = sums[i][j];
+    }
+  }
+}
+
+}  // namespace
+
+MNV2_WIDE_TARGET void wide_product_rows(const float* f,
+                                        int64_t f_row,
+                                        int64_t f_step,
+                                        const float* b,
+                                        int64_t ldb,
+                                        float* c,
+                                        int64_t ldc,
+                                        int64_t rows,
+                                        int64_t count,
+                                        bool accumulate) {
+  // Twelve rows of two vectors: 24 of AVX-512's 32 registers hold the sums.
+  constexpr int kRows = 12;
+  int64_t t = 0;
+  for (; t + kRows <= rows; t += kRows) {
+    wide_tile<kRows>(f + t * f_row,
+                     f_row,
+                     f_step,
+                     b,
+                     ldb,
+                     c + t * ldc,
+                     ldc,
+                     count,
+                     accumulate);
+  }
+  for (; t < rows; ++t) {
+    wide_tile<1>(f + t * f_row,
+                 f_row,
+                 f_step,
+                 b,
+                 ldb,
+                 c + t * ldc,
+                 ldc,
+                 count,
+                 accumulate);
+  }
+}
+
+#else
+
+void wide_product_rows(const float*,
+                       int64_t,
+                       int64_t,
+                       const float*,
+                       int64_t,
+                       float*,
+                       int64_t,
+                       int64_t,
+                       int64_t,
+                       bool) {
+  TORCH_CHECK(false, "narrow products: no wide lanes on this CPU");
+}
+
+#endif
+
+}  // namespace detail
 
 namespace {
 

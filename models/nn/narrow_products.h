@@ -25,6 +25,15 @@ inline bool apply(int64_t columns) {
   return columns > 0 && columns % kLanes == 0;
 }
 
+// Whether blocks of 32 columns run on AVX-512's 16-float vectors: on Intel
+// CPUs with AVX-512 (cpu_has_avx512), whose two 512-bit FMA units double
+// the 8-float loops' rate (narrow_products.cpp). AMD's Zen 4 splits a
+// 512-bit FMA into two 256-bit halves, so the 8-float loops keep it.
+bool wide_lanes();
+
+// Turns the wide lanes off (tests: both forms on one host); on by default.
+void set_wide_lanes_enabled(bool on);
+
 namespace detail {
 
 // Eight floats; the loops' loads and stores are unaligned.
@@ -92,6 +101,40 @@ MNV2_VECTOR_CLONES void product_rows(const float* __restrict f,
 #undef MNV2_FLOATS8
 #undef MNV2_CONST_FLOATS8
 
+// product_rows<4> (32 columns) on 16-float vectors, twelve rows per tile
+// (narrow_products.cpp). Only where wide_lanes().
+void wide_product_rows(const float* f,
+                       int64_t f_row,
+                       int64_t f_step,
+                       const float* b,
+                       int64_t ldb,
+                       float* c,
+                       int64_t ldc,
+                       int64_t rows,
+                       int64_t count,
+                       bool accumulate);
+
+// product_rows<kN>, or its wide form for a block of 32 columns.
+template <int kN>
+inline void block_product_rows(const float* f,
+                               int64_t f_row,
+                               int64_t f_step,
+                               const float* b,
+                               int64_t ldb,
+                               float* c,
+                               int64_t ldc,
+                               int64_t rows,
+                               int64_t count,
+                               bool accumulate) {
+  if constexpr (kN == 4) {
+    if (wide_lanes()) {
+      return wide_product_rows(
+          f, f_row, f_step, b, ldb, c, ldc, rows, count, accumulate);
+    }
+  }
+  product_rows<kN>(f, f_row, f_step, b, ldb, c, ldc, rows, count, accumulate);
+}
+
 // f.template operator()<kN>(first) over blocks of the columns, 8 kN
 // each from column `first`: blocks of 32 (four vectors, three rows per
 // tile) and one block of the rest.
@@ -129,16 +172,16 @@ inline void rows_times_matrix(const float* a,
                               int64_t columns,
                               bool accumulate = false) {
   detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
-    detail::product_rows<kN>(a,
-                             inner,
-                             1,
-                             b + first,
-                             columns,
-                             c + first,
-                             columns,
-                             rows,
-                             inner,
-                             accumulate);
+    detail::block_product_rows<kN>(a,
+                                   inner,
+                                   1,
+                                   b + first,
+                                   columns,
+                                   c + first,
+                                   columns,
+                                   rows,
+                                   inner,
+                                   accumulate);
   });
 }
 
@@ -151,16 +194,16 @@ inline void add_transposed_product(const float* a,
                                    int64_t a_columns,
                                    int64_t columns) {
   detail::over_column_blocks(columns, [&]<int kN>(int64_t first) {
-    detail::product_rows<kN>(a,
-                             1,
-                             a_columns,
-                             b + first,
-                             columns,
-                             c + first,
-                             columns,
-                             a_columns,
-                             rows,
-                             true);
+    detail::block_product_rows<kN>(a,
+                                   1,
+                                   a_columns,
+                                   b + first,
+                                   columns,
+                                   c + first,
+                                   columns,
+                                   a_columns,
+                                   rows,
+                                   true);
   });
 }
 

@@ -119,8 +119,7 @@ bool pointwise_conv2d_applies(const torch::Tensor& input,
 }
 
 bool pointwise_own_products_fp32(int64_t in_channels, int64_t out_channels) {
-  return fp32_products() != Fp32Products::kMklOnIntel &&
-         narrow_products::apply(in_channels) &&
+  return own_narrow_products() && narrow_products::apply(in_channels) &&
          narrow_products::apply(out_channels) &&
          std::min(in_channels, out_channels) <= kPointwiseOwnMaxNarrowSide;
 }
@@ -128,6 +127,7 @@ bool pointwise_own_products_fp32(int64_t in_channels, int64_t out_channels) {
 PointwiseLimits pointwise_limits_fp32() {
   switch (fp32_products()) {
     case Fp32Products::kMklOnIntel:
+    case Fp32Products::kMklOnIntelOwnNarrow:
       return kPointwiseLimitsFp32;
     case Fp32Products::kMklElsewhere:
       return kPointwiseLimitsFp32NotIntel;

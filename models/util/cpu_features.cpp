@@ -55,7 +55,24 @@ bool isa_capped_below_16bit_floats() {
          (std::string(aten) == "default" || std::string(aten) == "avx2");
 }
 
+// Whether the user capped oneDNN or ATen below AVX-512.
+bool isa_capped_below_avx512() {
+  if (const std::string isa = onednn_isa_cap(); !isa.empty()) {
+    return !(isa == "ALL" || isa.rfind("AVX512", 0) == 0 ||
+             isa.rfind("AVX10", 0) == 0);
+  }
+  const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
+  return aten != nullptr &&
+         (std::string(aten) == "default" || std::string(aten) == "avx2");
+}
+
 }  // namespace
+
+bool cpu_has_avx512() {
+  return !isa_capped_below_avx512() && cpu_capability("avx512_f") &&
+         cpu_capability("avx512_bw") && cpu_capability("avx512_dq") &&
+         cpu_capability("avx512_vl");
+}
 
 bool cpu_has_native_bf16() {
   return !isa_capped_below_16bit_floats() &&

@@ -1,5 +1,6 @@
-// Our products for few columns (the expansions' backward off Intel CPUs)
-// against LibTorch's in fp64, on every host: odd row counts and inner sizes,
+// Our products for few columns (the expansions' backward and the narrow
+// 1x1 layers off Intel's MKL and on Intel CPUs with AVX-512) against
+// LibTorch's in fp64, on every host: odd row counts and inner sizes,
 // tiles with and without a remainder, every block width and wider sides.
 #include "test_support.h"
 
@@ -15,16 +16,10 @@ torch::Tensor narrow_test_matrix(int64_t rows, int64_t columns) {
   return torch::randn({rows, columns});
 }
 
-}  // namespace
-
-TEST_CASE("the narrow products equal LibTorch's in double", "[model][fused]") {
+// Each product on matrices of every block width against LibTorch's in
+// fp64.
+void check_narrow_products() {
   namespace products = mnv2::narrow_products;
-  CHECK(products::apply(16));
-  CHECK(products::apply(64));
-  CHECK_FALSE(products::apply(0));
-  CHECK_FALSE(products::apply(20));
-  CHECK(products::apply(72));
-  torch::manual_seed(11);
   for (const int64_t columns : {8, 16, 24, 32, 40, 48, 56, 64, 96, 144, 200}) {
     for (const int64_t rows : {1, 13, 1031}) {
       for (const int64_t inner : {1, 7, 96, 145}) {
@@ -69,4 +64,29 @@ TEST_CASE("the narrow products equal LibTorch's in double", "[model][fused]") {
       }
     }
   }
+}
+
+}  // namespace
+
+TEST_CASE("the narrow products equal LibTorch's in double", "[model][fused]") {
+  namespace products = mnv2::narrow_products;
+  CHECK(products::apply(16));
+  CHECK(products::apply(64));
+  CHECK_FALSE(products::apply(0));
+  CHECK_FALSE(products::apply(20));
+  CHECK(products::apply(72));
+  torch::manual_seed(11);
+  // On 16-float vectors where this CPU takes them (an Intel one with
+  // AVX-512), then on 8-float ones.
+  const bool wide = products::wide_lanes();
+  CAPTURE(wide);
+  for (const bool wide_lanes : {true, false}) {
+    if (wide_lanes && !wide) {
+      continue;
+    }
+    products::set_wide_lanes_enabled(wide_lanes);
+    CHECK(products::wide_lanes() == wide_lanes);
+    check_narrow_products();
+  }
+  products::set_wide_lanes_enabled(true);
 }

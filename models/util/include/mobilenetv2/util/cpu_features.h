@@ -18,6 +18,11 @@ bool cpu_has_avx512_bf16();
 /// times faster than fp32 ones, where AVX512-BF16's run about twice as fast.
 bool cpu_has_amx_bf16();
 
+/// Whether this CPU has AVX-512 (F, BW, DQ, VL) and no ONEDNN_MAX_CPU_ISA or
+/// ATEN_CPU_CAPABILITY caps LibTorch below it, so that tests under those caps
+/// take the loops an AVX2-only CPU takes.
+bool cpu_has_avx512();
+
 /// Whether this CPU is an Intel one (CPUID's vendor "GenuineIntel"). MKL,
 /// LibTorch's fp32 matrix product, takes its fastest kernels on Intel CPUs
 /// only: on an AMD EPYC with AVX-512 its sgemm ran 1.1-2.5x slower than

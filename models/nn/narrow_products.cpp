@@ -46,91 +46,53 @@ namespace {
 // Sixteen floats; loads and stores are unaligned.
 typedef float Floats16 __attribute__((vector_size(64), aligned(4), may_alias));
 
+// Rows t to t + kRows - 1 of c.
 template <int kRows>
-MNV2_WIDE_TARGET inline void wide_tile(const float* __restrict f,
-                                       int64_t f_row,
-                                       int64_t f_step,
-                                       const float* __restrict b,
-                                       int64_t ldb,
-                                       float* __restrict c,
-                                       int64_t ldc,
-                                       int64_t count,
-                                       bool accumulate) {
+MNV2_WIDE_TARGET inline void wide_tile(const BlockProduct& p, int64_t t) {
+  const float* f = p.f + t * p.f_row;
+  float* c = p.c + t * p.ldc;
   Floats16 sums[kRows][2] = {};
-  if (accumulate) {
+  if (p.accumulate) {
     for (int i = 0; i < kRows; ++i) {
       for (int j = 0; j < 2; ++j) {
-        sums[i][j] = *reinterpret_cast<const Floats16*>(c + i * ldc + j * 16);
+        sums[i][j] = *reinterpret_cast<const Floats16*>(c + i * p.ldc + j * 16);
       }
     }
   }
-  for (int64_t q = 0; q < count; ++q) {
-    const Floats16 left = *reinterpret_cast<const Floats16*>(b + q * ldb);
-    const Floats16 right = *reinterpret_cast<const Floats16*>(b + q * ldb + 16);
+  for (int64_t q = 0; q < p.count; ++q) {
+    const float* row_of_b = p.b + q * p.ldb;
+    const Floats16 left = *reinterpret_cast<const Floats16*>(row_of_b);
+    const Floats16 right = *reinterpret_cast<const Floats16*>(row_of_b + 16);
     for (int i = 0; i < kRows; ++i) {
-      const float factor = f[i * f_row + q * f_step];
+      const float factor = f[i * p.f_row + q * p.f_step];
       sums[i][0] += factor * left;
       sums[i][1] += factor * right;
     }
   }
   for (int i = 0; i < kRows; ++i) {
     for (int j = 0; j < 2; ++j) {
-      *reinterpret_cast<Floats16*>(c + i * ldc + j * 16) = sums[i][j];
+      *reinterpret_cast<Floats16*>(c + i * p.ldc + j * 16) = sums[i][j];
     }
   }
 }
 
 }  // namespace
 
-MNV2_WIDE_TARGET void wide_product_rows(const float* f,
-                                        int64_t f_row,
-                                        int64_t f_step,
-                                        const float* b,
-                                        int64_t ldb,
-                                        float* c,
-                                        int64_t ldc,
-                                        int64_t rows,
-                                        int64_t count,
-                                        bool accumulate) {
+MNV2_WIDE_TARGET void wide_product_rows(const BlockProduct& p) {
   // Twelve rows of two vectors: 24 of AVX-512's 32 registers hold the sums.
   constexpr int kRows = 12;
   int64_t t = 0;
-  for (; t + kRows <= rows; t += kRows) {
-    wide_tile<kRows>(f + t * f_row,
-                     f_row,
-                     f_step,
-                     b,
-                     ldb,
-                     c + t * ldc,
-                     ldc,
-                     count,
-                     accumulate);
+  for (; t + kRows <= p.rows; t += kRows) {
+    wide_tile<kRows>(p, t);
   }
-  for (; t < rows; ++t) {
-    wide_tile<1>(f + t * f_row,
-                 f_row,
-                 f_step,
-                 b,
-                 ldb,
-                 c + t * ldc,
-                 ldc,
-                 count,
-                 accumulate);
+  for (; t < p.rows; ++t) {
+    wide_tile<1>(p, t);
   }
 }
 
 #else
 
-void wide_product_rows(const float*,
-                       int64_t,
-                       int64_t,
-                       const float*,
-                       int64_t,
-                       float*,
-                       int64_t,
-                       int64_t,
-                       int64_t,
-                       bool) {
+void wide_product_rows(const BlockProduct&) {
   TORCH_CHECK(false, "narrow products: no wide lanes on this CPU");
 }
 

@@ -101,18 +101,20 @@ MNV2_VECTOR_CLONES void product_rows(const float* __restrict f,
 #undef MNV2_FLOATS8
 #undef MNV2_CONST_FLOATS8
 
+// One product_rows call's operands.
+struct BlockProduct {
+  const float* f;
+  int64_t f_row, f_step;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc, rows, count;
+  bool accumulate;
+};
+
 // product_rows<4> (32 columns) on 16-float vectors, twelve rows per tile
 // (narrow_products.cpp). Only where wide_lanes().
-void wide_product_rows(const float* f,
-                       int64_t f_row,
-                       int64_t f_step,
-                       const float* b,
-                       int64_t ldb,
-                       float* c,
-                       int64_t ldc,
-                       int64_t rows,
-                       int64_t count,
-                       bool accumulate);
+void wide_product_rows(const BlockProduct& p);
 
 // product_rows<kN>, or its wide form for a block of 32 columns.
 template <int kN>
@@ -129,7 +131,7 @@ inline void block_product_rows(const float* f,
   if constexpr (kN == 4) {
     if (wide_lanes()) {
       return wide_product_rows(
-          f, f_row, f_step, b, ldb, c, ldc, rows, count, accumulate);
+          {f, f_row, f_step, b, ldb, c, ldc, rows, count, accumulate});
     }
   }
   product_rows<kN>(f, f_row, f_step, b, ldb, c, ldc, rows, count, accumulate);

@@ -7,6 +7,7 @@
 #include <mobilenetv2/nn/fused_batchnorm.h>
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/memory_format.h>
+#include "bench_flags.h"
 #include "common/runtime.h"
 #include "data/data_loader.h"
 #include "data/dataset.h"
@@ -191,9 +192,11 @@ int main(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value(""))(
       "full-decode", "data: decode JPEGs at full size (no reduction)");
   options.parse_positional({"mode", "data"});
+  options.positional_help("data|train-step [DIR]");
+  const auto flags = mnv2::bench::parse_flags_or_exit(options, argc, argv);
   try {
-    const auto flags = options.parse(argc, argv);
-    const auto mode = flags["mode"].as<std::string>();
+    const auto mode =
+        flags.count("mode") ? flags["mode"].as<std::string>() : "";
     if (mode == "data") {
       std::cout << bench_data(flags).dump() << "\n";
     } else if (mode == "train-step") {
@@ -202,8 +205,10 @@ int main(int argc, char** argv) {
         std::cout << result.dump() << "\n";
       }
     } else {
-      std::cerr << "mnv2-bench: unknown mode '" << mode << "'\n";
-      return 2;
+      std::cerr << "mnv2-bench: the mode (first argument) is data or "
+                   "train-step, got '"
+                << mode << "' (see --help)\n";
+      return mnv2::bench::kUsageError;
     }
   } catch (const std::exception& e) {
     std::cerr << "mnv2-bench: " << e.what() << "\n";

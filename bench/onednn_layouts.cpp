@@ -6,6 +6,7 @@
 // hits every variant alike. Prints one JSON object.
 //   mnv2-bench-onednn [--size 224] [--batch 32] [--iterations 30]
 //                     [--rounds 3] [--threads 2]
+#include "bench_flags.h"
 #include "engines/onednn/onednn_network.h"
 
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
@@ -65,8 +66,8 @@ int main(int argc, char** argv) {
       cxxopts::value<int>()->default_value("30"))(
       "rounds", "rounds", cxxopts::value<int>()->default_value("3"))(
       "threads", "threads", cxxopts::value<int>()->default_value("2"));
+  const auto f = mnv2::bench::parse_flags_or_exit(options, argc, argv);
   try {
-    const auto f = options.parse(argc, argv);
     const auto size = f["size"].as<int64_t>();
     const auto batch = f["batch"].as<int64_t>();
     const int iterations = f["iterations"].as<int>();

@@ -11,6 +11,7 @@
 // object.
 //   mnv2-bench-openvino --int8 FILE --onnx QDQ_FILE [--threads 2]
 //                       [--batch 32] [--pairs 20] [--block 5]
+#include "bench_flags.h"
 #include "common/runtime.h"
 
 #include <mobilenetv2/engines/onednn/onednn_mobilenet_v2.h>
@@ -123,12 +124,9 @@ int main(int argc, char** argv) {
       "block",
       "calls per side and pair",
       cxxopts::value<int>()->default_value("5"));
+  const auto f =
+      mnv2::bench::parse_flags_or_exit(options, argc, argv, {"int8", "onnx"});
   try {
-    const auto f = options.parse(argc, argv);
-    if (!f.count("int8") || !f.count("onnx")) {
-      std::cerr << "mnv2-bench-openvino: --int8 and --onnx are required\n";
-      return 2;
-    }
     const int threads = f["threads"].as<int>();
     mnv2::configure_runtime(threads);
     const auto path = f["int8"].as<std::string>();

@@ -58,6 +58,12 @@ inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   return diff / std::max(scale, 1e-12);
 }
 
+/// A random [rows x columns] matrix of bf16 values, as fp32: bf16 products'
+/// inputs that are exact in both.
+inline torch::Tensor bf16_valued_matrix(int64_t rows, int64_t columns) {
+  return torch::randn({rows, columns}).to(torch::kBFloat16).to(torch::kFloat);
+}
+
 /// Whether the autograd graph behind `t` has a node whose name holds
 /// `name`: which fused function a module's forward routed to.
 inline bool graph_has(const torch::Tensor& t, const std::string& name) {

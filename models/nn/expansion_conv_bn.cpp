@@ -1,6 +1,7 @@
 #include <mobilenetv2/nn/expansion_conv_bn.h>
 #include <mobilenetv2/util/cpu_features.h>
 
+#include "amx_products.h"
 #include "cpu_loops.h"
 #include "expansion_parts.h"
 #include "matrix_products.h"
@@ -139,10 +140,11 @@ bool expansion_conv_bn_relu6_applies(const torch::Tensor& input,
   }
   const auto dtype = cpu_computation_dtype(input);
   const bool fp32 = dtype == torch::kFloat;
-  // bf16: where its products are not much faster than fp32's (no AMX), as
-  // the backward's products here are fp32.
+  // bf16: where the backward's products are as fast as the unfused
+  // layers' (AMX's tiles for AMX's, AVX512-BF16's pairs or our fp32 loops
+  // where oneDNN has no tiles either).
   const bool bf16 = dtype == torch::kBFloat16 && cpu_has_native_bf16() &&
-                    !cpu_has_amx_bf16() &&
+                    (!cpu_has_amx_bf16() || amx_products::available()) &&
                     narrow_products::apply(input.size(1));
   if (!fp32 && !bf16) {
     return false;

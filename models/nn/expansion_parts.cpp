@@ -4,7 +4,9 @@
 
 #include <mobilenetv2/util/cpu_features.h>
 
+#include "amx_products.h"
 #include "bf16_products.h"
+#include "gradient_layout.h"
 #include "matrix_products.h"
 #include "narrow_products.h"
 #include "running_stats.h"
@@ -82,6 +84,22 @@ MNV2_VECTOR_CLONES void add_to_rows(const float* rows,
     for (int64_t c = 0; c < columns; ++c) {
       cpu_loops::store(out, r * columns + c, rows[r * columns + c] + v[c]);
     }
+  }
+}
+
+// a [rows x columns] fp32 as its transpose [columns x width] in bf16 (as
+// c10::BFloat16 rounds), zero from `rows` to `width` in each row.
+void transposed_to_bf16(const float* a,
+                        int64_t rows,
+                        int64_t columns,
+                        int64_t width,
+                        uint16_t* out) {
+  for (int64_t c = 0; c < columns; ++c) {
+    uint16_t* row = out + c * width;
+    for (int64_t r = 0; r < rows; ++r) {
+      row[r] = c10::BFloat16(a[r * columns + c]).x;
+    }
+    std::fill(row + rows, row + width, uint16_t{0});
   }
 }
 
@@ -228,6 +246,11 @@ BlockSums::BlockSums(const Forward& saved, const torch::Tensor& conv_weight)
       block_g_u_(static_cast<size_t>(at::get_num_threads() * out_ * in_)),
       partial_(static_cast<size_t>(at::get_num_threads() * (out_ * in_ + out_)),
                0.0) {
+  if (pairs_ && amx_products::available()) {
+    amx_ = true;
+    u_columns_.resize(
+        static_cast<size_t>(at::get_num_threads() * in_ * kBlockColumns));
+  }
   if (pairs_) {
     g_weight_pairs_.resize(
         static_cast<size_t>(bf16_products::pairs_size(out_, in_)));
@@ -268,6 +291,10 @@ void BlockSums::add_bf16(const uint16_t* g,
                          float* du,
                          int64_t rows) {
   TORCH_INTERNAL_ASSERT(pairs_);
+  if (amx_) {
+    add_bf16_on_amx(g, g_pairs, g_sums, u, du, rows);
+    return;
+  }
   const int64_t thread = at::get_thread_num();
   float* bg = block_g_u_.data() + thread * out_ * in_;
   uint16_t* up =
@@ -284,6 +311,43 @@ void BlockSums::add_bf16(const uint16_t* g,
   bf16_products::rows_times_pairs(
       g, g_weight_pairs_.data(), du, rows, out_, in_);
   add_block_sums(bg, g_sums);
+}
+
+void BlockSums::add_bf16_on_amx(const uint16_t* g,
+                                const uint16_t* g_pairs,
+                                const float* g_sums,
+                                const float* u,
+                                float* du,
+                                int64_t rows) {
+  const int64_t thread = at::get_thread_num();
+  // u^T g [in x out] in the thread's scratch, then transposed into g^T u.
+  float* ug = block_g_u_.data() + thread * out_ * in_;
+  uint16_t* ut = u_columns_.data() + thread * in_ * kBlockColumns;
+  for (int64_t r = 0; r < rows; r += kBlockRows) {
+    const int64_t count = std::min(kBlockRows, rows - r);
+    const int64_t even = count + count % 2;  // g's pairs: an odd row and 0
+    transposed_to_bf16(u + r * in_, count, in_, even, ut);
+    amx_products::multiply(
+        ut, even, g_pairs + r * out_, ug, in_, even, out_, r > 0);
+    amx_products::multiply(g + r * out_,
+                           out_,
+                           g_weight_pairs_.data(),
+                           du + r * in_,
+                           count,
+                           out_,
+                           in_,
+                           false);
+  }
+  amx_products::release();
+  double* own = partial_.data() + thread * (out_ * in_ + out_);
+  for (int64_t i = 0; i < in_; ++i) {
+    for (int64_t o = 0; o < out_; ++o) {
+      own[o * in_ + i] += ug[i * out_ + o];
+    }
+  }
+  for (int64_t o = 0; o < out_; ++o) {
+    own[out_ * in_ + o] += g_sums[o];
+  }
 }
 
 void BlockSums::add_block_sums(const float* block_g_u, const float* g_sums) {
@@ -359,10 +423,12 @@ tensor_list finish(const Forward& saved,
         });
     return 0;
   });
-  return {typed_du,
-          grad_weight.to(torch::kFloat).reshape(conv_weight.sizes()),
-          grad_gamma.to(torch::kFloat),
-          g_sum.to(torch::kFloat)};
+  return {
+      typed_du,
+      in_strides_of(grad_weight.to(torch::kFloat).reshape(conv_weight.sizes()),
+                    conv_weight),
+      grad_gamma.to(torch::kFloat),
+      g_sum.to(torch::kFloat)};
 }
 
 }  // namespace mnv2::expansion_parts

@@ -82,7 +82,8 @@ class BlockSums {
            float* du,
            int64_t rows);
   // Whether add_bf16 takes the blocks: bf16 activations, on a CPU with
-  // AVX512-BF16's products (bf16_products.h).
+  // AVX512-BF16's products (bf16_products.h); their products then run on
+  // AMX's tiles where oneDNN has them (amx_products.h).
   bool takes_bf16() const {
     return pairs_;
   }
@@ -101,13 +102,23 @@ class BlockSums {
   // Adds a block's g^T u (the thread's scratch) and g's sums into the
   // thread's fp64 sums.
   void add_block_sums(const float* block_g_u, const float* g_sums);
+  // add_bf16 with the products on AMX tiles (amx_products.h).
+  void add_bf16_on_amx(const uint16_t* g,
+                       const uint16_t* g_pairs,
+                       const float* g_sums,
+                       const float* u,
+                       float* du,
+                       int64_t rows);
+  // A chunk's u^T in bf16: kBlockRows columns and an even count's zero.
+  static constexpr int64_t kBlockColumns = kBlockRows + 2;
 
   int64_t in_, out_;
-  bool narrow_, pairs_;
+  bool narrow_, pairs_, amx_ = false;
   torch::Tensor g_weight_;                // scale W, fp32 [out, in]
   std::vector<uint16_t> g_weight_pairs_;  // the same in bf16, pairs of rows
   std::vector<float> block_g_u_;          // per thread, one block's g^T u
   std::vector<uint16_t> u_pairs_;         // per thread, a block's u in bf16
+  std::vector<uint16_t> u_columns_;       // the same as u^T on AMX
   std::vector<double> partial_;
 };
 

@@ -13,13 +13,8 @@
 
 namespace {
 
+using mnv2::test::bf16_valued_matrix;
 using mnv2::test::relative_error;
-
-// A random matrix whose values are bf16 ones (so that the products' inputs
-// are exact), as fp32.
-torch::Tensor bf16_valued_matrix(int64_t rows, int64_t columns) {
-  return torch::randn({rows, columns}).to(torch::kBFloat16).to(torch::kFloat);
-}
 
 // pack_pairs of an fp32 matrix, as a [ceil(rows / 2), columns, 2] bf16
 // tensor.

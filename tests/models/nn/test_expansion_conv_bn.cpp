@@ -6,6 +6,8 @@
 
 #include "fp32_products_guard.h"
 
+#include "../models/nn/amx_products.h"
+
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/expansion_conv_bn.h>
 #include <mobilenetv2/util/autocast_guard.h>
@@ -243,9 +245,11 @@ TEST_CASE("the expansion applies to large fp32 channels-last widenings",
   CHECK_FALSE(mnv2::expansion_conv_bn_relu6_applies(
       cl(torch::empty({images, 4, 64, 127})), 24));
   // bf16 (a bf16 input, or fp32 under bf16 autocast) with input channels
-  // that our products take, where bf16 is native and its products are not
-  // AMX's.
-  const bool bf16 = mnv2::cpu_has_native_bf16() && !mnv2::cpu_has_amx_bf16();
+  // that our products take, where bf16 is native and, where oneDNN has AMX's
+  // tiles, the backward's products run on them too.
+  const bool bf16 =
+      mnv2::cpu_has_native_bf16() &&
+      (!mnv2::cpu_has_amx_bf16() || mnv2::amx_products::available());
   const auto wide = cl(torch::empty({2, 16, 64, 128}));
   CHECK(mnv2::expansion_conv_bn_relu6_applies(wide.to(torch::kBFloat16), 96) ==
         bf16);

@@ -8,6 +8,8 @@
 #include "block_runs.h"
 #include "fp32_products_guard.h"
 
+#include "../models/nn/amx_products.h"
+
 #include <mobilenetv2/nn/conv_bn_activation.h>
 #include <mobilenetv2/nn/expansion_conv_bn.h>
 #include <mobilenetv2/nn/expansion_depthwise.h>
@@ -15,6 +17,7 @@
 #include <mobilenetv2/nn/inverted_residual.h>
 #include <mobilenetv2/util/autocast_guard.h>
 #include <mobilenetv2/util/cpu_features.h>
+#include <mobilenetv2/util/memory_format.h>
 
 #include <catch2/catch.hpp>
 
@@ -184,7 +187,9 @@ TEST_CASE(
   mnv2::test::with_each_fp32_products([&] {
     for (const auto& s : {PairShape{3, 16, 96, 13, 11, 2},
                           PairShape{1, 24, 144, 10, 10, 1},
-                          PairShape{2, 8, 56, 9, 7, 1}}) {
+                          PairShape{2, 8, 56, 9, 7, 1},
+                          // rows wider than a block of the products
+                          PairShape{1, 16, 32, 2, 1031, 1}}) {
       CAPTURE(s.images, s.in, s.out, s.h, s.w, s.stride);
       auto values = pair_values(s, 12);
       values.x = values.x.to(torch::kBFloat16).to(torch::kFloat);
@@ -226,6 +231,42 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("the expansion's weight gradients have their parameters' strides",
+          "[model][fused]") {
+  // As test_training_conv.cpp's check on the small step, whose maps are too
+  // small for the expansion: with channels-last weights (use_channels_last)
+  // a 1x1 weight's gradient in contiguous strides makes DDP's Reducer warn
+  // at every run (the main job did) and copy it. fp32, and bf16 where the
+  // pair takes it.
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    torch::manual_seed(3);
+    mnv2::InvertedResidual block(mnv2::InvertedResidualOptions(16, 24, 2, 6));
+    mnv2::use_channels_last(*block);
+    block->train();
+    const auto x = torch::randn({2, 16, 128, 64})
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+    torch::Tensor y;
+    {
+      mnv2::AutocastGuard autocast(torch::kCPU, torch::kBFloat16, bf16);
+      y = block->forward(x);
+    }
+    if (!graph_has(y, "ExpansionDepthwise")) {
+      CHECK(bf16);  // fp32 always takes it here
+      continue;
+    }
+    y.to(torch::kFloat).sum().backward();
+    int64_t squeezed = 0;
+    for (const auto& item : block->named_parameters()) {
+      const auto& p = item.value();
+      CAPTURE(item.key(), p.sizes(), p.strides(), p.grad().strides());
+      CHECK(p.grad().strides() == p.strides());
+      squeezed += p.strides() != torch::empty(p.sizes()).strides() ? 1 : 0;
+    }
+    CHECK(squeezed >= 3);  // the two 1x1 weights and the depthwise one
+  }
+}
+
 TEST_CASE(
     "the expansion and depthwise pair applies to 3x3 strides 1 and 2 "
     "where the expansion does",
@@ -239,9 +280,11 @@ TEST_CASE(
   CHECK_FALSE(mnv2::expansion_depthwise_applies(x, 96, 3, 1) !=
               mnv2::expansion_conv_bn_relu6_applies(x, 96));
   // bf16 (a bf16 input, or fp32 under bf16 autocast) where the expansion
-  // alone takes it: native bf16 whose products are not much faster than
-  // fp32's (no AMX).
-  const bool bf16 = mnv2::cpu_has_native_bf16() && !mnv2::cpu_has_amx_bf16();
+  // alone takes it: native bf16, with the backward's products on AMX's
+  // tiles where oneDNN has them.
+  const bool bf16 =
+      mnv2::cpu_has_native_bf16() &&
+      (!mnv2::cpu_has_amx_bf16() || mnv2::amx_products::available());
   CHECK(mnv2::expansion_depthwise_applies(x.to(torch::kBFloat16), 96, 3, 1) ==
         bf16);
   {

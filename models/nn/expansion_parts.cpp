@@ -154,11 +154,17 @@ Forward forward(const torch::Tensor& input,
               input.sizes());
   // The input centred on its mean, in fp32, and its scatter matrix
   // sum(u u^T).
-  const auto mean =
-      u.sum(0, false, torch::kFloat) / static_cast<double>(pixels);
   auto centred = torch::empty_like(x, x.options().dtype(torch::kFloat));
   auto c = as_rows(centred);
-  torch::sub_out(c, u, mean);
+  torch::Tensor mean;
+  if (u.scalar_type() == torch::kFloat) {
+    mean = u.sum(0) / static_cast<double>(pixels);
+    torch::sub_out(c, u, mean);
+  } else {  // bf16 widened once, where sum() and sub() would each copy it
+    c.copy_(u);
+    mean = c.sum(0) / static_cast<double>(pixels);
+    c.sub_(mean);
+  }
   const auto scatter =
       (uses_narrow_products(in) ? narrow_products::transposed_product(c, c)
                                 : torch::mm(c.t(), c))

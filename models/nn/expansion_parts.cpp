@@ -297,11 +297,30 @@ void BlockSums::add_bf16(const uint16_t* g,
                          float* du,
                          int64_t rows) {
   TORCH_INTERNAL_ASSERT(pairs_);
-  if (amx_) {
-    add_bf16_on_amx(g, g_pairs, g_sums, u, du, rows);
+  const int64_t thread = at::get_thread_num();
+  if (amx_) {  // the products on AMX's tiles
+    // u^T g [in x out] in the thread's scratch, then transposed into g^T u.
+    float* ug = block_g_u_.data() + thread * out_ * in_;
+    uint16_t* ut = u_columns_.data() + thread * in_ * kBlockColumns;
+    for (int64_t r = 0; r < rows; r += kBlockRows) {
+      const int64_t count = std::min(kBlockRows, rows - r);
+      const int64_t even = count + count % 2;  // g's pairs: an odd row and 0
+      transposed_to_bf16(u + r * in_, count, in_, even, ut);
+      amx_products::multiply(
+          ut, even, g_pairs + r * out_, ug, in_, even, out_, r > 0);
+      amx_products::multiply(g + r * out_,
+                             out_,
+                             g_weight_pairs_.data(),
+                             du + r * in_,
+                             count,
+                             out_,
+                             in_,
+                             false);
+    }
+    amx_products::release();
+    add_block_sums(ug, g_sums, true);
     return;
   }
-  const int64_t thread = at::get_thread_num();
   float* bg = block_g_u_.data() + thread * out_ * in_;
   uint16_t* up =
       u_pairs_.data() + thread * bf16_products::pairs_size(kBlockRows, in_);
@@ -319,50 +338,18 @@ void BlockSums::add_bf16(const uint16_t* g,
   add_block_sums(bg, g_sums);
 }
 
-void BlockSums::add_bf16_on_amx(const uint16_t* g,
-                                const uint16_t* g_pairs,
-                                const float* g_sums,
-                                const float* u,
-                                float* du,
-                                int64_t rows) {
-  const int64_t thread = at::get_thread_num();
-  // u^T g [in x out] in the thread's scratch, then transposed into g^T u.
-  float* ug = block_g_u_.data() + thread * out_ * in_;
-  uint16_t* ut = u_columns_.data() + thread * in_ * kBlockColumns;
-  for (int64_t r = 0; r < rows; r += kBlockRows) {
-    const int64_t count = std::min(kBlockRows, rows - r);
-    const int64_t even = count + count % 2;  // g's pairs: an odd row and 0
-    transposed_to_bf16(u + r * in_, count, in_, even, ut);
-    amx_products::multiply(
-        ut, even, g_pairs + r * out_, ug, in_, even, out_, r > 0);
-    amx_products::multiply(g + r * out_,
-                           out_,
-                           g_weight_pairs_.data(),
-                           du + r * in_,
-                           count,
-                           out_,
-                           in_,
-                           false);
-  }
-  amx_products::release();
-  double* own = partial_.data() + thread * (out_ * in_ + out_);
-  for (int64_t i = 0; i < in_; ++i) {
-    for (int64_t o = 0; o < out_; ++o) {
-      own[o * in_ + i] += ug[i * out_ + o];
+void BlockSums::add_block_sums(const float* block_g_u,
+                               const float* g_sums,
+                               bool transposed) {
+  double* own = partial_.data() + at::get_thread_num() * (out_ * in_ + out_);
+  for (int64_t o = 0; o < out_; ++o) {
+    for (int64_t i = 0; i < in_; ++i) {
+      own[o * in_ + i] +=
+          transposed ? block_g_u[i * out_ + o] : block_g_u[o * in_ + i];
     }
   }
   for (int64_t o = 0; o < out_; ++o) {
     own[out_ * in_ + o] += g_sums[o];
-  }
-}
-
-void BlockSums::add_block_sums(const float* block_g_u, const float* g_sums) {
-  double* own = partial_.data() + at::get_thread_num() * (out_ * in_ + out_);
-  for (int64_t i = 0; i < out_ * in_; ++i) {
-    own[i] += block_g_u[i];
-  }
-  for (int64_t i = 0; i < out_; ++i) {
-    own[out_ * in_ + i] += g_sums[i];
   }
 }
 

@@ -99,16 +99,11 @@ class BlockSums {
   torch::Tensor totals() const;
 
  private:
-  // Adds a block's g^T u (the thread's scratch) and g's sums into the
-  // thread's fp64 sums.
-  void add_block_sums(const float* block_g_u, const float* g_sums);
-  // add_bf16 with the products on AMX tiles (amx_products.h).
-  void add_bf16_on_amx(const uint16_t* g,
-                       const uint16_t* g_pairs,
-                       const float* g_sums,
-                       const float* u,
-                       float* du,
-                       int64_t rows);
+  // Adds a block's g^T u (the thread's scratch; u^T g if transposed) and
+  // g's sums into the thread's fp64 sums.
+  void add_block_sums(const float* block_g_u,
+                      const float* g_sums,
+                      bool transposed = false);
   // A chunk's u^T in bf16: kBlockRows columns and an even count's zero.
   static constexpr int64_t kBlockColumns = kBlockRows + 2;
 

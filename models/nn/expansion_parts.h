@@ -133,4 +133,9 @@ bool uses_narrow_products(int64_t in_channels);
 // [N, C, H, W] channels_last as [N * H * W, C] (a view).
 torch::Tensor as_rows(const torch::Tensor& t);
 
+// A [rows, columns] matrix over `rows` pixels of a channels-last buffer.
+inline torch::Tensor rows_of(const float* data, int64_t rows, int64_t columns) {
+  return torch::from_blob(const_cast<float*>(data), {rows, columns});
+}
+
 }  // namespace mnv2::expansion_parts

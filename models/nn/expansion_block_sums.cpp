@@ -80,6 +80,7 @@ BlockSums::BlockSums(const Forward& saved, const torch::Tensor& conv_weight)
       pairs_(saved.output.scalar_type() == torch::kBFloat16 &&
              bf16_products::available() && bf16_products::apply(in_) &&
              out_ % 2 == 0),
+      amx_(pairs_ && amx_products::available()),
       g_weight_((saved.scale.unsqueeze(1) *
                  conv_weight.reshape({out_, in_}).to(torch::kDouble))
                     .to(torch::kFloat)
@@ -87,16 +88,17 @@ BlockSums::BlockSums(const Forward& saved, const torch::Tensor& conv_weight)
       block_g_u_(static_cast<size_t>(at::get_num_threads() * out_ * in_)),
       partial_(static_cast<size_t>(at::get_num_threads() * (out_ * in_ + out_)),
                0.0) {
-  if (pairs_ && amx_products::available()) {
-    amx_ = true;
+  if (!pairs_) {
+    return;
+  }
+  g_weight_pairs_.resize(
+      static_cast<size_t>(bf16_products::pairs_size(out_, in_)));
+  bf16_products::pack_pairs(
+      g_weight_.const_data_ptr<float>(), out_, in_, g_weight_pairs_.data());
+  if (amx_) {
     u_columns_.resize(
         static_cast<size_t>(at::get_num_threads() * in_ * kBlockColumns));
-  }
-  if (pairs_) {
-    g_weight_pairs_.resize(
-        static_cast<size_t>(bf16_products::pairs_size(out_, in_)));
-    bf16_products::pack_pairs(
-        g_weight_.const_data_ptr<float>(), out_, in_, g_weight_pairs_.data());
+  } else {
     u_pairs_.resize(static_cast<size_t>(
         at::get_num_threads() * bf16_products::pairs_size(kBlockRows, in_)));
   }

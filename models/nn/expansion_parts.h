@@ -108,7 +108,7 @@ class BlockSums {
   static constexpr int64_t kBlockColumns = kBlockRows + 2;
 
   int64_t in_, out_;
-  bool narrow_, pairs_, amx_ = false;
+  bool narrow_, pairs_, amx_;
   torch::Tensor g_weight_;                // scale W, fp32 [out, in]
   std::vector<uint16_t> g_weight_pairs_;  // the same in bf16, pairs of rows
   std::vector<float> block_g_u_;          // per thread, one block's g^T u

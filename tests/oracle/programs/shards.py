@@ -1,6 +1,7 @@
 """WebDataset shards packed, read, trained on and evaluated, and crafted
 shards (stray members, labels that name no class)."""
 import json
+import math
 import re
 import shutil
 import signal
@@ -50,8 +51,14 @@ def case_shards(bin_dir, work):
         run([bin_dir / "mnv2-eval", "--weights", out / "checkpoint.pth", "--data", val,
              "--json", report, "--threads", 2])
         figures.append(json.loads(report.read_text()))
-    check(all(figures[0][k] == figures[1][k] for k in ("samples", "top1", "top5", "loss")),
-          f"mnv2-eval on shards equals the folder ({figures[0]['top1']} / {figures[1]['top1']})")
+    # The shards hold the samples in another order, so the batches differ. Where
+    # oneDNN runs its AVX2 kernels a sample's logits then move in the last bits
+    # with its place in the batch: the mean loss agrees to float rounding.
+    check(all(figures[0][k] == figures[1][k] for k in ("samples", "top1", "top5"))
+          and math.isclose(figures[0]["loss"], figures[1]["loss"], rel_tol=1e-6),
+          "mnv2-eval on shards equals the folder "
+          f"(top-1 {figures[0]['top1']} / {figures[1]['top1']}, "
+          f"loss {figures[0]['loss']} / {figures[1]['loss']})")
 
     # Stopped mid-epoch by SIGINT and resumed: the stream is re-read up to the
     # step the checkpoint recorded, so the weights equal an uninterrupted run's.

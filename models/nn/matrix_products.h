@@ -3,9 +3,10 @@
 // Which matrix products LibTorch computes fast on this CPU (private to
 // nn/'s .cpp files): the fp32 ones are MKL's where LibTorch has it, and MKL
 // takes its fastest kernels on Intel CPUs only. Our own loops for layers
-// with a narrow side (narrow_products.h) serve those layers off Intel's
-// MKL, and on Intel CPUs with AVX-512, where they run on 16-float vectors
-// and let the depthwise BatchNorm and the projection train as one
+// with a narrow side (narrow_products.h) serve those layers on every CPU:
+// off Intel's MKL because MKL's are slow there, and on Intel CPUs because
+// they let the depthwise BatchNorm and the projection train as one, which
+// won with AVX-512's 16-float vectors and with AVX2's 8-float ones
 // (docs/benchmarks.md).
 
 #include <mobilenetv2/util/cpu_features.h>
@@ -17,7 +18,8 @@
 namespace mnv2 {
 
 enum class Fp32Products {
-  kMklOnIntel,           // MKL's products wherever they serve
+  kMklOnIntel,           // MKL's wherever they serve (tests only: no CPU
+                         // takes it since our narrow ones won on AVX2 too)
   kMklElsewhere,         // our narrow products; MKL's on the smallest maps
   kNoMkl,                // our narrow products; oneDNN's elsewhere
   kMklOnIntelOwnNarrow,  // our narrow products; MKL's as on Intel elsewhere
@@ -38,8 +40,7 @@ inline Fp32Products fp32_products() {
   static const Fp32Products kind =
       !at::globalContext().hasMKL() ? Fp32Products::kNoMkl
       : !cpu_is_intel()             ? Fp32Products::kMklElsewhere
-      : cpu_has_avx512()            ? Fp32Products::kMklOnIntelOwnNarrow
-                                    : Fp32Products::kMklOnIntel;
+                                    : Fp32Products::kMklOnIntelOwnNarrow;
   return kind;
 }
 

@@ -138,4 +138,22 @@ def host_label():
     import os
     if amx_withheld():
         present = [f"{f} withheld" if f.startswith("amx") else f for f in present]
-    return f"{model} ({', '.join(present)}; {os.cpu_count()} cores)"
+    caps = [f"{v}={os.environ[v]}" for v in ISA_CAPS if os.environ.get(v)]
+    capped = f"; capped by {', '.join(caps)}" if caps else ""
+    return f"{model} ({', '.join(present)}; {os.cpu_count()} cores{capped})"
+
+
+# The variables that cap the instruction sets oneDNN, ATen and MKL use, on
+# both sides of a run (an AVX-512 host measured as an AVX2 one, say).
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_capped_below_16bit_floats():
+    """Whether the caps keep oneDNN or ATen from bf16 arithmetic, as
+    models/util/cpu_features.cpp reads them: bf16 is then emulated."""
+    import os
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa:
+        return not (isa == "ALL" or isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_FP16",
+                                                    "AVX512_CORE_AMX", "AVX10")))
+    return os.environ.get("ATEN_CPU_CAPABILITY") in ("default", "avx2")

@@ -15,6 +15,10 @@ round, and the ratios of ours to the peers are also printed per round.
 
 --no-amx refuses AMX to every oneDNN in the run, ours and PyTorch's
 (bench/no_amx.cpp): an AMX host measured as a CPU with AVX512-BF16 only.
+ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+measures an AVX-512 host as an AVX2 one, both sides alike (the host line
+names the caps, and bf16, then emulated, is skipped); our own loops still
+take the CPU's widest clone, so only the libraries' instruction sets move.
 
 Usage: python bench/train_throughput.py [--batch 32] [--size 224] [--steps 6] [--rounds 1]
                                         [--no-amx]
@@ -27,13 +31,17 @@ import time
 
 import torch
 
-from common import (BUILD, host_label, print_table, rerun_with_fair_allocator, withhold_amx,
-                    run_json, torchvision_training_step, write_json)
+from common import (BUILD, host_label, isa_capped_below_16bit_floats, print_table,
+                    rerun_with_fair_allocator, withhold_amx, run_json, torchvision_training_step,
+                    write_json)
 
 
 def native_bf16():
-    """Whether this CPU computes bf16 natively (emulated, a bf16 step runs
-    10-25x slower and measures nothing worth comparing)."""
+    """Whether this CPU computes bf16 natively and no cap in the environment
+    holds the libraries below it (emulated, a bf16 step runs 10-25x slower
+    and measures nothing worth comparing)."""
+    if isa_capped_below_16bit_floats():
+        return False
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
@@ -129,7 +137,8 @@ def main():
         print(f"per round: ours bf16 / ours fp32 "
               f"{per_round(rounds, 'ours, channels_last, bf16 autocast', fp32)}")
     else:
-        print("bf16 not measured: this CPU has neither AVX512-BF16 nor AMX")
+        print("bf16 not measured: this CPU has neither AVX512-BF16 nor AMX, or a cap holds "
+              "the libraries below them")
     print("host:", host)
     print("versions: torch", torch.__version__)
     write_json(args.out, {"batch": args.batch, "size": args.size, "threads": args.threads,

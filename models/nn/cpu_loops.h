@@ -14,7 +14,10 @@ namespace mnv2::cpu_loops {
 // The loops over one row's channels, compiled for AVX-512, AVX2 + FMA and
 // plain x86-64 and chosen at run time by the CPU (GCC's function
 // multiversioning): the build itself targets plain x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(MNV2_LOOPS_TARGET)
+// The tests' variant (models/CMakeLists.txt): one instruction set for all.
+#define MNV2_VECTOR_CLONES __attribute__((target(MNV2_LOOPS_TARGET)))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MNV2_VECTOR_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

@@ -176,7 +176,7 @@ inline void randomise_batchnorm(mnv2::MobileNetV2& model) {
 }
 
 /// A training step's network and batch at odd sizes: MobileNetV2 0.35
-/// with 7 classes from seed 5, channels_last, in training mode, and
+/// with 7 classes from `seed`, channels_last, in training mode, and
 /// `images` random 37x29 images with labels. No dropout: the tests compare
 /// the fast kernels with LibTorch's, and the two draw different dropout
 /// masks (test_dropout.cpp tests ours).
@@ -184,8 +184,9 @@ struct SmallTrainingStep {
   mnv2::MobileNetV2 model;
   torch::Tensor images, labels;
 };
-inline SmallTrainingStep small_training_step(int64_t images) {
-  torch::manual_seed(5);
+inline SmallTrainingStep small_training_step(int64_t images,
+                                             uint64_t seed = 5) {
+  torch::manual_seed(seed);
   mnv2::MobileNetV2 model(
       mnv2::MobileNetV2Options().num_classes(7).width_mult(0.35).dropout(0.0));
   mnv2::use_channels_last(*model);

@@ -1,6 +1,7 @@
 #include <mobilenetv2/preprocessing/preprocessing.h>
 #include <mobilenetv2/util/data_error.h>
 
+#include <ATen/Version.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -134,20 +135,50 @@ void check_rgb_image(const torch::Tensor& hwc, const std::string& what) {
   }
 }
 
-torch::Tensor resize_image(const torch::Tensor& hwc, int height, int width) {
+namespace {
+
+// torchvision's _do_native_uint8_resize_on_cpu for bilinear.
+bool torchvision_resizes_uint8_natively() {
+#if defined(__aarch64__)
+  return true;
+#else
+  static const bool native = [] {
+    const auto capability = at::get_cpu_capability();
+    return capability == "AVX2" || capability == "AVX512";
+  }();
+  return native;
+#endif
+}
+
+}  // namespace
+
+torch::Tensor resize_image(const torch::Tensor& hwc,
+                           int height,
+                           int width,
+                           Uint8Resampling resampling) {
   if (hwc.size(0) == height && hwc.size(1) == width) {
     return hwc.contiguous().clone();
   }
+  const bool in_float = resampling == Uint8Resampling::kFloatRounded ||
+                        (resampling == Uint8Resampling::kAsTorchvision &&
+                         !torchvision_resizes_uint8_natively());
   // NCHW over HWC storage is channels_last, which ATen's uint8 antialiased
   // kernel is vectorised for.
-  const auto nchw = hwc.contiguous().permute({2, 0, 1}).unsqueeze(0);
-  const auto resized = torch::nn::functional::interpolate(
+  auto nchw = hwc.contiguous().permute({2, 0, 1}).unsqueeze(0);
+  if (in_float) {
+    nchw = nchw.to(torch::kFloat);
+  }
+  auto resized = torch::nn::functional::interpolate(
       nchw,
       torch::nn::functional::InterpolateFuncOptions()
           .size(std::vector<int64_t>{height, width})
           .mode(torch::kBilinear)
           .align_corners(false)
           .antialias(true));
+  if (in_float) {
+    // Bilinear weights are not negative, so no clamp (as torchvision).
+    resized = resized.round_().to(torch::kUInt8);
+  }
   return resized.squeeze(0).permute({1, 2, 0}).contiguous();
 }
 
@@ -155,13 +186,14 @@ torch::Tensor eval_resize_crop(const torch::Tensor& hwc,
                                const EvalTransformOptions& options) {
   check_rgb_image(hwc, "the image");
   if (options.policy == ResizePolicy::kSquash) {
-    return resize_image(hwc, options.crop_size, options.crop_size);
+    return resize_image(
+        hwc, options.crop_size, options.crop_size, options.resampling);
   }
   check_resize_budget(hwc.size(0), hwc.size(1), options, "the image");
   const auto [h, w] = resized_shorter_side(static_cast<int>(hwc.size(0)),
                                            static_cast<int>(hwc.size(1)),
                                            options.resize_size);
-  const auto resized = resize_image(hwc, h, w);
+  const auto resized = resize_image(hwc, h, w, options.resampling);
   const auto box = center_crop_box(h, w, options.crop_size, options.crop_size);
   return resized.slice(0, box.top, box.top + box.height)
       .slice(1, box.left, box.left + box.width)

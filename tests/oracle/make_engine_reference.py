@@ -9,6 +9,7 @@ Writes into OUT_DIR:
 - pipeline/: a photo and torchvision's eval-pipeline tensor of it.
 Usage: make_engine_reference.py OUT_DIR
 """
+import contextlib
 import json
 import shutil
 import math
@@ -163,6 +164,20 @@ def pipeline_reference(out):
     return list(photo.shape)
 
 
+@contextlib.contextmanager
+def resizing_uint8_natively(native):
+    """torchvision's v2 Resize resamples uint8 with ATen's uint8 kernel where
+    ATen runs AVX2 or AVX-512 kernels (or on ARM64), and in float, rounded,
+    elsewhere: this makes it take one way whatever the CPU."""
+    import torchvision.transforms.v2.functional._geometry as geometry
+    chosen = geometry._do_native_uint8_resize_on_cpu
+    geometry._do_native_uint8_resize_on_cpu = lambda interpolation: native
+    try:
+        yield
+    finally:
+        geometry._do_native_uint8_resize_on_cpu = chosen
+
+
 def classifier_reference(out):
     """Real photographs and their evaluation inputs, computed independently of
     our code: torchvision's v2 transforms on uint8 tensors and its classic PIL
@@ -185,6 +200,10 @@ def classifier_reference(out):
                          T2.ToDtype(torch.float32, scale=True),
                          T2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
         expected[f"{stem}.torchvision_v2"] = v2(tensor)
+        # Each of v2's two ways to resize uint8 (it picks one by the CPU).
+        for way, native in (("uint8", True), ("float", False)):
+            with resizing_uint8_natively(native):
+                expected[f"{stem}.torchvision_v2_{way}"] = v2(tensor)
         pil = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
                          T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
         expected[f"{stem}.torchvision_pil"] = pil(image)

@@ -47,6 +47,16 @@ ResizePolicy resize_policy_from_name(const std::string& name);
 /// (OpenCV's cv::Mat).
 enum class ColorOrder { kRgb, kBgr };
 
+/// How 8-bit pixels are resampled. torchvision's v2 Resize uses ATen's uint8
+/// kernel where ATen runs its AVX2 or AVX-512 kernels, and on ARM64; on other
+/// CPUs (x86 without AVX2, or ATEN_CPU_CAPABILITY=default) it resizes in
+/// float and rounds half to even, which moves some pixels by one grey level.
+enum class Uint8Resampling {
+  kAsTorchvision,  // as torchvision does on this CPU
+  kUint8Kernel,    // ATen's uint8 kernel
+  kFloatRounded,   // in float, rounded half to even
+};
+
 /// Evaluation geometry: resize the shorter side to `resize_size`, centre-crop
 /// `crop_size` (torchvision's 256/224; the v2 weights use 232/224), or
 /// squash the whole image to crop_size x crop_size.
@@ -54,6 +64,7 @@ struct EvalTransformOptions {
   int resize_size = 256;
   int crop_size = 224;
   ResizePolicy policy = ResizePolicy::kShorterSideCenterCrop;
+  Uint8Resampling resampling = Uint8Resampling::kAsTorchvision;
 };
 
 /// A crop rectangle in pixels, as torchvision's (top, left, height, width).
@@ -106,10 +117,14 @@ int eval_jpeg_reduction(int64_t width,
                         const EvalTransformOptions& options);
 
 /// Resizes an 8-bit height x width x 3 image with antialiased bilinear
-/// interpolation: torchvision's resize of uint8 tensors (antialias=True),
-/// within one grey level of PIL's bilinear resize. Returns a new contiguous
-/// uint8 tensor.
-torch::Tensor resize_image(const torch::Tensor& hwc, int height, int width);
+/// interpolation: torchvision's resize of uint8 tensors (antialias=True) on
+/// this CPU, within one grey level of PIL's bilinear resize. Returns a new
+/// contiguous uint8 tensor.
+torch::Tensor resize_image(
+    const torch::Tensor& hwc,
+    int height,
+    int width,
+    Uint8Resampling resampling = Uint8Resampling::kAsTorchvision);
 
 /// The evaluation geometry (resize then centre crop, or squash) of an 8-bit
 /// height x width x 3 image; channel order is kept. Throws DataError for an

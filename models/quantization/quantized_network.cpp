@@ -322,7 +322,8 @@ torch::Tensor simulate_quantized(
     const QuantizedNetwork& net,
     const torch::Tensor& images,
     bool features,
-    const std::function<void(size_t, const torch::Tensor&)>& visit) {
+    const std::function<void(size_t, const torch::Tensor&)>& visit,
+    ResidualAdd residual_add) {
   torch::NoGradGuard no_grad;
   // Codes as float64, whose convolutions of 8-bit values are exact; scales
   // applied in fp32 as the int8 engine applies them.
@@ -349,10 +350,12 @@ torch::Tensor simulate_quantized(
         y = torch::clamp(y, 0.0, 6.0);
       }
       if (block.residual && i + 1 == block.convs.size()) {
-        // One rounding, as oneDNN's sum post-op (a fused multiply-add).
-        y = (y.to(torch::kDouble) +
-             block_codes * static_cast<double>(block_step))
-                .to(torch::kFloat);
+        // float64 holds the product exactly: rounded once to fp32 with the
+        // sum (FMA), or first on its own.
+        const auto input = block_codes * static_cast<double>(block_step);
+        y = residual_add == ResidualAdd::kFusedMultiplyAdd
+                ? (y.to(torch::kDouble) + input).to(torch::kFloat)
+                : y + input.to(torch::kFloat);
       }
       step = static_cast<float>(q.output_scale);
       codes = output_codes(y * (1.f / step), conv.relu6);

@@ -211,7 +211,9 @@ Outcome export_int8(const ExportCommand& c, const InferenceModel& model) {
                         /*log_target=*/true)
               .item<double>();
     if (b == 0) {
-      const auto simulated = simulate_quantized(quantized, batches[b]);
+      // Rounded as the engine rounds on this CPU.
+      const auto simulated = simulate_quantized(
+          quantized, batches[b], false, {}, reloaded.engine({}).residual_add());
       max_abs = (int8 - simulated).abs().max().item<double>();
       relative =
           max_abs / std::max(simulated.abs().max().item<double>(), 1e-12);

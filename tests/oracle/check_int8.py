@@ -5,10 +5,11 @@ mnv2-eval --predict runs the file on the int8 engine. This script reads the
 quantized file with torch.load alone and computes the network in integers
 (float64 convolutions of 8-bit codes are exact; scales applied in fp32 as the
 file says), then compares every class probability. Run as the CPU is and with
-oneDNN capped to AVX512_CORE_VNNI, AVX512_CORE and AVX2 (ONEDNN_MAX_CPU_ISA),
-emulating the other hosts: without VNNI, oneDNN sums u8 x s8 pairs in 16
-bits, and a saturating engine misses this oracle by far more than the
-tolerance.
+oneDNN capped to AVX512_CORE_VNNI, AVX512_CORE, AVX2 and SSE41
+(ONEDNN_MAX_CPU_ISA), emulating the other hosts: without VNNI, oneDNN sums
+u8 x s8 pairs in 16 bits, and a saturating engine misses this oracle by far
+more than the tolerance; without AVX2, it rounds the residual add's product
+before the sum.
 
 usage: check_int8.py BIN_DIR WORK_DIR PRETRAINED_DIR
 """
@@ -105,12 +106,23 @@ def tf_same_pad(x, k, s):
     return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
 
 
+def sum_fused():
+    """Whether oneDNN's int8 kernels add a block's input in one fused
+    multiply-add: its AVX2 and AVX-512 kernels do; its SSE4.1 ones, which a
+    CPU without AVX2 runs (or ONEDNN_MAX_CPU_ISA below AVX2), round the
+    product first."""
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("flags")).split()
+    return "avx2" in flags and os.environ.get("ONEDNN_MAX_CPU_ISA", "") not in ("SSE41", "AVX")
+
+
 def integer_network(state, images):
     """Logits of the quantized network from its file's codes and scales."""
     f32 = torch.float32
     step = state["quantization.input_scale"].to(f32)
     codes = torch.clamp(torch.round(images * (1 / step)), -128, 127).to(torch.int64)
     residual = state["quantization.residual"].tolist()
+    fused = sum_fused()
     n = 0
     block = -1
     while f"convs.{n}.codes" in state:
@@ -131,9 +143,10 @@ def integer_network(state, images):
         last_of_block = f"convs.{n + 1}.codes" not in state or \
             state[f"convs.{n + 1}.geometry"][0].item() != b
         if residual[b] and last_of_block:
-            # The engine adds the block input in one fused multiply-add
-            # (one rounding: float64 holds the product exactly).
-            y = (y.double() + block_codes.double() * block_step.double()).to(f32)
+            # float64 holds the product exactly: one rounding in a fused
+            # multiply-add, else the product rounded first.
+            product = block_codes.double() * block_step.double()
+            y = (y.double() + product).to(f32) if fused else y + product.to(f32)
         step = state[f"convs.{n}.output_scale"].to(f32)
         scaled = y * (1 / step)
         if relu6:

@@ -29,6 +29,9 @@ class OneDnnEngine : public InferenceEngine {
   torch::Tensor forward(const torch::Tensor& images) const override {
     return network_.forward(int8() ? images.to(torch::kFloat) : images);
   }
+  ResidualAdd residual_add() const override {
+    return OneDnnMobileNetV2::int8_residual_add();
+  }
 
  private:
   bool int8() const {

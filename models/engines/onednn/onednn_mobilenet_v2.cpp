@@ -32,6 +32,11 @@ OneDnnMobileNetV2::OneDnnMobileNetV2(OneDnnMobileNetV2&&) noexcept = default;
 OneDnnMobileNetV2& OneDnnMobileNetV2::operator=(OneDnnMobileNetV2&&) noexcept =
     default;
 
+ResidualAdd OneDnnMobileNetV2::int8_residual_add() {
+  return onednn_int8_sum_fused() ? ResidualAdd::kFusedMultiplyAdd
+                                 : ResidualAdd::kMultiplyThenAdd;
+}
+
 torch::Tensor OneDnnMobileNetV2::forward(const torch::Tensor& images) const {
   TORCH_CHECK(images.device().is_cpu() && images.scalar_type() == torch::kFloat,
               "OneDnnMobileNetV2: the images must be fp32 on the CPU");

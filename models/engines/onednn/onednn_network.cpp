@@ -354,4 +354,10 @@ std::string onednn_library_version() {
          std::to_string(v->patch);
 }
 
+bool onednn_int8_sum_fused() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto avx2 = static_cast<unsigned>(dnnl::cpu_isa::avx2);
+  return (isa & avx2) == avx2;
+}
+
 }  // namespace mnv2

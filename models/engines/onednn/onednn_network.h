@@ -81,4 +81,10 @@ class OneDnnNetwork {
 /// The loaded oneDNN library's version, "major.minor.patch".
 std::string onednn_library_version();
 
+/// Whether the int8 kernels oneDNN runs here compute the sum post-op (the
+/// residual add) in one fused multiply-add: its AVX2 and AVX-512 kernels do;
+/// its SSE4.1 ones, for CPUs without AVX2, multiply and then add
+/// (jit_generator's uni_vfmadd231ps).
+bool onednn_int8_sum_fused();
+
 }  // namespace mnv2

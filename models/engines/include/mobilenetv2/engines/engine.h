@@ -9,6 +9,7 @@
 // engines/onednn/onednn_engines.h).
 
 #include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/quantization/residual_add.h>
 
 #include <torch/script.h>
 
@@ -65,6 +66,11 @@ class InferenceEngine {
   }
   /// Logits from a normalised [N, 3, H, W] batch.
   virtual torch::Tensor forward(const torch::Tensor& images) const = 0;
+  /// An int8 engine's rounding of the residual add, for simulate_quantized()
+  /// to give its codes on this CPU.
+  virtual ResidualAdd residual_add() const {
+    return ResidualAdd::kFusedMultiplyAdd;
+  }
 };
 
 /// A kind of engine, as the registry lists it.

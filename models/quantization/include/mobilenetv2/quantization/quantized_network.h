@@ -1,6 +1,7 @@
 #pragma once
 
 #include <mobilenetv2/nn/folded_network.h>
+#include <mobilenetv2/quantization/residual_add.h>
 #include <mobilenetv2/torch_files/state_dict.h>
 
 #include <cstdint>
@@ -90,11 +91,13 @@ QuantizedNetwork quantized_from_state_dict(const StateDict& state,
 /// [N, 3, H, W]. Returns logits, or the pooled features if `features`.
 /// `visit(n, activation)`, when given, sees each convolution's output as
 /// the network keeps it (its codes times its step, after ReLU6 and the
-/// residual add).
+/// residual add). `residual_add`: as the engine it is compared with rounds
+/// (InferenceEngine::residual_add()).
 torch::Tensor simulate_quantized(
     const QuantizedNetwork& net,
     const torch::Tensor& images,
     bool features = false,
-    const std::function<void(size_t, const torch::Tensor&)>& visit = {});
+    const std::function<void(size_t, const torch::Tensor&)>& visit = {},
+    ResidualAdd residual_add = ResidualAdd::kFusedMultiplyAdd);
 
 }  // namespace mnv2

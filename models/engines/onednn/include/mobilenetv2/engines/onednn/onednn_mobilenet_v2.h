@@ -1,6 +1,7 @@
 #pragma once
 
 #include <mobilenetv2/nn/mobilenet_v2.h>
+#include <mobilenetv2/quantization/residual_add.h>
 
 #include <memory>
 #include <string>
@@ -44,6 +45,11 @@ class OneDnnMobileNetV2 {
   /// on. The first call with a new input shape plans it (the last four
   /// shapes are kept).
   torch::Tensor forward(const torch::Tensor& images) const;
+
+  /// How the int8 kernels oneDNN runs here round the residual add: in a
+  /// fused multiply-add on AVX2 and above, the product first on SSE4.1 (a
+  /// CPU without AVX2). simulate_quantized() follows either.
+  static ResidualAdd int8_residual_add();
 
  private:
   std::unique_ptr<OneDnnNetwork> network_;

@@ -113,7 +113,8 @@ def sum_fused():
     product first."""
     flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith("flags")).split()
-    return "avx2" in flags and os.environ.get("ONEDNN_MAX_CPU_ISA", "") not in ("SSE41", "AVX")
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return "avx2" in flags and cap not in ("SSE41", "AVX")
 
 
 def integer_network(state, images):

@@ -44,6 +44,8 @@ install(EXPORT MobileNetV2Targets NAMESPACE MobileNetV2::
 if(MNV2_WITH_ONEDNN)
   get_filename_component(MNV2_DNNL_DIR "${dnnl_DIR}" REALPATH)
 endif()
+# The LibTorch minor version the config requires of a consumer.
+string(REGEX MATCH "^[0-9]+\\.[0-9]+" MNV2_TORCH_MINOR "${Torch_VERSION}")
 configure_package_config_file(cmake/MobileNetV2Config.cmake.in
   "${PROJECT_BINARY_DIR}/MobileNetV2Config.cmake"
   INSTALL_DESTINATION ${MNV2_CONFIG_DIR})

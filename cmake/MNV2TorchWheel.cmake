@@ -17,6 +17,17 @@ function(mnv2_torch_wheel_link_fixes torch_dir)
   endforeach()
 endfunction()
 
+# LibTorch's libraries export copies of libstdc++'s std::filesystem that they
+# link statically (pytorch/pytorch#133437). A program's own std::filesystem
+# calls bind to the first library in its NEEDED list that defines them, and
+# libtorch.so comes before libstdc++.so.6 there. In 2.10 and 2.11 libtorch.so's
+# copy jumps to address 0 (std::filesystem::remove_all, for one), so every
+# program that links LibTorch is linked to libstdc++ first.
+function(mnv2_torch_libstdcxx_first)
+  set_property(TARGET torch APPEND PROPERTY INTERFACE_LINK_OPTIONS
+               "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+endfunction()
+
 # Find LibTorch. Without TORCH_CUDA_ARCH_LIST a CUDA LibTorch tries to detect a
 # GPU and adds -gencode flags with a warning; our code has no CUDA kernels, so
 # any fixed list will do.
@@ -27,5 +38,6 @@ macro(mnv2_find_torch)
   find_package(Torch ${ARGN})
   if(TARGET torch AND EXISTS "${Torch_DIR}")
     mnv2_torch_wheel_link_fixes("${Torch_DIR}")
+    mnv2_torch_libstdcxx_first()
   endif()
 endmacro()

@@ -5,7 +5,8 @@
 # RUN, programs with their arguments, separated by "|" (default consumer;
 # each must exit 0; none with BUILD_ONLY). With EXPECT_ERROR (a regex), the
 # configure, given the extra cache entries in CONFIGURE_ARGS ("|"-separated),
-# must instead fail with a message matching it.
+# must instead fail with a message matching it. FAKE_TORCH_VERSION: the
+# consumer's LibTorch is a fake config reporting that version instead.
 if(NOT PROJECT)
   set(PROJECT tests/consumer)
 endif()
@@ -23,6 +24,11 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+if(FAKE_TORCH_VERSION)
+  include("${SOURCE_DIR}/tests/configure/fake_libtorch.cmake")
+  set(TORCH_DIR "${WORK_DIR}/libtorch-${FAKE_TORCH_VERSION}/share/cmake/Torch")
+  mnv2_write_fake_libtorch("${TORCH_DIR}" ${FAKE_TORCH_VERSION})
+endif()
 set(configure ${CMAKE_COMMAND} -S "${SOURCE_DIR}/${PROJECT}" -B "${WORK_DIR}/build"
     -G Ninja -DCMAKE_BUILD_TYPE=Release
     "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${TORCH_DIR}")

@@ -186,15 +186,18 @@ TEST_CASE("a training step with the fused kernels is as exact as one without",
   };
   // Float roundings, amplified by the network, move values by about 1e-4.
   // Where a value before a ReLU6 lies that close to 0 or 6, a rounding
-  // moves it across and every gradient below changes by about 1%: the last
-  // BatchNorms see 8 values per channel. That happens to either step at
-  // some seeds on some hosts' arithmetic (seed 5 under ATen's default
-  // kernels: 5e-2 fused, 2e-4 LibTorch's; seed 9 natively on the AMX Xeon:
-  // 1.6e-4 fused, 5.1e-4 LibTorch's), and a mistake would show at every
-  // seed. So the median over five seeds is held to 5e-4, and each seed to
-  // the size of such a crossing.
+  // moves it across and every gradient below changes by about 1%, a small
+  // gradient by up to two thirds: the last BatchNorms see 8 values per
+  // channel. Which seeds cross depends on every rounding in the step, the
+  // host's and our kernels' order of sums alike: over seeds 5-39 on an
+  // Intel Xeon with AVX-512 (2026-12-06) the fused step crossed at 8 seeds
+  // and LibTorch's own fp32 step at 9, mostly not the same ones, and both
+  // stayed within 6e-5-4.3e-4 at the others. With 5 seeds and the median
+  // held, any change of rounding failed this test about one time in ten.
+  // A mistake would show at every seed. So each seed is held to the size
+  // of a crossing, and at least a third of 25 seeds to 5e-4.
   std::vector<double> worst;
-  for (const uint64_t seed : {5, 6, 7, 8, 9}) {
+  for (uint64_t seed = 5; seed < 30; ++seed) {
     const auto exact = run(false, torch::kDouble, seed);
     const auto fused = run(true, torch::kFloat, seed);
     const auto plain = run(false, torch::kFloat, seed);
@@ -215,7 +218,7 @@ TEST_CASE("a training step with the fused kernels is as exact as one without",
           (fused[i].to(torch::kDouble) - exact[i]).abs().max().item<double>() /
           scale;
       CAPTURE(seed, i, fused[i].sizes(), error);
-      CHECK(error < 0.1);
+      CHECK(error < 1.0);
       seed_worst = std::max(seed_worst, error);
       differs =
           std::max(differs, (fused[i] - plain[i]).abs().max().item<double>());
@@ -225,8 +228,9 @@ TEST_CASE("a training step with the fused kernels is as exact as one without",
     worst.push_back(seed_worst);
   }
   CAPTURE(worst);
-  std::nth_element(worst.begin(), worst.begin() + 2, worst.end());
-  CHECK(worst[2] < 5e-4);
+  const size_t third = worst.size() / 3;
+  std::nth_element(worst.begin(), worst.begin() + third, worst.end());
+  CHECK(worst[third] < 5e-4);
 }
 
 TEST_CASE("the bf16 backward's clamp bounds equal masking the stored output",

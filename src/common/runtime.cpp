@@ -148,13 +148,23 @@ std::optional<c10::ScalarType> amp_dtype_for(
     if (device.is_cuda()) {
       return torch::kHalf;
     }
-    if (cpu_has_native_bf16()) {
-      return torch::kBFloat16;
+    if (!cpu_has_native_bf16()) {
+      warn(
+          "--amp: this CPU has no native bf16 (AVX-512 BF16 or AMX), so "
+          "training runs in fp32; --amp-dtype bf16 forces emulated bf16");
+      return std::nullopt;
     }
-    warn(
-        "--amp: this CPU has no native bf16 (AVX-512 BF16 or AMX), so "
-        "training runs in fp32; --amp-dtype bf16 forces emulated bf16");
-    return std::nullopt;
+    // Intel's AVX-512 BF16 without AMX multiplies bf16 no faster than fp32,
+    // and our fp32 step was 1.1-1.2x the bf16 one there at 224
+    // (docs/benchmarks.md); AMD's Zen 4 and AMX gain 1.4-1.9x.
+    if (cpu_is_intel() && !cpu_has_amx_bf16()) {
+      warn(
+          "--amp: on this Intel CPU (AVX-512 BF16 without AMX) bf16 trains "
+          "no faster than fp32, so training runs in fp32; --amp-dtype bf16 "
+          "forces bf16");
+      return std::nullopt;
+    }
+    return torch::kBFloat16;
   }
   const bool bf16 = name == "bf16";
   if (device.is_cpu() &&

@@ -44,9 +44,10 @@ struct MachineCpuTime {
 MachineCpuTime machine_cpu_time();
 
 /// The autocast dtype for an --amp-dtype on `device`: "auto" is fp16 on
-/// CUDA, bf16 on a CPU with native bf16, and no autocast (fp32) on other
-/// CPUs; "bf16"/"fp16" as named. An emulated choice on CPU is reported
-/// through `warn` (one line).
+/// CUDA, bf16 on a CPU where bf16 trains faster than fp32 (AMX, or AVX-512
+/// BF16 other than Intel's), and no autocast (fp32) on other CPUs, with a
+/// one-line `warn`; "bf16"/"fp16" as named. An emulated choice on CPU is
+/// reported through `warn` (one line).
 std::optional<c10::ScalarType> amp_dtype_for(
     const std::string& name,
     const torch::Device& device,

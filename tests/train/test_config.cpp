@@ -164,8 +164,10 @@ TEST_CASE("each mnv2-train flag is declared once; the echo keeps its keys",
   CHECK(json.at("data") == "data/digits");
 }
 
-TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
-          "[train]") {
+TEST_CASE(
+    "an instruction-set cap makes bf16 emulated, as on an AVX2 host, or "
+    "slow, as on an Intel CPU without AMX",
+    "[train]") {
   // The variables as the suite was started (it may itself run capped).
   std::vector<std::pair<std::string, std::optional<std::string>>> saved;
   for (const char* name :
@@ -190,6 +192,23 @@ TEST_CASE("an instruction-set cap makes bf16 emulated, as on an AVX2 host",
   ::setenv("ATEN_CPU_CAPABILITY", "avx2", 1);
   CHECK_FALSE(mnv2::cpu_has_native_bf16());
   ::unsetenv("ATEN_CPU_CAPABILITY");
+  // Intel's AVX-512 BF16 without AMX (an AMX host capped below it) trains
+  // bf16 slower than fp32: auto keeps fp32, with one warning that says why.
+  // AMD's Zen 4 gains from it without AMX.
+  const bool intel = mnv2::cpu_is_intel();
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", 1);
+  warnings.clear();
+  const auto capped = mnv2::amp_dtype_for("auto", torch::kCPU, warn);
+  CHECK(capped.has_value() == (hardware && !intel));
+  REQUIRE(warnings.size() == (capped ? 0U : 1U));
+  if (hardware && intel) {
+    CHECK(warnings[0].find("without AMX") != std::string::npos);
+    CHECK(mnv2::amp_dtype_for("bf16", torch::kCPU, warn) == torch::kBFloat16);
+    CHECK(warnings.size() == 1);  // named, bf16 is not refused
+  }
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  CHECK(mnv2::amp_dtype_for("auto", torch::kCPU, warn).has_value() ==
+        (hardware && (!intel || mnv2::cpu_has_amx_bf16())));
   for (const auto& [name, value] : saved) {
     if (value) {
       ::setenv(name.c_str(), value->c_str(), 1);

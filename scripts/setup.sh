@@ -151,11 +151,15 @@ fi
 dnnl_arg="-Ddnnl_DIR=${user_dnnl:-$venv/lib/cmake/dnnl}"
 # Configure when there is no build tree yet or the LibTorch choice changed.
 configured="${torch_arg[*]} $dnnl_arg $python $cache/weights"
+# Another build tree's configure and build logs carry its name, so that one
+# (scripts/check-libtorch.sh's) does not overwrite the main build's.
+tree=""
+[ "$build" = "$root/build" ] || tree="-$(basename "$build")"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.mnv2-configured" 2>/dev/null)" != "$configured" ]; then
-  stage "configuring $build" configure \
+  stage "configuring $build" "configure$tree" \
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     "${torch_arg[@]}" "$dnnl_arg" "-DMNV2_PYTHON=$python" "-DMNV2_PRETRAINED_DIR=$cache/weights"
   echo "$configured" >"$build/.mnv2-configured"
 fi
-stage "building $build" build cmake --build "$build"
+stage "building $build" "build$tree" cmake --build "$build"
 say "ready: programs in $build/apps"

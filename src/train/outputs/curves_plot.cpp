@@ -2,12 +2,17 @@
 
 #include "common/log.h"
 
+#include <mobilenetv2/util/atomic_file.h>
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
 
 namespace mnv2 {
 
@@ -152,8 +157,19 @@ void write_curves_plot(const std::vector<EpochMetrics>& history,
          })});
   }
   draw_panel(canvas, kPanelWidth, "validation accuracy", accuracy);
-  if (!cv::imwrite(path, canvas)) {
-    log::warn("could not write the curves plot to '" + path + "'");
+  // Encoded in memory and written atomically, so that a kill mid-write never
+  // leaves a truncated plot in place of the last good one.
+  std::vector<uchar> png;
+  try {
+    if (!cv::imencode(".png", canvas, png)) {
+      throw std::runtime_error("PNG encoding failed");
+    }
+    write_file_atomically(
+        path,
+        std::string_view(reinterpret_cast<const char*>(png.data()),
+                         png.size()));
+  } catch (const std::exception& e) {
+    log::warn("could not write the curves plot to '" + path + "': " + e.what());
   }
 }
 

@@ -6,8 +6,9 @@ computes bf16 natively (AVX512-BF16 or AMX), under bf16 autocast on both
 sides. Fair peer: torchvision runs with our start-up
 allocator settings (GLIBC_TUNABLES) in both memory formats; torchvision with
 glibc's defaults runs in a separate process and is labelled as such. Prints
-the host, versions and ratios against the fair channels_last peer; writes
-JSON.
+the host, versions and ratios against the fair channels_last peer, and our
+step's GFLOP/s against the vector units' peak that mnv2-bench-peak measures on
+the same threads; writes JSON.
 
 Each round measures every system once, in the same order, so that a noisy
 machine's slow minutes fall on all of them; the table keeps each system's best
@@ -24,6 +25,7 @@ Usage: python bench/train_throughput.py [--batch 32] [--size 224] [--steps 6] [-
                                         [--no-amx]
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -101,6 +103,18 @@ def per_round(rounds, ours, peer):
     return f"{min(ratios):.2f}-{max(ratios):.2f}x" if ratios else "n/a"
 
 
+# Forward 300.8 million multiply-adds at 224 (torchvision's count), and a
+# training step does about three times the forward's arithmetic.
+STEP_FLOP_PER_IMAGE_224 = 3 * 2 * 300.8e6
+
+
+def arithmetic_peak(threads):
+    """mnv2-bench-peak's measured vector peak on as many threads as the step."""
+    result = subprocess.run([str(BUILD / "bench" / "mnv2-bench-peak"), "--threads", str(threads)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
@@ -139,10 +153,21 @@ def main():
     else:
         print("bf16 not measured: this CPU has neither AVX512-BF16 nor AMX, or a cap holds "
               "the libraries below them")
+    peak = arithmetic_peak(args.threads)
+    # How far from the machine's arithmetic limit (issue 35): the step's rate
+    # against the vector units' peak measured here, not a data sheet's.
+    flops = STEP_FLOP_PER_IMAGE_224 * (args.size / 224) ** 2
+    for name, unit in [(fp32, "fp32_fma"), ("ours, channels_last, bf16 autocast", "bf16_dot")]:
+        if name in rates and unit in peak:
+            achieved = rates[name] * flops / 1e9
+            print(f"{name}: about {achieved:.0f} GFLOP/s, {100 * achieved / peak[unit]['gflops']:.0f}% "
+                  f"of this CPU's measured {peak[unit]['instruction']} peak "
+                  f"({peak[unit]['gflops']:.0f} GFLOP/s on {args.threads} threads"
+                  f"{'; AMX not measured' if unit == 'bf16_dot' else ''})")
     print("host:", host)
     print("versions: torch", torch.__version__)
     write_json(args.out, {"batch": args.batch, "size": args.size, "threads": args.threads,
-                          "rounds": rounds,
+                          "rounds": rounds, "arithmetic_peak": peak,
                           "host": host, "torch": torch.__version__,
                           "results": [{"name": n, "images_per_second": r, "ratio": r / peer}
                                       for n, r in rates.items()]})

@@ -21,67 +21,54 @@ namespace {
 
 constexpr long kRepeats = 1'000'000;  // per timing block, 24 instructions each
 
-// 24 accumulators: more than any of these instructions' latency times their
-// issue rate, so the chains measure throughput, not latency.
-#define MNV2_R24(op)                                                        \
-  op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(8) op(9) op(10) op(11) \
-      op(12) op(13) op(14) op(15) op(16) op(17) op(18) op(19) op(20) op(21) \
-          op(22) op(23)
-#define MNV2_ZMM_CLOBBERS                                                    \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",    \
-      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", \
-      "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23"
+// Each kernel is one asm loop of 24 instructions on independent chains, its
+// registers zeroed first (no denormals, so no assists). 24 zmm chains exceed
+// any of these instructions' latency times its issue rate, so the loop
+// measures throughput; on ymm (16 registers) 12 chains, each twice per
+// iteration, cover two FMA pipes of latency 4-5.
+#define MNV2_EACH_OF_12(op) \
+  op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(8) op(9) op(10) op(11)
+#define MNV2_EACH_OF_24(op)                                                    \
+  MNV2_EACH_OF_12(op)                                                          \
+  op(12) op(13) op(14) op(15) op(16) op(17) op(18) op(19) op(20) op(21) op(22) \
+      op(23)
+#define MNV2_ZERO_ZMM(r) "vpxord %%zmm" #r ", %%zmm" #r ", %%zmm" #r "\n\t"
+#define MNV2_ZERO_YMM(r) "vpxor %%ymm" #r ", %%ymm" #r ", %%ymm" #r "\n\t"
+#define MNV2_XMM_0_15                                                     \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
+      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+#define MNV2_XMM_16_31                                                    \
+  "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", \
+      "xmm30", "xmm31"
+#define MNV2_LOOP(zero, body, ...)                   \
+  asm volatile(zero "1:\n\t" body "dec %0\n\tjnz 1b" \
+               : "+r"(n)                             \
+               :                                     \
+               : "cc", __VA_ARGS__)
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) void fma_zmm(long n) {
-  asm volatile(
-      "vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
-      "vpxord %%zmm31, %%zmm31, %%zmm31" ::
-          : "xmm30", "xmm31");
-  for (long k = 0; k < n; ++k) {
-#define MNV2_OP(i) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
-    asm volatile(MNV2_R24(MNV2_OP)::: MNV2_ZMM_CLOBBERS);
-#undef MNV2_OP
-  }
-}
+#define MNV2_FMA_ZMM(r) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #r "\n\t"
+#define MNV2_DOT_ZMM(r) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #r "\n\t"
+#define MNV2_FMA_YMM(r) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #r "\n\t"
 
-// ymm has 16 registers: 12 chains (two FMA pipes at latency 4-5 need 10).
-__attribute__((target("avx2,fma"))) void fma_ymm(long n) {
-  asm volatile(
-      "vpxor %%ymm14, %%ymm14, %%ymm14\n\t"
-      "vpxor %%ymm15, %%ymm15, %%ymm15" ::
-          : "xmm14", "xmm15");
-  for (long k = 0; k < 2 * n; ++k) {
-#define MNV2_OP(i) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #i "\n\t"
-    asm volatile(MNV2_OP(0) MNV2_OP(1) MNV2_OP(2) MNV2_OP(3) MNV2_OP(4)
-                     MNV2_OP(5) MNV2_OP(6) MNV2_OP(7) MNV2_OP(8) MNV2_OP(9)
-                         MNV2_OP(10) MNV2_OP(11)::
-                             : "xmm0",
-                               "xmm1",
-                               "xmm2",
-                               "xmm3",
-                               "xmm4",
-                               "xmm5",
-                               "xmm6",
-                               "xmm7",
-                               "xmm8",
-                               "xmm9",
-                               "xmm10",
-                               "xmm11");
-#undef MNV2_OP
-  }
+__attribute__((target("avx512f"))) void fma_zmm(long n) {
+  MNV2_LOOP(MNV2_EACH_OF_24(MNV2_ZERO_ZMM) MNV2_ZERO_ZMM(30) MNV2_ZERO_ZMM(31),
+            MNV2_EACH_OF_24(MNV2_FMA_ZMM),
+            MNV2_XMM_0_15,
+            MNV2_XMM_16_31);
 }
 
 __attribute__((target("avx512f,avx512bf16"))) void dpbf16_zmm(long n) {
-  asm volatile(
-      "vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
-      "vpxord %%zmm31, %%zmm31, %%zmm31" ::
-          : "xmm30", "xmm31");
-  for (long k = 0; k < n; ++k) {
-#define MNV2_OP(i) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
-    asm volatile(MNV2_R24(MNV2_OP)::: MNV2_ZMM_CLOBBERS);
-#undef MNV2_OP
-  }
+  MNV2_LOOP(MNV2_EACH_OF_24(MNV2_ZERO_ZMM) MNV2_ZERO_ZMM(30) MNV2_ZERO_ZMM(31),
+            MNV2_EACH_OF_24(MNV2_DOT_ZMM),
+            MNV2_XMM_0_15,
+            MNV2_XMM_16_31);
+}
+
+__attribute__((target("avx2,fma"))) void fma_ymm(long n) {
+  MNV2_LOOP(MNV2_EACH_OF_12(MNV2_ZERO_YMM) MNV2_ZERO_YMM(14) MNV2_ZERO_YMM(15),
+            MNV2_EACH_OF_12(MNV2_FMA_YMM) MNV2_EACH_OF_12(MNV2_FMA_YMM),
+            MNV2_XMM_0_15);
 }
 #endif
 

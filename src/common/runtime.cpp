@@ -140,6 +140,18 @@ int default_thread_count() {
   return count;
 }
 
+namespace {
+
+// Intel's AVX-512 BF16 without AMX: its vdpbf16ps does half the arithmetic
+// per second of its fp32 FMA (bench/arithmetic_peak.cpp), so our bf16 step
+// ran at 0.84-0.89x the fp32 one at 224 and bf16 inference at about 0.5x
+// (docs/benchmarks.md); AMD's Zen 4 and AMX gain 1.4-1.9x.
+bool bf16_slower_than_fp32_here() {
+  return cpu_is_intel() && !cpu_has_amx_bf16();
+}
+
+}  // namespace
+
 std::optional<c10::ScalarType> amp_dtype_for(
     const std::string& name,
     const torch::Device& device,
@@ -154,10 +166,7 @@ std::optional<c10::ScalarType> amp_dtype_for(
           "training runs in fp32; --amp-dtype bf16 forces emulated bf16");
       return std::nullopt;
     }
-    // Intel's AVX-512 BF16 without AMX multiplies bf16 no faster than fp32,
-    // and our fp32 step was 1.1-1.2x the bf16 one there at 224
-    // (docs/benchmarks.md); AMD's Zen 4 and AMX gain 1.4-1.9x.
-    if (cpu_is_intel() && !cpu_has_amx_bf16()) {
+    if (bf16_slower_than_fp32_here()) {
       warn(
           "--amp: on this Intel CPU (AVX-512 BF16 without AMX) bf16 trains "
           "no faster than fp32, so training runs in fp32; --amp-dtype bf16 "
@@ -173,7 +182,7 @@ std::optional<c10::ScalarType> amp_dtype_for(
          " (AVX-512 " + (bf16 ? "BF16" : "FP16") +
          " or AMX); it is emulated, "
          "10-25x slower than fp32");
-  } else if (device.is_cpu() && bf16 && cpu_is_intel() && !cpu_has_amx_bf16()) {
+  } else if (device.is_cpu() && bf16 && bf16_slower_than_fp32_here()) {
     // Asked for, so kept; but the user should know what it costs here.
     warn(
         "--amp-dtype bf16: on this Intel CPU (AVX-512 BF16 without AMX) bf16 "

@@ -46,8 +46,9 @@ MachineCpuTime machine_cpu_time();
 /// The autocast dtype for an --amp-dtype on `device`: "auto" is fp16 on
 /// CUDA, bf16 on a CPU where bf16 trains faster than fp32 (AMX, or AVX-512
 /// BF16 other than Intel's), and no autocast (fp32) on other CPUs, with a
-/// one-line `warn`; "bf16"/"fp16" as named. An emulated choice on CPU is
-/// reported through `warn` (one line).
+/// one-line `warn`; "bf16"/"fp16" as named. A named choice that is emulated
+/// on this CPU, or bf16 where it runs slower than fp32, is reported through
+/// `warn` (one line).
 std::optional<c10::ScalarType> amp_dtype_for(
     const std::string& name,
     const torch::Device& device,

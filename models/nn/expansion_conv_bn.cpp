@@ -49,23 +49,16 @@ class ExpansionConvBNReLU6
                                             running_var,
                                             momentum,
                                             eps);
-    ctx->save_for_backward({f.centred, conv_weight, f.output});
-    ctx->saved_data["scatter"] = f.scatter;
-    ctx->saved_data["invstd"] = f.invstd;
-    ctx->saved_data["scale"] = f.scale;
+    expansion_parts::save(ctx, f, conv_weight);
     return f.output;
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(
         c10::DispatchKey::AutocastCPU);
-    const auto saved = ctx->get_saved_variables();
-    const expansion_parts::Forward f{saved[2],
-                                     saved[0],
-                                     ctx->saved_data["scatter"].toTensor(),
-                                     ctx->saved_data["invstd"].toTensor(),
-                                     ctx->saved_data["scale"].toTensor()};
-    const auto& conv_weight = saved[1];
+    const auto saved = expansion_parts::restore(ctx);
+    const auto& f = saved.forward;
+    const auto& conv_weight = saved.conv_weight;
     const int64_t in = f.centred.size(1), out = f.output.size(1);
     const int64_t pixels = f.centred.numel() / in;
     const auto grad = grads[0]

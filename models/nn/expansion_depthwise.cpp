@@ -58,11 +58,7 @@ class ExpansionDepthwise
                                             eps);
     auto output = torch::conv2d(
         f.output, depthwise_weight, {}, stride, kDepthwisePadding, 1, channels);
-    ctx->save_for_backward(
-        {f.centred, conv_weight, f.output, depthwise_weight});
-    ctx->saved_data["scatter"] = f.scatter;
-    ctx->saved_data["invstd"] = f.invstd;
-    ctx->saved_data["scale"] = f.scale;
+    expansion_parts::save(ctx, f, conv_weight, {depthwise_weight});
     ctx->saved_data["stride"] = stride;
     return output;
   }
@@ -70,14 +66,10 @@ class ExpansionDepthwise
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(
         c10::DispatchKey::AutocastCPU);
-    const auto saved = ctx->get_saved_variables();
-    const expansion_parts::Forward f{saved[2],
-                                     saved[0],
-                                     ctx->saved_data["scatter"].toTensor(),
-                                     ctx->saved_data["invstd"].toTensor(),
-                                     ctx->saved_data["scale"].toTensor()};
-    const auto& conv_weight = saved[1];
-    const auto& depthwise_weight = saved[3];
+    const auto saved = expansion_parts::restore(ctx);
+    const auto& f = saved.forward;
+    const auto& conv_weight = saved.conv_weight;
+    const auto& depthwise_weight = saved.more[0];
     const auto stride = ctx->saved_data["stride"].toInt();
     const auto& z = f.output;  // the expansion's output, channels last
     const auto grad = grads[0]

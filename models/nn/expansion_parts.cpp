@@ -1,6 +1,6 @@
 // The expansion's moment trick in parts (expansion_parts.h): its forward
 // and its backward's finishing pass (the block sums:
-// expansion_block_sums.cpp).
+// expansion_block_sums.cpp), and what the forward keeps for the backward.
 #include "expansion_parts.h"
 
 #include <mobilenetv2/util/cpu_features.h>
@@ -23,6 +23,7 @@ namespace mnv2::expansion_parts {
 
 namespace {
 
+using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 // oneDNN's convolution with a clamp after it (the operator torch.compile
@@ -178,6 +179,29 @@ Forward forward(const torch::Tensor& input,
     update_running_stats(running_var, unbiased.to(torch::kFloat), momentum);
   }
   return {output, centred, scatter, invstd, scale};
+}
+
+void save(AutogradContext* ctx,
+          const Forward& f,
+          const torch::Tensor& conv_weight,
+          const std::vector<torch::Tensor>& more) {
+  std::vector<torch::Tensor> tensors{f.centred, conv_weight, f.output};
+  tensors.insert(tensors.end(), more.begin(), more.end());
+  ctx->save_for_backward(tensors);
+  ctx->saved_data["scatter"] = f.scatter;
+  ctx->saved_data["invstd"] = f.invstd;
+  ctx->saved_data["scale"] = f.scale;
+}
+
+Saved restore(AutogradContext* ctx) {
+  auto tensors = ctx->get_saved_variables();
+  return {{tensors[2],
+           tensors[0],
+           ctx->saved_data["scatter"].toTensor(),
+           ctx->saved_data["invstd"].toTensor(),
+           ctx->saved_data["scale"].toTensor()},
+          tensors[1],
+          {tensors.begin() + 3, tensors.end()}};
 }
 
 tensor_list finish(const Forward& saved,

@@ -37,6 +37,19 @@ Forward forward(const torch::Tensor& input,
                 double momentum,
                 double eps);
 
+// Keeps f and the convolution's weight in ctx for the backward, with
+// `more` after them; restore() gives them back.
+void save(torch::autograd::AutogradContext* ctx,
+          const Forward& f,
+          const torch::Tensor& conv_weight,
+          const std::vector<torch::Tensor>& more = {});
+struct Saved {
+  Forward forward;
+  torch::Tensor conv_weight;
+  std::vector<torch::Tensor> more;
+};
+Saved restore(torch::autograd::AutogradContext* ctx);
+
 // g = the output's gradient where the clamp passed it (0 < y < 6, the mask
 // hardtanh_backward takes on the stored output), else 0, in fp32 from fp32
 // or bf16 activations; adds g's column sums into `sums`.
